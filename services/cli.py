@@ -1,0 +1,127 @@
+"""The ``leadflow`` command: one subcommand per service, plus ``dev``, ``db`` and ``events``."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from pydantic import ValidationError
+
+from shared.config import DatabaseSettings, Settings, SettingsError, load_settings
+from shared.logs import configure_logging
+
+app = typer.Typer(
+    help="Leadflow: lead intake, qualification, routing and SLA clocks.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+events_app = typer.Typer(help="Event types and their JSON Schemas.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(events_app, name="events")
+
+
+def _settings(**overrides: object) -> Settings:
+    try:
+        settings = load_settings(**overrides)
+    except SettingsError as error:
+        typer.echo(f"leadflow: {error}", err=True)
+        raise typer.Exit(2) from None
+    configure_logging(settings.log_level, json=settings.log_json)
+    return settings
+
+
+def _run(main: object) -> None:
+    code = asyncio.run(main)  # type: ignore[arg-type]
+    raise typer.Exit(code or 0)
+
+
+@app.command()
+def intake() -> None:
+    """Run the intake HTTP API and its outbox relay."""
+    from services.processes import run_intake
+
+    _run(run_intake(_settings()))
+
+
+@app.command()
+def scoring() -> None:
+    """Run the scoring consumer, its outbox relay and its health endpoints."""
+    from services.processes import run_scoring
+
+    _run(run_scoring(_settings()))
+
+
+@app.command("sla-monitor")
+def sla_monitor() -> None:
+    """Run the SLA monitor (health and metrics; SLA clocks arrive with their issue)."""
+    from services.processes import run_sla_monitor
+
+    _run(run_sla_monitor(_settings()))
+
+
+@app.command()
+def dev(
+    port: Annotated[int, typer.Option(help="HTTP port for the API")] = 8000,
+    data_dir: Annotated[Path, typer.Option(help="Where the SQLite file and logs live")] = Path(
+        ".leadflow"
+    ),
+    database_url: Annotated[
+        str | None, typer.Option(help="Default: SQLite in the data dir; or a PostgreSQL URL")
+    ] = None,
+) -> None:
+    """Everything in one process: embedded broker, database, all services."""
+    from services.dev import run_dev
+
+    base = _settings()
+    data_dir = data_dir.resolve()
+    if database_url is None:
+        database_url = (
+            base.db.url
+            if "db" in base.model_fields_set
+            else f"sqlite:///{data_dir / 'leadflow.db'}"
+        )
+    try:
+        db = DatabaseSettings(**{**base.db.model_dump(), "url": database_url})
+    except ValidationError as error:
+        typer.echo(f"leadflow: --database-url: {error.errors()[0]['msg']}", err=True)
+        raise typer.Exit(2) from None
+    http = base.http.model_copy(update={"intake_port": port})
+    settings = base.model_copy(update={"db": db, "http": http, "data_dir": data_dir})
+    raise typer.Exit(asyncio.run(run_dev(settings)))
+
+
+@db_app.command("upgrade")
+def db_upgrade(revision: str = "head") -> None:
+    """Apply the migrations up to REVISION (default: the newest)."""
+    from shared.db import make_engine
+    from shared.migrate import upgrade
+
+    settings = _settings()
+
+    async def main() -> None:
+        engine = make_engine(settings.db)
+        try:
+            await upgrade(engine, revision)
+        finally:
+            await engine.dispose()
+
+    asyncio.run(main())
+    typer.echo(f"database at revision {revision}")
+
+
+@events_app.command("schemas")
+def events_schemas(
+    out: Annotated[Path, typer.Option(help="Folder for <type>.json")] = Path("docs/schemas"),
+) -> None:
+    """Write the JSON Schema of every event type."""
+    from shared.events import write_json_schemas
+
+    for path in write_json_schemas(out):
+        typer.echo(path)
+
+
+def main() -> None:
+    app()

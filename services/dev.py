@@ -1,0 +1,89 @@
+"""``leadflow dev``: embedded broker (unless one is configured), migrations, every service, one
+process, one port."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+
+from pydantic import SecretStr
+
+from services.intake.app import create_app as intake_app
+from services.scoring.main import start_scoring
+from services.serve import serve
+from shared.broker import EmbeddedBroker
+from shared.config import Settings
+from shared.migrate import upgrade
+from shared.runtime import Runtime
+
+log = logging.getLogger("leadflow.dev")
+
+
+def dev_secret_key(settings: Settings) -> str:
+    """The configured secret key, or one made for this data dir and kept there."""
+    if settings.auth.secret_keys:
+        return settings.auth.secret_keys[0].get_secret_value()
+    path = settings.data_dir / "secret-key"
+    if not path.exists():
+        path.write_text("sk_" + secrets.token_urlsafe(32) + "\n")
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+async def run_dev(settings: Settings) -> int:
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    key = dev_secret_key(settings)
+    broker = None
+    if not settings.kafka.bootstrap_servers:
+        broker = EmbeddedBroker(log_path=settings.data_dir / "broker.log")
+        broker.start()
+    try:
+        kafka = settings.kafka.model_copy(
+            update={
+                "bootstrap_servers": broker.bootstrap_servers
+                if broker
+                else settings.kafka.bootstrap_servers
+            }
+        )
+        auth = settings.auth.model_copy(update={"secret_keys": [SecretStr(key)]})
+        settings = settings.model_copy(update={"kafka": kafka, "auth": auth})
+        runtime = Runtime.create(settings)
+        await upgrade(runtime.engine)
+        runtime.start_relay("relay")
+        start_scoring(runtime)
+        _announce(settings, key, broker)
+        return await serve(runtime, intake_app(runtime), port=settings.http.intake_port)
+    finally:
+        if broker is not None:
+            broker.stop()
+
+
+def _announce(settings: Settings, key: str, broker: EmbeddedBroker | None) -> None:
+    base = f"http://{settings.http.host}:{settings.http.intake_port}"
+    where = (
+        "embedded broker " + broker.bootstrap_servers
+        if broker
+        else "broker " + str(settings.kafka.bootstrap_servers)
+    )
+    print(
+        f"""
+Leadflow is running ({where}; database {_safe_url(settings.db.url)}).
+
+  Post a lead:
+    curl -s -X POST {base}/v1/leads -H 'Content-Type: application/json' \\
+      -d '{{"email": "ada@example.com", "first_name": "Ada", "last_name": "Lovelace", \\
+           "company": "Analytical Engines"}}'
+
+  Read it back (secret key kept in {settings.data_dir / "secret-key"}):
+    curl -s {base}/v1/leads/<lead_id> -H 'Authorization: Bearer {key}'
+
+  API docs: {base}/docs     Health: {base}/readyz     Stop: Ctrl-C
+""",
+        flush=True,
+    )
+
+
+def _safe_url(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)

@@ -1,0 +1,1 @@
+"""Intake: the HTTP door through which inquiries arrive."""

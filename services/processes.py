@@ -1,0 +1,30 @@
+"""One process per service, as in production (docker-compose.yml, deploy/)."""
+
+from __future__ import annotations
+
+from services.intake.app import create_app as intake_app
+from services.scoring.main import start_scoring
+from services.serve import serve
+from shared.config import Settings
+from shared.health import health_app
+from shared.runtime import Runtime
+
+
+async def run_intake(settings: Settings) -> int:
+    runtime = Runtime.create(settings)
+    runtime.start_relay("intake-relay")
+    return await serve(runtime, intake_app(runtime), port=settings.http.intake_port)
+
+
+async def run_scoring(settings: Settings) -> int:
+    runtime = Runtime.create(settings)
+    runtime.start_relay("scoring-relay")
+    start_scoring(runtime)
+    app = health_app("Leadflow scoring", runtime)
+    return await serve(runtime, app, port=settings.http.scoring_port)
+
+
+async def run_sla_monitor(settings: Settings) -> int:
+    runtime = Runtime.create(settings)
+    app = health_app("Leadflow SLA monitor", runtime)
+    return await serve(runtime, app, port=settings.http.sla_monitor_port)

@@ -1,0 +1,1 @@
+"""Scoring: applies the qualification rules to each lead and emits what changed."""

@@ -1,0 +1,27 @@
+"""Wiring of the scoring service: a consumer of the intake topic with its own relay."""
+
+from __future__ import annotations
+
+from services.scoring.handlers import ScoringHandler
+from shared.consumer import EventConsumer
+from shared.runtime import Runtime
+
+CONSUMER = "scoring"
+
+
+def start_scoring(runtime: Runtime, *, name: str = CONSUMER) -> None:
+    """Consume the intake topic in the background; the runtime's relay publishes what it emits."""
+
+    async def consume() -> None:
+        consumer = EventConsumer(
+            name=CONSUMER,
+            topics=[runtime.settings.topics.intake],
+            handler=ScoringHandler(runtime.settings),
+            sessions=runtime.sessions,
+            producer=await runtime.connected_producer(),
+            settings=runtime.settings,
+            on_commit=runtime.notify_relay,
+        )
+        await consumer.run()
+
+    runtime.spawn(consume(), name=name)

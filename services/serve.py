@@ -1,0 +1,57 @@
+"""Run an HTTP app and a runtime's background work in one process, and stop both cleanly."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from collections.abc import Generator
+
+import uvicorn
+from fastapi import FastAPI
+
+from shared.runtime import Runtime
+
+
+class _Server(uvicorn.Server):
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        # uvicorn re-raises the signal after a graceful stop; we still have a broker and a
+        # database to close, so we take the signal as "stop" and return normally instead.
+        handled = (signal.SIGINT, signal.SIGTERM)
+        original = {sig: signal.signal(sig, self.handle_exit) for sig in handled}
+        try:
+            yield
+        finally:
+            for sig, handler in original.items():
+                signal.signal(sig, handler)
+
+
+async def serve(runtime: Runtime, app: FastAPI, *, port: int, host: str | None = None) -> int:
+    """Serve until a signal (exit 0) or until a background task dies (exit 1)."""
+    config = uvicorn.Config(
+        app,
+        host=host or runtime.settings.http.host,
+        port=port,
+        access_log=False,
+        log_config=None,
+        lifespan="off",
+        limit_concurrency=2048,
+        timeout_graceful_shutdown=10,
+    )
+    server = _Server(config)
+    failed = False
+
+    def on_done(task: asyncio.Task[None]) -> None:
+        nonlocal failed
+        if not task.cancelled() and task.exception() is not None:
+            failed = True
+            server.should_exit = True
+
+    for task in runtime.tasks:
+        task.add_done_callback(on_done)
+    try:
+        await server.serve()
+    finally:
+        await runtime.close()
+    return 1 if failed else 0

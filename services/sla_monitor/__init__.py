@@ -1,0 +1,1 @@
+"""SLA monitor: time to first response, warnings, breaches and escalation."""

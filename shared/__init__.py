@@ -1,0 +1,1 @@
+"""Leadflow's common package: settings, database, events, outbox and Kafka helpers."""

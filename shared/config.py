@@ -1,0 +1,167 @@
+"""Settings, read once at start-up from ``LEADFLOW_…`` environment variables (nested with ``__``)."""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+_HOST_PORT = re.compile(r"^[A-Za-z0-9._\-\[\]:]+:\d{1,5}$")
+
+
+class DatabaseSettings(BaseModel):
+    url: str = Field(
+        "sqlite+aiosqlite:///./.leadflow/leadflow.db",
+        description="SQLAlchemy URL: postgresql+asyncpg://… or sqlite+aiosqlite:///path",
+    )
+    pool_size: int = Field(20, ge=1, le=500, description="Fixed connection pool size")
+    max_overflow: int = Field(0, ge=0, le=500, description="Extra connections above pool_size")
+    pool_timeout_s: float = Field(30.0, gt=0)
+    echo: bool = False
+
+    @field_validator("url")
+    @classmethod
+    def _async_driver(cls, url: str) -> str:
+        """Accept the common spellings and pin the async driver the code relies on."""
+        for plain, driver in (
+            ("postgres://", "postgresql+asyncpg://"),
+            ("postgresql://", "postgresql+asyncpg://"),
+            ("sqlite://", "sqlite+aiosqlite://"),
+        ):
+            if url.startswith(plain):
+                return driver + url[len(plain) :]
+        if url.startswith(("postgresql+asyncpg://", "sqlite+aiosqlite://")):
+            return url
+        raise ValueError("must start with postgresql+asyncpg:// or sqlite+aiosqlite://")
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.url.startswith("sqlite")
+
+
+class KafkaSettings(BaseModel):
+    bootstrap_servers: str | None = Field(
+        None,
+        description="host:port[,host:port…]; unset in `leadflow dev` starts the embedded broker",
+    )
+    client_id: str = "leadflow"
+    idempotence: bool = Field(
+        False, description="Idempotent producer: on for Apache Kafka, off for the embedded broker"
+    )
+    partitions: int = Field(4, ge=1, le=1024)
+    replication_factor: int = Field(1, ge=1, le=16)
+    request_timeout_ms: int = Field(10_000, ge=1000)
+    session_timeout_ms: int = Field(10_000, ge=1000)
+    heartbeat_interval_ms: int = Field(3_000, ge=100)
+    commit_timeout_s: float = Field(10.0, gt=0, description="Upper bound on one offset commit")
+
+    @field_validator("bootstrap_servers")
+    @classmethod
+    def _host_ports(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        for server in value.split(","):
+            if not _HOST_PORT.match(server.strip()):
+                raise ValueError(f"{server!r} is not host:port")
+        return value
+
+
+class TopicSettings(BaseModel):
+    prefix: str = Field("leadflow", pattern=r"^[A-Za-z0-9._\-]{1,100}$")
+
+    @property
+    def intake(self) -> str:
+        """Inquiries, activities and CRM outcomes, as they arrive."""
+        return f"{self.prefix}.intake"
+
+    @property
+    def lifecycle(self) -> str:
+        """Scores, stage changes and routing decisions."""
+        return f"{self.prefix}.lifecycle"
+
+    @property
+    def dead_letter(self) -> str:
+        return f"{self.prefix}.dead-letter"
+
+    @property
+    def sentinel(self) -> str:
+        """Never named in a produce or fetch, so only its creator makes it: its absence means the
+        broker lost its topics (the embedded broker keeps them in memory only)."""
+        return f"{self.prefix}.incarnation"
+
+    def all(self) -> list[str]:
+        return [self.intake, self.lifecycle, self.dead_letter, self.sentinel]
+
+
+class OutboxSettings(BaseModel):
+    batch_size: int = Field(500, ge=1, le=10_000)
+    poll_interval_ms: int = Field(100, ge=1, le=60_000)
+    max_backoff_s: float = Field(5.0, gt=0)
+    retention_hours: float = Field(
+        24.0, gt=0, description="Published rows are kept this long, to republish after broker loss"
+    )
+
+
+class ConsumerSettings(BaseModel):
+    max_attempts: int = Field(3, ge=1, le=100, description="Attempts before the dead-letter topic")
+    retry_backoff_s: float = Field(0.2, ge=0)
+    max_batch: int = Field(500, ge=1, le=10_000)
+
+
+class HttpSettings(BaseModel):
+    host: str = "127.0.0.1"
+    intake_port: int = Field(8000, ge=1, le=65535)
+    scoring_port: int = Field(8001, ge=1, le=65535)
+    sla_monitor_port: int = Field(8002, ge=1, le=65535)
+    max_body_bytes: int = Field(64 * 1024, ge=1024)
+
+
+class AuthSettings(BaseModel):
+    secret_keys: list[SecretStr] = Field(
+        default_factory=list,
+        description="Bearer keys for read and admin endpoints (JSON list in the environment)",
+    )
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="LEADFLOW_", env_nested_delimiter="__", env_file=None, extra="forbid"
+    )
+
+    db: DatabaseSettings = DatabaseSettings()
+    kafka: KafkaSettings = KafkaSettings()
+    topics: TopicSettings = TopicSettings()
+    outbox: OutboxSettings = OutboxSettings()
+    consumer: ConsumerSettings = ConsumerSettings()
+    http: HttpSettings = HttpSettings()
+    auth: AuthSettings = AuthSettings()
+    data_dir: Path = Path(".leadflow")
+    log_level: str = Field("INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$")
+    log_json: bool = False
+
+
+class SettingsError(Exception):
+    """A setting is invalid; the message names it the way it is set (the environment variable)."""
+
+
+def describe_error(error: ValidationError) -> str:
+    lines = []
+    for item in error.errors():
+        path = "__".join(str(part) for part in item["loc"]).upper()
+        lines.append(f"LEADFLOW_{path}: {item['msg']}")
+    return "invalid settings:\n  " + "\n  ".join(lines)
+
+
+def load_settings(**overrides: object) -> Settings:
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as error:
+        raise SettingsError(describe_error(error)) from None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return load_settings()

@@ -1,0 +1,201 @@
+"""Consumer base: at-least-once in, exactly-once effects.
+
+For each partition batch: the batch's effects and its processed-event rows commit in one database
+transaction; only then is the offset committed (with a timeout: a lost commit means a redelivery,
+which the processed-events table turns into a no-op). A message that keeps failing goes to the
+dead-letter topic with its error and the partition moves on; an unavailable database or broker is
+not the message's fault, so it is retried until it comes back and nothing is dead-lettered for it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime
+from typing import Protocol
+
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka.errors import KafkaError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from shared.config import Settings
+from shared.db import insert_ignoring_conflicts
+from shared.events import Event, UndecodableEvent, UnknownEventType, decode
+from shared.kafka import ensure_topics, make_consumer
+from shared.metrics import BATCH_SECONDS, DEAD_LETTERED, EVENTS_PROCESSED
+from shared.models import ProcessedEvent
+
+log = logging.getLogger(__name__)
+processed = ProcessedEvent.__table__
+
+
+class Handler(Protocol):
+    async def __call__(self, event: Event, *, session: AsyncSession, now: datetime) -> None: ...
+
+
+def is_transient(error: BaseException) -> bool:
+    """Infrastructure trouble (retry until it passes) rather than a message that cannot be applied."""
+    if isinstance(error, OperationalError | InterfaceError | OSError | TimeoutError | KafkaError):
+        return True
+    return isinstance(error, DBAPIError) and error.connection_invalidated
+
+
+class EventConsumer:
+    def __init__(
+        self,
+        *,
+        name: str,
+        topics: Sequence[str],
+        handler: Handler,
+        sessions: async_sessionmaker[AsyncSession],
+        producer: AIOKafkaProducer,
+        settings: Settings,
+        on_commit: Callable[[], None] | None = None,
+    ) -> None:
+        self.name = name
+        self.topics = list(topics)
+        self.handler = handler
+        self.sessions = sessions
+        self.producer = producer
+        self.settings = settings
+        self.on_commit = on_commit or (lambda: None)
+        self.group_id = f"{settings.topics.prefix}.{name}"
+        self.assigned = asyncio.Event()
+
+    async def run(self) -> None:
+        # Never the sentinel topic: only the relay may create it (see shared.outbox).
+        topics = self.settings.topics
+        await self._retrying_transient(
+            lambda: ensure_topics(self.settings.kafka, [*self.topics, topics.dead_letter])
+        )
+        consumer = make_consumer(self.settings.kafka, *self.topics, group_id=self.group_id)
+        await consumer.start()
+        try:
+            while True:
+                batches = await consumer.getmany(
+                    timeout_ms=200, max_records=self.settings.consumer.max_batch
+                )
+                if consumer.assignment():
+                    self.assigned.set()
+                for partition, records in batches.items():
+                    await self.process(partition, records)
+                    await self._commit(consumer, partition, records[-1].offset + 1)
+        finally:
+            await consumer.stop()
+
+    async def process(self, partition: TopicPartition, records: list[ConsumerRecord]) -> None:
+        decoded: list[tuple[ConsumerRecord, Event]] = []
+        for record in records:
+            try:
+                decoded.append((record, decode(record.value or b"")))
+            except UnknownEventType:
+                EVENTS_PROCESSED.labels(self.name, "ignored").inc()
+            except UndecodableEvent as error:
+                await self._dead_letter(record, error, attempts=1)
+        if not decoded:
+            return
+        with BATCH_SECONDS.labels(self.name).time():
+            try:
+                await self._retrying_transient(lambda: self._apply([e for _, e in decoded]))
+            except Exception:
+                log.warning(
+                    "%s: batch of %d failed; applying one by one",
+                    self.name,
+                    len(decoded),
+                    exc_info=True,
+                )
+                for record, event in decoded:
+                    await self._apply_alone(record, event)
+
+    async def _apply(self, events: list[Event]) -> None:
+        now = datetime.now(UTC)
+        async with self.sessions.begin() as session:
+            fresh = await self._claim(session, events, now)
+            for event in events:
+                if str(event.id) in fresh:
+                    fresh.discard(str(event.id))
+                    await self.handler(event, session=session, now=now)
+        EVENTS_PROCESSED.labels(self.name, "applied").inc(len(events))
+        self.on_commit()
+
+    async def _claim(self, session: AsyncSession, events: list[Event], now: datetime) -> set[str]:
+        """Record the events as processed; return the ids not processed before."""
+        rows = [{"consumer": self.name, "event_id": str(e.id), "processed_at": now} for e in events]
+        statement = insert_ignoring_conflicts(session, processed).values(rows)
+        return set(await session.scalars(statement.returning(processed.c.event_id)))
+
+    async def _apply_alone(self, record: ConsumerRecord, event: Event) -> None:
+        attempts = self.settings.consumer.max_attempts
+        for attempt in range(1, attempts + 1):
+            try:
+                await self._retrying_transient(lambda event=event: self._apply([event]))
+                return
+            except Exception as error:
+                if attempt == attempts:
+                    await self._dead_letter(record, error, attempts=attempt)
+                    return
+                await asyncio.sleep(self.settings.consumer.retry_backoff_s * attempt)
+
+    async def _retrying_transient(self, action: Callable[[], Awaitable[object]]) -> None:
+        backoff = 0.05
+        while True:
+            try:
+                await action()
+                return
+            except Exception as error:
+                if not is_transient(error):
+                    raise
+                log.warning(
+                    "%s: %s; retrying in %.2fs", self.name, error.__class__.__name__, backoff
+                )
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+
+    async def _dead_letter(
+        self, record: ConsumerRecord, error: BaseException, *, attempts: int
+    ) -> None:
+        raw = record.value or b""
+        try:
+            payload, encoding = raw.decode(), "utf-8"
+        except UnicodeDecodeError:
+            payload, encoding = base64.b64encode(raw).decode(), "base64"
+        letter = {
+            "consumer": self.name,
+            "topic": record.topic,
+            "partition": record.partition,
+            "offset": record.offset,
+            "key": (record.key or b"").decode(errors="replace"),
+            "error": f"{error.__class__.__name__}: {error}"[:4000],
+            "attempts": attempts,
+            "failed_at": datetime.now(UTC).isoformat(),
+            "payload": payload,
+            "payload_encoding": encoding,
+        }
+        await self._retrying_transient(lambda: self._send_letter(orjson.dumps(letter), record.key))
+        DEAD_LETTERED.labels(self.name).inc()
+        log.error(
+            "%s: dead-lettered %s[%d]@%d: %s",
+            self.name,
+            record.topic,
+            record.partition,
+            record.offset,
+            letter["error"],
+        )
+
+    async def _send_letter(self, value: bytes, key: bytes | None) -> None:
+        await self.producer.send_and_wait(self.settings.topics.dead_letter, value, key=key)
+
+    async def _commit(
+        self, consumer: AIOKafkaConsumer, partition: TopicPartition, offset: int
+    ) -> None:
+        try:
+            await asyncio.wait_for(
+                consumer.commit({partition: offset}), self.settings.kafka.commit_timeout_s
+            )
+        except (TimeoutError, KafkaError) as error:
+            # Effects are already committed; a redelivery of this batch is deduplicated.
+            log.warning("%s: offset commit for %s failed: %r", self.name, partition, error)

@@ -1,0 +1,192 @@
+"""Transactional outbox: ``stage`` writes an event in the caller's transaction; ``Relay`` publishes.
+
+Order per key: a key always maps to one shard, and a relay publishes a shard only while it holds
+that shard's row lock (``FOR UPDATE SKIP LOCKED`` on PostgreSQL), in ``seq`` order. Two relays
+therefore share shards but never publish the same shard at once. Callers that emit several events
+for one lead lock the lead row first, so ``seq`` order is commit order for that lead.
+
+Broker loss: the embedded broker keeps topics in memory only. Before publishing, the relay checks
+that the sentinel topic (which nothing but ``ensure_topics`` creates) is still there; when it is
+gone, the relay recreates the topics and publishes again every row still retained. Consumers
+deduplicate by event id, so publishing twice changes nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import zlib
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+
+from aiokafka import AIOKafkaProducer
+from sqlalchemy import Row, delete, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from shared.config import Settings
+from shared.events import CloudEvent, topic_for
+from shared.kafka import ensure_topics
+from shared.metrics import OUTBOX_PUBLISHED, OUTBOX_REPUBLISHED
+from shared.models import OUTBOX_SHARDS, OutboxMessage, OutboxShard
+
+log = logging.getLogger(__name__)
+BROKER_WATCH_INTERVAL_S = 2.0
+outbox = OutboxMessage.__table__
+shards = OutboxShard.__table__
+
+
+def shard_of(key: str) -> int:
+    return zlib.crc32(key.encode()) % OUTBOX_SHARDS
+
+
+def outbox_row(event: CloudEvent, settings: Settings, *, aggregate_type: str = "lead") -> dict:
+    return {
+        "id": event.id,
+        "aggregate_type": aggregate_type,
+        "aggregate_id": event.key,
+        "shard": shard_of(event.key),
+        "topic": topic_for(event, settings.topics),
+        "type": event.type,
+        "payload": event.encode().decode(),
+        "created_at": event.time,
+    }
+
+
+async def stage(session: AsyncSession, settings: Settings, *events: CloudEvent) -> None:
+    """Add events to the outbox inside the caller's transaction; the caller commits."""
+    if events:
+        await session.execute(insert(outbox), [outbox_row(e, settings) for e in events])
+
+
+class Relay:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        producer: AIOKafkaProducer,
+        settings: Settings,
+        *,
+        name: str = "relay",
+    ) -> None:
+        self.sessions = sessions
+        self.producer = producer
+        self.settings = settings
+        self.name = name
+        self.wakeup = asyncio.Event()
+        self._backoff = 0.0
+
+    def notify(self) -> None:
+        """Called after a commit that staged events, to publish without waiting for the poll."""
+        self.wakeup.set()
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        next_watch = next_prune = 0.0
+        while True:
+            try:
+                if loop.time() >= next_watch:
+                    await self.watch_broker()
+                    next_watch = loop.time() + BROKER_WATCH_INTERVAL_S
+                published = await self.publish_pending()
+                if loop.time() >= next_prune:
+                    await self.prune(datetime.now(UTC))
+                    next_prune = loop.time() + 60
+                self._backoff = 0.0
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:  # broker or database unavailable: back off, keep rows
+                self._backoff = min(
+                    max(self._backoff * 2, 0.05), self.settings.outbox.max_backoff_s
+                )
+                log.warning(
+                    "%s: publish failed (%s); retrying in %.2fs",
+                    self.name,
+                    error.__class__.__name__,
+                    self._backoff,
+                )
+                await asyncio.sleep(self._backoff)
+                continue
+            if published < self.settings.outbox.batch_size:
+                await self._idle()
+
+    async def _idle(self) -> None:
+        try:
+            await asyncio.wait_for(self.wakeup.wait(), self.settings.outbox.poll_interval_ms / 1000)
+        except TimeoutError:
+            pass
+        self.wakeup.clear()
+
+    async def publish_pending(self) -> int:
+        """Publish one batch from the shards this relay can lock; return how many went out."""
+        async with self.sessions.begin() as session:
+            owned = await self._lock_pending_shards(session)
+            if not owned:
+                return 0
+            rows = (
+                await session.execute(
+                    select(outbox.c.seq, outbox.c.topic, outbox.c.aggregate_id, outbox.c.payload)
+                    .where(outbox.c.published_at.is_(None), outbox.c.shard.in_(owned))
+                    .order_by(outbox.c.seq)
+                    .limit(self.settings.outbox.batch_size)
+                )
+            ).all()
+            if not rows:
+                return 0
+            if await self._broker_lost_topics():
+                await self._republish_retained(session)
+                return 0  # the next round publishes, in seq order, everything retained
+            await self._send(rows)
+            await session.execute(
+                update(outbox)
+                .where(outbox.c.seq.in_([row.seq for row in rows]))
+                .values(published_at=datetime.now(UTC))
+            )
+        OUTBOX_PUBLISHED.inc(len(rows))
+        return len(rows)
+
+    async def _lock_pending_shards(self, session: AsyncSession) -> list[int]:
+        pending = select(outbox.c.shard).where(outbox.c.published_at.is_(None)).distinct()
+        query = select(shards.c.shard).where(shards.c.shard.in_(pending)).order_by(shards.c.shard)
+        if session.get_bind().dialect.name == "postgresql":
+            query = query.with_for_update(skip_locked=True)
+        return list((await session.scalars(query)).all())
+
+    async def _send(self, rows: Sequence[Row]) -> None:
+        futures = [
+            await self.producer.send(row.topic, row.payload.encode(), key=row.aggregate_id.encode())
+            for row in rows
+        ]
+        await asyncio.gather(*futures)
+
+    async def watch_broker(self) -> None:
+        """Republish what the broker lost, even when nothing new waits to be published."""
+        if await self._broker_lost_topics():
+            async with self.sessions.begin() as session:
+                await self._republish_retained(session)
+
+    async def _broker_lost_topics(self) -> bool:
+        topics = await self.producer.client.fetch_all_metadata()
+        return self.settings.topics.sentinel not in topics.topics()
+
+    async def _republish_retained(self, session: AsyncSession) -> None:
+        created = await self._ensure_topics()
+        result = await session.execute(
+            update(outbox).where(outbox.c.published_at.is_not(None)).values(published_at=None)
+        )
+        if result.rowcount:
+            log.warning(
+                "%s: broker lost topics %s; republishing %d retained events",
+                self.name,
+                created,
+                result.rowcount,
+            )
+        OUTBOX_REPUBLISHED.inc(result.rowcount)
+
+    async def _ensure_topics(self) -> list[str]:
+        return await ensure_topics(self.settings.kafka, self.settings.topics.all())
+
+    async def prune(self, now: datetime) -> int:
+        """Delete rows published longer ago than the retention window."""
+        cutoff = now - timedelta(hours=self.settings.outbox.retention_hours)
+        async with self.sessions.begin() as session:
+            result = await session.execute(delete(outbox).where(outbox.c.published_at < cutoff))
+        return result.rowcount

@@ -1,0 +1,106 @@
+"""What a running service holds: settings, engine, sessions, producer and relay. Wiring only."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from shared.config import Settings
+from shared.db import make_engine, make_sessions, ping
+from shared.kafka import make_producer
+from shared.outbox import Relay
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    engine: AsyncEngine
+    sessions: async_sessionmaker[AsyncSession]
+    producer: AIOKafkaProducer | None = None
+    relay: Relay | None = None
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    _producer_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    @classmethod
+    def create(cls, settings: Settings) -> Runtime:
+        engine = make_engine(settings.db)
+        return cls(settings=settings, engine=engine, sessions=make_sessions(engine))
+
+    async def connected_producer(self) -> AIOKafkaProducer:
+        """The shared producer, connecting first if need be; waits out a broker that is down."""
+        async with self._producer_lock:
+            backoff = 0.1
+            while self.producer is None:
+                producer = make_producer(self.settings.kafka)
+                try:
+                    await producer.start()
+                    self.producer = producer
+                except KafkaError as error:
+                    await producer.stop()
+                    log.warning("broker unavailable (%s); retrying in %.1fs", error, backoff)
+                    await asyncio.sleep(backoff)
+                    backoff = min(backoff * 2, self.settings.outbox.max_backoff_s)
+            return self.producer
+
+    def start_relay(self, name: str = "relay") -> None:
+        """Publish the outbox in the background; intake keeps accepting while the broker is away."""
+
+        async def relay() -> None:
+            self.relay = Relay(
+                self.sessions, await self.connected_producer(), self.settings, name=name
+            )
+            await self.relay.run()
+
+        self.spawn(relay(), name=name)
+
+    def notify_relay(self) -> None:
+        if self.relay is not None:
+            self.relay.notify()
+
+    def spawn(self, work: Coroutine[Any, Any, None], *, name: str) -> asyncio.Task[None]:
+        task = asyncio.create_task(work, name=name)
+        task.add_done_callback(_report_crash)
+        self.tasks.append(task)
+        return task
+
+    async def readiness(self) -> dict[str, str]:
+        checks: dict[str, Callable[[], Awaitable[Any]]] = {"database": lambda: ping(self.engine)}
+        if self.producer is not None:
+            checks["broker"] = self.producer.client.fetch_all_metadata
+        elif self.tasks:
+            checks["broker"] = self._not_connected
+        results = {}
+        for name, check in checks.items():
+            try:
+                await asyncio.wait_for(check(), timeout=2.0)
+                results[name] = "ok"
+            except Exception as error:
+                results[name] = f"unavailable: {error.__class__.__name__}"
+        return results
+
+    async def _not_connected(self) -> None:
+        raise ConnectionError("not connected yet")
+
+    async def close(self) -> None:
+        for task in self.tasks:
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+        self.tasks.clear()
+        if self.producer is not None:
+            await self.producer.stop()
+            self.producer = None
+        await self.engine.dispose()
+
+
+def _report_crash(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.critical("background task %s stopped", task.get_name(), exc_info=task.exception())
