@@ -1,4 +1,4 @@
-"""Settings, read once at start-up from ``LEADFLOW_…`` environment variables (nested with ``__``)."""
+"""Settings, read once at start-up from ``LEADFLOW_…`` environment variables (nested: ``__``)."""
 
 from __future__ import annotations
 

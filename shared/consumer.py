@@ -38,7 +38,7 @@ class Handler(Protocol):
 
 
 def is_transient(error: BaseException) -> bool:
-    """Infrastructure trouble (retry until it passes) rather than a message that cannot be applied."""
+    """Infrastructure trouble (retry until it passes), not a message that cannot be applied."""
     if isinstance(error, OperationalError | InterfaceError | OSError | TimeoutError | KafkaError):
         return True
     return isinstance(error, DBAPIError) and error.connection_invalidated

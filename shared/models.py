@@ -27,7 +27,8 @@ from shared.ids import new_id
 
 OUTBOX_SHARDS = 16
 """Relay work units. One key always maps to one shard and one relay owns a shard at a time,
-which keeps a lead's events in order while replicas share the work. Changing it needs a migration."""
+which keeps a lead's events in order while replicas share the work. Changing it needs a
+migration."""
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",
