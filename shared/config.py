@@ -6,13 +6,19 @@ import re
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 _HOST_PORT = re.compile(r"^[A-Za-z0-9._\-\[\]:]+:\d{1,5}$")
 
 
-class DatabaseSettings(BaseModel):
+class _Group(BaseModel):
+    """A nested group of settings; a misspelt name is an error, not silently ignored."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class DatabaseSettings(_Group):
     url: str = Field(
         "sqlite+aiosqlite:///./.leadflow/leadflow.db",
         description="SQLAlchemy URL: postgresql+asyncpg://… or sqlite+aiosqlite:///path",
@@ -42,7 +48,7 @@ class DatabaseSettings(BaseModel):
         return self.url.startswith("sqlite")
 
 
-class KafkaSettings(BaseModel):
+class KafkaSettings(_Group):
     bootstrap_servers: str | None = Field(
         None,
         description="host:port[,host:port…]; unset in `leadflow dev` starts the embedded broker",
@@ -69,7 +75,7 @@ class KafkaSettings(BaseModel):
         return value
 
 
-class TopicSettings(BaseModel):
+class TopicSettings(_Group):
     prefix: str = Field("leadflow", pattern=r"^[A-Za-z0-9._\-]{1,100}$")
 
     @property
@@ -96,7 +102,7 @@ class TopicSettings(BaseModel):
         return [self.intake, self.lifecycle, self.dead_letter, self.sentinel]
 
 
-class OutboxSettings(BaseModel):
+class OutboxSettings(_Group):
     batch_size: int = Field(500, ge=1, le=10_000)
     poll_interval_ms: int = Field(100, ge=1, le=60_000)
     max_backoff_s: float = Field(5.0, gt=0)
@@ -105,13 +111,13 @@ class OutboxSettings(BaseModel):
     )
 
 
-class ConsumerSettings(BaseModel):
+class ConsumerSettings(_Group):
     max_attempts: int = Field(3, ge=1, le=100, description="Attempts before the dead-letter topic")
     retry_backoff_s: float = Field(0.2, ge=0)
     max_batch: int = Field(500, ge=1, le=10_000)
 
 
-class HttpSettings(BaseModel):
+class HttpSettings(_Group):
     host: str = "127.0.0.1"
     intake_port: int = Field(8000, ge=1, le=65535)
     scoring_port: int = Field(8001, ge=1, le=65535)
@@ -119,7 +125,7 @@ class HttpSettings(BaseModel):
     max_body_bytes: int = Field(64 * 1024, ge=1024)
 
 
-class AuthSettings(BaseModel):
+class AuthSettings(_Group):
     secret_keys: list[SecretStr] = Field(
         default_factory=list,
         description="Bearer keys for read and admin endpoints (JSON list in the environment)",

@@ -1,0 +1,37 @@
+# Leadflow — `make help` lists the targets.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.DEFAULT_GOAL := help
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP) ## Create .venv and install Leadflow with its test tools
+
+dev: $(STAMP) ## Run everything in one process (embedded broker + SQLite) on port 8000
+	$(BIN)/leadflow dev
+
+test: $(STAMP) ## Run the whole test suite (PostgreSQL, SQLite, embedded broker)
+	$(BIN)/python -m pytest
+
+lint: $(STAMP) ## ruff lint and format check
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+schemas: $(STAMP) ## Regenerate the event JSON Schemas in docs/schemas
+	$(BIN)/leadflow events schemas --out docs/schemas
+
+bench: $(STAMP) ## Run the benchmarks and print their tables (not part of the tests)
+	$(BIN)/python -m bench
+
+.PHONY: help install dev test lint schemas bench

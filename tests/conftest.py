@@ -1,0 +1,202 @@
+"""Shared fixtures: a real PostgreSQL and SQLite (schema built by the migrations), a real broker.
+
+PostgreSQL: ``LEADFLOW_TEST_PG_URL`` (default the local server, database ``test``). Each run makes
+its own database, so runs on one server do not collide. If the server is down, the fixture tries
+to start it; under ``CI=true`` a server that cannot be reached fails the run instead of skipping.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import glob
+import os
+import shutil
+import subprocess
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from uuid import uuid4
+
+import asyncpg
+import pytest
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from shared.broker import EmbeddedBroker
+from shared.config import Settings, load_settings
+from shared.db import make_engine, make_sessions
+from shared.migrate import upgrade
+from shared.models import Base
+
+PG_URL = os.environ.get("LEADFLOW_TEST_PG_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
+IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+KEPT_TABLES = {"alembic_version", "outbox_shards"}
+
+
+def _start_local_postgres() -> None:
+    if not shutil.which("pg_ctlcluster"):
+        return
+    for version in sorted(glob.glob("/etc/postgresql/*")):
+        subprocess.run(
+            ["pg_ctlcluster", "--skip-systemctl-redirect", Path(version).name, "main", "start"],
+            check=False,
+            capture_output=True,
+            timeout=60,
+        )
+
+
+async def _can_connect(url: str) -> str | None:
+    parts = make_url(url)
+    try:
+        connection = await asyncpg.connect(
+            host=parts.host,
+            port=parts.port or 5432,
+            user=parts.username,
+            password=parts.password,
+            database=parts.database,
+            timeout=5,
+        )
+    except (OSError, asyncpg.PostgresError) as error:
+        return f"{error.__class__.__name__}: {error}"
+    await connection.close()
+    return None
+
+
+async def _admin(url: str, statement: str) -> None:
+    parts = make_url(url)
+    connection = await asyncpg.connect(
+        host=parts.host,
+        port=parts.port or 5432,
+        user=parts.username,
+        password=parts.password,
+        database=parts.database,
+        timeout=10,
+    )
+    try:
+        await connection.execute(statement)
+    finally:
+        await connection.close()
+
+
+@dataclass
+class Database:
+    """A migrated database: the engine, its sessions, and settings that point at it."""
+
+    kind: str
+    url: str
+    engine: AsyncEngine
+    sessions: async_sessionmaker[AsyncSession]
+
+    async def clear(self) -> None:
+        async with self.engine.begin() as connection:
+            tables = [t for t in reversed(Base.metadata.sorted_tables) if t.name not in KEPT_TABLES]
+            if self.kind == "postgresql":
+                names = ", ".join(t.name for t in tables)
+                await connection.execute(text(f"TRUNCATE {names} RESTART IDENTITY"))
+            else:
+                for table in tables:
+                    await connection.execute(table.delete())
+
+
+@pytest.fixture(scope="session")
+async def postgres_url() -> AsyncIterator[str]:
+    problem = await _can_connect(PG_URL)
+    if problem:
+        _start_local_postgres()
+        problem = await _can_connect(PG_URL)
+    if problem:
+        message = f"PostgreSQL at {PG_URL} unreachable ({problem})"
+        if IN_CI:
+            pytest.fail(message + "; CI must run the PostgreSQL tests", pytrace=False)
+        pytest.skip(message + " (set LEADFLOW_TEST_PG_URL)")
+    name = f"leadflow_test_{uuid4().hex[:12]}"
+    await _admin(PG_URL, f'CREATE DATABASE "{name}"')
+    url = make_url(PG_URL).set(database=name).render_as_string(hide_password=False)
+    try:
+        yield url
+    finally:
+        await _admin(PG_URL, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+async def _migrated(kind: str, url: str) -> Database:
+    settings = load_settings(db={"url": url, "pool_size": 20})
+    engine = make_engine(settings.db)
+    await upgrade(engine)
+    return Database(kind=kind, url=settings.db.url, engine=engine, sessions=make_sessions(engine))
+
+
+@pytest.fixture(scope="session")
+async def pg_database(postgres_url: str) -> AsyncIterator[Database]:
+    database = await _migrated("postgresql", postgres_url)
+    yield database
+    await database.engine.dispose()
+
+
+@pytest.fixture(scope="session")
+async def sqlite_database(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Database]:
+    path = tmp_path_factory.mktemp("sqlite") / "leadflow.db"
+    database = await _migrated("sqlite", f"sqlite+aiosqlite:///{path}")
+    yield database
+    await database.engine.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def _backend(request: pytest.FixtureRequest) -> Database:
+    name = "pg_database" if request.param == "postgresql" else "sqlite_database"
+    return request.getfixturevalue(name)  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+async def db(_backend: Database) -> AsyncIterator[Database]:
+    """The same test on both databases, each test starting from empty tables."""
+    await _backend.clear()
+    yield _backend
+
+
+@pytest.fixture
+async def pg(pg_database: Database) -> AsyncIterator[Database]:
+    """PostgreSQL only (row locks, SKIP LOCKED, many connections at once)."""
+    await pg_database.clear()
+    yield pg_database
+
+
+@pytest.fixture(scope="session")
+def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedBroker]:
+    """One real Kafka-protocol broker per run; tests isolate themselves by topic prefix."""
+    embedded = EmbeddedBroker(log_path=tmp_path_factory.mktemp("broker") / "broker.log")
+    embedded.start()
+    yield embedded
+    embedded.stop()
+
+
+def make_settings(
+    database: Database, broker: EmbeddedBroker | None = None, **overrides: object
+) -> Settings:
+    """Settings for one test: its database, the broker, and topics no other test uses."""
+    values: dict[str, object] = {
+        "db": {"url": database.url},
+        "topics": {"prefix": f"t{uuid4().hex[:10]}"},
+        "kafka": {
+            "bootstrap_servers": broker.bootstrap_servers if broker else None,
+            "session_timeout_ms": 6000,
+            "heartbeat_interval_ms": 500,
+        },
+        "auth": {"secret_keys": ["sk_test"]},
+    }
+    values.update(overrides)
+    return load_settings(**values)
+
+
+async def eventually(check, *, timeout: float = 30.0, interval: float = 0.05):  # type: ignore[no-untyped-def]
+    """Poll ``check`` (sync or async) until it returns a truthy value, or fail at the deadline."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        result = check()
+        if asyncio.iscoroutine(result):
+            result = await result
+        if result:
+            return result
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s (last: {result!r})")
+        await asyncio.sleep(interval)
