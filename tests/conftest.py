@@ -12,9 +12,10 @@ import glob
 import os
 import shutil
 import subprocess
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from uuid import uuid4
 
 import asyncpg
@@ -188,9 +189,11 @@ def make_settings(
     return load_settings(**values)
 
 
-async def eventually(check, *, timeout: float = 30.0, interval: float = 0.05):  # type: ignore[no-untyped-def]
+async def eventually(
+    check: Callable[[], Any], *, within: float = 30.0, interval: float = 0.05
+) -> Any:
     """Poll ``check`` (sync or async) until it returns a truthy value, or fail at the deadline."""
-    deadline = asyncio.get_running_loop().time() + timeout
+    deadline = asyncio.get_running_loop().time() + within
     while True:
         result = check()
         if asyncio.iscoroutine(result):
@@ -198,5 +201,5 @@ async def eventually(check, *, timeout: float = 30.0, interval: float = 0.05):  
         if result:
             return result
         if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s (last: {result!r})")
+            raise AssertionError(f"condition not met within {within}s (last: {result!r})")
         await asyncio.sleep(interval)
