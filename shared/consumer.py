@@ -55,6 +55,7 @@ class EventConsumer:
         producer: AIOKafkaProducer,
         settings: Settings,
         on_commit: Callable[[], None] | None = None,
+        assigned: asyncio.Event | None = None,
     ) -> None:
         self.name = name
         self.topics = list(topics)
@@ -64,7 +65,7 @@ class EventConsumer:
         self.settings = settings
         self.on_commit = on_commit or (lambda: None)
         self.group_id = f"{settings.topics.prefix}.{name}"
-        self.assigned = asyncio.Event()
+        self.assigned = assigned or asyncio.Event()
 
     async def run(self) -> None:
         # Never the sentinel topic: only the relay may create it (see shared.outbox).

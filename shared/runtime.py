@@ -6,6 +6,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
@@ -28,6 +29,7 @@ class Runtime:
     producer: AIOKafkaProducer | None = None
     relay: Relay | None = None
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    consumers: dict[str, asyncio.Event] = field(default_factory=dict)
     _producer_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     @classmethod
@@ -78,6 +80,8 @@ class Runtime:
             checks["broker"] = self.producer.client.fetch_all_metadata
         elif self.tasks:
             checks["broker"] = self._not_connected
+        for name, assigned in self.consumers.items():
+            checks[name] = partial(_assigned, assigned)
         results = {}
         for name, check in checks.items():
             try:
@@ -99,6 +103,11 @@ class Runtime:
             await self.producer.stop()
             self.producer = None
         await self.engine.dispose()
+
+
+async def _assigned(assigned: asyncio.Event) -> None:
+    if not assigned.is_set():
+        raise ConnectionError("no partitions assigned yet")
 
 
 def _report_crash(task: asyncio.Task[None]) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from services.scoring.handlers import ScoringHandler
 from shared.consumer import EventConsumer
 from shared.runtime import Runtime
@@ -12,6 +14,8 @@ CONSUMER = "scoring"
 def start_scoring(runtime: Runtime, *, name: str = CONSUMER) -> None:
     """Consume the intake topic in the background; the runtime's relay publishes what it emits."""
 
+    assigned = runtime.consumers[name] = asyncio.Event()
+
     async def consume() -> None:
         consumer = EventConsumer(
             name=CONSUMER,
@@ -21,6 +25,7 @@ def start_scoring(runtime: Runtime, *, name: str = CONSUMER) -> None:
             producer=await runtime.connected_producer(),
             settings=runtime.settings,
             on_commit=runtime.notify_relay,
+            assigned=assigned,
         )
         await consumer.run()
 

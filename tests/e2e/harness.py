@@ -1,0 +1,117 @@
+"""A running Leadflow inside the test: intake app, relays and scoring consumers on a real broker."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from uuid import uuid4
+
+import httpx
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from sqlalchemy import func, select
+
+from services.intake.app import create_app
+from services.scoring.main import start_scoring
+from shared.config import Settings
+from shared.models import Lead, LeadHistory, OutboxMessage
+from shared.runtime import Runtime
+
+
+@dataclass
+class Stack:
+    settings: Settings
+    intake: Runtime
+    client: httpx.AsyncClient
+    workers: list[Runtime] = field(default_factory=list)
+
+    async def post_leads(self, count: int, *, concurrency: int = 64) -> list[str]:
+        """Post ``count`` distinct leads; every answer must be a 202. Returns the lead ids."""
+        gate = asyncio.Semaphore(concurrency)
+
+        async def post(index: int) -> str:
+            body = {"email": f"e2e.{index}.{uuid4().hex[:8]}@example.com", "company": "Acme"}
+            async with gate:
+                response = await self.client.post("/v1/leads", json=body)
+            assert response.status_code == 202, response.text
+            return str(response.json()["lead_id"])
+
+        return list(await asyncio.gather(*(post(i) for i in range(count))))
+
+    async def scored_counts(self) -> dict[str, int]:
+        """How many times each lead was scored (history entries of kind lead.scored)."""
+        async with self.intake.sessions() as session:
+            rows = await session.execute(
+                select(LeadHistory.lead_id, func.count())
+                .where(LeadHistory.kind == "lead.scored")
+                .group_by(LeadHistory.lead_id)
+            )
+            return {str(lead_id): int(n) for lead_id, n in rows}
+
+    async def unscored(self) -> int:
+        async with self.intake.sessions() as session:
+            query = select(func.count()).select_from(Lead).where(Lead.scored_at.is_(None))
+            return int(await session.scalar(query) or 0)
+
+    async def emitted(self, event_type: str) -> int:
+        async with self.intake.sessions() as session:
+            query = select(func.count()).where(OutboxMessage.type == event_type)
+            return int(await session.scalar(query) or 0)
+
+
+@asynccontextmanager
+async def running_stack(
+    settings: Settings, *, scoring_processes: int = 1, intake_relays: int = 1
+) -> AsyncIterator[Stack]:
+    """Intake (with its relay) and N scoring processes (each with a relay), like production."""
+    intake = Runtime.create(settings)
+    for index in range(intake_relays):
+        intake.start_relay(f"intake-relay-{index}")
+    workers = []
+    for index in range(scoring_processes):
+        worker = Runtime.create(settings)
+        worker.start_relay(f"scoring-relay-{index}")
+        start_scoring(worker, name=f"scoring-{index}")
+        workers.append(worker)
+    transport = httpx.ASGITransport(app=create_app(intake))
+    try:
+        async with httpx.AsyncClient(transport=transport, base_url="http://intake") as client:
+            yield Stack(settings=settings, intake=intake, client=client, workers=workers)
+    finally:
+        for runtime in [intake, *workers]:
+            failed = [t for t in runtime.tasks if t.done() and not t.cancelled() and t.exception()]
+            await runtime.close()
+            assert not failed, f"background task died: {failed[0].exception()!r}"
+
+
+async def read_topic(
+    settings: Settings, topic: str, *, expect: int, within: float = 30.0
+) -> list[ConsumerRecord]:
+    """Every record of ``topic`` from the start (no consumer group), until ``expect`` are read."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka.bootstrap_servers, enable_auto_commit=False
+    )
+    await consumer.start()
+    try:
+        partitions = [TopicPartition(topic, p) for p in sorted(await _partitions(consumer, topic))]
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        records: list[ConsumerRecord] = []
+        deadline = asyncio.get_running_loop().time() + within
+        while len(records) < expect and asyncio.get_running_loop().time() < deadline:
+            batches = await consumer.getmany(timeout_ms=200)
+            for batch in batches.values():
+                records.extend(batch)
+        return records
+    finally:
+        await consumer.stop()
+
+
+async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> set[int]:
+    for _ in range(100):
+        partitions = consumer.partitions_for_topic(topic)
+        if partitions:
+            return set(partitions)
+        await consumer._client.force_metadata_update()  # noqa: SLF001
+    raise AssertionError(f"topic {topic} has no partitions")

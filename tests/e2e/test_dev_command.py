@@ -1,0 +1,84 @@
+"""`leadflow dev` as a user runs it: one process, embedded broker, SQLite; Ctrl-C stops it all."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from shared.broker import free_port
+
+pytestmark = pytest.mark.e2e
+
+
+def _wait_ready(base: str, process: subprocess.Popen[bytes], within: float = 60) -> None:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        assert process.poll() is None, "leadflow dev exited early"
+        try:
+            if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    raise AssertionError("leadflow dev did not become ready")
+
+
+def _broker_processes(data_dir: Path) -> list[str]:
+    out = subprocess.run(["ps", "-eo", "pid,args"], capture_output=True, text=True).stdout
+    return [line for line in out.splitlines() if "tansu" in line and "broker" in line]
+
+
+def test_dev_runs_the_slice_and_stops_cleanly_on_ctrl_c(tmp_path: Path) -> None:
+    port = free_port()
+    data_dir = tmp_path / "data"
+    before = set(_broker_processes(data_dir))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LEADFLOW_")}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "services", "dev", "--port", str(port), "--data-dir", str(data_dir)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env=env,
+        cwd=tmp_path,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        _wait_ready(base, process)
+        key = (data_dir / "secret-key").read_text().strip()
+        posted = httpx.post(f"{base}/v1/leads", json={"email": "ada@example.com", "company": "AE"})
+        assert posted.status_code == 202
+        lead_url = f"{base}{posted.headers['location']}"
+        deadline = time.monotonic() + 15  # a deadline, not a latency target: see docs/benchmarks.md
+        shown = {}
+        while time.monotonic() < deadline:
+            shown = httpx.get(lead_url, headers={"Authorization": f"Bearer {key}"}).json()
+            if shown["score"] is not None:
+                break
+            time.sleep(0.05)
+        assert shown["score"] == 30
+        assert (data_dir / "leadflow.db").exists()
+        assert len(set(_broker_processes(data_dir)) - before) == 1
+    finally:
+        process.send_signal(signal.SIGINT)
+        output = process.communicate(timeout=30)[0].decode()
+    assert process.returncode == 0, output
+    assert f"curl -s -X POST {base}/v1/leads" in output
+    assert set(_broker_processes(data_dir)) - before == set(), "the embedded broker outlived dev"
+
+
+def test_dev_refuses_a_bad_database_url(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "services", "dev", "--database-url", "mysql://nope"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert "--database-url" in result.stderr
