@@ -131,15 +131,17 @@ class Relay:
             ).all()
             if not rows:
                 return 0
-            if await self._broker_lost_topics():
-                await self._republish_retained(session)
-                return 0  # the next round publishes, in seq order, everything retained
-            await self._send(rows)
-            await session.execute(
-                update(outbox)
-                .where(outbox.c.seq.in_([row.seq for row in rows]))
-                .values(published_at=datetime.now(UTC))
-            )
+            lost = await self._sentinel_missing()
+            if not lost:
+                await self._send(rows)
+                await session.execute(
+                    update(outbox)
+                    .where(outbox.c.seq.in_([row.seq for row in rows]))
+                    .values(published_at=datetime.now(UTC))
+                )
+        if lost:
+            await self._requeue_retained()
+            return 0  # the next round publishes, in seq order, everything retained
         OUTBOX_PUBLISHED.inc(len(rows))
         return len(rows)
 
@@ -159,19 +161,20 @@ class Relay:
 
     async def watch_broker(self) -> None:
         """Republish what the broker lost, even when nothing new waits to be published."""
-        if await self._broker_lost_topics():
-            async with self.sessions.begin() as session:
-                await self._republish_retained(session)
+        if await self._sentinel_missing():
+            await self._requeue_retained()
 
-    async def _broker_lost_topics(self) -> bool:
+    async def _sentinel_missing(self) -> bool:
         topics = await self.producer.client.fetch_all_metadata()
         return self.settings.topics.sentinel not in topics.topics()
 
-    async def _republish_retained(self, session: AsyncSession) -> None:
-        created = await self._ensure_topics()
-        result = await session.execute(
-            update(outbox).where(outbox.c.published_at.is_not(None)).values(published_at=None)
-        )
+    async def _requeue_retained(self) -> None:
+        # Queue first, then recreate the sentinel: a crash in between only queues them twice.
+        async with self.sessions.begin() as session:
+            result = await session.execute(
+                update(outbox).where(outbox.c.published_at.is_not(None)).values(published_at=None)
+            )
+        created = await ensure_topics(self.settings.kafka, self.settings.topics.all())
         if result.rowcount:
             log.warning(
                 "%s: broker lost topics %s; republishing %d retained events",
@@ -180,9 +183,6 @@ class Relay:
                 result.rowcount,
             )
         OUTBOX_REPUBLISHED.inc(result.rowcount)
-
-    async def _ensure_topics(self) -> list[str]:
-        return await ensure_topics(self.settings.kafka, self.settings.topics.all())
 
     async def prune(self, now: datetime) -> int:
         """Delete rows published longer ago than the retention window."""

@@ -54,6 +54,21 @@ class Stack:
             query = select(func.count()).select_from(Lead).where(Lead.scored_at.is_(None))
             return int(await session.scalar(query) or 0)
 
+    async def progress(self) -> dict[str, int]:
+        """Where the pipeline stands, for a failure message."""
+        async with self.intake.sessions() as session:
+            pending = select(func.count()).where(OutboxMessage.published_at.is_(None))
+            leads = select(func.count()).select_from(Lead)
+            return {
+                "leads": int(await session.scalar(leads) or 0),
+                "unscored": await self.unscored(),
+                "unpublished": int(await session.scalar(pending) or 0),
+                "scored_events": await self.emitted("lead.scored"),
+            }
+
+    async def all_scored(self) -> bool:
+        return await self.unscored() == 0 and bool(await self.scored_counts())
+
     async def emitted(self, event_type: str) -> int:
         async with self.intake.sessions() as session:
             query = select(func.count()).where(OutboxMessage.type == event_type)

@@ -44,15 +44,11 @@ async def test_a_thousand_concurrent_leads_are_each_scored_exactly_once(
     settings = make_settings(pg, broker)
     async with running_stack(settings) as stack:
         lead_ids = await stack.post_leads(1000)
-        await eventually(lambda: _all_scored(stack), within=60)
+        await eventually(stack.all_scored, within=60)
         counts = await stack.scored_counts()
         assert set(counts) == set(lead_ids)
         assert set(counts.values()) == {1}
         assert await stack.emitted("lead.scored") == 1000
-
-
-async def _all_scored(stack) -> bool:  # type: ignore[no-untyped-def]
-    return await stack.unscored() == 0 and len(await stack.scored_counts()) > 0
 
 
 async def test_two_relays_and_two_scoring_consumers_score_each_lead_once(
@@ -61,7 +57,7 @@ async def test_two_relays_and_two_scoring_consumers_score_each_lead_once(
     settings = make_settings(pg, broker)
     async with running_stack(settings, scoring_processes=2, intake_relays=2) as stack:
         lead_ids = await stack.post_leads(1000)
-        await eventually(lambda: _all_scored(stack), within=60)
+        await eventually(stack.all_scored, within=60)
         counts = await stack.scored_counts()
         assert set(counts) == set(lead_ids) and set(counts.values()) == {1}
         assert await stack.emitted("lead.scored") == 1000
@@ -84,7 +80,10 @@ async def test_leads_posted_while_the_broker_is_down_are_all_scored_once_it_is_b
             during = await stack.post_leads(400)  # intake keeps answering 202
             outage.start()
             after = await stack.post_leads(300)
-            await eventually(lambda: _all_scored(stack), within=90)
+            try:
+                await eventually(stack.all_scored, within=90)
+            except AssertionError as error:
+                raise AssertionError(f"{error}; {await stack.progress()}") from None
             counts = await stack.scored_counts()
             assert set(counts) == set(before + during + after)
             assert set(counts.values()) == {1}

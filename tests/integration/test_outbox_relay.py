@@ -1,0 +1,189 @@
+"""The relay against a real broker: order per key, two relays side by side, broker loss."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections import defaultdict
+from datetime import UTC, datetime, timedelta
+from uuid import uuid4
+
+from sqlalchemy import func, select, update
+
+from shared.broker import EmbeddedBroker
+from shared.config import Settings
+from shared.events import LeadReceived, LeadReceivedData
+from shared.kafka import make_producer
+from shared.models import OutboxMessage
+from shared.outbox import Relay, shard_of, stage
+from tests.conftest import Database, eventually, make_settings
+from tests.e2e.harness import read_topic
+
+
+def received(lead_id: object, n: int) -> LeadReceived:
+    data = LeadReceivedData(lead_id=lead_id, inquiry_id=uuid4(), source=f"s{n}", new_lead=n == 0)
+    return LeadReceived.about_lead(lead_id, data, source="/test", time=datetime.now(UTC))
+
+
+async def stage_many(db: Database, settings: Settings, keys: int, per_key: int) -> None:
+    """Interleave keys: key 0 #0, key 1 #0, …, key 0 #1, … in separate transactions."""
+    lead_ids = [uuid4() for _ in range(keys)]
+    for n in range(per_key):
+        async with db.sessions.begin() as session:
+            await stage(session, settings, *(received(lead_id, n) for lead_id in lead_ids))
+
+
+async def unpublished(db: Database) -> int:
+    async with db.sessions() as session:
+        query = select(func.count()).where(OutboxMessage.published_at.is_(None))
+        return int(await session.scalar(query) or 0)
+
+
+async def run_relays(db: Database, settings: Settings, count: int) -> list[asyncio.Task[None]]:
+    tasks = []
+    for index in range(count):
+        producer = make_producer(settings.kafka)
+        await producer.start()
+        relay = Relay(db.sessions, producer, settings, name=f"relay-{index}")
+
+        async def run(relay: Relay = relay) -> None:
+            try:
+                await relay.run()
+            finally:
+                await relay.producer.stop()
+
+        tasks.append(asyncio.create_task(run()))
+    return tasks
+
+
+async def stop(tasks: list[asyncio.Task[None]]) -> None:
+    for task in tasks:
+        task.cancel()
+    results = await asyncio.gather(*tasks, return_exceptions=True)
+    assert all(isinstance(r, asyncio.CancelledError) for r in results), results
+
+
+def in_key_order(records: list) -> dict[str, list[int]]:  # type: ignore[type-arg]
+    order: dict[str, list[int]] = defaultdict(list)
+    for record in records:
+        event = json.loads(record.value)
+        order[event["subject"]].append(int(event["data"]["source"][1:]))
+    return order
+
+
+async def test_each_key_is_published_in_order_on_both_databases(
+    db: Database, broker: EmbeddedBroker
+) -> None:
+    settings = make_settings(db, broker)
+    await stage_many(db, settings, keys=20, per_key=10)
+    tasks = await run_relays(db, settings, 1)
+    try:
+        await eventually(lambda: _none_left(db))
+    finally:
+        await stop(tasks)
+    records = await read_topic(settings, settings.topics.intake, expect=200)
+    assert len(records) == 200
+    order = in_key_order(records)
+    assert len(order) == 20
+    assert all(sequence == list(range(10)) for sequence in order.values())
+
+
+async def test_two_relays_share_the_work_without_reordering_or_duplicates(
+    pg: Database, broker: EmbeddedBroker
+) -> None:
+    settings = make_settings(pg, broker, outbox={"batch_size": 7})  # many small rounds
+    tasks = await run_relays(pg, settings, 2)
+    try:
+        await stage_many(pg, settings, keys=40, per_key=25)
+        await eventually(lambda: _none_left(pg), within=60)
+    finally:
+        await stop(tasks)
+    records = await read_topic(settings, settings.topics.intake, expect=1000)
+    assert len(records) == 1000  # none twice
+    order = in_key_order(records)
+    assert all(sequence == list(range(25)) for sequence in order.values())
+    by_partition: dict[int, set[int]] = defaultdict(set)
+    for record in records:
+        by_partition[record.partition].add(shard_of(record.key.decode()))
+    assert len(by_partition) > 1  # keyed records spread over partitions
+
+
+async def test_a_broker_that_lost_its_topics_gets_every_retained_event_again(
+    db: Database, broker: EmbeddedBroker
+) -> None:
+    settings = make_settings(db, broker)
+    await stage_many(db, settings, keys=5, per_key=2)
+    tasks = await run_relays(db, settings, 1)
+    try:
+        await eventually(lambda: _none_left(db))
+        # The same database meets a broker that has never seen these topics (as after a
+        # restart of the memory-only broker): a new prefix stands for the empty broker.
+        fresh = settings.model_copy(
+            update={
+                "topics": settings.topics.model_copy(
+                    update={"prefix": settings.topics.prefix + "x"}
+                )
+            }
+        )
+        async with db.sessions.begin() as session:
+            await session.execute(update(OutboxMessage).values(topic=fresh.topics.intake))
+    finally:
+        await stop(tasks)
+    tasks = await run_relays(db, fresh, 1)
+    try:
+        records = await read_topic(fresh, fresh.topics.intake, expect=10)
+    finally:
+        await stop(tasks)
+    assert len(records) == 10
+    assert all(seq == [0, 1] for seq in in_key_order(records).values())
+
+
+async def test_rows_wait_while_the_broker_is_away_and_go_out_when_it_returns(
+    db: Database,
+) -> None:
+    away = EmbeddedBroker()
+    away.start()
+    settings = make_settings(db, away)
+    tasks = await run_relays(db, settings, 1)
+    try:
+        away.stop()
+        await stage_many(db, settings, keys=3, per_key=3)
+        assert await unpublished(db) == 9  # kept, not dropped
+        away.start()
+        await eventually(lambda: _none_left(db), within=60)
+        records = await read_topic(settings, settings.topics.intake, expect=9)
+        assert len(records) == 9
+    finally:
+        await stop(tasks)
+        away.stop()
+
+
+async def test_prune_deletes_only_rows_published_before_the_retention_window(
+    db: Database, broker: EmbeddedBroker
+) -> None:
+    settings = make_settings(db, broker, outbox={"retention_hours": 1})
+    await stage_many(db, settings, keys=2, per_key=2)
+    now = datetime.now(UTC)
+    async with db.sessions.begin() as session:
+        first_two = select(OutboxMessage.seq).order_by(OutboxMessage.seq).limit(2)
+        ids = list((await session.scalars(first_two)).all())
+        await session.execute(
+            update(OutboxMessage)
+            .where(OutboxMessage.seq.in_(ids))
+            .values(published_at=now - timedelta(hours=2))
+        )
+        await session.execute(
+            update(OutboxMessage)
+            .where(OutboxMessage.seq == ids[-1] + 1)
+            .values(published_at=now - timedelta(minutes=5))
+        )
+    producer = make_producer(settings.kafka)
+    relay = Relay(db.sessions, producer, settings)
+    assert await relay.prune(now) == 2
+    async with db.sessions() as session:
+        assert await session.scalar(select(func.count()).select_from(OutboxMessage)) == 2
+    assert await unpublished(db) == 1
+
+
+async def _none_left(db: Database) -> bool:
+    return await unpublished(db) == 0
