@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import os
 import re
+from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+ENV_PREFIX = "LEADFLOW_"
 _HOST_PORT = re.compile(r"^[A-Za-z0-9._\-\[\]:]+:\d{1,5}$")
 
 
@@ -134,7 +137,7 @@ class AuthSettings(_Group):
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
-        env_prefix="LEADFLOW_", env_nested_delimiter="__", env_file=None, extra="forbid"
+        env_prefix=ENV_PREFIX, env_nested_delimiter="__", env_file=None, extra="forbid"
     )
 
     db: DatabaseSettings = DatabaseSettings()
@@ -161,7 +164,31 @@ def describe_error(error: ValidationError) -> str:
     return "invalid settings:\n  " + "\n  ".join(lines)
 
 
+def unknown_variables(environ: Mapping[str, str]) -> list[str]:
+    """``LEADFLOW_…`` variables that name no setting: a typo would otherwise be ignored."""
+    unknown = []
+    for name in environ:
+        if not name.startswith(ENV_PREFIX):
+            continue
+        top, _, nested = name[len(ENV_PREFIX) :].lower().partition("__")
+        field = Settings.model_fields.get(top)
+        if field is None:
+            unknown.append(name)
+            continue
+        group = field.annotation
+        if nested and not (
+            isinstance(group, type)
+            and issubclass(group, BaseModel)
+            and nested.split("__")[0] in group.model_fields
+        ):
+            unknown.append(name)
+    return sorted(unknown)
+
+
 def load_settings(**overrides: object) -> Settings:
+    unknown = unknown_variables(os.environ)
+    if unknown:
+        raise SettingsError("unknown settings: " + ", ".join(unknown) + " (see docs/configuration.md)")
     try:
         return Settings(**overrides)  # type: ignore[arg-type]
     except ValidationError as error:

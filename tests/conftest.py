@@ -1,6 +1,6 @@
 """Shared fixtures: a real PostgreSQL and SQLite (schema built by the migrations), a real broker.
 
-PostgreSQL: ``LEADFLOW_TEST_PG_URL`` (default the local server, database ``test``). Each run makes
+PostgreSQL: ``TEST_POSTGRES_URL`` (default the local server, database ``test``). Each run makes
 its own database, so runs on one server do not collide. If the server is down, the fixture tries
 to start it; under ``CI=true`` a server that cannot be reached fails the run instead of skipping.
 """
@@ -30,7 +30,7 @@ from shared.db import make_engine, make_sessions
 from shared.migrate import upgrade
 from shared.models import Base
 
-PG_URL = os.environ.get("LEADFLOW_TEST_PG_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
+PG_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 KEPT_TABLES = {"alembic_version", "outbox_shards"}
 
@@ -110,7 +110,7 @@ async def postgres_url() -> AsyncIterator[str]:
         message = f"PostgreSQL at {PG_URL} unreachable ({problem})"
         if IN_CI:
             pytest.fail(message + "; CI must run the PostgreSQL tests", pytrace=False)
-        pytest.skip(message + " (set LEADFLOW_TEST_PG_URL)")
+        pytest.skip(message + " (set TEST_POSTGRES_URL)")
     name = f"leadflow_test_{uuid4().hex[:12]}"
     await _admin(PG_URL, f'CREATE DATABASE "{name}"')
     url = make_url(PG_URL).set(database=name).render_as_string(hide_password=False)

@@ -34,7 +34,8 @@ SERVICE_PORTS = {
 }
 LEADFLOW_CONTAINERS = ["migrate", *SERVICE_PORTS]
 # Values for the ${…} interpolations, as an operator would export them.
-SAMPLES = {"LEADFLOW_SECRET_KEY": "sample-secret-key_0123456789"}
+SAMPLE_KEY = "sample-secret-key_0123456789"
+SAMPLES = {"LEADFLOW_AUTH__SECRET_KEYS": f'["{SAMPLE_KEY}"]'}
 HEALTHY = "service_healthy"
 COMPLETED = "service_completed_successfully"
 
@@ -223,8 +224,8 @@ def test_cli_check_rejects_unknown_commands() -> None:
 
 def test_interpolation_follows_compose_rules() -> None:
     assert (
-        _interpolate('["${LEADFLOW_SECRET_KEY:?set it}"]')
-        == f'["{SAMPLES["LEADFLOW_SECRET_KEY"]}"]'
+        _interpolate("${LEADFLOW_AUTH__SECRET_KEYS:?set it}")
+        == SAMPLES["LEADFLOW_AUTH__SECRET_KEYS"]
     )
     assert _interpolate("${UNSET_IN_TEST:-fallback} $$HOME") == "fallback $HOME"
     with pytest.raises(AssertionError):
@@ -289,14 +290,14 @@ def test_compose_environment_loads(name: str, monkeypatch: pytest.MonkeyPatch) -
     assert settings.http.host == "0.0.0.0"
     assert settings.log_json is True
     keys = [key.get_secret_value() for key in settings.auth.secret_keys]
-    assert keys == [SAMPLES["LEADFLOW_SECRET_KEY"]]
+    assert keys == [SAMPLE_KEY]
 
 
 def test_secret_key_has_no_default() -> None:
     for name in LEADFLOW_CONTAINERS:
         value = _environment(_service(name))["LEADFLOW_AUTH__SECRET_KEYS"]
         matches = _interpolations(value)
-        assert [m["name"] for m in matches] == ["LEADFLOW_SECRET_KEY"], value
+        assert [m["name"] for m in matches] == ["LEADFLOW_AUTH__SECRET_KEYS"], value
         assert matches[0]["op"] == ":?", "the secret must be required, never defaulted"
         assert isinstance(json.loads(_interpolate(value)), list)
 
