@@ -35,3 +35,9 @@ bench: $(STAMP) ## Run the benchmarks and print their tables (not part of the te
 	$(BIN)/python -m bench
 
 .PHONY: help install dev test lint schemas bench
+
+docs: $(STAMP) ## Regenerate the settings table in docs/configuration.md and the event schemas
+	$(BIN)/python -c "import pathlib; from shared.config import settings_reference as r; p = pathlib.Path('docs/configuration.md'); t = p.read_text(); i = t.index('| variable |'); p.write_text(t[:i] + r())"
+	$(BIN)/leadflow events schemas --out docs/schemas
+
+.PHONY: docs

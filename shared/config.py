@@ -28,8 +28,8 @@ class DatabaseSettings(_Group):
     )
     pool_size: int = Field(20, ge=1, le=500, description="Fixed connection pool size")
     max_overflow: int = Field(0, ge=0, le=500, description="Extra connections above pool_size")
-    pool_timeout_s: float = Field(30.0, gt=0)
-    echo: bool = False
+    pool_timeout_s: float = Field(30.0, gt=0, description="Wait this long for a free connection")
+    echo: bool = Field(False, description="Log every SQL statement (debugging only)")
 
     @field_validator("url")
     @classmethod
@@ -56,15 +56,24 @@ class KafkaSettings(_Group):
         None,
         description="host:port[,host:port…]; unset in `leadflow dev` starts the embedded broker",
     )
-    client_id: str = "leadflow"
+    client_id: str = Field("leadflow", description="Client id the broker sees")
     idempotence: bool = Field(
         False, description="Idempotent producer: on for Apache Kafka, off for the embedded broker"
     )
-    partitions: int = Field(4, ge=1, le=1024)
-    replication_factor: int = Field(1, ge=1, le=16)
-    request_timeout_ms: int = Field(10_000, ge=1000)
-    session_timeout_ms: int = Field(10_000, ge=1000)
-    heartbeat_interval_ms: int = Field(3_000, ge=100)
+    partitions: int = Field(
+        4, ge=1, le=1024, description="Partitions of the topics Leadflow creates"
+    )
+    replication_factor: int = Field(
+        1,
+        ge=1,
+        le=16,
+        description="Replicas of the topics Leadflow creates (3 on a 3-broker cluster)",
+    )
+    request_timeout_ms: int = Field(10_000, ge=1000, description="Broker request timeout")
+    session_timeout_ms: int = Field(
+        10_000, ge=1000, description="Consumer group session: a silent member is dropped after it"
+    )
+    heartbeat_interval_ms: int = Field(3_000, ge=100, description="Consumer heartbeat interval")
     commit_timeout_s: float = Field(10.0, gt=0, description="Upper bound on one offset commit")
 
     @field_validator("bootstrap_servers")
@@ -79,7 +88,11 @@ class KafkaSettings(_Group):
 
 
 class TopicSettings(_Group):
-    prefix: str = Field("leadflow", pattern=r"^[A-Za-z0-9._\-]{1,100}$")
+    prefix: str = Field(
+        "leadflow",
+        pattern=r"^[A-Za-z0-9._\-]{1,100}$",
+        description="Topic names: <prefix>.intake, .lifecycle, .dead-letter; consumer groups alike",
+    )
 
     @property
     def intake(self) -> str:
@@ -106,9 +119,18 @@ class TopicSettings(_Group):
 
 
 class OutboxSettings(_Group):
-    batch_size: int = Field(500, ge=1, le=10_000)
-    poll_interval_ms: int = Field(100, ge=1, le=60_000)
-    max_backoff_s: float = Field(5.0, gt=0)
+    batch_size: int = Field(
+        500, ge=1, le=10_000, description="Events the relay publishes per round"
+    )
+    poll_interval_ms: int = Field(
+        100,
+        ge=1,
+        le=60_000,
+        description="Relay poll when idle (commits in-process wake it at once)",
+    )
+    max_backoff_s: float = Field(
+        5.0, gt=0, description="Longest wait between tries while the broker is away"
+    )
     retention_hours: float = Field(
         24.0, gt=0, description="Published rows are kept this long, to republish after broker loss"
     )
@@ -116,16 +138,18 @@ class OutboxSettings(_Group):
 
 class ConsumerSettings(_Group):
     max_attempts: int = Field(3, ge=1, le=100, description="Attempts before the dead-letter topic")
-    retry_backoff_s: float = Field(0.2, ge=0)
-    max_batch: int = Field(500, ge=1, le=10_000)
+    retry_backoff_s: float = Field(
+        0.2, ge=0, description="Wait before retrying a failed message (times the attempt)"
+    )
+    max_batch: int = Field(500, ge=1, le=10_000, description="Messages applied per transaction")
 
 
 class HttpSettings(_Group):
-    host: str = "127.0.0.1"
-    intake_port: int = Field(8000, ge=1, le=65535)
-    scoring_port: int = Field(8001, ge=1, le=65535)
-    sla_monitor_port: int = Field(8002, ge=1, le=65535)
-    max_body_bytes: int = Field(64 * 1024, ge=1024)
+    host: str = Field("127.0.0.1", description="Interface to listen on (0.0.0.0 in a container)")
+    intake_port: int = Field(8000, ge=1, le=65535, description="`leadflow intake` (and `dev`)")
+    scoring_port: int = Field(8001, ge=1, le=65535, description="`leadflow scoring` health/metrics")
+    sla_monitor_port: int = Field(8002, ge=1, le=65535, description="`leadflow sla-monitor`")
+    max_body_bytes: int = Field(64 * 1024, ge=1024, description="Larger request bodies get 413")
 
 
 class AuthSettings(_Group):
@@ -147,9 +171,11 @@ class Settings(BaseSettings):
     consumer: ConsumerSettings = ConsumerSettings()
     http: HttpSettings = HttpSettings()
     auth: AuthSettings = AuthSettings()
-    data_dir: Path = Path(".leadflow")
-    log_level: str = Field("INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$")
-    log_json: bool = False
+    data_dir: Path = Field(
+        Path(".leadflow"), description="`leadflow dev`: SQLite file, broker log, dev key"
+    )
+    log_level: str = Field("INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$", description="Log level")
+    log_json: bool = Field(False, description="JSON log lines instead of console text")
 
 
 class SettingsError(Exception):
@@ -188,7 +214,9 @@ def unknown_variables(environ: Mapping[str, str]) -> list[str]:
 def load_settings(**overrides: object) -> Settings:
     unknown = unknown_variables(os.environ)
     if unknown:
-        raise SettingsError("unknown settings: " + ", ".join(unknown) + " (see docs/configuration.md)")
+        raise SettingsError(
+            "unknown settings: " + ", ".join(unknown) + " (see docs/configuration.md)"
+        )
     try:
         return Settings(**overrides)  # type: ignore[arg-type]
     except ValidationError as error:
@@ -198,3 +226,23 @@ def load_settings(**overrides: object) -> Settings:
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
     return load_settings()
+
+
+def settings_reference() -> str:
+    """A Markdown table of every setting: variable, default, description."""
+    rows = ["| variable | default | description |", "|---|---|---|"]
+    for name, field in Settings.model_fields.items():
+        group = field.annotation
+        if isinstance(group, type) and issubclass(group, BaseModel):
+            defaults = group()
+            for sub, subfield in group.model_fields.items():
+                variable = f"{ENV_PREFIX}{name}__{sub}".upper()
+                rows.append(_row(variable, getattr(defaults, sub), subfield.description))
+        else:
+            rows.append(_row(f"{ENV_PREFIX}{name}".upper(), field.default, field.description))
+    return "\n".join(rows) + "\n"
+
+
+def _row(variable: str, default: object, description: str | None) -> str:
+    shown = "(unset)" if default is None or default == [] else f"`{default}`"
+    return f"| `{variable}` | {shown} | {description or ''} |"

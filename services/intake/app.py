@@ -13,6 +13,7 @@ from services.intake.service import find_lead, receive_lead
 from shared import problems
 from shared.auth import require_secret_key
 from shared.health import health_router
+from shared.limits import BodySizeLimit
 from shared.problems import Problem
 from shared.runtime import Runtime
 
@@ -39,7 +40,7 @@ router = APIRouter(prefix="/v1", tags=["leads"])
     response_model=LeadAccepted,
     summary="Submit an inquiry",
     description="Stored durably before the answer: a 202 means the lead will be scored.",
-    responses={422: PROBLEM},
+    responses={413: PROBLEM, 422: PROBLEM},
 )
 async def post_lead(
     submission: LeadSubmission, response: Response, runtime: RuntimeDep
@@ -76,6 +77,7 @@ def create_app(runtime: Runtime) -> FastAPI:
     )
     app.state.runtime = runtime
     problems.install(app)
+    app.add_middleware(BodySizeLimit, max_bytes=runtime.settings.http.max_body_bytes)
     app.include_router(router)
     app.include_router(health_router(runtime_of))
     return app

@@ -171,3 +171,25 @@ async def test_health_and_readiness(client: httpx.AsyncClient) -> None:
     assert ready.json()["checks"] == {"database": "ok"}
     metrics = await client.get("/metrics")
     assert "leadflow_outbox_published_total" in metrics.text
+
+
+async def test_a_body_over_the_limit_is_413_and_stores_nothing(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    limit = runtime.settings.http.max_body_bytes
+    big = lead(custom={"notes": "x" * limit})
+    response = await client.post("/v1/leads", json=big)
+    assert response.status_code == 413
+    assert response.headers["content-type"] == "application/problem+json"
+    assert str(limit) in response.json()["detail"]
+
+    async def chunks():  # no Content-Length: counted as it streams in
+        payload = json.dumps(big).encode()
+        for start in range(0, len(payload), 4096):
+            yield payload[start : start + 4096]
+
+    streamed = await client.post(
+        "/v1/leads", content=chunks(), headers={"Content-Type": "application/json"}
+    )
+    assert streamed.status_code == 413
+    assert await count(runtime, Lead) == 0

@@ -57,3 +57,19 @@ def test_an_unknown_setting_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_secrets_do_not_show_in_the_settings_repr() -> None:
     settings = load_settings(auth={"secret_keys": ["sk_very_secret"]})
     assert "sk_very_secret" not in repr(settings)
+
+
+def test_a_misspelt_top_level_variable_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LEADFLOW_LOG_JSN", "true")
+    with pytest.raises(SettingsError, match="LEADFLOW_LOG_JSN"):
+        load_settings()
+
+
+def test_every_setting_is_documented_with_its_default() -> None:
+    """docs/configuration.md is generated (`make docs`); this fails when it drifts."""
+    from pathlib import Path
+
+    from shared.config import settings_reference
+
+    document = (Path(__file__).parents[2] / "docs" / "configuration.md").read_text()
+    assert settings_reference() in document
