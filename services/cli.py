@@ -94,8 +94,8 @@ def dev(
 
 
 @db_app.command("upgrade")
-def db_upgrade(revision: str = "head") -> None:
-    """Apply the migrations up to REVISION (default: the newest)."""
+def db_upgrade(revision: str = "heads") -> None:
+    """Apply the migrations up to REVISION (default: the newest of every branch)."""
     from shared.db import make_engine
     from shared.migrate import upgrade
 

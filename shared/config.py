@@ -105,6 +105,11 @@ class TopicSettings(_Group):
         return f"{self.prefix}.lifecycle"
 
     @property
+    def sla(self) -> str:
+        """SLA clocks: warnings, breaches, escalations."""
+        return f"{self.prefix}.sla"
+
+    @property
     def dead_letter(self) -> str:
         return f"{self.prefix}.dead-letter"
 
@@ -115,7 +120,7 @@ class TopicSettings(_Group):
         return f"{self.prefix}.incarnation"
 
     def all(self) -> list[str]:
-        return [self.intake, self.lifecycle, self.dead_letter, self.sentinel]
+        return [self.intake, self.lifecycle, self.sla, self.dead_letter, self.sentinel]
 
 
 class OutboxSettings(_Group):

@@ -28,11 +28,12 @@ from shared.broker import EmbeddedBroker
 from shared.config import Settings, load_settings
 from shared.db import make_engine, make_sessions
 from shared.migrate import upgrade
-from shared.models import Base
+from shared.models import Base, import_all_models
 
 PG_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 KEPT_TABLES = {"alembic_version", "outbox_shards"}
+import_all_models()
 
 
 def _start_local_postgres() -> None:

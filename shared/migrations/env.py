@@ -9,7 +9,9 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from shared.config import get_settings
-from shared.models import Base
+from shared.models import Base, import_all_models
+
+import_all_models()
 
 target_metadata = Base.metadata
 

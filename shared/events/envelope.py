@@ -1,7 +1,7 @@
-"""The event envelope (CloudEvents 1.0, structured JSON) and every event type Leadflow emits.
+"""The event envelope (CloudEvents 1.0, structured JSON), the registry of event types, decoding.
 
-An event's ``stream`` names the topic it travels on (see ``TopicSettings``); its key is the lead id,
-so one lead's events stay in one partition, in order.
+An event's ``stream`` names the topic it travels on (a ``TopicSettings`` property); its key is the
+lead id, so one lead's events stay in one partition, in order.
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, Literal, Self
+from typing import Annotated, Any, ClassVar, Literal, Self, TypeVar, Union
 from uuid import UUID
 
 import orjson
@@ -18,25 +18,12 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 from shared.config import TopicSettings
 from shared.ids import new_id
 
-Stream = Literal["intake", "lifecycle"]
+Stream = Literal["intake", "lifecycle", "sla"]
+"""Topic groups; each is a property of ``TopicSettings``."""
 
 
 class Payload(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-class LeadReceivedData(Payload):
-    lead_id: UUID
-    inquiry_id: UUID
-    source: str = Field(description="Where the inquiry came from, e.g. web, google-ads")
-    new_lead: bool = Field(description="False when the inquiry attached to an existing lead")
-
-
-class LeadScoredData(Payload):
-    lead_id: UUID
-    score: int
-    previous_score: int | None = None
-    rules_fired: list[str] = Field(default_factory=list)
 
 
 class CloudEvent(BaseModel):
@@ -69,22 +56,34 @@ class CloudEvent(BaseModel):
         return cls(source=source, subject=str(lead_id), time=time, data=data, **extra)
 
 
-class LeadReceived(CloudEvent):
-    stream: ClassVar[Stream] = "intake"
-    type: Literal["lead.received"] = "lead.received"
-    data: LeadReceivedData
+_registry: dict[str, type[CloudEvent]] = {}
+_adapter: TypeAdapter[Any] | None = None
 
 
-class LeadScored(CloudEvent):
-    stream: ClassVar[Stream] = "lifecycle"
-    type: Literal["lead.scored"] = "lead.scored"
-    data: LeadScoredData
+E = TypeVar("E", bound=type["CloudEvent"])
 
 
-EVENT_TYPES: tuple[type[CloudEvent], ...] = (LeadReceived, LeadScored)
-Event = Annotated[LeadReceived | LeadScored, Field(discriminator="type")]
-_adapter: TypeAdapter[Event] = TypeAdapter(Event)
-_known = {cls.model_fields["type"].default for cls in EVENT_TYPES}
+def register(cls: E) -> E:
+    """Make an event type known to ``decode`` and to the published JSON Schemas."""
+    global _adapter
+    event_type = cls.model_fields["type"].default
+    if event_type in _registry and _registry[event_type] is not cls:
+        raise ValueError(f"event type {event_type} registered twice")
+    _registry[event_type] = cls
+    _adapter = None
+    return cls
+
+
+def event_types() -> dict[str, type[CloudEvent]]:
+    return dict(sorted(_registry.items()))
+
+
+def _union() -> TypeAdapter[Any]:
+    global _adapter
+    if _adapter is None:
+        members = tuple(_registry.values())
+        _adapter = TypeAdapter(Annotated[Union[members], Field(discriminator="type")])  # noqa: UP007
+    return _adapter
 
 
 class UnknownEventType(Exception):
@@ -95,32 +94,32 @@ class UndecodableEvent(Exception):
     """The message is not a valid Leadflow event; it belongs in the dead-letter topic."""
 
 
-def decode(raw: bytes) -> Event:
+def decode(raw: bytes) -> CloudEvent:
     try:
         document = orjson.loads(raw)
     except orjson.JSONDecodeError as error:
         raise UndecodableEvent(f"not JSON: {error}") from None
     if not isinstance(document, dict):
         raise UndecodableEvent("not a JSON object")
-    if document.get("type") not in _known:
+    if document.get("type") not in _registry:
         if isinstance(document.get("type"), str) and document.get("specversion") == "1.0":
             raise UnknownEventType(document["type"])
         raise UndecodableEvent(f"not a known CloudEvent: type={document.get('type')!r}")
     try:
-        return _adapter.validate_python(document)
+        return _union().validate_python(document)  # type: ignore[no-any-return]
     except ValidationError as error:
         raise UndecodableEvent(str(error)) from None
 
 
 def topic_for(event: CloudEvent, topics: TopicSettings) -> str:
-    return topics.intake if event.stream == "intake" else topics.lifecycle
+    return str(getattr(topics, event.stream))
 
 
 def json_schemas() -> dict[str, dict[str, Any]]:
     """Each event type's JSON Schema, keyed by its CloudEvents ``type``."""
     return {
-        cls.model_fields["type"].default: cls.model_json_schema(mode="serialization")
-        for cls in EVENT_TYPES
+        event_type: cls.model_json_schema(mode="serialization")
+        for event_type, cls in event_types().items()
     }
 
 

@@ -1,0 +1,40 @@
+"""Events: the CloudEvents envelope and every event type, registered on import.
+
+Each area's event types live in a module of their own; import it here so ``decode`` knows them.
+"""
+
+from shared.events.envelope import (
+    CloudEvent,
+    Payload,
+    Stream,
+    UndecodableEvent,
+    UnknownEventType,
+    decode,
+    event_types,
+    json_schemas,
+    register,
+    topic_for,
+    write_json_schemas,
+)
+from shared.events.leads import LeadReceived, LeadReceivedData, LeadScored, LeadScoredData
+
+Event = CloudEvent
+
+__all__ = [
+    "CloudEvent",
+    "Event",
+    "LeadReceived",
+    "LeadReceivedData",
+    "LeadScored",
+    "LeadScoredData",
+    "Payload",
+    "Stream",
+    "UndecodableEvent",
+    "UnknownEventType",
+    "decode",
+    "event_types",
+    "json_schemas",
+    "register",
+    "topic_for",
+    "write_json_schemas",
+]

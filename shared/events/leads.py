@@ -1,0 +1,38 @@
+"""Events about a lead as it arrives and is scored."""
+
+from __future__ import annotations
+
+from typing import ClassVar, Literal
+from uuid import UUID
+
+from pydantic import Field
+
+from shared.events.envelope import CloudEvent, Payload, Stream, register
+
+
+class LeadReceivedData(Payload):
+    lead_id: UUID
+    inquiry_id: UUID
+    source: str = Field(description="Where the inquiry came from, e.g. web, google-ads")
+    new_lead: bool = Field(description="False when the inquiry attached to an existing lead")
+
+
+class LeadScoredData(Payload):
+    lead_id: UUID
+    score: int
+    previous_score: int | None = None
+    rules_fired: list[str] = Field(default_factory=list)
+
+
+@register
+class LeadReceived(CloudEvent):
+    stream: ClassVar[Stream] = "intake"
+    type: Literal["lead.received"] = "lead.received"
+    data: LeadReceivedData
+
+
+@register
+class LeadScored(CloudEvent):
+    stream: ClassVar[Stream] = "lifecycle"
+    type: Literal["lead.scored"] = "lead.scored"
+    data: LeadScoredData
