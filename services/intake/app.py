@@ -9,7 +9,9 @@ from uuid import UUID
 from fastapi import APIRouter, Depends, FastAPI, Request, Response, status
 
 from services.intake.schemas import LeadAccepted, LeadSubmission, LeadView
-from services.intake.service import find_lead, receive_lead
+from services.intake.service import find_lead
+from services.intake.store import Arrival
+from services.intake.writer import GroupCommitWriter
 from shared import problems
 from shared.auth import require_secret_key
 from shared.health import health_router
@@ -43,13 +45,10 @@ router = APIRouter(prefix="/v1", tags=["leads"])
     responses={413: PROBLEM, 422: PROBLEM},
 )
 async def post_lead(
-    submission: LeadSubmission, response: Response, runtime: RuntimeDep
+    submission: LeadSubmission, request: Request, response: Response
 ) -> LeadAccepted:
-    async with runtime.sessions.begin() as session:
-        accepted = await receive_lead(
-            session, submission, settings=runtime.settings, now=datetime.now(UTC)
-        )
-    runtime.notify_relay()
+    writer: GroupCommitWriter = request.app.state.writer
+    accepted = await writer.submit(Arrival(submission, datetime.now(UTC)))
     response.headers["Location"] = f"/v1/leads/{accepted.lead_id}"
     return accepted
 
@@ -76,6 +75,9 @@ def create_app(runtime: Runtime) -> FastAPI:
         description="Inquiries from web forms and ad platforms, stored before they are answered.",
     )
     app.state.runtime = runtime
+    app.state.writer = GroupCommitWriter(
+        runtime.sessions, runtime.settings, spawn=runtime.spawn, on_commit=runtime.notify_relay
+    )
     problems.install(app)
     app.add_middleware(BodySizeLimit, max_bytes=runtime.settings.http.max_body_bytes)
     app.include_router(router)

@@ -1,0 +1,79 @@
+"""Group commit: concurrent requests share one transaction, and each is answered after it commits.
+
+A request hands its arrival to a writer and waits. Each of a few writer tasks takes everything
+waiting (up to ``max_batch``), stores it in one transaction and commits, then answers every request
+of the batch. Nobody waits for a batch to fill: a lone request is written at once; under load,
+requests gather while the previous transaction commits. If a batch fails, its arrivals are stored
+one by one, so a bad one fails alone and the others are still answered 202 — after their commit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from services.intake.schemas import LeadAccepted
+from services.intake.store import Arrival, store_inquiries
+from shared.config import Settings
+
+log = logging.getLogger(__name__)
+Pending = tuple[Arrival, asyncio.Future[LeadAccepted]]
+
+
+class GroupCommitWriter:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        settings: Settings,
+        *,
+        spawn: Callable[..., asyncio.Task[None]],
+        on_commit: Callable[[], None],
+    ) -> None:
+        self.sessions = sessions
+        self.settings = settings
+        self.spawn = spawn
+        self.on_commit = on_commit
+        self.queue: asyncio.Queue[Pending] = asyncio.Queue()
+        self._started = False
+
+    async def submit(self, arrival: Arrival) -> LeadAccepted:
+        """Store the arrival durably and return the answer; raises what storing it raised."""
+        if not self._started:
+            self._started = True
+            for index in range(self.settings.intake.writers):
+                self.spawn(self._write_batches(), name=f"intake-writer-{index}")
+        future: asyncio.Future[LeadAccepted] = asyncio.get_running_loop().create_future()
+        await self.queue.put((arrival, future))
+        return await future
+
+    async def _write_batches(self) -> None:
+        while True:
+            batch = [await self.queue.get()]
+            while len(batch) < self.settings.intake.max_batch and not self.queue.empty():
+                batch.append(self.queue.get_nowait())
+            batch = [(arrival, future) for arrival, future in batch if not future.cancelled()]
+            if batch:
+                await self._write(batch)
+
+    async def _write(self, batch: list[Pending]) -> None:
+        try:
+            async with self.sessions.begin() as session:
+                answers = await store_inquiries(
+                    session, [arrival for arrival, _ in batch], settings=self.settings
+                )
+        except Exception as error:
+            if len(batch) == 1:
+                if not batch[0][1].done():
+                    batch[0][1].set_exception(error)
+            else:
+                log.warning("a batch of %d inquiries failed; storing them one by one", len(batch))
+                for pending in batch:
+                    await self._write([pending])
+            return
+        self.on_commit()
+        for (_, future), answer in zip(batch, answers, strict=True):
+            if not future.done():
+                future.set_result(answer)

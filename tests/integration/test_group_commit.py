@@ -1,0 +1,96 @@
+"""The group-commit writer on both databases: many requests, few transactions, none lost."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+
+from services.intake.schemas import LeadSubmission
+from services.intake.store import Arrival
+from services.intake.writer import GroupCommitWriter
+from shared.models import Inquiry, Lead, OutboxMessage
+from shared.runtime import Runtime
+from tests.conftest import Database, make_settings
+
+
+@pytest.fixture
+async def runtime(db: Database) -> AsyncIterator[Runtime]:
+    runtime = Runtime.create(make_settings(db, intake={"writers": 2, "max_batch": 50}))
+    yield runtime
+    await runtime.close()
+
+
+@pytest.fixture
+def writer(runtime: Runtime) -> GroupCommitWriter:
+    commits: list[int] = []
+    writer = GroupCommitWriter(
+        runtime.sessions, runtime.settings, spawn=runtime.spawn, on_commit=lambda: commits.append(1)
+    )
+    writer.commits = commits  # type: ignore[attr-defined]
+    return writer
+
+
+def arrival(email: str | None, **fields: object) -> Arrival:
+    submission = LeadSubmission(email=email, phone=None if email else "+15550100", **fields)
+    return Arrival(submission, datetime.now(UTC))
+
+
+async def total(runtime: Runtime, model: type) -> int:
+    async with runtime.sessions() as session:
+        return int(await session.scalar(select(func.count()).select_from(model)) or 0)
+
+
+async def test_concurrent_inquiries_share_transactions_and_each_is_stored_once(
+    writer: GroupCommitWriter, runtime: Runtime
+) -> None:
+    emails = [f"p{i % 40}@example.com" for i in range(300)]  # 40 people, 7-8 inquiries each
+    answers = await asyncio.gather(*(writer.submit(arrival(e)) for e in emails))
+    assert await total(runtime, Inquiry) == 300
+    assert await total(runtime, OutboxMessage) == 300
+    assert await total(runtime, Lead) == 40
+    lead_of: dict[str, set[str]] = {}
+    for email, answer in zip(emails, answers, strict=True):
+        lead_of.setdefault(email, set()).add(str(answer.lead_id))
+    assert all(len(ids) == 1 for ids in lead_of.values())
+    created = Counter(email for email, a in zip(emails, answers, strict=True) if a.new_lead)
+    assert created == Counter(dict.fromkeys(set(emails), 1))
+    assert len(writer.commits) < 300  # type: ignore[attr-defined]
+
+
+async def test_a_failing_inquiry_fails_alone_and_the_rest_are_committed(
+    writer: GroupCommitWriter, runtime: Runtime
+) -> None:
+    first = arrival("taken@example.com")
+    await writer.submit(first)
+    clash = Arrival(arrival("other@example.com").submission, first.received_at, first.inquiry_id)
+    others = [arrival(f"ok{i}@example.com") for i in range(20)]
+    results = await asyncio.gather(
+        *(writer.submit(a) for a in [*others[:10], clash, *others[10:]]), return_exceptions=True
+    )
+    failures = [r for r in results if isinstance(r, BaseException)]
+    assert len(failures) == 1 and isinstance(failures[0], IntegrityError)
+    assert await total(runtime, Inquiry) == 21
+    assert await total(runtime, OutboxMessage) == 21
+    async with runtime.sessions() as session:
+        emails = set(await session.scalars(select(Lead.email)))
+    assert "other@example.com" not in emails  # nothing of the failed one was half-applied
+
+
+async def test_later_facts_fill_in_within_one_batch(
+    writer: GroupCommitWriter, runtime: Runtime
+) -> None:
+    await asyncio.gather(
+        writer.submit(arrival("ada@example.com", first_name="Ada")),
+        writer.submit(arrival("ada@example.com", company="Analytical Engines")),
+        writer.submit(arrival(None, first_name="Phone Only")),
+    )
+    async with runtime.sessions() as session:
+        ada = (await session.scalars(select(Lead).where(Lead.email == "ada@example.com"))).one()
+        assert (ada.first_name, ada.company) == ("Ada", "Analytical Engines")
+    assert await total(runtime, Lead) == 2
