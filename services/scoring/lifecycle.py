@@ -1,0 +1,108 @@
+"""The lead lifecycle: which stage may follow which, and what moves a lead.
+
+inquiry → MQL → SAL (sales accepted) → SQL → opportunity → won | lost, plus recycled (back to
+nurture, with a reason) and disqualified. Rules move a lead up to MQL, from SAL to SQL, and to
+recycled or disqualified; CRM outcomes move it through acceptance and the sales stages. Pure.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from services.scoring.rules import Decision
+
+Stage = Literal[
+    "inquiry", "mql", "sal", "sql", "opportunity", "won", "lost", "recycled", "disqualified"
+]
+Outcome = Literal["responded", "accepted", "rejected", "opportunity", "booked", "won", "lost"]
+STAGES: tuple[Stage, ...] = (
+    "inquiry",
+    "mql",
+    "sal",
+    "sql",
+    "opportunity",
+    "won",
+    "lost",
+    "recycled",
+    "disqualified",
+)
+ALLOWED: dict[str, frozenset[str]] = {
+    "inquiry": frozenset({"mql", "disqualified"}),
+    "mql": frozenset({"sal", "recycled", "disqualified"}),
+    "sal": frozenset({"sql", "recycled", "disqualified"}),
+    "sql": frozenset({"opportunity", "recycled", "lost"}),
+    "opportunity": frozenset({"won", "lost"}),
+    "won": frozenset(),
+    "lost": frozenset({"recycled"}),
+    "recycled": frozenset({"mql", "disqualified"}),
+    "disqualified": frozenset(),
+}
+OUTCOME_STAGE: dict[str, Stage | None] = {
+    "responded": None,  # first touch: the SLA clock's business, not a stage
+    "accepted": "sal",
+    "rejected": "recycled",
+    "opportunity": "opportunity",
+    "booked": "won",
+    "won": "won",
+    "lost": "lost",
+}
+NEXT_STAGE: dict[str, str] = {"inquiry": "mql", "recycled": "mql", "mql": "sal", "sal": "sql"}
+
+
+@dataclass(frozen=True, slots=True)
+class Transition:
+    from_stage: str
+    to_stage: str
+    cause: Literal["rules", "outcome"]
+    rules: tuple[str, ...] = ()
+    reason: str | None = None
+    outcome: str | None = None
+
+
+class TransitionRefused(ValueError):
+    def __init__(self, from_stage: str, to_stage: str) -> None:
+        allowed = ", ".join(sorted(ALLOWED.get(from_stage, ()))) or "none"
+        super().__init__(f"{from_stage} → {to_stage} is not allowed (from {from_stage}: {allowed})")
+        self.from_stage, self.to_stage = from_stage, to_stage
+
+
+def can(from_stage: str, to_stage: str) -> bool:
+    return to_stage in ALLOWED.get(from_stage, frozenset())
+
+
+def move(
+    from_stage: str,
+    to_stage: str,
+    *,
+    cause: Literal["rules", "outcome"],
+    rules: tuple[str, ...] = (),
+    reason: str | None = None,
+    outcome: str | None = None,
+) -> Transition:
+    if not can(from_stage, to_stage):
+        raise TransitionRefused(from_stage, to_stage)
+    return Transition(from_stage, to_stage, cause, rules, reason, outcome)
+
+
+def by_rules(stage: str, decision: Decision) -> Transition | None:
+    """The move the rules call for, if any: disqualify first, then promote, then recycle."""
+    if decision.disqualified and can(stage, "disqualified"):
+        hit = decision.disqualified
+        return move(stage, "disqualified", cause="rules", rules=(hit.rule,), reason=hit.reason)
+    if stage in ("inquiry", "recycled") and decision.mql.met and decision.recycle is None:
+        return move(stage, "mql", cause="rules", rules=decision.fired)
+    if stage == "sal" and decision.sql.met:
+        return move(stage, "sql", cause="rules", rules=decision.fired)
+    if stage == "mql" and decision.recycle is not None:
+        hit = decision.recycle
+        return move(stage, "recycled", cause="rules", rules=(hit.rule,), reason=hit.reason)
+    return None
+
+
+def by_outcome(stage: str, outcome: str, *, reason: str | None = None) -> Transition | None:
+    """The move a CRM outcome makes; ``None`` when the outcome changes no stage."""
+    target = OUTCOME_STAGE[outcome]
+    if target is None or target == stage:
+        return None
+    return move(stage, target, cause="outcome", reason=reason, outcome=outcome)
