@@ -155,7 +155,7 @@ class ProcessedEvent(Base):
     processed_at: Mapped[datetime] = mapped_column(Timestamp)
 
 
-MODEL_MODULES: tuple[str, ...] = ()
+MODEL_MODULES: tuple[str, ...] = ("services.webhooks.models",)
 """Modules outside this one that declare tables on ``Base`` (one per owning service)."""
 
 

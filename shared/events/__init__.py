@@ -17,18 +17,28 @@ from shared.events.envelope import (
     write_json_schemas,
 )
 from shared.events.leads import LeadReceived, LeadReceivedData, LeadScored, LeadScoredData
+from shared.events.webhooks import (
+    LeadErased,
+    LeadErasedData,
+    SubscriptionDisabled,
+    SubscriptionDisabledData,
+)
 
 Event = CloudEvent
 
 __all__ = [
     "CloudEvent",
     "Event",
+    "LeadErased",
+    "LeadErasedData",
     "LeadReceived",
     "LeadReceivedData",
     "LeadScored",
     "LeadScoredData",
     "Payload",
     "Stream",
+    "SubscriptionDisabled",
+    "SubscriptionDisabledData",
     "UndecodableEvent",
     "UnknownEventType",
     "decode",

@@ -1,0 +1,1 @@
+"""Webhooks to CRMs: subscriptions, signed deliveries with a persisted retry schedule, replay."""

@@ -1,0 +1,147 @@
+"""The delivery log and replay. Replaying puts a message back in the queue, due now, with a
+fresh schedule; it keeps its ``webhook-id``, so a receiver that already has it can drop it."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from uuid import UUID
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.webhooks.models import (
+    DELIVERED,
+    EXHAUSTED,
+    PENDING,
+    DeliveryAttempt,
+    WebhookMessage,
+)
+from services.webhooks.schemas import AttemptView, MessageView
+from services.webhooks.subscriptions import find
+from shared.problems import Problem
+
+messages = WebhookMessage.__table__
+
+
+async def list_messages(
+    session: AsyncSession,
+    subscription_id: UUID,
+    *,
+    status: str | None = None,
+    lead_id: str | None = None,
+    since: datetime | None = None,
+    limit: int = 100,
+) -> list[MessageView]:
+    await find(session, subscription_id)
+    query = select(WebhookMessage).where(WebhookMessage.subscription_id == subscription_id)
+    if status:
+        query = query.where(WebhookMessage.status == status)
+    if lead_id:
+        query = query.where(WebhookMessage.lead_id == lead_id)
+    if since:
+        query = query.where(WebhookMessage.created_at >= since)
+    rows = await session.scalars(query.order_by(WebhookMessage.seq.desc()).limit(limit))
+    return [_message_view(m) for m in rows]
+
+
+async def list_attempts(
+    session: AsyncSession,
+    *,
+    subscription_id: UUID | None = None,
+    lead_id: str | None = None,
+    limit: int = 100,
+) -> list[AttemptView]:
+    """Newest first, for one subscription, one lead, or both."""
+    if subscription_id is not None:
+        await find(session, subscription_id)
+    query = select(DeliveryAttempt, WebhookMessage.id).join(
+        WebhookMessage, WebhookMessage.seq == DeliveryAttempt.message_seq
+    )
+    if subscription_id is not None:
+        query = query.where(DeliveryAttempt.subscription_id == subscription_id)
+    if lead_id is not None:
+        query = query.where(DeliveryAttempt.lead_id == lead_id)
+    query = query.order_by(DeliveryAttempt.attempted_at.desc(), DeliveryAttempt.id.desc())
+    rows = await session.execute(query.limit(limit))
+    return [_attempt_view(attempt, message_id) for attempt, message_id in rows]
+
+
+async def replay_message(
+    session: AsyncSession, subscription_id: UUID, message_id: UUID, *, now: datetime
+) -> MessageView:
+    message = await session.scalar(
+        select(WebhookMessage).where(
+            WebhookMessage.id == message_id, WebhookMessage.subscription_id == subscription_id
+        )
+    )
+    if message is None:
+        raise Problem(404, "Not Found", f"no message {message_id} here", field="message_id")
+    if message.status == PENDING:
+        raise Problem(409, "Conflict", "the message is still queued", field="message_id")
+    await requeue(session, [message.seq], now=now)
+    await session.refresh(message)
+    return _message_view(message)
+
+
+async def replay_candidates(
+    session: AsyncSession, subscription_id: UUID, *, since: datetime, include_delivered: bool
+) -> list[int]:
+    """What a replay since ``since`` sends again, oldest first: exhausted messages, and the
+    delivered ones too when asked."""
+    await find(session, subscription_id)
+    states = [EXHAUSTED, DELIVERED] if include_delivered else [EXHAUSTED]
+    rows = await session.scalars(
+        select(WebhookMessage.seq)
+        .where(
+            WebhookMessage.subscription_id == subscription_id,
+            WebhookMessage.created_at >= since,
+            WebhookMessage.status.in_(states),
+        )
+        .order_by(WebhookMessage.seq)
+    )
+    return list(rows)
+
+
+async def requeue(session: AsyncSession, seqs: Sequence[int], *, now: datetime) -> int:
+    if not seqs:
+        return 0
+    result = await session.execute(
+        update(messages)
+        .where(messages.c.seq.in_(list(seqs)))
+        .values(status=PENDING, attempts=0, due_at=now, locked_until=None, delivered_at=None)
+    )
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
+def _message_view(message: WebhookMessage) -> MessageView:
+    return MessageView(
+        id=message.id,
+        subscription_id=message.subscription_id,
+        event_id=message.event_id,
+        event_type=message.event_type,
+        lead_id=message.lead_id,
+        status=message.status,
+        attempts=message.attempts,
+        due_at=message.due_at,
+        last_status=message.last_status,
+        last_error=message.last_error,
+        created_at=message.created_at,
+        delivered_at=message.delivered_at,
+    )
+
+
+def _attempt_view(attempt: DeliveryAttempt, message_id: UUID) -> AttemptView:
+    return AttemptView(
+        id=attempt.id,
+        message_id=message_id,
+        subscription_id=attempt.subscription_id,
+        lead_id=attempt.lead_id,
+        event_type=attempt.event_type,
+        attempted_at=attempt.attempted_at,
+        status_code=attempt.status_code,
+        latency_ms=attempt.latency_ms,
+        outcome=attempt.outcome,
+        error=attempt.error,
+        response_excerpt=attempt.response_excerpt,
+    )

@@ -1,0 +1,221 @@
+"""The dispatcher: claims due messages, POSTs them signed, settles each attempt.
+
+HTTP happens outside any database transaction: claim (lease, commit) → POST → settle (commit).
+Concurrency is bounded per process and per endpoint, so a slow or dead CRM holds at most
+``per_endpoint_concurrency`` slots and never delays the others; its circuit breaker pauses it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from uuid import UUID
+
+import httpcore
+import httpx
+from prometheus_client import Counter, Histogram
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from services.webhooks import signing
+from services.webhooks.queue import Claimed, claim
+from services.webhooks.settle import Outcome, settle
+from services.webhooks.ssrf import ForbiddenTarget, GuardedBackend, parse_networks
+from shared.config import Settings, WebhookSettings
+from shared.consumer import is_transient
+
+log = logging.getLogger(__name__)
+ATTEMPTS = Counter("leadflow_webhook_attempts_total", "Webhook delivery attempts", ["outcome"])
+DISABLED = Counter("leadflow_webhook_endpoints_disabled_total", "Endpoints disabled")
+LATENCY = Histogram("leadflow_webhook_attempt_seconds", "Time from request to response")
+
+
+def make_client(config: WebhookSettings) -> httpx.AsyncClient:
+    """An HTTP client that follows no redirects, ignores proxy variables, and connects only to
+    addresses the SSRF guard accepts (checked at connect time, see ``ssrf``)."""
+    limits = httpx.Limits(
+        max_connections=config.concurrency, max_keepalive_connections=config.concurrency
+    )
+    transport = httpx.AsyncHTTPTransport(trust_env=False, limits=limits)
+    # httpx has no parameter for httpcore's network backend: swap in a pool that has ours.
+    transport._pool = httpcore.AsyncConnectionPool(  # noqa: SLF001
+        ssl_context=httpx.create_ssl_context(trust_env=False),
+        max_connections=limits.max_connections,
+        max_keepalive_connections=limits.max_keepalive_connections,
+        keepalive_expiry=5.0,
+        network_backend=GuardedBackend(parse_networks(config.allowed_networks)),
+    )
+    return httpx.AsyncClient(transport=transport, follow_redirects=False, trust_env=False)
+
+
+async def send(
+    client: httpx.AsyncClient, claimed: Claimed, config: WebhookSettings, now: datetime
+) -> Outcome:
+    """One attempt. The headers carry signatures, never the secret; nothing here logs them."""
+    headers = signing.headers(claimed.secrets, claimed.event_id, now, claimed.payload)
+    started = time.perf_counter()
+
+    def outcome(status: int | None = None, **extra: object) -> Outcome:
+        elapsed = (time.perf_counter() - started) * 1000
+        return Outcome(attempted_at=now, status=status, latency_ms=elapsed, **extra)  # type: ignore[arg-type]
+
+    try:
+        async with asyncio.timeout(config.timeout_s):
+            async with client.stream(
+                "POST", claimed.url, content=claimed.payload.encode(), headers=headers
+            ) as response:
+                body = await _read_at_most(response, config.max_response_bytes)
+    except ForbiddenTarget as error:
+        return outcome(error=f"refused: {error}", refused=True)
+    except TimeoutError:
+        return outcome(error=f"timed out after {config.timeout_s:g}s")
+    except httpx.HTTPError as error:
+        return outcome(error=f"{error.__class__.__name__}: {error}"[:500])
+    excerpt = body[: config.excerpt_chars * 4].decode(errors="replace")[: config.excerpt_chars]
+    error = None
+    if response.is_redirect:
+        error = f"HTTP {response.status_code}: redirects are not followed"
+    return outcome(
+        response.status_code,
+        retry_after=response.headers.get("retry-after"),
+        excerpt=excerpt or None,
+        error=error,
+    )
+
+
+async def _read_at_most(response: httpx.Response, limit: int) -> bytes:
+    """The start of the body; the rest is not read (the connection is dropped if need be)."""
+    chunks, size = [], 0
+    async for chunk in response.aiter_bytes():
+        chunks.append(chunk[: limit - size])
+        size += len(chunks[-1])
+        if size >= limit:
+            break
+    return b"".join(chunks)
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        settings: Settings,
+        *,
+        on_disabled: Callable[[], None] = lambda: None,
+        rand: Callable[[], float] = random.random,
+    ) -> None:
+        self.sessions = sessions
+        self.settings = settings
+        self.config = settings.webhooks
+        self.on_disabled = on_disabled
+        self.rand = rand
+        self.wakeup = asyncio.Event()
+        self.in_flight: dict[UUID, int] = {}
+        self.tasks: set[asyncio.Task[None]] = set()
+
+    def notify(self) -> None:
+        """New messages were committed (or a delivery finished): look for due work now."""
+        self.wakeup.set()
+
+    async def run(self) -> None:
+        # httpx logs every request's URL at INFO; a CRM URL may carry a token.
+        logging.getLogger("httpx").setLevel(max(logging.WARNING, logging.getLogger().level))
+        backoff = 0.0
+        async with make_client(self.config) as client:
+            try:
+                while True:
+                    self.wakeup.clear()
+                    try:
+                        started = await self._dispatch_due(client)
+                        backoff = 0.0
+                    except Exception as error:
+                        if not is_transient(error):
+                            raise
+                        backoff = min(max(backoff * 2, 0.05), 5.0)
+                        log.warning("webhooks: claim failed (%r); retrying", error)
+                        await asyncio.sleep(backoff)
+                        continue
+                    if not started or self._free() == 0:
+                        await self._idle()
+            finally:
+                for task in self.tasks:
+                    task.cancel()
+                await asyncio.gather(*self.tasks, return_exceptions=True)
+
+    def _free(self) -> int:
+        return self.config.concurrency - sum(self.in_flight.values())
+
+    async def _idle(self) -> None:
+        try:
+            await asyncio.wait_for(self.wakeup.wait(), self.config.poll_interval_ms / 1000)
+        except TimeoutError:
+            pass
+
+    async def _dispatch_due(self, client: httpx.AsyncClient) -> int:
+        free = self._free()
+        if free <= 0:
+            return 0
+        now = datetime.now(UTC)
+        async with self.sessions.begin() as session:
+            claimed = await claim(
+                session,
+                now=now,
+                limit=free,
+                lease=timedelta(seconds=self.config.timeout_s + 30),
+                in_flight=self.in_flight,
+                per_endpoint=self.config.per_endpoint_concurrency,
+                threshold=self.config.breaker_failures,
+            )
+        for message in claimed:
+            self.in_flight[message.subscription_id] = (
+                self.in_flight.get(message.subscription_id, 0) + 1
+            )
+            task = asyncio.create_task(self._deliver(client, message))
+            self.tasks.add(task)
+            task.add_done_callback(self.tasks.discard)
+        return len(claimed)
+
+    async def _deliver(self, client: httpx.AsyncClient, message: Claimed) -> None:
+        try:
+            outcome = await send(client, message, self.config, datetime.now(UTC))
+            ATTEMPTS.labels(outcome.verdict.value).inc()
+            LATENCY.observe(outcome.latency_ms / 1000)
+            await self._settle(message, outcome)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # one message's trouble must not stop the others; its lease expires
+            log.exception("webhooks: delivery of message %s failed", message.id)
+        finally:
+            left = self.in_flight.get(message.subscription_id, 1) - 1
+            if left:
+                self.in_flight[message.subscription_id] = left
+            else:
+                self.in_flight.pop(message.subscription_id, None)
+            self.wakeup.set()  # the lead's next message may be due now
+
+    async def _settle(self, message: Claimed, outcome: Outcome) -> None:
+        backoff = 0.05
+        while True:
+            try:
+                async with self.sessions.begin() as session:
+                    disabled = await settle(
+                        session,
+                        message,
+                        outcome,
+                        settings=self.settings,
+                        now=datetime.now(UTC),
+                        rand=self.rand(),
+                    )
+                break
+            except Exception as error:
+                if not is_transient(error):
+                    raise
+                log.warning("webhooks: settling failed (%r); retrying", error)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+        if disabled:
+            DISABLED.inc()
+            log.warning("webhooks: subscription %s disabled", message.subscription_id)
+            self.on_disabled()

@@ -1,0 +1,36 @@
+"""Wiring of the webhook service: a consumer of the lifecycle and SLA topics, and a dispatcher."""
+
+from __future__ import annotations
+
+import asyncio
+
+from services.webhooks.dispatcher import Dispatcher
+from services.webhooks.handlers import RecordDeliveries
+from shared.consumer import EventConsumer
+from shared.runtime import Runtime
+
+CONSUMER = "webhooks"
+
+
+def start_webhooks(runtime: Runtime, *, name: str = CONSUMER) -> Dispatcher:
+    """Consume in the background and deliver; the runtime's relay publishes endpoint events."""
+    settings = runtime.settings
+    dispatcher = Dispatcher(runtime.sessions, settings, on_disabled=runtime.notify_relay)
+    assigned = runtime.consumers[name] = asyncio.Event()
+
+    async def consume() -> None:
+        consumer = EventConsumer(
+            name=CONSUMER,
+            topics=[settings.topics.lifecycle, settings.topics.sla],
+            handler=RecordDeliveries(settings),
+            sessions=runtime.sessions,
+            producer=await runtime.connected_producer(),
+            settings=settings,
+            on_commit=dispatcher.notify,
+            assigned=assigned,
+        )
+        await consumer.run()
+
+    runtime.spawn(consume(), name=name)
+    runtime.spawn(dispatcher.run(), name=f"{name}-dispatcher")
+    return dispatcher

@@ -1,0 +1,174 @@
+"""The persisted delivery queue: record messages (consumer), claim due ones, settle attempts.
+
+Every state change is a short transaction; no HTTP call happens inside one. A claim writes a lease
+(``locked_until``) and commits; the lease expiring (a crashed dispatcher) makes the message
+claimable again, so delivery is at least once and receivers dedupe on ``webhook-id``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+from uuid import UUID
+
+import orjson
+from sqlalchemy import exists, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
+
+from services.webhooks import filters
+from services.webhooks.matching import ERASED, outbound, receives
+from services.webhooks.models import PENDING, Subscription, WebhookMessage
+from services.webhooks.signing import signing_secrets
+from shared.config import Settings
+from shared.db import insert_ignoring_conflicts
+from shared.events import CloudEvent
+from shared.ids import new_id
+
+messages = WebhookMessage.__table__
+subscriptions = Subscription.__table__
+
+
+async def record(
+    session: AsyncSession, event: CloudEvent, *, settings: Settings, now: datetime
+) -> int:
+    """One pending message per enabled subscription that wants ``event``; a redelivered event
+    adds nothing (unique subscription + event id). Returns how many subscriptions want it."""
+    wanted = await session.execute(
+        select(subscriptions.c.id, subscriptions.c.event_types, subscriptions.c.filter).where(
+            subscriptions.c.enabled.is_(True)
+        )
+    )
+    document: dict[str, Any] = orjson.loads(event.encode())
+    body: str | None = None
+    rows = []
+    for subscription_id, patterns, expression in wanted:
+        if not receives(patterns, event.type):
+            continue
+        if event.type != ERASED and not filters.passes(expression, document):
+            continue
+        if body is None:
+            body = orjson.dumps(outbound(document, settings.webhooks.consent_fields)).decode()
+        rows.append(_message(subscription_id, event, body, now))
+    if rows:
+        await session.execute(insert_ignoring_conflicts(session, messages), rows)
+    return len(rows)
+
+
+def _message(subscription_id: UUID, event: CloudEvent, body: str, now: datetime) -> dict:
+    return {
+        "id": new_id(),
+        "subscription_id": subscription_id,
+        "event_id": str(event.id),
+        "event_type": event.type,
+        "lead_id": event.key,
+        "payload": body,
+        "status": PENDING,
+        "attempts": 0,
+        "due_at": now,
+        "created_at": now,
+    }
+
+
+@dataclass(frozen=True)
+class Claimed:
+    seq: int
+    id: UUID
+    subscription_id: UUID
+    event_id: str
+    event_type: str
+    lead_id: str
+    payload: str
+    attempts: int
+    url: str
+    secrets: list[str]
+    half_open: bool
+
+
+async def claim(
+    session: AsyncSession,
+    *,
+    now: datetime,
+    limit: int,
+    lease: timedelta,
+    in_flight: Mapping[UUID, int],
+    per_endpoint: int,
+    threshold: int,
+) -> list[Claimed]:
+    """Lease up to ``limit`` due messages, each the oldest pending one of its lead for its
+    endpoint, skipping endpoints that are disabled, paused or at their in-flight limit."""
+    earlier = aliased(messages)
+    ahead = exists().where(
+        earlier.c.subscription_id == messages.c.subscription_id,
+        earlier.c.lead_id == messages.c.lead_id,
+        earlier.c.status == PENDING,
+        earlier.c.seq < messages.c.seq,
+    )
+    full = [s for s, n in in_flight.items() if n >= per_endpoint]
+    query = (
+        select(messages, subscriptions.c.url, subscriptions.c.secret)
+        .add_columns(
+            subscriptions.c.previous_secret,
+            subscriptions.c.previous_secret_until,
+            subscriptions.c.consecutive_failures,
+        )
+        .join(subscriptions, subscriptions.c.id == messages.c.subscription_id)
+        .where(
+            messages.c.status == PENDING,
+            messages.c.due_at <= now,
+            or_(messages.c.locked_until.is_(None), messages.c.locked_until <= now),
+            subscriptions.c.enabled.is_(True),
+            or_(subscriptions.c.paused_until.is_(None), subscriptions.c.paused_until <= now),
+            ~ahead,
+        )
+        .order_by(messages.c.due_at, messages.c.seq)
+        .limit(limit)
+    )
+    if full:
+        query = query.where(messages.c.subscription_id.not_in(full))
+    if session.get_bind().dialect.name == "postgresql":
+        # Two dispatchers never lease one row; each skips what the other is claiming.
+        query = query.with_for_update(skip_locked=True, of=messages)
+    chosen = _within_limits(
+        (await session.execute(query)).all(), in_flight, per_endpoint, threshold, now
+    )
+    if chosen:
+        await session.execute(
+            update(messages)
+            .where(messages.c.seq.in_([c.seq for c in chosen]))
+            .values(locked_until=now + lease)
+        )
+    return chosen
+
+
+def _within_limits(
+    rows: list[Any], in_flight: Mapping[UUID, int], per_endpoint: int, threshold: int, now: datetime
+) -> list[Claimed]:
+    taken: dict[UUID, int] = dict(in_flight)
+    chosen = []
+    for row in rows:
+        half_open = row.consecutive_failures >= threshold
+        cap = 1 if half_open else per_endpoint  # a half-open circuit sends one probe at a time
+        if taken.get(row.subscription_id, 0) >= cap:
+            continue
+        taken[row.subscription_id] = taken.get(row.subscription_id, 0) + 1
+        chosen.append(
+            Claimed(
+                seq=row.seq,
+                id=row.id,
+                subscription_id=row.subscription_id,
+                event_id=row.event_id,
+                event_type=row.event_type,
+                lead_id=row.lead_id,
+                payload=row.payload,
+                attempts=row.attempts,
+                url=row.url,
+                secrets=signing_secrets(
+                    row.secret, row.previous_secret, row.previous_secret_until, now
+                ),
+                half_open=half_open,
+            )
+        )
+    return chosen

@@ -1,0 +1,209 @@
+"""Settling an attempt: log it, move the message along its schedule, update the endpoint's
+health (circuit breaker), and disable an endpoint that is gone or has failed for too long."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, insert, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.webhooks import breaker
+from services.webhooks.models import DELIVERED, EXHAUSTED, PENDING, DeliveryAttempt, Subscription
+from services.webhooks.queue import Claimed, messages
+from services.webhooks.schedule import Verdict, classify, next_due, retry_after_s
+from shared.config import Settings
+from shared.events import SubscriptionDisabled, SubscriptionDisabledData
+from shared.ids import new_id
+from shared.outbox import stage
+
+SOURCE = "/leadflow/webhooks"
+attempts = DeliveryAttempt.__table__
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one attempt produced; ``status`` None means no HTTP answer."""
+
+    attempted_at: datetime
+    status: int | None
+    latency_ms: float
+    retry_after: str | None = None
+    error: str | None = None
+    excerpt: str | None = None
+    refused: bool = False
+
+    @property
+    def verdict(self) -> Verdict:
+        return Verdict.REFUSED if self.refused else classify(self.status)
+
+
+async def settle(
+    session: AsyncSession,
+    claimed: Claimed,
+    outcome: Outcome,
+    *,
+    settings: Settings,
+    now: datetime,
+    rand: float,
+) -> bool:
+    """Log the attempt, move the message on and update the endpoint's health.
+    Returns True when the endpoint was disabled (an event is staged for it)."""
+    verdict = outcome.verdict
+    await session.execute(insert(attempts).values(_attempt_row(claimed, outcome, verdict)))
+    subscription = await session.get(Subscription, claimed.subscription_id, with_for_update=True)
+    if subscription is None:
+        return False
+    if verdict is Verdict.DELIVERED:
+        await _delivered(session, claimed, outcome, subscription, now)
+        return False
+    return await _failed(
+        session, claimed, outcome, subscription, settings=settings, now=now, rand=rand
+    )
+
+
+async def _delivered(
+    session: AsyncSession,
+    claimed: Claimed,
+    outcome: Outcome,
+    subscription: Subscription,
+    now: datetime,
+) -> None:
+    await _update_message(
+        session,
+        claimed,
+        status=DELIVERED,
+        delivered_at=now,
+        last_status=outcome.status,
+        last_error=None,
+    )
+    if subscription.consecutive_failures or subscription.paused_until:
+        # The endpoint is back: its backlog goes now rather than at each message's next retry.
+        await session.execute(
+            update(messages)
+            .where(
+                and_(
+                    messages.c.subscription_id == subscription.id,
+                    messages.c.status == PENDING,
+                    messages.c.due_at > now,
+                )
+            )
+            .values(due_at=now)
+        )
+    _apply_health(subscription, breaker.after_success(), now)
+
+
+async def _failed(
+    session: AsyncSession,
+    claimed: Claimed,
+    outcome: Outcome,
+    subscription: Subscription,
+    *,
+    settings: Settings,
+    now: datetime,
+    rand: float,
+) -> bool:
+    config = settings.webhooks
+    wait = retry_after_s(outcome.retry_after, now) if outcome.verdict is Verdict.SLOW_DOWN else None
+    if wait is not None:
+        wait = min(wait, config.max_retry_after_s)
+    due = next_due(
+        claimed.attempts + 1,
+        now,
+        schedule=config.retry_schedule_s,
+        jitter=config.jitter,
+        rand=rand,
+        retry_after=wait,
+        max_retry_after=config.max_retry_after_s,
+    )
+    await _update_message(
+        session,
+        claimed,
+        status=PENDING if due else EXHAUSTED,
+        due_at=due or now,
+        last_status=outcome.status,
+        last_error=(outcome.error or f"HTTP {outcome.status}")[:500],
+    )
+    policy = policy_of(settings)
+    health = breaker.after_failure(_health_of(subscription), now, policy, retry_after=wait)
+    _apply_health(subscription, health, now)
+    if outcome.verdict is Verdict.GONE:
+        reason, detail = "gone", "the endpoint answered 410 Gone"
+    elif breaker.should_disable(health, now, policy):
+        reason, detail = "failing", f"no successful delivery since {health.failing_since}"
+    else:
+        return False
+    await _disable(session, subscription, reason, detail, settings=settings, now=now)
+    return True
+
+
+def policy_of(settings: Settings) -> breaker.Policy:
+    config = settings.webhooks
+    return breaker.Policy(
+        threshold=config.breaker_failures,
+        cooldown=timedelta(seconds=config.breaker_cooldown_s),
+        disable_after=timedelta(hours=config.disable_after_hours),
+    )
+
+
+async def _disable(
+    session: AsyncSession,
+    subscription: Subscription,
+    reason: str,
+    detail: str,
+    *,
+    settings: Settings,
+    now: datetime,
+) -> None:
+    subscription.enabled = False
+    subscription.disabled_reason = f"{reason}: {detail}"[:200]
+    event = SubscriptionDisabled(
+        source=SOURCE,
+        subject=str(subscription.id),
+        time=now,
+        data=SubscriptionDisabledData(
+            subscription_id=subscription.id, url=subscription.url, reason=reason, detail=detail
+        ),
+    )
+    await stage(session, settings, event)
+
+
+async def _update_message(session: AsyncSession, claimed: Claimed, **values: Any) -> None:
+    await session.execute(
+        update(messages)
+        .where(messages.c.seq == claimed.seq)
+        .values(attempts=messages.c.attempts + 1, locked_until=None, **values)
+    )
+
+
+def _health_of(subscription: Subscription) -> breaker.Health:
+    return breaker.Health(
+        consecutive_failures=subscription.consecutive_failures,
+        failing_since=subscription.failing_since,
+        paused_until=subscription.paused_until,
+    )
+
+
+def _apply_health(subscription: Subscription, health: breaker.Health, now: datetime) -> None:
+    subscription.consecutive_failures = health.consecutive_failures
+    subscription.failing_since = health.failing_since
+    subscription.paused_until = health.paused_until
+    subscription.updated_at = now
+
+
+def _attempt_row(claimed: Claimed, outcome: Outcome, verdict: Verdict) -> dict[str, Any]:
+    return {
+        "id": new_id(),
+        "message_seq": claimed.seq,
+        "subscription_id": claimed.subscription_id,
+        "lead_id": claimed.lead_id,
+        "event_type": claimed.event_type,
+        "attempted_at": outcome.attempted_at,
+        "status_code": outcome.status,
+        "latency_ms": round(outcome.latency_ms, 3),
+        "outcome": verdict.value,
+        "error": outcome.error[:500] if outcome.error else None,
+        "response_excerpt": outcome.excerpt,
+    }
