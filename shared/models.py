@@ -83,6 +83,19 @@ class Lead(Base):
     scored_at: Mapped[datetime | None] = mapped_column(Timestamp)
     created_at: Mapped[datetime] = mapped_column(Timestamp)
     updated_at: Mapped[datetime] = mapped_column(Timestamp)
+    # Qualification (migration 0003_rules): ``score`` above is the fit score.
+    fit_grade: Mapped[str | None] = mapped_column(String(8))
+    engagement_score: Mapped[int | None] = mapped_column(Integer)
+    stage_reason: Mapped[str | None] = mapped_column(String(64))
+    stage_changed_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    mql_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    sal_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    sql_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    opportunity_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    won_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    lost_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    recycled_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    disqualified_at: Mapped[datetime | None] = mapped_column(Timestamp)
 
 
 class Inquiry(Base):
@@ -155,7 +168,10 @@ class ProcessedEvent(Base):
     processed_at: Mapped[datetime] = mapped_column(Timestamp)
 
 
-MODEL_MODULES: tuple[str, ...] = ("services.webhooks.models",)
+MODEL_MODULES: tuple[str, ...] = (
+    "services.webhooks.models",
+    "services.scoring.models",
+)
 """Modules outside this one that declare tables on ``Base`` (one per owning service)."""
 
 

@@ -1,22 +1,40 @@
-"""Scoring's event handlers: event in, effects and new events staged in the caller's transaction."""
+"""Scoring's event handler: a batch of events in, leads re-scored and moved, events staged.
+
+Everything happens in the caller's transaction (the consumer's batch): lock the leads, record
+activities, judge each lead with the active ruleset, move it through the lifecycle, write its
+state, history and transitions, and stage ``lead.scored`` plus any stage event in the outbox.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 from uuid import UUID
 
-from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.scoring.rules import RULESET, LeadFacts, score
+from services.scoring import lifecycle, store
+from services.scoring.facts import facts_of
+from services.scoring.lifecycle import Transition, TransitionRefused
+from services.scoring.rules import Decision, qualify
 from shared.config import Settings
-from shared.events import Event, LeadReceived, LeadScored, LeadScoredData
+from shared.events import (
+    STAGE_EVENTS,
+    CloudEvent,
+    Event,
+    LeadActivity,
+    LeadOutcome,
+    LeadReceived,
+    LeadScored,
+    LeadScoredData,
+    StageChangedData,
+)
 from shared.ids import new_id
-from shared.models import Lead, LeadHistory
 from shared.outbox import stage
 
 SOURCE = "/leadflow/scoring"
-leads = Lead.__table__
+HANDLED = (LeadReceived, LeadActivity, LeadOutcome)
 
 
 class LeadMissing(LookupError):
@@ -24,51 +42,166 @@ class LeadMissing(LookupError):
 
 
 class ScoringHandler:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, rulesets: store.RulesetCache | None = None) -> None:
         self.settings = settings
+        self.rulesets = rulesets or store.RulesetCache()
 
     async def __call__(self, event: Event, *, session: AsyncSession, now: datetime) -> None:
-        if isinstance(event, LeadReceived):
-            await self.score_lead(event.data.lead_id, session=session, now=now)
+        await self.handle_batch([event], session=session, now=now)
 
-    async def score_lead(self, lead_id: UUID, *, session: AsyncSession, now: datetime) -> None:
-        # The row lock makes a lead's events commit (and so reach the outbox) in order.
-        query = select(leads).where(leads.c.id == lead_id).with_for_update()
-        lead = (await session.execute(query)).one_or_none()
-        if lead is None:
-            raise LeadMissing(f"lead {lead_id} not found")
-        result = score(
-            LeadFacts(lead.email, lead.phone, lead.first_name, lead.last_name, lead.company)
+    async def handle_batch(
+        self, events: Sequence[Event], *, session: AsyncSession, now: datetime
+    ) -> None:
+        relevant = [e for e in events if isinstance(e, HANDLED)]
+        if not relevant:
+            return
+        label, ruleset = await self.rulesets.active(session)
+        ids = {e.data.lead_id for e in relevant}
+        states = await store.lock_leads(session, list(ids))
+        if missing := ids - states.keys():
+            raise LeadMissing(f"lead {sorted(missing)[0]} not found")
+        await store.add_activities(session, [r for e in relevant if (r := _activity_row(e))])
+        batch = _Batch(label, now)
+        activities = await store.activities_of(session, ids)
+        submissions = await store.submissions_of(session, ids)
+        for event in relevant:
+            lead = states[event.data.lead_id]
+            if isinstance(event, LeadOutcome):
+                batch.outcome(lead, event)
+            facts = facts_of(_Row(lead), submissions.get(lead["id"], ()))
+            decision = qualify(facts, activities.get(lead["id"], ()), ruleset, now=now)
+            batch.scored(lead, decision)
+        await store.save(session, [states[i] for i in batch.touched], batch.history, batch.moves)
+        await stage(session, self.settings, *batch.events)
+
+
+class _Row:
+    """Attribute access over a lead's state dict, for ``facts_of``."""
+
+    def __init__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+
+
+def _activity_row(event: CloudEvent) -> dict[str, Any]:
+    if isinstance(event, LeadReceived):
+        kind, at = "form_submit", event.time
+    elif isinstance(event, LeadActivity):
+        kind, at = event.data.kind, event.data.occurred_at
+    else:
+        return {}
+    return {
+        "id": new_id(),
+        "lead_id": event.data.lead_id,
+        "kind": kind,
+        "occurred_at": at,
+        "event_id": event.id,
+    }
+
+
+class _Batch:
+    """What one batch changes, collected to be written with one statement per table."""
+
+    def __init__(self, label: str, now: datetime) -> None:
+        self.label, self.now = label, now
+        self.touched: dict[UUID, None] = {}
+        self.history: list[dict[str, Any]] = []
+        self.moves: list[dict[str, Any]] = []
+        self.events: list[CloudEvent] = []
+
+    def outcome(self, lead: dict[str, Any], event: LeadOutcome) -> None:
+        data = event.data
+        detail: dict[str, Any] = {"outcome": data.outcome, "reason": data.reason}
+        if data.amount is not None:
+            detail["amount"] = data.amount
+        try:
+            move = lifecycle.by_outcome(lead["stage"], data.outcome, reason=data.reason)
+        except TransitionRefused as refused:
+            detail["refused"] = str(refused)
+            move = None
+        self._note(lead, event.type, event.id, detail)
+        if move is not None:
+            self._move(lead, move)
+
+    def scored(self, lead: dict[str, Any], decision: Decision) -> None:
+        previous = lead["score"]
+        lead.update(
+            score=decision.fit_score,
+            fit_grade=decision.grade,
+            engagement_score=decision.engagement_score,
+            ruleset=self.label,
+            scored_at=self.now,
         )
-        await session.execute(
-            update(leads)
-            .where(leads.c.id == lead_id)
-            .values(score=result.points, ruleset=RULESET, scored_at=now, updated_at=now)
+        move = lifecycle.by_rules(lead["stage"], decision)
+        data = LeadScoredData(
+            lead_id=lead["id"],
+            score=decision.fit_score,
+            previous_score=previous,
+            rules_fired=list(decision.fired),
+            fit_grade=decision.grade,
+            engagement_score=decision.engagement_score,
+            stage=move.to_stage if move else lead["stage"],
         )
-        event = LeadScored.about_lead(
-            lead_id,
-            LeadScoredData(
-                lead_id=lead_id,
-                score=result.points,
-                previous_score=lead.score,
-                rules_fired=list(result.fired),
-            ),
-            source=SOURCE,
-            time=now,
-            ruleset=RULESET,
-        )
-        await session.execute(
-            insert(LeadHistory.__table__).values(
-                id=new_id(),
-                lead_id=lead_id,
-                occurred_at=now,
-                kind=event.type,
-                event_id=event.id,
-                detail={
-                    "score": result.points,
-                    "rules_fired": list(result.fired),
-                    "ruleset": RULESET,
-                },
+        event = self._emit(LeadScored, lead["id"], data)
+        detail = data.model_dump(mode="json", exclude={"lead_id", "previous_score"})
+        self._note(lead, event.type, event.id, {**detail, "ruleset": self.label})
+        if move is not None:
+            self._move(lead, move)
+
+    def _move(self, lead: dict[str, Any], move: Transition) -> None:
+        lead.update(stage=move.to_stage, stage_reason=move.reason, stage_changed_at=self.now)
+        lead[f"{move.to_stage}_at"] = self.now
+        kind, event_id = f"lead.{move.to_stage}", None
+        if move.to_stage in STAGE_EVENTS:
+            data = StageChangedData(
+                lead_id=lead["id"],
+                from_stage=move.from_stage,
+                to_stage=move.to_stage,
+                cause=move.cause,
+                rules=list(move.rules),
+                reason=move.reason,
+                outcome=move.outcome,
+                fit_score=lead["score"],
+                fit_grade=lead["fit_grade"],
+                engagement_score=lead["engagement_score"],
             )
+            event_id = self._emit(STAGE_EVENTS[move.to_stage], lead["id"], data).id
+        detail = {"from": move.from_stage, "cause": move.cause, "rules": list(move.rules)}
+        if move.reason:
+            detail["reason"] = move.reason
+        self._note(lead, kind, event_id, {**detail, "ruleset": self.label})
+        self.moves.append(
+            {
+                "id": new_id(),
+                "lead_id": lead["id"],
+                "occurred_at": self.now,
+                "from_stage": move.from_stage,
+                "to_stage": move.to_stage,
+                "cause": move.cause,
+                "rules": list(move.rules),
+                "reason": move.reason,
+                "outcome": move.outcome,
+                "ruleset": self.label,
+                "event_id": event_id,
+            }
         )
-        await stage(session, self.settings, event)
+
+    def _emit(self, kind: type[CloudEvent], lead_id: UUID, data: Any) -> CloudEvent:
+        event = kind.about_lead(lead_id, data, source=SOURCE, time=self.now, ruleset=self.label)
+        self.events.append(event)
+        return event
+
+    def _note(
+        self, lead: dict[str, Any], kind: str, event_id: UUID | None, detail: dict[str, Any]
+    ) -> None:
+        self.touched[lead["id"]] = None
+        lead["updated_at"] = self.now
+        self.history.append(
+            {
+                "id": new_id(),
+                "lead_id": lead["id"],
+                "occurred_at": self.now,
+                "kind": kind,
+                "event_id": event_id,
+                "detail": detail,
+            }
+        )

@@ -61,10 +61,10 @@ class RulesetApproval(Base):
     __table_args__ = (UniqueConstraint("ruleset_id", "side", name="uq_ruleset_approvals_side"),)
 
 
-class LeadActivity(Base):
-    """Engagement the rules score (inquiries count as ``form_submit``)."""
+class ScoringActivity(Base):
+    """Engagement as scoring saw it (each inquiry counts as ``form_submit``): its own read model."""
 
-    __tablename__ = "lead_activities"
+    __tablename__ = "scoring_activities"
 
     id: Mapped[UUID] = mapped_column(primary_key=True, default=new_id)
     lead_id: Mapped[UUID] = mapped_column(ForeignKey("leads.id"))
@@ -72,7 +72,7 @@ class LeadActivity(Base):
     occurred_at: Mapped[datetime] = mapped_column(Timestamp)
     event_id: Mapped[UUID] = mapped_column(unique=True)
 
-    __table_args__ = (Index("ix_lead_activities_lead", "lead_id", "occurred_at"),)
+    __table_args__ = (Index("ix_scoring_activities_lead", "lead_id", "occurred_at"),)
 
 
 class LeadTransition(Base):

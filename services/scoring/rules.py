@@ -1,73 +1,195 @@
-"""The placeholder ruleset: a few fixed fit rules, until the co-signed CEL rules engine replaces it.
+"""Qualification: a lead's facts and activities, judged by a compiled ruleset.
 
-Pure: facts in, score out; no I/O, no clock.
+Fit (who they are) becomes a score and a grade; engagement (what they did) becomes a separate,
+decaying score; the stage criteria, disqualifiers and recycle rules are read off the same single
+program run. Pure: facts in, decision out; ``now`` is an argument.
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
 
-RULESET = "placeholder-1"
+from services.scoring.facts import NO_ACTIVITY_DAYS, Activity, LeadFacts
+from services.scoring.ruleset import CompiledRuleset, Criteria, Group
 
-FREE_MAIL_DOMAINS = frozenset(
-    {
-        "gmail.com",
-        "googlemail.com",
-        "yahoo.com",
-        "hotmail.com",
-        "outlook.com",
-        "live.com",
-        "icloud.com",
-        "aol.com",
-        "proton.me",
-        "protonmail.com",
-        "gmx.de",
-        "web.de",
-        "mail.ru",
-    }
-)
+DAY_S = 86400.0
 
 
 @dataclass(frozen=True, slots=True)
-class LeadFacts:
-    email: str | None
-    phone: str | None
-    first_name: str | None
-    last_name: str | None
-    company: str | None
+class Contribution:
+    rule: str
+    kind: str  # "fit" or "engagement"
+    points: float
+    count: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    met: bool
+    missing: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ReasonHit:
+    rule: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    fit_score: int
+    grade: str
+    engagement_score: int
+    contributions: tuple[Contribution, ...]
+    capped: tuple[tuple[str, float, int], ...]  # (group, before cap, after cap)
+    mql: Verdict
+    sql: Verdict
+    disqualified: ReasonHit | None
+    recycle: ReasonHit | None
 
     @property
-    def email_domain(self) -> str | None:
-        return self.email.rpartition("@")[2] if self.email else None
+    def fired(self) -> tuple[str, ...]:
+        return tuple(c.rule for c in self.contributions)
 
 
-@dataclass(frozen=True, slots=True)
-class Score:
-    points: int
-    fired: tuple[str, ...]
+def qualify(
+    facts: LeadFacts, activities: Sequence[Activity], ruleset: CompiledRuleset, *, now: datetime
+) -> Decision:
+    engagement, counts, last_days, engaged = _engagement(activities, ruleset, now)
+    values = ruleset.evaluate(
+        {
+            "lead": facts.as_cel(),
+            "engagement": {"score": engagement, "counts": counts, "days_since_last": last_days},
+        }
+    )
+    spec = ruleset.spec
+    fired_fit = [
+        Contribution(rule.id, "fit", rule.points)
+        for i, rule in enumerate(spec.fit.rules)
+        if values[ruleset.index[("fit", "rules", i, "when")]]
+    ]
+    groups_of = {rule.id: rule.group for rule in spec.fit.rules}
+    fit_raw, capped_fit = _capped(fired_fit, groups_of, spec.fit.groups)
+    fit = _round(fit_raw)
+    grade = grade_for(fit, spec.fit.grades)
+    return Decision(
+        fit_score=fit,
+        grade=grade,
+        engagement_score=engagement,
+        contributions=tuple(fired_fit + engaged),
+        capped=capped_fit + _engagement_caps(engaged, ruleset),
+        mql=_verdict("mql", spec.stages.mql, facts, grade, engagement, ruleset, values),
+        sql=_verdict("sql", spec.stages.sql, facts, grade, engagement, ruleset, values),
+        disqualified=_first_hit("disqualify", ruleset, values),
+        recycle=_first_hit("recycle", ruleset, values),
+    )
 
 
-RULES: tuple[tuple[str, int], ...] = (
-    ("business-email", 20),
-    ("company-given", 10),
-    ("phone-given", 10),
-    ("full-name", 5),
-)
+def grade_for(fit_score: int, grades: dict[str, int]) -> str:
+    for grade, minimum in grades.items():
+        if fit_score >= minimum:
+            return grade
+    return list(grades)[-1]
 
 
-def _fires(rule: str, facts: LeadFacts) -> bool:
-    if rule == "business-email":
-        return facts.email_domain is not None and facts.email_domain not in FREE_MAIL_DOMAINS
-    if rule == "company-given":
-        return bool(facts.company)
-    if rule == "phone-given":
-        return bool(facts.phone)
-    if rule == "full-name":
-        return bool(facts.first_name and facts.last_name)
-    raise KeyError(rule)
+def decay(age_days: float, half_life_days: float | None) -> float:
+    if half_life_days is None or age_days <= 0:
+        return 1.0
+    return float(0.5 ** (age_days / half_life_days))
 
 
-def score(facts: LeadFacts) -> Score:
-    fired = tuple(rule for rule, _ in RULES if _fires(rule, facts))
-    points = sum(value for rule, value in RULES if rule in fired)
-    return Score(points=points, fired=fired)
+def _engagement(
+    activities: Sequence[Activity], ruleset: CompiledRuleset, now: datetime
+) -> tuple[int, dict[str, int], float, list[Contribution]]:
+    spec = ruleset.spec.engagement
+    past = sorted((a for a in activities if a.occurred_at <= now), key=lambda a: a.occurred_at)
+    counts = dict.fromkeys(ruleset.kinds, 0)
+    for activity in past:
+        counts[activity.kind] = counts.get(activity.kind, 0) + 1
+    last_days = (now - past[-1].occurred_at).total_seconds() / DAY_S if past else NO_ACTIVITY_DAYS
+    contributions = []
+    for rule in spec.rules:
+        ages = [
+            (now - a.occurred_at).total_seconds() / DAY_S
+            for a in reversed(past)
+            if a.kind in rule.activity
+        ]
+        if rule.within_days is not None:
+            ages = [age for age in ages if age <= rule.within_days]
+        ages = ages[: rule.max_count] if rule.max_count else ages
+        if ages:
+            points = sum(rule.points * decay(age, spec.half_life_days) for age in ages)
+            contributions.append(Contribution(rule.id, "engagement", round(points, 2), len(ages)))
+    groups_of = {rule.id: rule.group for rule in spec.rules}
+    total, _ = _capped(contributions, groups_of, spec.groups)
+    if spec.cap is not None:
+        total = min(total, spec.cap)
+    return _round(total), counts, round(last_days, 3), contributions
+
+
+def _engagement_caps(
+    engaged: list[Contribution], ruleset: CompiledRuleset
+) -> tuple[tuple[str, float, int], ...]:
+    spec = ruleset.spec.engagement
+    _, capped = _capped(engaged, {r.id: r.group for r in spec.rules}, spec.groups)
+    return capped
+
+
+def _capped(
+    contributions: Iterable[Contribution],
+    groups_of: dict[str, str | None],
+    groups: dict[str, Group],
+) -> tuple[float, tuple[tuple[str, float, int], ...]]:
+    """Sum with each group held to its cap (a negative cap is a floor); report the caps hit."""
+    sums: dict[str | None, float] = {}
+    for c in contributions:
+        group = groups_of.get(c.rule)
+        sums[group] = sums.get(group, 0.0) + c.points
+    total, hit = 0.0, []
+    for group, value in sums.items():
+        if group is not None:
+            cap = groups[group].cap
+            held = min(value, cap) if cap >= 0 else max(value, cap)
+            if held != value:
+                hit.append((group, round(value, 2), cap))
+            value = held
+        total += value
+    return total, tuple(hit)
+
+
+def _round(value: float) -> int:
+    return math.floor(value + 0.5)
+
+
+def _verdict(
+    stage: str,
+    criteria: Criteria,
+    facts: LeadFacts,
+    grade: str,
+    engagement: int,
+    ruleset: CompiledRuleset,
+    values: list[bool],
+) -> Verdict:
+    missing = []
+    grades = list(ruleset.spec.fit.grades)
+    if criteria.min_grade is not None and grades.index(grade) > grades.index(criteria.min_grade):
+        missing.append(f"fit grade {criteria.min_grade} or better (is {grade})")
+    if criteria.min_engagement is not None and engagement < criteria.min_engagement:
+        missing.append(f"engagement score {criteria.min_engagement} or more (is {engagement})")
+    missing += [f"{name} is required" for name in criteria.require if not facts.has(name)]
+    slot = ruleset.index.get(("stages", stage, "when"))
+    if slot is not None and not values[slot]:
+        missing.append(f"condition stages.{stage}.when: {criteria.when}")
+    return Verdict(not missing, tuple(missing))
+
+
+def _first_hit(section: str, ruleset: CompiledRuleset, values: list[bool]) -> ReasonHit | None:
+    rules: Any = getattr(ruleset.spec, section)
+    for i, rule in enumerate(rules):
+        if values[ruleset.index[(section, i, "when")]]:
+            return ReasonHit(rule.id, rule.reason)
+    return None

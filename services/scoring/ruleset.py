@@ -15,7 +15,14 @@ from typing import Annotated, Any
 
 import cel
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from services.scoring.facts import ACTIVITY_KINDS, REQUIRABLE, sample_variables
 
@@ -64,12 +71,13 @@ class Fit(_Spec):
     groups: dict[str, Group] = Field(default_factory=dict)
     rules: list[FitRule] = Field(default_factory=list)
 
-    @model_validator(mode="after")
-    def _ordered(self) -> Fit:
-        minimums = list(self.grades.values())
+    @field_validator("grades")
+    @classmethod
+    def _ordered(cls, grades: dict[str, int]) -> dict[str, int]:
+        minimums = list(grades.values())
         if not minimums or minimums != sorted(minimums, reverse=True):
             raise ValueError("grades must be listed best first with falling minimums")
-        return self
+        return grades
 
 
 class Engagement(_Spec):

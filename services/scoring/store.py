@@ -13,7 +13,7 @@ from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.scoring.facts import Activity
-from services.scoring.models import LeadActivity, LeadTransition, Ruleset
+from services.scoring.models import LeadTransition, Ruleset, ScoringActivity
 from services.scoring.ruleset import CompiledRuleset, compile_ruleset
 from shared.db import insert_ignoring_conflicts
 from shared.models import Inquiry, Lead, LeadHistory
@@ -22,7 +22,7 @@ DEFAULT_RULESET = Path(__file__).resolve().parents[2] / "rules" / "default.yaml"
 leads = Lead.__table__
 inquiries = Inquiry.__table__
 history = LeadHistory.__table__
-activities = LeadActivity.__table__
+activities = ScoringActivity.__table__
 transitions = LeadTransition.__table__
 rulesets = Ruleset.__table__
 LEAD_STATE = (

@@ -16,7 +16,18 @@ from shared.events.envelope import (
     topic_for,
     write_json_schemas,
 )
+from shared.events.engagement import LeadActivity, LeadActivityData, LeadOutcome, LeadOutcomeData
 from shared.events.leads import LeadReceived, LeadReceivedData, LeadScored, LeadScoredData
+from shared.events.lifecycle import (
+    STAGE_EVENTS,
+    LeadDisqualified,
+    LeadMql,
+    LeadRecycled,
+    LeadSql,
+    RulesetActivated,
+    RulesetActivatedData,
+    StageChangedData,
+)
 from shared.events.webhooks import (
     LeadErased,
     LeadErasedData,
@@ -27,8 +38,20 @@ from shared.events.webhooks import (
 Event = CloudEvent
 
 __all__ = [
+    "STAGE_EVENTS",
     "CloudEvent",
     "Event",
+    "LeadActivity",
+    "LeadActivityData",
+    "LeadDisqualified",
+    "LeadMql",
+    "LeadOutcome",
+    "LeadOutcomeData",
+    "LeadRecycled",
+    "LeadSql",
+    "RulesetActivated",
+    "RulesetActivatedData",
+    "StageChangedData",
     "LeadErased",
     "LeadErasedData",
     "LeadReceived",

@@ -19,9 +19,12 @@ class LeadReceivedData(Payload):
 
 class LeadScoredData(Payload):
     lead_id: UUID
-    score: int
+    score: int = Field(description="The fit score (who the lead is)")
     previous_score: int | None = None
     rules_fired: list[str] = Field(default_factory=list)
+    fit_grade: str | None = Field(None, description="The fit grade, e.g. A-D")
+    engagement_score: int | None = Field(None, description="What the lead did, after decay")
+    stage: str | None = Field(None, description="The lifecycle stage after this scoring")
 
 
 @register

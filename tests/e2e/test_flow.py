@@ -27,15 +27,16 @@ async def test_a_posted_lead_is_scored_and_shown(db: Database, broker: EmbeddedB
             return shown if shown["score"] is not None else None
 
         shown = await eventually(scored)
-        assert shown["score"] == 30  # business email (20) + company (10)
-        assert shown["ruleset"] == "placeholder-1"
-        assert [h["kind"] for h in shown["history"]] == ["lead.received", "lead.scored"]
+        assert shown["score"] == 30  # rules/default.yaml: business email (20) + company (10)
+        assert shown["ruleset"].startswith("default-")  # the bundled ruleset: none is active
+        kinds = [h["kind"] for h in shown["history"]]
+        assert kinds == ["lead.received", "lead.scored", "lead.mql"]
 
         records = await read_topic(settings, settings.topics.lifecycle, expect=1)
         event = json.loads(records[0].value)
         assert event["type"] == "lead.scored" and event["subject"] == lead_id
         assert records[0].key == lead_id.encode()
-        assert event["ruleset"] == "placeholder-1"
+        assert event["ruleset"] == shown["ruleset"]
 
 
 async def test_a_thousand_concurrent_leads_are_each_scored_exactly_once(

@@ -68,19 +68,19 @@ def upgrade() -> None:
         op.f("ix_ruleset_approvals_ruleset_id"), "ruleset_approvals", ["ruleset_id"]
     )
     op.create_table(
-        "lead_activities",
+        "scoring_activities",
         sa.Column("id", sa.Uuid(), nullable=False),
         sa.Column("lead_id", sa.Uuid(), nullable=False),
         sa.Column("kind", sa.String(length=64), nullable=False),
         sa.Column("occurred_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("event_id", sa.Uuid(), nullable=False),
         sa.ForeignKeyConstraint(
-            ["lead_id"], ["leads.id"], name=op.f("fk_lead_activities_lead_id_leads")
+            ["lead_id"], ["leads.id"], name=op.f("fk_scoring_activities_lead_id_leads")
         ),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_lead_activities")),
-        sa.UniqueConstraint("event_id", name=op.f("uq_lead_activities_event_id")),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_scoring_activities")),
+        sa.UniqueConstraint("event_id", name=op.f("uq_scoring_activities_event_id")),
     )
-    op.create_index("ix_lead_activities_lead", "lead_activities", ["lead_id", "occurred_at"])
+    op.create_index("ix_scoring_activities_lead", "scoring_activities", ["lead_id", "occurred_at"])
     op.create_table(
         "lead_transitions",
         sa.Column("id", sa.Uuid(), nullable=False),
@@ -117,8 +117,8 @@ def downgrade() -> None:
             batch.drop_column(column)
     op.drop_index("ix_lead_transitions_lead", table_name="lead_transitions")
     op.drop_table("lead_transitions")
-    op.drop_index("ix_lead_activities_lead", table_name="lead_activities")
-    op.drop_table("lead_activities")
+    op.drop_index("ix_scoring_activities_lead", table_name="scoring_activities")
+    op.drop_table("scoring_activities")
     op.drop_index(op.f("ix_ruleset_approvals_ruleset_id"), table_name="ruleset_approvals")
     op.drop_table("ruleset_approvals")
     op.drop_index("uq_rulesets_active", table_name="rulesets")
