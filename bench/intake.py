@@ -1,0 +1,192 @@
+"""Intake suite: ``POST /v1/leads`` on PostgreSQL against the ceiling of a bare FastAPI app.
+
+Three runs with the same load, in one process tree, so their ratios are comparable on a noisy
+machine:
+
+1. the load generator against a trivial responder — its own ceiling;
+2. (a) the ceiling: FastAPI validating the same body and answering 202 with no I/O;
+3. (b) the real intake app (``services.intake.app.create_app``) on a fresh PostgreSQL database,
+   migrated with ``shared.migrate.upgrade`` and dropped at the end. Its outbox relay does not
+   run: this is the durable 202 path (the lead, inquiry, history and outbox rows are committed
+   before the answer). Every request posts a distinct email, so each creates a lead, and
+   afterwards the number of leads must equal the number of 202 answers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import secrets
+from collections.abc import Iterator
+from functools import partial
+
+import asyncpg
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from bench.loadgen import CpuProbe, LoadSpec, RequestTemplate, Stats, run_load
+from bench.servers import Served, asgi_server, bare_app, raw_server
+from bench.suite import Check, Log, Options, Report, Row
+from services.intake.app import create_app
+from shared.config import load_settings
+from shared.migrate import upgrade
+from shared.runtime import Runtime
+
+BODY = (
+    b'{"email":"lead-<id>@example.com","first_name":"Ada","last_name":"Lovelace",'
+    b'"company":"Analytical Engines Ltd","source":"web"}'
+)
+SUBMIT = RequestTemplate("POST", "/v1/leads", BODY, expect=202)
+
+
+def intake_app(db_url: str) -> Served:
+    """The real intake app, built as ``leadflow intake`` builds it, minus the outbox relay."""
+    settings = load_settings(db={"url": db_url, "pool_size": 20}, kafka={"bootstrap_servers": None})
+    runtime = Runtime.create(settings)
+    return Served(create_app(runtime), runtime.close)
+
+
+def run(options: Options, log: Log) -> Report:
+    tag = secrets.token_hex(3)
+
+    def load(port: int, label: str, probes: tuple[CpuProbe, ...]) -> Stats:
+        spec = LoadSpec(
+            port=port,
+            template=SUBMIT,
+            connections=options.concurrency,
+            processes=options.processes,
+            warmup_s=options.warmup,
+            duration_s=options.seconds,
+            probes=probes,
+            run_tag=f"{tag}{label}",
+        )
+        stats = run_load(spec)
+        log(f"  {stats.rps:,.0f} requests/s, p99 {stats.p99_ms:.1f} ms, {stats.errors} errors")
+        return stats
+
+    log("load generator ceiling: a trivial asyncio responder")
+    with raw_server() as server:
+        generator = load(server.port, "g", (CpuProbe("server", (server.pid,)),))
+
+    log("(a) ceiling: bare FastAPI + Pydantic body, no I/O")
+    with asgi_server("ceiling", bare_app) as server:
+        ceiling = load(server.port, "a", (CpuProbe("server", (server.pid,)),))
+
+    log("(b) intake POST /v1/leads on PostgreSQL (outbox relay not running)")
+    with bench_database(options.pg_url, log) as url:
+        database = url.database or ""
+        with asgi_server("intake", partial(intake_app, _dsn(url))) as server:
+            probes = (
+                CpuProbe("server", (server.pid,)),
+                CpuProbe("postgres", cmdline_contains=f" {database} "),
+            )
+            intake = load(server.port, "b", probes)
+        counts = asyncio.run(_count_rows(url))  # the server has stopped: every commit is in
+
+    report = Report(
+        title="Intake: POST /v1/leads",
+        caption=(
+            f"{options.concurrency} keep-alive HTTP/1.1 connections, {options.processes} "
+            f"load-generator process{'es' if options.processes > 1 else ''}; "
+            f"{options.warmup:g} s warm-up, then {options.seconds:g} s measured per row. "
+            "Servers: uvicorn, 1 worker, uvloop, httptools, access log off, 127.0.0.1. "
+            "(b) measures the durable 202 path: the lead, inquiry, history and outbox rows are "
+            "committed before the answer; the outbox relay is not running (no Kafka). "
+            "CPU: average cores busy during the measured window (server: the uvicorn process; "
+            "postgres: the backends of the benchmark database)."
+        ),
+        rows=[
+            Row("loadgen ceiling (raw responder)", generator),
+            Row("(a) ceiling: bare FastAPI, no I/O", ceiling),
+            Row("(b) intake on PostgreSQL", intake),
+        ],
+    )
+    if ceiling.rps > 0:
+        report.ratios.append(("(b) / (a) requests/s", intake.rps / ceiling.rps))
+    if ceiling.per_server_core and intake.per_server_core:
+        report.ratios.append(
+            (
+                "(b) / (a) requests per server CPU-second (steadier on a busy machine)",
+                intake.per_server_core / ceiling.per_server_core,
+            )
+        )
+    if generator.rps > 0:
+        report.ratios.append(("(a) / load generator ceiling", ceiling.rps / generator.rps))
+    report.checks.extend(_checks(intake, counts))
+    return report
+
+
+def _checks(intake: Stats, counts: dict[str, int]) -> list[Check]:
+    accepted = intake.expected_total
+    leads = counts["leads"]
+    checks = [
+        Check(
+            "(b) leads in the database = 202 answers",
+            leads == accepted and accepted > 0,
+            f"{leads:,} leads, {accepted:,} answers 202 "
+            f"({intake.sent:,} sent, {intake.unanswered:,} unanswered, statuses {intake.statuses})",
+        )
+    ]
+    others = {name: n for name, n in counts.items() if name != "leads"}
+    checks.append(
+        Check(
+            "(b) one inquiry, one history entry and one outbox row per lead",
+            all(n == leads for n in others.values()),
+            ", ".join(f"{n:,} {name}" for name, n in others.items()),
+        )
+    )
+    return checks
+
+
+# --------------------------------------------------------------------------- the database
+
+
+@contextlib.contextmanager
+def bench_database(pg_url: str, log: Log) -> Iterator[URL]:
+    """A fresh database next to ``pg_url``'s, migrated to head, dropped when the block ends."""
+    admin = make_url(pg_url)
+    url = admin.set(database=f"leadflow_bench_{secrets.token_hex(4)}")
+    asyncio.run(_admin(admin, f'CREATE DATABASE "{url.database}"'))
+    try:
+        log(f"  created database {url.database}; migrating")
+        asyncio.run(_migrate(url))
+        yield url
+    finally:
+        asyncio.run(_admin(admin, f'DROP DATABASE IF EXISTS "{url.database}" WITH (FORCE)'))
+        log(f"  dropped database {url.database}")
+
+
+def _dsn(url: URL) -> str:
+    return url.set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+async def _admin(admin: URL, statement: str) -> None:
+    connection = await asyncpg.connect(_dsn(admin), timeout=10)
+    try:
+        await connection.execute(statement, timeout=60)
+    finally:
+        await connection.close()
+
+
+async def _migrate(url: URL) -> None:
+    engine = create_async_engine(url.set(drivername="postgresql+asyncpg"))
+    try:
+        await upgrade(engine)
+    finally:
+        await engine.dispose()
+
+
+async def _count_rows(url: URL) -> dict[str, int]:
+    connection = await asyncpg.connect(_dsn(url), timeout=10)
+    try:
+        row = await connection.fetchrow(
+            "SELECT (SELECT count(*) FROM leads) AS leads,"
+            " (SELECT count(*) FROM inquiries) AS inquiries,"
+            " (SELECT count(*) FROM lead_history) AS history,"
+            " (SELECT count(*) FROM outbox) AS outbox",
+            timeout=60,
+        )
+    finally:
+        await connection.close()
+    assert row is not None
+    return dict(row)
