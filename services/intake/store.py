@@ -11,15 +11,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cache
 from typing import Any
 from uuid import UUID
 
 from sqlalchemy import func, insert
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.intake.schemas import LeadAccepted, LeadSubmission
 from shared.config import Settings
-from shared.db import upsert
 from shared.events import LeadReceived, LeadReceivedData
 from shared.ids import new_id
 from shared.models import Inquiry, Lead, LeadHistory
@@ -39,6 +40,8 @@ class Arrival:
     submission: LeadSubmission
     received_at: datetime
     inquiry_id: UUID = field(default_factory=new_id)
+    is_test: bool = False
+    """An ad platform's test lead: flagged on the lead (unless it is real) and on the event."""
 
 
 async def store_inquiries(
@@ -57,6 +60,7 @@ async def store_inquiries(
                 inquiry_id=arrival.inquiry_id,
                 source=submission.source,
                 new_lead=new,
+                is_test=arrival.is_test,
             ),
             source=SOURCE,
             time=arrival.received_at,
@@ -126,6 +130,7 @@ def _lead_row(group: Sequence[Arrival]) -> dict[str, Any]:
         "stage": "inquiry",
         "created_at": first.received_at,
         "updated_at": group[-1].received_at,
+        "is_test": all(a.is_test for a in group),
     }
     for name in LEAD_FIELDS:
         values = [getattr(a.submission, name) for a in group if getattr(a.submission, name)]
@@ -134,11 +139,18 @@ def _lead_row(group: Sequence[Arrival]) -> dict[str, Any]:
 
 
 async def _upsert_by_email(session: AsyncSession, rows: list[dict[str, Any]]) -> dict[str, UUID]:
-    statement = upsert(session, leads).values(rows)
+    # One cached statement, executed for many rows (rendered as multi-row VALUES by SQLAlchemy's
+    # "insertmanyvalues"): a statement built with .values(rows) would compile anew per batch size.
+    result = await session.execute(_upsert_statement(session.get_bind().dialect.name), rows)
+    return {email: lead_id for lead_id, email in result}
+
+
+@cache
+def _upsert_statement(dialect: str) -> Any:
+    statement = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(leads)
     fresh = statement.excluded
-    statement = statement.on_conflict_do_update(
+    return statement.on_conflict_do_update(
         index_elements=[leads.c.email],
         set_={name: func.coalesce(fresh[name], leads.c[name]) for name in LEAD_FIELDS}
         | {"updated_at": fresh.updated_at},
     ).returning(leads.c.id, leads.c.email)
-    return {email: lead_id for lead_id, email in await session.execute(statement)}
