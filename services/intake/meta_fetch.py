@@ -166,7 +166,9 @@ class FetchSweeper:
                     select(PlatformFetch)
                     .where(
                         PlatformFetch.due_at <= now,
-                        or_(PlatformFetch.locked_until.is_(None), PlatformFetch.locked_until <= now),
+                        or_(
+                            PlatformFetch.locked_until.is_(None), PlatformFetch.locked_until <= now
+                        ),
                     )
                     .order_by(PlatformFetch.due_at)
                     .limit(self.settings.platforms.sweep_batch)

@@ -179,7 +179,9 @@ def test_user_column_data_must_be_a_list() -> None:
     assert raised.value.field == "user_column_data"
 
 
-@pytest.mark.parametrize(("attempts", "seconds"), [(1, 30), (2, 120), (3, 600), (4, 600), (99, 600)])
+@pytest.mark.parametrize(
+    ("attempts", "seconds"), [(1, 30), (2, 120), (3, 600), (4, 600), (99, 600)]
+)
 def test_the_last_retry_wait_repeats_forever(attempts: int, seconds: float) -> None:
     assert retry_delay(attempts, [30, 120, 600]) == timedelta(seconds=seconds)
 

@@ -59,7 +59,10 @@ def upgrade() -> None:
     )
     op.create_index(op.f("ix_platform_fetches_due_at"), "platform_fetches", ["due_at"])
     op.create_index(
-        "uq_platform_fetches_lead", "platform_fetches", ["platform", "platform_lead_id"], unique=True
+        "uq_platform_fetches_lead",
+        "platform_fetches",
+        ["platform", "platform_lead_id"],
+        unique=True,
     )
     op.create_table(
         "lead_activities",
