@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 from pydantic import ValidationError
 
+from services.scoring.cli import rules_app
 from shared.config import DatabaseSettings, Settings, SettingsError, load_settings
 from shared.logs import configure_logging
 
@@ -21,6 +22,7 @@ db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 events_app = typer.Typer(help="Event types and their JSON Schemas.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(events_app, name="events")
+app.add_typer(rules_app, name="rules")
 
 
 def _settings(**overrides: object) -> Settings:

@@ -9,7 +9,7 @@ import secrets
 from pydantic import SecretStr
 
 from services.intake.app import create_app as intake_app
-from services.scoring.main import start_scoring
+from services.scoring.main import activate_sample_rules, start_scoring
 from services.serve import serve
 from shared.broker import EmbeddedBroker
 from shared.config import Settings
@@ -49,6 +49,7 @@ async def run_dev(settings: Settings) -> int:
         settings = settings.model_copy(update={"kafka": kafka, "auth": auth})
         runtime = Runtime.create(settings)
         await upgrade(runtime.engine)
+        await activate_sample_rules(runtime)
         runtime.start_relay("relay")
         start_scoring(runtime)
         _announce(settings, key, broker)

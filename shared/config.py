@@ -216,10 +216,24 @@ class WebhookSettings(_Group):
     )
 
 
+class Principal(_Group):
+    """A named person with their own secret key and roles (e.g. ``approver:marketing``)."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9._@\-]{1,100}$", description="Who they are")
+    key: SecretStr = Field(description="Their Bearer key (compared in constant time)")
+    roles: list[str] = Field(default_factory=list, description="approver:marketing, approver:sales")
+
+
 class AuthSettings(_Group):
     secret_keys: list[SecretStr] = Field(
         default_factory=list,
         description="Bearer keys for read and admin endpoints (JSON list in the environment)",
+    )
+    principals: list[Principal] = Field(
+        default_factory=list,
+        description='Named people, each with a key and roles, as a JSON list: [{"name": "maria", '
+        '"key": "…", "roles": ["approver:marketing"]}]. Their keys also open read and admin '
+        "endpoints; approving a ruleset needs the approver role of that side",
     )
 
 

@@ -12,6 +12,7 @@ from services.intake.schemas import LeadAccepted, LeadSubmission, LeadView
 from services.intake.service import find_lead
 from services.intake.store import Arrival
 from services.intake.writer import GroupCommitWriter
+from services.scoring.api import router as qualification_router
 from services.webhooks.api import router as webhooks_router
 from shared import problems
 from shared.auth import require_secret_key
@@ -83,5 +84,6 @@ def create_app(runtime: Runtime) -> FastAPI:
     app.add_middleware(BodySizeLimit, max_bytes=runtime.settings.http.max_body_bytes)
     app.include_router(router)
     app.include_router(webhooks_router)
+    app.include_router(qualification_router)
     app.include_router(health_router(runtime_of))
     return app

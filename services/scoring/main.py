@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
 
+from services.scoring import store, versions
 from services.scoring.handlers import ScoringHandler
 from shared.consumer import EventConsumer
 from shared.runtime import Runtime
@@ -30,3 +32,10 @@ def start_scoring(runtime: Runtime, *, name: str = CONSUMER) -> None:
         await consumer.run()
 
     runtime.spawn(consume(), name=name)
+
+
+async def activate_sample_rules(runtime: Runtime) -> None:
+    """``leadflow dev``: the repository's sample ruleset goes live when no version is active."""
+    async with runtime.sessions.begin() as session:
+        text = store.DEFAULT_RULESET.read_text()
+        await versions.bootstrap(session, runtime.settings, text, now=datetime.now(UTC))

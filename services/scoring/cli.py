@@ -1,0 +1,220 @@
+"""``leadflow rules …``: the ruleset workflow from the server's shell, straight on the database.
+
+The same service functions as the API. ``--as NAME`` names the person acting; approving needs a
+principal of that name in ``auth.principals`` holding the approver role of the side.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.scoring import backtest, store, versions
+from services.scoring.ruleset import RulesetInvalid, compile_ruleset
+from shared.auth import Caller
+from shared.config import Settings, SettingsError, load_settings
+from shared.db import make_engine, make_sessions
+from shared.problems import Problem
+
+rules_app = typer.Typer(help="Qualification rulesets: validate, propose, approve, activate.")
+console = Console()
+T = TypeVar("T")
+AsOption = Annotated[str, typer.Option("--as", help="Who is acting (a principal's name)")]
+JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable output")]
+
+
+def _settings() -> Settings:
+    try:
+        return load_settings()
+    except SettingsError as error:
+        typer.echo(f"leadflow: {error}", err=True)
+        raise typer.Exit(2) from None
+
+
+def _on_db(work: Callable[[AsyncSession, Settings], Awaitable[T]], *, write: bool) -> T:
+    settings = _settings()
+
+    async def main() -> T:
+        engine = make_engine(settings.db)
+        try:
+            sessions = make_sessions(engine)
+            if write:
+                async with sessions.begin() as session:
+                    return await work(session, settings)
+            async with sessions() as session:
+                return await work(session, settings)
+        finally:
+            await engine.dispose()
+
+    try:
+        return asyncio.run(main())
+    except Problem as problem:
+        typer.echo(f"leadflow: {problem.detail or problem.title}", err=True)
+        for item in problem.extra.get("problems", []):
+            typer.echo(f"  {item['rule']} (line {item['line']}): {item['reason']}", err=True)
+        raise typer.Exit(1) from None
+
+
+def _print(data: Any, as_json: bool) -> None:
+    if as_json:
+        typer.echo(json.dumps(data, indent=2, default=str))
+    else:
+        console.print(data)
+
+
+@rules_app.command()
+def validate(path: Path, as_json: JsonOption = False) -> None:
+    """Parse and type-check a ruleset file; name every bad rule with its line."""
+    try:
+        compiled = compile_ruleset(path.read_text())
+    except RulesetInvalid as error:
+        if as_json:
+            problems = [{"rule": p.rule, "line": p.line, "reason": p.reason} for p in error.problems]
+            typer.echo(json.dumps({"valid": False, "problems": problems}, indent=2))
+        for problem in error.problems:
+            typer.echo(f"{path}:{problem.line or '?'}: {problem.rule}: {problem.reason}", err=True)
+        raise typer.Exit(1) from None
+    result = {"valid": True, "content_hash": compiled.content_hash, "conditions": len(compiled.slots)}
+    _print(result, as_json)
+
+
+@rules_app.command()
+def propose(
+    path: Path,
+    by: AsOption,
+    note: Annotated[str, typer.Option(help="What changes and why")] = "",
+    as_json: JsonOption = False,
+) -> None:
+    """Store a ruleset file as a new proposed version (its content never changes after)."""
+    text = path.read_text()
+
+    async def work(session: AsyncSession, settings: Settings) -> dict[str, Any]:
+        row = await versions.propose(session, text, by=by, note=note, now=datetime.now(UTC))
+        return versions.view(row, [])
+
+    _print(_on_db(work, write=True), as_json)
+
+
+@rules_app.command()
+def approve(
+    version: int,
+    by: AsOption,
+    side: Annotated[str, typer.Option(help="marketing or sales")],
+    content_hash: Annotated[str, typer.Option("--hash", help="SHA-256 of the content reviewed")],
+) -> None:
+    """Sign a version for your side; the hash must be the content you reviewed."""
+
+    async def work(session: AsyncSession, settings: Settings) -> str:
+        caller = _principal(settings, by)
+        await versions.approve(
+            session,
+            version,
+            caller=caller,
+            side=side,
+            signed_hash=content_hash,
+            now=datetime.now(UTC),
+        )
+        return f"version {version} approved for {side} by {by}"
+
+    typer.echo(_on_db(work, write=True))
+
+
+@rules_app.command()
+def activate(version: int, by: AsOption, as_json: JsonOption = False) -> None:
+    """Make a version co-signed by marketing and sales the live one (emits ruleset.activated)."""
+
+    async def work(session: AsyncSession, settings: Settings) -> dict[str, Any]:
+        row = await versions.activate(session, settings, version, by=by, now=datetime.now(UTC))
+        return versions.view(row, await versions.approvals_of(session, row))
+
+    _print(_on_db(work, write=True), as_json)
+
+
+@rules_app.command()
+def diff(
+    version: int,
+    against: Annotated[int, typer.Option(help="The version to compare with")],
+    as_json: JsonOption = False,
+) -> None:
+    """Rules added, removed and changed, and the unified diff of the files."""
+
+    async def work(session: AsyncSession, settings: Settings) -> dict[str, Any]:
+        return await versions.diff(session, against, version)
+
+    result = _on_db(work, write=False)
+    if as_json:
+        _print(result, True)
+        return
+    for key in ("added", "removed", "changed"):
+        typer.echo(f"{key}: {', '.join(result[key]) or '-'}")
+    typer.echo(result["diff"])
+
+
+@rules_app.command()
+def history(as_json: JsonOption = False) -> None:
+    """Every version, newest first: status, signatures, activation."""
+
+    async def work(session: AsyncSession, settings: Settings) -> list[dict[str, Any]]:
+        return await versions.history(session)
+
+    rows = _on_db(work, write=False)
+    if as_json:
+        _print(rows, True)
+        return
+    table = Table("version", "label", "status", "proposed by", "approvals", "activated")
+    for row in rows:
+        signed = ", ".join(f"{a['side']}: {a['approver']}" for a in row["approvals"])
+        activated = f"{row['activated_at']:%Y-%m-%d %H:%M} by {row['activated_by']}" if row[
+            "activated_at"
+        ] else ""
+        table.add_row(
+            str(row["version"]), row["label"], row["status"], row["proposed_by"], signed, activated
+        )
+    console.print(table)
+
+
+@rules_app.command("backtest")
+def run_backtest(
+    version: int,
+    days: Annotated[int, typer.Option(help="The window of past leads, in days")] = 90,
+    as_json: JsonOption = False,
+) -> None:
+    """Run a version over the leads of the past window, next to the active version."""
+
+    async def work(session: AsyncSession, settings: Settings) -> dict[str, Any]:
+        cache = store.RulesetCache()
+        row = await versions.find(session, version)
+        proposed = (row.label, await cache.by_label(session, row.label))
+        active = await cache.active(session)
+        columns = (TextColumn("backtest"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+        with Progress(*columns, console=Console(stderr=True), transient=as_json) as bar:
+            task = bar.add_task("leads", total=None)
+            report = await backtest.run(
+                session,
+                active,
+                proposed,
+                now=datetime.now(UTC),
+                days=days,
+                progress=lambda done, total: bar.update(task, completed=done, total=total),
+            )
+        return report.as_dict()
+
+    _print(_on_db(work, write=False), as_json)
+
+
+def _principal(settings: Settings, name: str) -> Caller:
+    for principal in settings.auth.principals:
+        if principal.name == name:
+            return Caller(principal.name, frozenset(principal.roles))
+    detail = f"no principal named {name!r} in auth.principals (LEADFLOW_AUTH__PRINCIPALS)"
+    raise Problem(403, "Forbidden", detail, field="as")

@@ -1,0 +1,247 @@
+"""Ruleset versions: propose, approve (one signature per side), activate, compare, list.
+
+A version's content never changes after it is proposed; an approval signs its SHA-256. Activation
+re-checks both signatures against the stored content, so a version edited behind the service's
+back (or signed on a different text) never goes live. The caller owns the transaction.
+"""
+
+from __future__ import annotations
+
+import difflib
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.scoring.models import Ruleset, RulesetApproval
+from services.scoring.ruleset import RulesetInvalid, compile_ruleset, content_hash
+from shared.auth import Caller
+from shared.config import Settings
+from shared.events import RulesetActivated, RulesetActivatedData
+from shared.ids import new_id
+from shared.outbox import stage
+from shared.problems import Problem
+
+SIDES = ("marketing", "sales")
+SOURCE = "/leadflow/scoring"
+BOOTSTRAP = "leadflow-dev"
+
+
+def invalid(error: RulesetInvalid) -> Problem:
+    problems = [{"rule": p.rule, "line": p.line, "reason": p.reason} for p in error.problems]
+    detail = f"the ruleset is invalid: {error}"
+    return Problem(422, "Invalid ruleset", detail, field="content", problems=problems)
+
+
+async def propose(
+    session: AsyncSession, text: str, *, by: str, note: str = "", now: datetime
+) -> Ruleset:
+    try:
+        compiled = compile_ruleset(text)
+    except RulesetInvalid as error:
+        raise invalid(error) from None
+    same = await session.scalar(
+        select(Ruleset.version).where(Ruleset.content_hash == compiled.content_hash)
+    )
+    if same is not None:
+        raise Problem(409, "Conflict", f"version {same} has this exact content", field="content")
+    version = int(await session.scalar(select(func.max(Ruleset.version))) or 0) + 1
+    row = Ruleset(
+        id=new_id(),
+        version=version,
+        label=f"v{version}-{compiled.content_hash[:8]}",
+        name=compiled.spec.name,
+        content=text,
+        content_hash=compiled.content_hash,
+        status="proposed",
+        note=note,
+        proposed_by=by,
+        proposed_at=now,
+    )
+    session.add(row)
+    await session.flush()
+    return row
+
+
+async def find(session: AsyncSession, version: int, *, lock: bool = False) -> Ruleset:
+    query = select(Ruleset).where(Ruleset.version == version)
+    row = await session.scalar(query.with_for_update() if lock else query)
+    if row is None:
+        raise Problem(404, "Not Found", f"no ruleset version {version}", field="version")
+    return row
+
+
+async def approvals_of(session: AsyncSession, row: Ruleset) -> list[RulesetApproval]:
+    query = select(RulesetApproval).where(RulesetApproval.ruleset_id == row.id)
+    return list(await session.scalars(query.order_by(RulesetApproval.approved_at)))
+
+
+def _unchanged(row: Ruleset, signed_hash: str, field: str) -> None:
+    if content_hash(row.content) != row.content_hash:
+        raise Problem(409, "Conflict", f"version {row.version}'s content was altered", field=field)
+    if signed_hash != row.content_hash:
+        detail = f"version {row.version} is {row.content_hash}, not the content signed"
+        raise Problem(409, "Conflict", detail, field=field)
+
+
+async def approve(
+    session: AsyncSession,
+    version: int,
+    *,
+    caller: Caller,
+    side: str,
+    signed_hash: str,
+    now: datetime,
+) -> RulesetApproval:
+    if side not in SIDES:
+        raise Problem(422, "Unprocessable Content", f"side is one of {SIDES}", field="side")
+    if f"approver:{side}" not in caller.roles:
+        detail = f"{caller.name} does not hold the role approver:{side}"
+        raise Problem(403, "Forbidden", detail, field="side")
+    row = await find(session, version, lock=True)
+    if row.status != "proposed":
+        raise Problem(409, "Conflict", f"version {version} is {row.status}", field="version")
+    _unchanged(row, signed_hash, "content_hash")
+    for approval in await approvals_of(session, row):
+        if approval.side == side:
+            detail = f"{approval.approver} already approved version {version} for {side}"
+            raise Problem(409, "Conflict", detail, field="side")
+        if approval.approver == caller.name:
+            detail = f"{caller.name} already signed for {approval.side}; one person, one side"
+            raise Problem(409, "Conflict", detail, field="side")
+    approval = RulesetApproval(
+        id=new_id(),
+        ruleset_id=row.id,
+        side=side,
+        approver=caller.name,
+        content_hash=signed_hash,
+        approved_at=now,
+    )
+    session.add(approval)
+    await session.flush()
+    return approval
+
+
+async def activate(
+    session: AsyncSession, settings: Settings, version: int, *, by: str, now: datetime
+) -> Ruleset:
+    row = await find(session, version, lock=True)
+    if row.status != "proposed":
+        raise Problem(409, "Conflict", f"version {version} is {row.status}", field="version")
+    signed = {a.side: a for a in await approvals_of(session, row)}
+    missing = [side for side in SIDES if side not in signed]
+    if missing:
+        detail = f"version {version} lacks the approval of {' and '.join(missing)}"
+        raise Problem(409, "Conflict", detail, field="version")
+    for approval in signed.values():
+        _unchanged(row, approval.content_hash, "version")
+    return await _go_live(session, settings, row, by=by, now=now, signed=signed)
+
+
+async def _go_live(
+    session: AsyncSession,
+    settings: Settings,
+    row: Ruleset,
+    *,
+    by: str,
+    now: datetime,
+    signed: dict[str, RulesetApproval],
+) -> Ruleset:
+    previous = await session.scalar(
+        select(Ruleset).where(Ruleset.status == "active").with_for_update()
+    )
+    if previous is not None:
+        await session.execute(
+            update(Ruleset)
+            .where(Ruleset.id == previous.id)
+            .values(status="retired", retired_at=now)
+        )
+    row.status, row.activated_by, row.activated_at = "active", by, now
+    await session.flush()
+    data = RulesetActivatedData(
+        version=row.version,
+        label=row.label,
+        content_hash=row.content_hash,
+        previous=previous.label if previous else None,
+        activated_by=by,
+        approvers={side: a.approver for side, a in signed.items()},
+    )
+    event = RulesetActivated(
+        source=SOURCE, subject=row.label, time=now, data=data, ruleset=row.label
+    )
+    await stage(session, settings, event)
+    return row
+
+
+async def bootstrap(session: AsyncSession, settings: Settings, text: str, *, now: datetime) -> bool:
+    """``leadflow dev`` only: make the sample ruleset active when no version is."""
+    if await session.scalar(select(Ruleset.id).where(Ruleset.status == "active")) is not None:
+        return False
+    compiled = compile_ruleset(text)
+    existing = await session.scalar(
+        select(Ruleset).where(Ruleset.content_hash == compiled.content_hash)
+    )
+    row = existing or await propose(session, text, by=BOOTSTRAP, note="sample rules", now=now)
+    await _go_live(session, settings, row, by=f"{BOOTSTRAP} (unsigned sample)", now=now, signed={})
+    return True
+
+
+async def diff(session: AsyncSession, old: int, new: int) -> dict[str, Any]:
+    before, after = await find(session, old), await find(session, new)
+    text = "".join(
+        difflib.unified_diff(
+            before.content.splitlines(keepends=True),
+            after.content.splitlines(keepends=True),
+            fromfile=before.label,
+            tofile=after.label,
+        )
+    )
+    rules_before, rules_after = _rules(before.content), _rules(after.content)
+    return {
+        "from": before.label,
+        "to": after.label,
+        "added": sorted(rules_after.keys() - rules_before.keys()),
+        "removed": sorted(rules_before.keys() - rules_after.keys()),
+        "changed": sorted(
+            k for k in rules_before.keys() & rules_after.keys() if rules_before[k] != rules_after[k]
+        ),
+        "diff": text,
+    }
+
+
+def _rules(text: str) -> dict[str, Any]:
+    spec = compile_ruleset(text).spec
+    rules = spec.fit.rules + spec.engagement.rules + spec.disqualify + spec.recycle
+    found: dict[str, Any] = {r.id: r.model_dump() for r in rules}
+    found.update({f"stages.{k}": v for k, v in spec.stages.model_dump().items()})
+    found["fit.grades"] = spec.fit.grades
+    return found
+
+
+async def history(session: AsyncSession) -> list[dict[str, Any]]:
+    rows = list(await session.scalars(select(Ruleset).order_by(Ruleset.version.desc())))
+    signed: dict[Any, list[RulesetApproval]] = {}
+    for approval in await session.scalars(select(RulesetApproval)):
+        signed.setdefault(approval.ruleset_id, []).append(approval)
+    return [view(row, signed.get(row.id, [])) for row in rows]
+
+
+def view(row: Ruleset, approvals: list[RulesetApproval]) -> dict[str, Any]:
+    return {
+        "version": row.version,
+        "label": row.label,
+        "name": row.name,
+        "status": row.status,
+        "content_hash": row.content_hash,
+        "note": row.note,
+        "proposed_by": row.proposed_by,
+        "proposed_at": row.proposed_at,
+        "approvals": [
+            {"side": a.side, "approver": a.approver, "approved_at": a.approved_at}
+            for a in sorted(approvals, key=lambda a: a.side)
+        ],
+        "activated_by": row.activated_by,
+        "activated_at": row.activated_at,
+        "retired_at": row.retired_at,
+    }
