@@ -18,6 +18,7 @@ from sqlalchemy import (
     String,
     Text,
     TypeDecorator,
+    false,
     text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
@@ -72,7 +73,7 @@ class Lead(Base):
 
     id: Mapped[UUID] = mapped_column(primary_key=True, default=new_id)
     email: Mapped[str | None] = mapped_column(String(320), unique=True)
-    phone: Mapped[str | None] = mapped_column(String(32))
+    phone: Mapped[str | None] = mapped_column(String(32), index=True)
     first_name: Mapped[str | None] = mapped_column(String(200))
     last_name: Mapped[str | None] = mapped_column(String(200))
     company: Mapped[str | None] = mapped_column(String(300))
@@ -83,6 +84,10 @@ class Lead(Base):
     scored_at: Mapped[datetime | None] = mapped_column(Timestamp)
     created_at: Mapped[datetime] = mapped_column(Timestamp)
     updated_at: Mapped[datetime] = mapped_column(Timestamp)
+    # Platforms and outcomes (migration 0005_platforms): test leads stay out of funnel, SLA and
+    # routing counts; a CRM's own id for the lead, from the outcomes it posts.
+    is_test: Mapped[bool] = mapped_column(default=False, server_default=false())
+    crm_id: Mapped[str | None] = mapped_column(String(200), unique=True, index=True)
     # Qualification (migration 0003_rules): ``score`` above is the fit score.
     fit_grade: Mapped[str | None] = mapped_column(String(8))
     engagement_score: Mapped[int | None] = mapped_column(Integer)
@@ -96,6 +101,19 @@ class Lead(Base):
     lost_at: Mapped[datetime | None] = mapped_column(Timestamp)
     recycled_at: Mapped[datetime | None] = mapped_column(Timestamp)
     disqualified_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    # Routing (migration 0006_routing): the owner, or the team whose queue the lead waits in.
+    owner_id: Mapped[UUID | None] = mapped_column(index=True)
+    owner_team_id: Mapped[UUID | None] = mapped_column()
+    routing_status: Mapped[str | None] = mapped_column(String(16), index=True)
+    routed_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    is_expansion: Mapped[bool | None] = mapped_column()
+    account_id: Mapped[UUID | None] = mapped_column()
+    # Intake (migration 0002_intake): normalised facts, phone-only dedupe key, spam, erasure.
+    country: Mapped[str | None] = mapped_column(String(2))
+    company_domain: Mapped[str | None] = mapped_column(String(253))
+    phone_key: Mapped[str | None] = mapped_column(String(32), unique=True, index=True)
+    quarantined: Mapped[bool] = mapped_column(default=False, server_default=false())
+    erased_at: Mapped[datetime | None] = mapped_column(Timestamp)
 
 
 class Inquiry(Base):
@@ -107,6 +125,10 @@ class Inquiry(Base):
     received_at: Mapped[datetime] = mapped_column(Timestamp)
     submission: Mapped[dict[str, Any]] = mapped_column(Json)
     idempotency_key: Mapped[str | None] = mapped_column(String(200), unique=True)
+    # Intake (migration 0002_intake): the body as posted (``submission`` is it normalised), and
+    # why it was held back from routing (``honeypot``), if it was.
+    raw: Mapped[dict[str, Any] | None] = mapped_column(Json)
+    quarantine_reason: Mapped[str | None] = mapped_column(String(64))
 
 
 class LeadHistory(Base):
@@ -169,8 +191,11 @@ class ProcessedEvent(Base):
 
 
 MODEL_MODULES: tuple[str, ...] = (
+    "services.intake.models",
     "services.webhooks.models",
     "services.scoring.models",
+    "services.intake.platform_models",
+    "services.routing.models",
 )
 """Modules outside this one that declare tables on ``Base`` (one per owning service)."""
 

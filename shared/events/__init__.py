@@ -3,6 +3,7 @@
 Each area's event types live in a module of their own; import it here so ``decode`` knows them.
 """
 
+from shared.events.engagement import LeadActivity, LeadActivityData, LeadOutcome, LeadOutcomeData
 from shared.events.envelope import (
     CloudEvent,
     Payload,
@@ -16,7 +17,6 @@ from shared.events.envelope import (
     topic_for,
     write_json_schemas,
 )
-from shared.events.engagement import LeadActivity, LeadActivityData, LeadOutcome, LeadOutcomeData
 from shared.events.leads import LeadReceived, LeadReceivedData, LeadScored, LeadScoredData
 from shared.events.lifecycle import (
     STAGE_EVENTS,
@@ -28,6 +28,14 @@ from shared.events.lifecycle import (
     RulesetActivatedData,
     StageChangedData,
 )
+from shared.events.routing import (
+    LeadQueued,
+    LeadQueuedData,
+    LeadReassigned,
+    LeadReassignedData,
+    LeadRouted,
+    LeadRoutedData,
+)
 from shared.events.webhooks import (
     LeadErased,
     LeadErasedData,
@@ -38,6 +46,12 @@ from shared.events.webhooks import (
 Event = CloudEvent
 
 __all__ = [
+    "LeadQueued",
+    "LeadQueuedData",
+    "LeadReassigned",
+    "LeadReassignedData",
+    "LeadRouted",
+    "LeadRoutedData",
     "STAGE_EVENTS",
     "CloudEvent",
     "Event",

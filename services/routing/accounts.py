@@ -1,0 +1,81 @@
+"""Account matching: is this lead from a company we already sell to? Pure, no I/O.
+
+First by email or website domain (exact, free-mail domains never match), then by company name:
+normalised (case, punctuation, legal suffixes like Inc or GmbH dropped) and compared with
+rapidfuzz's token-sort ratio, so "Acme Corp." and "ACME Corporation" are the same account while
+"Acme Robotics" is not. The best score at or above the threshold wins; ties go to the older account.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from uuid import UUID
+
+from rapidfuzz import fuzz, process, utils
+
+LEGAL_SUFFIXES = frozenset(
+    "inc incorporated corp corporation co company ltd limited llc llp plc gmbh ag kg ug sa sas "
+    "sarl srl spa bv nv oy ab as aps pty pvt kk group holding holdings the".split()
+)
+_WORD = re.compile(r"[a-z0-9]+")
+
+
+@dataclass(frozen=True, slots=True)
+class AccountInfo:
+    id: UUID
+    name: str
+    domain: str | None
+    owner_id: UUID | None
+
+
+@dataclass(frozen=True, slots=True)
+class AccountMatch:
+    account: AccountInfo
+    by: str
+    score: float
+
+
+def normalise_name(name: str) -> str:
+    words = _WORD.findall(utils.default_process(name))
+    kept = [w for w in words if w not in LEGAL_SUFFIXES]
+    return " ".join(kept or words)
+
+
+def normalise_domain(domain: str) -> str:
+    domain = domain.strip().lower()
+    for prefix in ("https://", "http://"):
+        domain = domain.removeprefix(prefix)
+    domain = domain.split("/", 1)[0].removeprefix("www.")
+    return domain
+
+
+class AccountIndex:
+    def __init__(self, accounts: list[AccountInfo]) -> None:
+        ordered = sorted(accounts, key=lambda a: a.id)
+        self.by_domain = {normalise_domain(a.domain): a for a in ordered if a.domain}
+        self.by_name: dict[str, AccountInfo] = {}
+        for account in ordered:
+            self.by_name.setdefault(normalise_name(account.name), account)
+        self.names = list(self.by_name)
+
+    def __len__(self) -> int:
+        return len(self.by_name)
+
+    def match(self, domain: str, company: str, *, min_similarity: float) -> AccountMatch | None:
+        if domain:
+            account = self.by_domain.get(normalise_domain(domain))
+            if account is not None:
+                return AccountMatch(account, "domain", 100.0)
+        name = normalise_name(company) if company else ""
+        if not name:
+            return None
+        exact = self.by_name.get(name)
+        if exact is not None:
+            return AccountMatch(exact, "name", 100.0)
+        best = process.extractOne(
+            name, self.names, scorer=fuzz.token_sort_ratio, score_cutoff=min_similarity
+        )
+        if best is None:
+            return None
+        return AccountMatch(self.by_name[best[0]], "name", round(float(best[1]), 1))

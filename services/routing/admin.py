@@ -1,0 +1,199 @@
+"""Changes to the owner directory and the routing rules. Each bumps the directory token so every
+process's cached copy is refreshed on its next routing. The caller owns the transaction."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.routing.accounts import normalise_domain
+from services.routing.models import Account, Membership, Rep, RoutingRuleset, Team
+from services.routing.repository import touch_directory
+from services.routing.rules import RoutingInvalid, compile_routing
+from services.routing.schemas import AccountIn, RepIn, TeamIn
+from shared.ids import new_id
+from shared.models import Lead
+
+reps_t, teams_t, members_t = Rep.__table__, Team.__table__, Membership.__table__
+accounts_t, rulesets_t = Account.__table__, RoutingRuleset.__table__
+
+
+class DirectoryInvalid(ValueError):
+    """A change that names something that does not exist; ``field`` says which input."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+async def rep_id_of(session: AsyncSession, email: str | None, field: str) -> UUID | None:
+    if not email:
+        return None
+    rep_id = await session.scalar(select(reps_t.c.id).where(reps_t.c.email == email.lower()))
+    if rep_id is None:
+        raise DirectoryInvalid(field, f"no rep with email {email}")
+    return rep_id
+
+
+async def put_team(session: AsyncSession, team: TeamIn, now: datetime) -> UUID:
+    manager = await rep_id_of(session, team.manager_email, "manager_email")
+    values = team.model_dump(exclude={"manager_email"}) | {"manager_id": manager, "updated_at": now}
+    existing = await session.scalar(select(teams_t.c.id).where(teams_t.c.name == team.name))
+    if existing is None:
+        existing = new_id()
+        await session.execute(teams_t.insert().values(id=existing, created_at=now, **values))
+    else:
+        await session.execute(update(teams_t).where(teams_t.c.id == existing).values(**values))
+    await touch_directory(session)
+    return existing
+
+
+async def put_rep(session: AsyncSession, rep: RepIn, now: datetime) -> UUID:
+    """Create or update (by email). Team membership becomes exactly ``rep.teams``."""
+    manager = await rep_id_of(session, rep.manager_email, "manager_email")
+    team_ids = []
+    for name in rep.teams:
+        team_id = await session.scalar(select(teams_t.c.id).where(teams_t.c.name == name))
+        if team_id is None:
+            raise DirectoryInvalid("teams", f"no team named {name!r}")
+        team_ids.append(team_id)
+    values: dict[str, Any] = rep.model_dump(exclude={"teams", "manager_email"})
+    values |= {"manager_id": manager, "updated_at": now}
+    existing = await session.scalar(select(reps_t.c.id).where(reps_t.c.email == rep.email))
+    if existing is None:
+        existing = new_id()
+        await session.execute(
+            reps_t.insert().values(
+                id=existing, created_at=now, open_leads=0, assigned_today=0, **values
+            )
+        )
+    else:
+        await session.execute(update(reps_t).where(reps_t.c.id == existing).values(**values))
+        await session.execute(delete(members_t).where(members_t.c.rep_id == existing))
+    if team_ids:
+        await session.execute(
+            members_t.insert(), [{"team_id": t, "rep_id": existing} for t in team_ids]
+        )
+    await touch_directory(session)
+    return existing
+
+
+async def set_availability(
+    session: AsyncSession,
+    email: str,
+    now: datetime,
+    *,
+    status: str | None = None,
+    away_until: datetime | None = None,
+    back: bool = False,
+) -> UUID:
+    rep_id = await rep_id_of(session, email, "email")
+    assert rep_id is not None
+    values: dict[str, Any] = {"updated_at": now}
+    if status is not None:
+        values["status"] = status
+    if away_until is not None or back:
+        values["away_until"] = None if back else away_until
+    await session.execute(update(reps_t).where(reps_t.c.id == rep_id).values(**values))
+    await touch_directory(session)
+    return rep_id
+
+
+async def put_account(session: AsyncSession, account: AccountIn, now: datetime) -> UUID:
+    """Create or update, by domain when given, else by exact name."""
+    owner = await rep_id_of(session, account.owner_email, "owner_email")
+    domain = normalise_domain(account.domain) if account.domain else None
+    values = {"name": account.name, "domain": domain, "owner_id": owner, "updated_at": now}
+    key = accounts_t.c.domain == domain if domain else accounts_t.c.name == account.name
+    existing = await session.scalar(select(accounts_t.c.id).where(key))
+    if existing is None:
+        existing = new_id()
+        await session.execute(accounts_t.insert().values(id=existing, created_at=now, **values))
+    else:
+        await session.execute(
+            update(accounts_t).where(accounts_t.c.id == existing).values(**values)
+        )
+    await touch_directory(session)
+    return existing
+
+
+async def delete_account(session: AsyncSession, account_id: UUID) -> bool:
+    result = await session.execute(delete(accounts_t).where(accounts_t.c.id == account_id))
+    await touch_directory(session)
+    return bool(result.rowcount)
+
+
+async def add_ruleset(
+    session: AsyncSession, text: str, *, by: str, now: datetime, activate: bool = False
+) -> int:
+    """Store a routing ruleset version (refused if invalid or naming an unknown team)."""
+    compiled = compile_routing(text)
+    names = set(await session.scalars(select(teams_t.c.name)))
+    wanted = {compiled.spec.default_queue, *(rule.team for rule in compiled.spec.rules)}
+    unknown = sorted(wanted - names)
+    if unknown:
+        raise RoutingInvalid([f"no team named {name!r}" for name in unknown])
+    same = await session.scalar(
+        select(rulesets_t.c.version).where(rulesets_t.c.content_hash == compiled.content_hash)
+    )
+    version = same
+    if version is None:
+        version = int(await session.scalar(select(func.max(rulesets_t.c.version))) or 0) + 1
+        await session.execute(
+            rulesets_t.insert().values(
+                version=version,
+                content_hash=compiled.content_hash,
+                text=text,
+                active=False,
+                created_by=by,
+                created_at=now,
+            )
+        )
+    if activate:
+        await activate_ruleset(session, version, now)
+    return version
+
+
+async def activate_ruleset(session: AsyncSession, version: int, now: datetime) -> None:
+    exists = await session.scalar(
+        select(rulesets_t.c.version).where(rulesets_t.c.version == version)
+    )
+    if exists is None:
+        raise DirectoryInvalid("version", f"no routing ruleset version {version}")
+    await session.execute(
+        update(rulesets_t).where(rulesets_t.c.active.is_(True)).values(active=False)
+    )
+    await session.execute(
+        update(rulesets_t)
+        .where(rulesets_t.c.version == version)
+        .values(active=True, activated_at=now)
+    )
+    await touch_directory(session)
+
+
+async def recount_open_leads(session: AsyncSession, closed_stages: tuple[str, ...]) -> int:
+    """Rebuild each rep's open-lead count from the leads table; returns the reps changed."""
+    leads = Lead.__table__
+    counts = dict(
+        (
+            await session.execute(
+                select(leads.c.owner_id, func.count())
+                .where(leads.c.owner_id.is_not(None), leads.c.stage.not_in(closed_stages))
+                .group_by(leads.c.owner_id)
+            )
+        ).all()
+    )
+    changed = 0
+    for rep_id, open_leads in (
+        await session.execute(select(reps_t.c.id, reps_t.c.open_leads))
+    ).all():
+        if counts.get(rep_id, 0) != open_leads:
+            changed += 1
+            await session.execute(
+                update(reps_t).where(reps_t.c.id == rep_id).values(open_leads=counts.get(rep_id, 0))
+            )
+    return changed

@@ -1,0 +1,91 @@
+"""What routing conditions can see of a lead: the ``lead`` map. Every key is always present
+(text "" when unknown, numbers 0), so a condition never fails on a missing field. Pure."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+FREE_MAIL = frozenset(
+    "gmail.com googlemail.com yahoo.com hotmail.com outlook.com live.com icloud.com aol.com "
+    "proton.me protonmail.com gmx.de gmx.net web.de mail.ru yandex.ru".split()
+)
+_ALIASES = {
+    "region": ("region", "state", "province"),
+    "postal_code": ("postal_code", "zip", "postcode"),
+    "language": ("language", "lang", "locale"),
+    "employees": ("employees", "company_size"),
+    "website": ("website", "domain", "url"),
+}
+_TEXT = ("title", "country", "industry", "product", "region", "postal_code", "language", "website")
+
+
+def routing_facts(lead: Any, submissions: Iterable[Mapping[str, Any]] = ()) -> dict[str, Any]:
+    """A lead row plus its inquiries' submissions, oldest first (later answers win)."""
+    merged: dict[str, Any] = {}
+    for submission in submissions:
+        merged.update({k: v for k, v in (submission.get("custom") or {}).items() if v is not None})
+        merged.update({k: v for k, v in submission.items() if k != "custom" and v is not None})
+    for name, aliases in _ALIASES.items():
+        merged.setdefault(name, next((merged[a] for a in aliases if a in merged), None))
+    email = (getattr(lead, "email", None) or "").lower()
+    domain = email.rpartition("@")[2] if "@" in email else ""
+    facts: dict[str, Any] = {name: str(merged.get(name) or "").strip() for name in _TEXT}
+    facts["country"] = facts["country"].upper()
+    facts["region"] = facts["region"].upper()
+    facts["language"] = facts["language"].lower()[:2]
+    facts["product"] = facts["product"].lower()
+    facts["industry"] = facts["industry"].lower()
+    facts.update(
+        email=email,
+        email_domain=domain,
+        free_mail=domain in FREE_MAIL,
+        company=getattr(lead, "company", None) or "",
+        employees=_int(merged.get("employees")),
+        source=getattr(lead, "source", None) or "",
+        stage=getattr(lead, "stage", None) or "",
+        score=int(getattr(lead, "score", None) or 0),
+    )
+    return facts
+
+
+def account_domain(facts: Mapping[str, Any]) -> str:
+    """The domain to match accounts on: the website's, else a non-free-mail email's."""
+    if facts["website"]:
+        return str(facts["website"])
+    return "" if facts["free_mail"] else str(facts["email_domain"])
+
+
+def _int(value: Any) -> int:
+    try:
+        return max(int(float(value)), 0)
+    except (TypeError, ValueError):
+        return 0
+
+
+class _Row:
+    def __init__(self, **values: Any) -> None:
+        self.__dict__.update(values)
+
+
+EMPTY_FACTS = routing_facts(_Row())
+SAMPLE_FACTS = routing_facts(
+    _Row(
+        email="ada@example.com", company="Analytical Engines", source="web", stage="mql", score=70
+    ),
+    [
+        {
+            "title": "VP Engineering",
+            "custom": {
+                "country": "DE",
+                "region": "BE",
+                "postal_code": "10115",
+                "language": "de",
+                "employees": 250,
+                "industry": "software",
+                "product": "platform",
+                "website": "example.com",
+            },
+        }
+    ],
+)

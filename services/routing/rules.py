@@ -1,0 +1,162 @@
+"""Routing rules: a YAML file, versioned, whose CEL conditions pick a team, first match wins.
+
+```yaml
+name: routing 2026-Q4
+default_queue: triage                 # the team whose queue gets leads no rule matches
+account_match: {enabled: true, min_similarity: 90}
+reassignment: {max_per_lead: 3}
+rules:
+  - id: enterprise
+    when: lead.employees >= 1000      # CEL over `lead` (see facts.py)
+    team: named-accounts
+    strategy: least_loaded            # optional: overrides the team's own
+  - id: dach
+    when: lead.country in ["DE", "AT", "CH"]
+    team: dach
+    match: [language]                 # only reps who speak the lead's language
+```
+
+All conditions are compiled into ONE CEL program returning a list of booleans (converting the
+facts costs more than evaluating, see REFERENCE.md). Pure: no I/O, no clock.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import Annotated, Any, Literal
+
+import cel
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from services.routing.facts import EMPTY_FACTS, SAMPLE_FACTS
+
+RuleId = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_\-]{0,63}$")]
+TeamName = Annotated[str, Field(min_length=1, max_length=100)]
+Matchable = Literal["territory", "language", "product"]
+
+
+class _Spec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class RouteRule(_Spec):
+    id: RuleId
+    when: str = Field(min_length=1, max_length=2000)
+    team: TeamName
+    strategy: Literal["round_robin", "least_loaded", "capacity"] | None = None
+    match: list[Matchable] = Field(
+        default_factory=list, description="Rep attributes that must fit the lead"
+    )
+    roles: list[str] = Field(default_factory=list, description="Reps with one of these roles")
+    segments: list[str] = Field(default_factory=list, description="Reps in one of these segments")
+    description: str = ""
+
+
+class AccountMatchSpec(_Spec):
+    enabled: bool = True
+    min_similarity: float = Field(90.0, ge=50, le=100, description="rapidfuzz score, 0–100")
+
+
+class ReassignmentSpec(_Spec):
+    max_per_lead: int = Field(3, ge=0, le=100, description="Then the lead waits for a manager")
+
+
+class RoutingSpec(_Spec):
+    name: str = Field(min_length=1, max_length=100)
+    description: str = ""
+    default_queue: TeamName
+    account_match: AccountMatchSpec = AccountMatchSpec()
+    reassignment: ReassignmentSpec = ReassignmentSpec()
+    rules: list[RouteRule] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _unique(self) -> RoutingSpec:
+        ids = [rule.id for rule in self.rules]
+        twice = sorted({i for i in ids if ids.count(i) > 1})
+        if twice:
+            raise ValueError(f"rule ids must be unique: {', '.join(twice)}")
+        return self
+
+
+class RoutingInvalid(ValueError):
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("; ".join(problems))
+        self.problems = problems
+
+
+@dataclass(eq=False)
+class CompiledRouting:
+    spec: RoutingSpec
+    text: str
+    content_hash: str
+    program: Any
+    context: Any = field(default_factory=cel.Context)
+
+    def first_match(self, lead: dict[str, Any]) -> RouteRule | None:
+        """The first rule whose condition holds; a rule failing on these facts does not match."""
+        if self.program is None:
+            return None
+        try:
+            self.context.update({"lead": lead})
+            values = list(self.program.execute(self.context))
+        except Exception:  # noqa: BLE001 — evaluate one by one so one bad rule can't sink all
+            values = [_alone(rule.when, lead) for rule in self.spec.rules]
+        for rule, value in zip(self.spec.rules, values, strict=True):
+            if value is True:
+                return rule
+        return None
+
+
+def _alone(source: str, lead: dict[str, Any]) -> bool:
+    try:
+        return cel.compile(source).execute({"lead": lead}) is True
+    except Exception:  # noqa: BLE001
+        return False
+
+
+BUILT_IN = "name: built-in\ndefault_queue: default\n"
+"""Used until a routing ruleset is activated: account match, then the team called ``default``."""
+
+
+def compile_routing(text: str) -> CompiledRouting:
+    """Parse, validate, type-check every condition on sample facts; raise naming every problem."""
+    try:
+        document = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        raise RoutingInvalid([f"not YAML: {error}"]) from None
+    try:
+        spec = RoutingSpec.model_validate(document)
+    except ValidationError as error:
+        raise RoutingInvalid(
+            [
+                f"{'.'.join(str(p) for p in e['loc']) or '(file)'}: {e['msg']}"
+                for e in error.errors()
+            ]
+        ) from None
+    problems = [p for rule in spec.rules if (p := _check(rule)) is not None]
+    if problems:
+        raise RoutingInvalid(problems)
+    program = None
+    if spec.rules:
+        program = cel.compile("[" + ", ".join(f"({r.when})" for r in spec.rules) + "]")
+    return CompiledRouting(spec, text, hashlib.sha256(text.encode()).hexdigest(), program)
+
+
+def _check(rule: RouteRule) -> str | None:
+    try:
+        program = cel.compile(rule.when)
+    except ValueError as error:
+        return f"rule {rule.id}: does not parse: {str(error).splitlines()[0][:200]}"
+    unknown = sorted(set(program.references()["variables"]) - {"lead"})
+    if unknown:
+        return f"rule {rule.id}: unknown variable {unknown[0]!r}; conditions see `lead`"
+    for facts in (SAMPLE_FACTS, EMPTY_FACTS):
+        try:
+            value = program.execute({"lead": facts})
+        except Exception as error:  # noqa: BLE001 — any failure here is the rule's fault
+            return f"rule {rule.id}: does not type-check: {str(error).splitlines()[0][:200]}"
+        if not isinstance(value, bool):
+            return f"rule {rule.id}: must be true or false, not {type(value).__name__}"
+    return None

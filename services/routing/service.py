@@ -1,0 +1,343 @@
+"""Routing inside the caller's transaction: decide, record the why, stage the event.
+
+Scoring calls ``route_lead`` when a lead becomes an MQL (same transaction as the promotion);
+``reassign_lead`` serves the API, SLA escalations and rejections by the owner. Neither commits.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from sqlalchemy import func, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.routing import repository as repo
+from services.routing.directory import Directory
+from services.routing.facts import routing_facts
+from services.routing.ledger import PoolLedger
+from services.routing.models import Assignment
+from services.routing.router import Decision, Situation, route, target
+from shared.config import Settings
+from shared.events import (
+    LeadQueued,
+    LeadQueuedData,
+    LeadReassigned,
+    LeadReassignedData,
+    LeadRouted,
+    LeadRoutedData,
+)
+from shared.events.routing import CandidateData
+from shared.models import Inquiry, Lead, LeadHistory
+from shared.outbox import stage
+
+SOURCE = "/leadflow/routing"
+leads_t, inquiries_t, history_t = Lead.__table__, Inquiry.__table__, LeadHistory.__table__
+assignments_t = Assignment.__table__
+
+
+class LeadNotFound(LookupError):
+    pass
+
+
+@dataclass(frozen=True)
+class RoutingDecision:
+    lead_id: UUID
+    outcome: str
+    """routed, queued, or unchanged (already routed: nothing done)"""
+    owner_id: UUID | None
+    team: str | None
+    rule: str
+    reason: str
+    is_expansion: bool
+    candidates: tuple[dict[str, Any], ...] = ()
+    event_type: str | None = None
+
+
+async def route_lead(
+    session: AsyncSession,
+    lead_id: UUID,
+    *,
+    now: datetime,
+    settings: Settings,
+    trigger: str = "qualified",
+) -> RoutingDecision:
+    """Give a newly qualified lead an owner, or a queue to wait in.
+
+    Idempotent: a lead already routed or queued is left alone. ``trigger="queue"`` retries a
+    queued lead (the queue sweep) and changes nothing while nobody is eligible yet.
+    """
+    token = await repo.lock_routing(session)
+    lead = await _lead(session, lead_id)
+    wanted = "queued" if trigger == "queue" else None
+    if lead.routing_status != wanted:
+        return _unchanged(lead)
+    directory = await repo.directory(session, token)
+    decision, before = await _decide(session, directory, lead, now=now)
+    if trigger == "queue" and decision.outcome == "queued":
+        return _unchanged(lead)
+    event = await _apply(
+        session, settings, directory, lead, decision, before, now=now, trigger=trigger
+    )
+    return _result(lead_id, decision, event.type)
+
+
+async def reassign_lead(
+    session: AsyncSession,
+    lead_id: UUID,
+    *,
+    now: datetime,
+    settings: Settings,
+    trigger: str,
+    why: str,
+    expected_owner: UUID | None = None,
+) -> RoutingDecision:
+    """Move the lead to someone else. Everyone who has held it is excluded (no ping-pong), and
+    after ``reassignment.max_per_lead`` moves it waits in the default queue for a manager.
+    ``expected_owner``: act only if the lead still has that owner (a stale escalation or a
+    rejection by a former owner changes nothing)."""
+    token = await repo.lock_routing(session)
+    lead = await _lead(session, lead_id)
+    if expected_owner is not None and lead.owner_id != expected_owner:
+        return _unchanged(lead)
+    directory = await repo.directory(session, token)
+    held = await _previous_owners(session, lead_id)
+    moves = await _reassignments(session, lead_id)
+    exclude = frozenset({*held, *([lead.owner_id] if lead.owner_id else [])})
+    decision, before = await _decide(
+        session, directory, lead, now=now, exclude=exclude, count=moves + 1
+    )
+    if lead.owner_id is not None:
+        await repo.release(session, lead.owner_id)
+    event = await _apply(
+        session,
+        settings,
+        directory,
+        lead,
+        decision,
+        before,
+        now=now,
+        trigger=trigger,
+        previous=lead,
+        why=why,
+    )
+    return _result(lead_id, decision, event.type)
+
+
+async def _decide(
+    session: AsyncSession,
+    directory: Directory,
+    lead: Any,
+    *,
+    now: datetime,
+    exclude: frozenset[UUID] = frozenset(),
+    count: int = 0,
+) -> tuple[Decision, PoolLedger]:
+    submissions = await session.scalars(
+        select(inquiries_t.c.submission)
+        .where(inquiries_t.c.lead_id == lead.id)
+        .order_by(inquiries_t.c.received_at)
+    )
+    facts = routing_facts(lead, submissions)
+    _, team, _ = target(directory, facts)
+    loads, ledger = await repo.loads_and_ledger(session, team)
+    situation = Situation(
+        facts=facts,
+        now=now,
+        loads=loads,
+        ledgers={team.id: ledger} if team is not None and ledger is not None else {},
+        exclude=exclude,
+        reassignments=count,
+    )
+    return route(directory, situation), ledger or PoolLedger()
+
+
+async def _apply(
+    session: AsyncSession,
+    settings: Settings,
+    directory: Directory,
+    lead: Any,
+    decision: Decision,
+    before: PoolLedger,
+    *,
+    now: datetime,
+    trigger: str,
+    previous: Any = None,
+    why: str = "",
+) -> LeadRouted | LeadQueued | LeadReassigned:
+    owner = directory.reps.get(decision.owner_id) if decision.owner_id else None
+    team = decision.team
+    if owner is not None:
+        await repo.count_assignment(session, owner, now)
+    if decision.ledger is not None and team is not None:
+        await repo.write_ledger(session, team.id, before, decision.ledger, now)
+    status = "routed" if decision.outcome == "routed" else "queued"
+    await session.execute(
+        update(leads_t)
+        .where(leads_t.c.id == lead.id)
+        .values(
+            owner_id=decision.owner_id,
+            owner_team_id=team.id if team else None,
+            routing_status=status,
+            routed_at=now if owner is not None else None,
+            is_expansion=decision.is_expansion,
+            account_id=decision.account_id,
+            updated_at=now,
+        )
+    )
+    candidates = [c.as_dict() for c in decision.candidates]
+    await session.execute(
+        insert(assignments_t).values(
+            lead_id=lead.id,
+            decided_at=now,
+            trigger=trigger,
+            outcome=status,
+            owner_id=decision.owner_id,
+            team_id=team.id if team else None,
+            previous_owner_id=previous.owner_id if previous is not None else None,
+            rule=decision.rule,
+            ruleset_version=directory.ruleset_version,
+            strategy=decision.strategy,
+            is_expansion=decision.is_expansion,
+            account_id=decision.account_id,
+            reason=(why + ": " if why else "") + decision.reason[:400],
+            available_at=decision.available_at,
+            candidates=candidates,
+        )
+    )
+    event = _event(directory, lead, decision, trigger=trigger, previous=previous, why=why, now=now)
+    await session.execute(
+        insert(history_t).values(
+            lead_id=lead.id,
+            occurred_at=now,
+            kind=event.type,
+            event_id=event.id,
+            detail={"owner_id": str(decision.owner_id) if decision.owner_id else None}
+            | {
+                "team": team.name if team else None,
+                "rule": decision.rule,
+                "reason": decision.reason,
+            },
+        )
+    )
+    await stage(session, settings, event)
+    return event
+
+
+def _event(
+    directory: Directory,
+    lead: Any,
+    decision: Decision,
+    *,
+    trigger: str,
+    previous: Any,
+    why: str,
+    now: datetime,
+) -> LeadRouted | LeadQueued | LeadReassigned:
+    team = decision.team
+    owner = directory.reps.get(decision.owner_id) if decision.owner_id else None
+    common: dict[str, Any] = {
+        "lead_id": lead.id,
+        "trigger": trigger,
+        "rule": decision.rule,
+        "ruleset_version": directory.ruleset_version,
+        "team_id": team.id if team else None,
+        "team": team.name if team else None,
+        "is_expansion": decision.is_expansion,
+        "account_id": decision.account_id,
+        "reason": decision.reason,
+        "candidates": [CandidateData(**c.as_dict()) for c in decision.candidates],
+    }
+    if previous is not None:
+        data = LeadReassignedData(
+            **common,
+            previous_owner_id=previous.owner_id,
+            owner_id=decision.owner_id,
+            owner_email=owner.email if owner else None,
+            why=why or trigger,
+            available_at=decision.available_at,
+        )
+        return LeadReassigned.about_lead(lead.id, data, source=SOURCE, time=now)
+    if owner is not None:
+        data = LeadRoutedData(
+            **common,
+            owner_id=owner.id,
+            owner_email=owner.email,
+            strategy=decision.strategy,
+            available_at=decision.available_at,
+        )
+        return LeadRouted.about_lead(lead.id, data, source=SOURCE, time=now)
+    return LeadQueued.about_lead(lead.id, LeadQueuedData(**common), source=SOURCE, time=now)
+
+
+async def _lead(session: AsyncSession, lead_id: UUID) -> Any:
+    # The lead's row lock (scoring already holds it on its path) makes a lead's routing serial.
+    query = select(leads_t).where(leads_t.c.id == lead_id).with_for_update()
+    lead = (await session.execute(query)).one_or_none()
+    if lead is None:
+        raise LeadNotFound(f"no lead {lead_id}")
+    return lead
+
+
+async def _previous_owners(session: AsyncSession, lead_id: UUID) -> set[UUID]:
+    query = select(assignments_t.c.owner_id).where(
+        assignments_t.c.lead_id == lead_id, assignments_t.c.owner_id.is_not(None)
+    )
+    return set(await session.scalars(query))
+
+
+async def _reassignments(session: AsyncSession, lead_id: UUID) -> int:
+    query = select(func.count()).where(
+        assignments_t.c.lead_id == lead_id, assignments_t.c.previous_owner_id.is_not(None)
+    )
+    return int(await session.scalar(query) or 0)
+
+
+def _unchanged(lead: Any) -> RoutingDecision:
+    return RoutingDecision(
+        lead.id, "unchanged", lead.owner_id, None, "", "already routed", bool(lead.is_expansion)
+    )
+
+
+def _result(lead_id: UUID, decision: Decision, event_type: str) -> RoutingDecision:
+    return RoutingDecision(
+        lead_id,
+        decision.outcome,
+        decision.owner_id,
+        decision.team.name if decision.team else None,
+        decision.rule,
+        decision.reason,
+        decision.is_expansion,
+        tuple(c.as_dict() for c in decision.candidates),
+        event_type,
+    )
+
+
+async def routing_explanation(session: AsyncSession, lead_id: UUID) -> list[dict[str, Any]]:
+    """Every routing decision about the lead, oldest first, with its candidates and reasons."""
+    query = (
+        select(assignments_t)
+        .where(assignments_t.c.lead_id == lead_id)
+        .order_by(assignments_t.c.decided_at, assignments_t.c.id)
+    )
+    return [
+        {
+            "decided_at": row.decided_at.isoformat(),
+            "trigger": row.trigger,
+            "outcome": row.outcome,
+            "owner_id": str(row.owner_id) if row.owner_id else None,
+            "previous_owner_id": str(row.previous_owner_id) if row.previous_owner_id else None,
+            "team_id": str(row.team_id) if row.team_id else None,
+            "rule": row.rule,
+            "ruleset_version": row.ruleset_version,
+            "strategy": row.strategy,
+            "is_expansion": row.is_expansion,
+            "account_id": str(row.account_id) if row.account_id else None,
+            "reason": row.reason,
+            "available_at": row.available_at.isoformat() if row.available_at else None,
+            "candidates": row.candidates,
+        }
+        for row in await session.execute(query)
+    ]

@@ -1,0 +1,141 @@
+"""Routing in the database (SQLite and PostgreSQL): decisions, the why, events, reassignment."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+
+from sqlalchemy import select
+
+from services.routing import admin
+from services.routing.models import Rep
+from services.routing.repository import forget_cached_directories
+from services.routing.service import reassign_lead, route_lead, routing_explanation
+from shared.models import Lead, OutboxMessage
+from tests.conftest import Database, make_settings
+from tests.routing_support import NOW, account, add_lead, rep, team
+
+RULES = """
+name: test
+default_queue: triage
+rules:
+  - id: dach
+    when: lead.country in ["DE", "AT", "CH"]
+    team: dach
+    match: [language]
+"""
+
+
+async def directory(db: Database) -> None:
+    async with db.sessions.begin() as s:
+        await team(s, "triage")
+        await team(s, "inside")
+        await team(s, "dach")
+        await rep(s, "ann@co.com", "inside")
+        await rep(s, "bob@co.com", "inside", weight=2)
+        await rep(s, "dora@co.com", "dach", languages=["de"])
+        await rep(s, "emil@co.com", "dach", languages=["fr"])
+        await rep(s, "owner@co.com")
+        await account(s, "Globex Corporation", "globex.com", "owner@co.com")
+        await admin.add_ruleset(s, RULES, by="test", now=NOW, activate=True)
+
+
+async def events(db: Database, kind: str) -> list[dict]:
+    async with db.sessions() as s:
+        rows = await s.scalars(select(OutboxMessage.payload).where(OutboxMessage.type == kind))
+        return [json.loads(p) for p in rows]
+
+
+async def test_a_lead_matching_a_rule_goes_to_a_rep_who_fits_with_the_why_kept(db: Database):
+    await directory(db)
+    settings = make_settings(db)
+    async with db.sessions.begin() as s:
+        lead_id = await add_lead(s, country="DE", language="de")
+        decision = await route_lead(s, lead_id, now=NOW, settings=settings)
+    assert decision.outcome == "routed" and decision.rule == "dach" and decision.team == "dach"
+    async with db.sessions() as s:
+        lead = (await s.execute(select(Lead).where(Lead.id == lead_id))).scalar_one()
+        dora = await s.scalar(select(Rep.id).where(Rep.email == "dora@co.com"))
+        explained = await routing_explanation(s, lead_id)
+    assert lead.owner_id == dora and lead.routing_status == "routed" and lead.is_expansion is False
+    [why] = explained
+    assert why["rule"] == "dach" and why["outcome"] == "routed"
+    reasons = {c["name"]: (c["status"], c.get("reason")) for c in why["candidates"]}
+    assert reasons == {"Dora": ("chosen", None), "Emil": ("skipped", "language")}
+    [event] = await events(db, "lead.routed")
+    assert event["subject"] == str(lead_id) and event["data"]["owner_email"] == "dora@co.com"
+    assert {c["name"] for c in event["data"]["candidates"]} == {"Dora", "Emil"}
+
+
+async def test_an_expansion_lead_goes_to_the_account_owner_by_domain_or_fuzzy_name(db: Database):
+    await directory(db)
+    settings = make_settings(db)
+    async with db.sessions.begin() as s:
+        by_domain = await add_lead(s, email="cfo@globex.com", company="Somebody")
+        by_name = await add_lead(s, company="GLOBEX Corp.")
+        net_new = await add_lead(s, company="Globex Robotics Unlimited")
+        results = [
+            await route_lead(s, i, now=NOW, settings=settings)
+            for i in (by_domain, by_name, net_new)
+        ]
+    assert [r.rule for r in results] == ["account_match", "account_match", "default_queue"]
+    assert [r.is_expansion for r in results] == [True, True, False]
+    assert results[2].outcome == "queued"  # triage has nobody: it waits, with an event
+    [queued] = await events(db, "lead.queued")
+    assert queued["data"]["team"] == "triage" and "nobody eligible" in queued["data"]["reason"]
+
+
+async def test_routing_twice_changes_nothing_and_reassignment_excludes_past_owners(db: Database):
+    await directory(db)
+    settings = make_settings(db)
+    async with db.sessions.begin() as s:
+        await admin.add_ruleset(
+            s,
+            "name: t\ndefault_queue: inside\nreassignment: {max_per_lead: 1}\n",
+            by="t",
+            now=NOW,
+            activate=True,
+        )
+        lead_id = await add_lead(s)
+        first = await route_lead(s, lead_id, now=NOW, settings=settings)
+        again = await route_lead(s, lead_id, now=NOW, settings=settings)
+    assert first.outcome == "routed" and again.outcome == "unchanged"
+    async with db.sessions.begin() as s:
+        moved = await reassign_lead(
+            s, lead_id, now=NOW, settings=settings, trigger="rejected", why="not_my_territory"
+        )
+        assert moved.outcome == "routed" and moved.owner_id != first.owner_id
+        stuck = await reassign_lead(
+            s, lead_id, now=NOW, settings=settings, trigger="requested", why="x"
+        )
+    assert stuck.outcome == "queued" and stuck.rule == "reassignment_limit"
+    async with db.sessions() as s:
+        loads = dict((await s.execute(select(Rep.email, Rep.open_leads))).all())
+        history = await routing_explanation(s, lead_id)
+    assert loads["ann@co.com"] == 0 and loads["bob@co.com"] == 0
+    assert [h["trigger"] for h in history] == ["qualified", "rejected", "requested"]
+    assert history[1]["previous_owner_id"] == str(first.owner_id)
+    assert len(await events(db, "lead.reassigned")) == 2
+
+
+async def test_away_deactivated_and_capacity_are_skipped_and_nobody_left_means_queued(db: Database):
+    await directory(db)
+    settings = make_settings(db)
+    async with db.sessions.begin() as s:
+        await admin.add_ruleset(
+            s, "name: t\ndefault_queue: inside\n", by="t", now=NOW, activate=True
+        )
+        await rep(s, "ann@co.com", "inside", away_until=NOW + timedelta(days=3))
+        await rep(s, "bob@co.com", "inside", max_open=1)
+        await rep(s, "cy@co.com", "inside", status="deactivated")
+        first, second = await add_lead(s), await add_lead(s)
+    forget_cached_directories()
+    async with db.sessions.begin() as s:
+        one = await route_lead(s, first, now=NOW, settings=settings)
+        two = await route_lead(s, second, now=NOW, settings=settings)
+    assert one.outcome == "routed" and two.outcome == "queued"
+    assert {c["name"]: c.get("reason") for c in two.candidates} == {
+        "Ann": "away",
+        "Bob": "at_capacity",
+        "Cy": "deactivated",
+    }
