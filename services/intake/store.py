@@ -1,36 +1,60 @@
 """Writing inquiries: many at once, in the caller's transaction, with a handful of statements.
 
-Every inquiry becomes: its lead (found by email, else created), an inquiry row, a history entry
-and a ``lead.received`` outbox row. Inquiries for one email in the same batch attach to one lead,
-as they would one after the other. Lead upserts run in email order so two concurrent batches lock
-rows in the same order and cannot deadlock; the upsert's row lock also sequences a lead's events.
+Every inquiry becomes: its lead (found by email, else by phone, else created), an inquiry row, a
+history entry and a ``lead.received`` outbox row. Inquiries for one person in the same batch
+attach to one lead, as they would one after the other. Lead upserts run in key order (emails,
+then phones, then ids) so two concurrent batches lock rows in the same order; the upsert's row
+lock also sequences a lead's events.
+
+- Idempotency-Keys are claimed first, before any lead is touched: a key another transaction holds
+  makes this one wait for it (PostgreSQL) and then answer with what it answered; a repeat within
+  the batch gets the first one's answer. So a retried POST never makes a second inquiry.
+- Quarantined arrivals (a honeypot hit) get a lead of their own, flagged, with no contact columns
+  (the submission keeps them): they never merge with a real person's lead and emit no event.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import cache
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import func, insert
+from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.intake.models import IdempotencyRecord
 from services.intake.schemas import LeadAccepted, LeadSubmission
 from shared.config import Settings
 from shared.events import LeadReceived, LeadReceivedData
 from shared.ids import new_id
 from shared.models import Inquiry, Lead, LeadHistory
 from shared.outbox import outbox, outbox_row
+from shared.problems import Problem
 
 leads = Lead.__table__
 inquiries = Inquiry.__table__
 history = LeadHistory.__table__
+records = IdempotencyRecord.__table__
 SOURCE = "/leadflow/intake"
-LEAD_FIELDS = ("phone", "first_name", "last_name", "company")
+LEAD_FIELDS = ("phone", "first_name", "last_name", "company", "country", "company_domain")
+QUARANTINED = "lead.quarantined"
+Answer = LeadAccepted | Exception
+
+
+class Replayed(LeadAccepted):
+    """The first answer to an Idempotency-Key, given again."""
+
+
+@dataclass(frozen=True, slots=True)
+class Idempotency:
+    key: str
+    """Scoped by who sent it: ``<api key id>:<Idempotency-Key header>``."""
+    fingerprint: str
+    """SHA-256 of the normalised submission."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,29 +66,26 @@ class Arrival:
     inquiry_id: UUID = field(default_factory=new_id)
     is_test: bool = False
     """An ad platform's test lead: flagged on the lead (unless it is real) and on the event."""
+    raw: dict[str, Any] | None = None
+    """The body as posted, kept beside the normalised submission."""
+    idempotency: Idempotency | None = None
+    quarantine: str | None = None
+    """Why it is held back from routing (``honeypot``), if it is."""
 
 
 async def store_inquiries(
     session: AsyncSession, arrivals: Sequence[Arrival], *, settings: Settings
-) -> list[LeadAccepted]:
-    """Store the arrivals; the caller owns (and commits) the transaction."""
-    lead_of = await _leads_for(session, arrivals)
-    accepted, inquiry_rows, history_rows, events = [], [], [], []
-    for arrival in arrivals:
+) -> list[Answer]:
+    """Store the arrivals; the caller owns (and commits) the transaction. Each answer is the
+    accepted inquiry, or the problem of that one arrival (an Idempotency-Key misused)."""
+    answers: dict[int, Answer] = {}
+    followers = await _claim_keys(session, arrivals, answers, settings=settings)
+    fresh = [a for a in arrivals if id(a) not in answers and id(a) not in followers]
+    lead_of = await _leads_for(session, fresh)
+    inquiry_rows, history_rows, events = [], [], []
+    for arrival in fresh:
         lead_id, new = lead_of[id(arrival)]
         submission = arrival.submission
-        event = LeadReceived.about_lead(
-            lead_id,
-            LeadReceivedData(
-                lead_id=lead_id,
-                inquiry_id=arrival.inquiry_id,
-                source=submission.source,
-                new_lead=new,
-                is_test=arrival.is_test,
-            ),
-            source=SOURCE,
-            time=arrival.received_at,
-        )
         inquiry_rows.append(
             {
                 "id": arrival.inquiry_id,
@@ -72,24 +93,167 @@ async def store_inquiries(
                 "source": submission.source,
                 "received_at": arrival.received_at,
                 "submission": submission.model_dump(mode="json", exclude_none=True),
+                "raw": arrival.raw,
+                "quarantine_reason": arrival.quarantine,
             }
         )
-        history_rows.append(
-            {
-                "id": new_id(),
-                "lead_id": lead_id,
-                "occurred_at": arrival.received_at,
-                "kind": event.type,
-                "event_id": event.id,
-                "detail": {"inquiry_id": str(arrival.inquiry_id), "source": submission.source},
-            }
+        detail: dict[str, Any] = {
+            "inquiry_id": str(arrival.inquiry_id),
+            "source": submission.source,
+        }
+        entry = {"id": new_id(), "lead_id": lead_id, "occurred_at": arrival.received_at}
+        if arrival.quarantine:
+            held = detail | {"reason": arrival.quarantine}
+            history_rows.append(entry | {"kind": QUARANTINED, "event_id": None, "detail": held})
+        else:
+            event = _received(arrival, lead_id, new)
+            history_rows.append(
+                entry | {"kind": event.type, "event_id": event.id, "detail": detail}
+            )
+            events.append(outbox_row(event, settings))
+        answers[id(arrival)] = LeadAccepted(
+            lead_id=lead_id, inquiry_id=arrival.inquiry_id, new_lead=new
         )
-        events.append(outbox_row(event, settings))
-        accepted.append(LeadAccepted(lead_id=lead_id, inquiry_id=arrival.inquiry_id, new_lead=new))
-    await session.execute(insert(inquiries), inquiry_rows)
-    await session.execute(insert(history), history_rows)
-    await session.execute(insert(outbox), events)
-    return accepted
+    if inquiry_rows:
+        await session.execute(insert(inquiries), inquiry_rows)
+        await session.execute(insert(history), history_rows)
+    if events:
+        await session.execute(insert(outbox), events)
+    await _record_answers(session, fresh, answers)
+    for follower, leader in followers.items():
+        answers[follower] = _replay(answers[leader])
+    return [answers[id(arrival)] for arrival in arrivals]
+
+
+def _received(arrival: Arrival, lead_id: UUID, new: bool) -> LeadReceived:
+    return LeadReceived.about_lead(
+        lead_id,
+        LeadReceivedData(
+            lead_id=lead_id,
+            inquiry_id=arrival.inquiry_id,
+            source=arrival.submission.source,
+            new_lead=new,
+            is_test=arrival.is_test,
+        ),
+        source=SOURCE,
+        time=arrival.received_at,
+    )
+
+
+async def _claim_keys(
+    session: AsyncSession,
+    arrivals: Sequence[Arrival],
+    answers: dict[int, Answer],
+    *,
+    settings: Settings,
+) -> dict[int, int]:
+    """Claim each Idempotency-Key; answer the arrivals whose key was already used. Returns the
+    repeats within this batch: arrival → the first arrival with its key."""
+    leaders: dict[str, Arrival] = {}
+    followers: dict[int, int] = {}
+    for arrival in arrivals:
+        claim = arrival.idempotency
+        if claim is None:
+            continue
+        first = leaders.setdefault(claim.key, arrival)
+        if first is not arrival:
+            if first.idempotency and first.idempotency.fingerprint == claim.fingerprint:
+                followers[id(arrival)] = id(first)
+            else:
+                answers[id(arrival)] = _mismatch()
+    if not leaders:
+        return followers
+    cutoff = arrivals[0].received_at - timedelta(hours=settings.intake.idempotency_hours)
+    rows = [
+        {
+            "key": key,
+            "fingerprint": leaders[key].idempotency.fingerprint,  # type: ignore[union-attr]
+            "status": 0,
+            "body": {},
+            "created_at": leaders[key].received_at,
+            "cutoff": cutoff,
+        }
+        for key in sorted(leaders)
+    ]
+    result = await session.execute(_claim_statement(session.get_bind().dialect.name), rows)
+    claimed = set(result.scalars())
+    taken = [key for key in leaders if key not in claimed]
+    if taken:
+        stored = await session.execute(
+            select(records.c.key, records.c.fingerprint, records.c.status, records.c.body).where(
+                records.c.key.in_(taken)
+            )
+        )
+        for key, fingerprint, status, body in stored:
+            arrival = leaders[key]
+            if fingerprint != arrival.idempotency.fingerprint:  # type: ignore[union-attr]
+                answers[id(arrival)] = _mismatch()
+            elif status != 202:
+                answers[id(arrival)] = Problem(
+                    409,
+                    "Conflict",
+                    "a request with this key is in progress",
+                    field="Idempotency-Key",
+                )
+            else:
+                answers[id(arrival)] = Replayed.model_validate(body)
+    pending = {}
+    for follower, leader in followers.items():
+        if leader in answers:  # the first one was answered already: so is its repeat
+            answers[follower] = _replay(answers[leader])
+        else:
+            pending[follower] = leader
+    return pending
+
+
+async def _record_answers(
+    session: AsyncSession, stored: Sequence[Arrival], answers: dict[int, Answer]
+) -> None:
+    rows = [
+        {"b_key": a.idempotency.key, "b_body": answers[id(a)].model_dump(mode="json")}  # type: ignore[union-attr]
+        for a in stored
+        if a.idempotency is not None
+    ]
+    if rows:
+        statement = (
+            update(records)
+            .where(records.c.key == bindparam("b_key"))
+            .values(status=202, body=bindparam("b_body"))
+        )
+        await session.execute(statement, rows)
+
+
+def _replay(answer: Answer) -> Answer:
+    if isinstance(answer, Exception):
+        return answer
+    return Replayed.model_validate(answer.model_dump())
+
+
+def _mismatch() -> Problem:
+    return Problem(
+        422,
+        "Idempotency-Key reused",
+        "this Idempotency-Key was used for a different submission",
+        field="Idempotency-Key",
+    )
+
+
+@cache
+def _claim_statement(dialect: str) -> Any:
+    """Insert the key; an expired record of it is replaced; a live one is left (not returned)."""
+    statement = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(records).values(
+        key=bindparam("key"),
+        fingerprint=bindparam("fingerprint"),
+        status=bindparam("status"),
+        body=bindparam("body"),
+        created_at=bindparam("created_at"),
+    )
+    fresh = statement.excluded
+    return statement.on_conflict_do_update(
+        index_elements=[records.c.key],
+        set_={name: fresh[name] for name in ("fingerprint", "status", "body", "created_at")},
+        where=records.c.created_at < bindparam("cutoff"),
+    ).returning(records.c.key)
 
 
 async def _leads_for(
@@ -98,26 +262,87 @@ async def _leads_for(
     """The lead of each arrival (keyed by ``id(arrival)``) and whether this batch created it."""
     found: dict[int, tuple[UUID, bool]] = {}
     by_email: dict[str, list[Arrival]] = {}
-    anonymous = []
+    by_phone: dict[str, list[Arrival]] = {}
+    quarantined = []
     for arrival in arrivals:
-        if arrival.submission.email:
+        if arrival.quarantine:
+            quarantined.append(arrival)
+        elif arrival.submission.email:
             by_email.setdefault(arrival.submission.email, []).append(arrival)
-        else:
-            anonymous.append(arrival)
+        elif arrival.submission.phone:
+            by_phone.setdefault(arrival.submission.phone, []).append(arrival)
+        else:  # a submission always has one of them; a bare lead if not
+            quarantined.append(arrival)
     if by_email:
-        candidates = {email: _lead_row(group) for email, group in sorted(by_email.items())}
-        ids = await _upsert_by_email(session, list(candidates.values()))
-        for email, group in by_email.items():
-            lead_id = ids[email]
-            created = lead_id == candidates[email]["id"]
-            for position, arrival in enumerate(group):
-                found[id(arrival)] = (lead_id, created and position == 0)
-    if anonymous:
-        rows = [_lead_row([arrival]) for arrival in anonymous]
+        await _upsert(session, "email", by_email, found)
+    if by_phone:
+        await _by_phone(session, by_phone, found)
+    if quarantined:
+        rows = [_held_row(arrival) for arrival in quarantined]
         await session.execute(insert(leads), rows)
-        for arrival, row in zip(anonymous, rows, strict=True):
+        for arrival, row in zip(quarantined, rows, strict=True):
             found[id(arrival)] = (row["id"], True)
     return found
+
+
+async def _upsert(
+    session: AsyncSession,
+    key: str,
+    groups: dict[str, list[Arrival]],
+    found: dict[int, tuple[UUID, bool]],
+) -> None:
+    """Find or create the lead of each group by its key column (``email`` or ``phone_key``)."""
+    candidates = {value: _lead_row(group) for value, group in sorted(groups.items())}
+    if key == "phone_key":
+        for value, row in candidates.items():
+            row["phone_key"] = value
+    # One cached statement, executed for many rows (rendered as multi-row VALUES by SQLAlchemy's
+    # "insertmanyvalues"): a statement built with .values(rows) would compile anew per batch size.
+    result = await session.execute(
+        _upsert_statement(session.get_bind().dialect.name, key), list(candidates.values())
+    )
+    ids = {value: lead_id for lead_id, value in result}
+    for value, group in groups.items():
+        lead_id = ids[value]
+        created = lead_id == candidates[value]["id"]
+        for position, arrival in enumerate(group):
+            found[id(arrival)] = (lead_id, created and position == 0)
+
+
+async def _by_phone(
+    session: AsyncSession, groups: dict[str, list[Arrival]], found: dict[int, tuple[UUID, bool]]
+) -> None:
+    """Phone-only inquiries: the phone-only lead of that number, else the oldest lead with an
+    email and that number, else a new phone-only lead (unique by ``phone_key``)."""
+    rows = await session.execute(
+        select(leads.c.id, leads.c.phone, leads.c.phone_key)
+        .where(
+            leads.c.phone.in_(sorted(groups)),
+            leads.c.quarantined.is_(False),
+            leads.c.erased_at.is_(None),
+        )
+        .order_by(leads.c.created_at, leads.c.id)
+    )
+    known: dict[str, UUID] = {}
+    phone_only: set[str] = set()
+    for lead_id, phone, phone_key in rows:
+        if phone_key is not None:
+            phone_only.add(phone)
+        known.setdefault(phone, lead_id)
+    attach = {phone: known[phone] for phone in groups if phone in known and phone not in phone_only}
+    upserts = {phone: group for phone, group in groups.items() if phone not in attach}
+    if upserts:
+        await _upsert(session, "phone_key", upserts, found)
+    if attach:
+        params = []
+        for phone, lead_id in sorted(attach.items(), key=lambda item: str(item[1])):
+            row = _lead_row(groups[phone])
+            params.append(
+                {"b_id": lead_id} | {f"b_{n}": row[n] for n in (*LEAD_FIELDS, "updated_at")}
+            )
+            for arrival in groups[phone]:
+                found[id(arrival)] = (lead_id, False)
+        await session.execute(_attach_statement(), params)
 
 
 def _lead_row(group: Sequence[Arrival]) -> dict[str, Any]:
@@ -126,6 +351,7 @@ def _lead_row(group: Sequence[Arrival]) -> dict[str, Any]:
     row: dict[str, Any] = {
         "id": new_id(),
         "email": first.submission.email,
+        "phone_key": None,
         "source": first.submission.source,
         "stage": "inquiry",
         "created_at": first.received_at,
@@ -138,19 +364,30 @@ def _lead_row(group: Sequence[Arrival]) -> dict[str, Any]:
     return row
 
 
-async def _upsert_by_email(session: AsyncSession, rows: list[dict[str, Any]]) -> dict[str, UUID]:
-    # One cached statement, executed for many rows (rendered as multi-row VALUES by SQLAlchemy's
-    # "insertmanyvalues"): a statement built with .values(rows) would compile anew per batch size.
-    result = await session.execute(_upsert_statement(session.get_bind().dialect.name), rows)
-    return {email: lead_id for lead_id, email in result}
+def _held_row(arrival: Arrival) -> dict[str, Any]:
+    """A quarantined inquiry's own lead: no contact columns, nothing to merge or to route."""
+    row = _lead_row([arrival]) | {"email": None, "quarantined": True}
+    return row | dict.fromkeys(LEAD_FIELDS)
 
 
 @cache
-def _upsert_statement(dialect: str) -> Any:
+def _upsert_statement(dialect: str, key: str) -> Any:
     statement = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(leads)
     fresh = statement.excluded
     return statement.on_conflict_do_update(
-        index_elements=[leads.c.email],
+        index_elements=[leads.c[key]],
         set_={name: func.coalesce(fresh[name], leads.c[name]) for name in LEAD_FIELDS}
-        | {"updated_at": fresh.updated_at},
-    ).returning(leads.c.id, leads.c.email)
+        | {"updated_at": fresh.updated_at, "is_test": leads.c.is_test & fresh.is_test},
+    ).returning(leads.c.id, leads.c[key])
+
+
+@cache
+def _attach_statement() -> Any:
+    return (
+        update(leads)
+        .where(leads.c.id == bindparam("b_id"))
+        .values(
+            {name: func.coalesce(bindparam(f"b_{name}"), leads.c[name]) for name in LEAD_FIELDS}
+            | {"updated_at": bindparam("b_updated_at")}
+        )
+    )

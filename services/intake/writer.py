@@ -75,5 +75,9 @@ class GroupCommitWriter:
             return
         self.on_commit()
         for (_, future), answer in zip(batch, answers, strict=True):
-            if not future.done():
+            if future.done():
+                continue
+            if isinstance(answer, Exception):  # that arrival's own problem (Idempotency-Key)
+                future.set_exception(answer)
+            else:
                 future.set_result(answer)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from uuid import uuid4
 
 import httpx
@@ -12,6 +13,7 @@ import pytest
 from sqlalchemy import func, select
 
 from services.intake.app import create_app
+from services.intake.keys import create_key
 from shared.models import Inquiry, Lead, LeadHistory, OutboxMessage
 from shared.runtime import Runtime
 from tests.conftest import Database, make_settings
@@ -28,8 +30,13 @@ async def runtime(db: Database) -> AsyncIterator[Runtime]:
 
 @pytest.fixture
 async def client(runtime: Runtime) -> AsyncIterator[httpx.AsyncClient]:
+    """A web form's client: posting needs a public key (reading, the secret key in AUTH)."""
+    async with runtime.sessions.begin() as session:
+        key, _ = await create_key(session, kind="public", now=datetime.now(UTC))
     transport = httpx.ASGITransport(app=create_app(runtime))
-    async with httpx.AsyncClient(transport=transport, base_url="http://intake") as client:
+    async with httpx.AsyncClient(
+        transport=transport, base_url="http://intake", headers={"X-API-Key": key}
+    ) as client:
         yield client
 
 

@@ -1,0 +1,158 @@
+"""API keys: made once and shown once, stored as SHA-256, looked up through a short-lived cache.
+
+Keys carry 256 bits from ``secrets``, so a plain SHA-256 is the right hash (a slow password hash
+buys nothing against a key nobody can guess) and the hash can be the lookup index. The hash found
+is compared again with ``hmac.compare_digest``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from uuid import UUID
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from services.intake.models import ApiKey
+from shared.ids import new_id
+
+PUBLIC, SECRET = "public", "secret"
+PREFIXES = {PUBLIC: "pk_", SECRET: "sk_"}
+MAX_CACHED = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class KeyInfo:
+    id: UUID
+    kind: str
+    key_hash: str
+    allowed_origins: frozenset[str]
+    thank_you_url: str | None
+
+    def allows(self, origin: str | None) -> bool:
+        """A key without origins works from anywhere; with origins, only from them."""
+        return not self.allowed_origins or (origin or "") in self.allowed_origins
+
+
+def new_key(kind: str) -> str:
+    return PREFIXES[kind] + secrets.token_urlsafe(32)
+
+
+def hash_key(key: str) -> str:
+    return hashlib.sha256(key.strip().encode()).hexdigest()
+
+
+def normalize_origin(origin: str) -> str:
+    """``https://Example.com/`` → ``https://example.com`` (what browsers send in ``Origin``)."""
+    scheme, sep, rest = origin.strip().partition("://")
+    if not sep or not rest or scheme.lower() not in {"http", "https"}:
+        raise ValueError(f"{origin!r} is not an origin like https://www.example.com")
+    host = rest.split("/", 1)[0].lower()
+    if not host:
+        raise ValueError(f"{origin!r} is not an origin like https://www.example.com")
+    return f"{scheme.lower()}://{host}"
+
+
+async def create_key(
+    session: AsyncSession,
+    *,
+    kind: str,
+    now: datetime,
+    origins: Sequence[str] = (),
+    name: str = "",
+    thank_you_url: str | None = None,
+) -> tuple[str, ApiKey]:
+    """A new key (returned once, in clear) and its stored row, in the caller's transaction."""
+    if kind not in PREFIXES:
+        raise ValueError(f"kind must be {PUBLIC} or {SECRET}")
+    if origins and kind != PUBLIC:
+        raise ValueError("only public keys are bound to origins")
+    key = new_key(kind)
+    row = ApiKey(
+        id=new_id(),
+        kind=kind,
+        key_hash=hash_key(key),
+        prefix=key[:10],
+        name=name,
+        allowed_origins=sorted({normalize_origin(o) for o in origins}),
+        thank_you_url=thank_you_url,
+        created_at=now,
+    )
+    session.add(row)
+    await session.flush()
+    return key, row
+
+
+async def list_keys(session: AsyncSession) -> list[ApiKey]:
+    return list(await session.scalars(select(ApiKey).order_by(ApiKey.created_at)))
+
+
+async def revoke_key(session: AsyncSession, key_id: UUID, *, now: datetime) -> bool:
+    result = await session.execute(
+        update(ApiKey)
+        .where(ApiKey.id == key_id, ApiKey.revoked_at.is_(None))
+        .values(revoked_at=now)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+class KeyRing:
+    """Active keys by hash, cached for ``ttl`` seconds per process (misses too, so a flood of
+    bad keys costs no queries). A revoked key stops working within ``ttl``."""
+
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        *,
+        ttl: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.sessions, self.ttl, self.clock = sessions, ttl, clock
+        self._keys: dict[str, tuple[float, KeyInfo | None]] = {}
+        self._origins: tuple[float, frozenset[str]] | None = None
+
+    async def find(self, key: str) -> KeyInfo | None:
+        digest = hash_key(key)
+        cached = self._keys.get(digest)
+        now = self.clock()
+        if cached is not None and cached[0] > now:
+            info = cached[1]
+        else:
+            info = await self._load(digest)
+            if len(self._keys) >= MAX_CACHED:
+                self._keys.clear()
+            self._keys[digest] = (now + self.ttl, info)
+        if info is None or not hmac.compare_digest(info.key_hash, digest):
+            return None
+        return info
+
+    async def origins(self) -> frozenset[str]:
+        """Every active public key's allowed origins (for CORS preflight, before a key is sent)."""
+        now = self.clock()
+        if self._origins is None or self._origins[0] <= now:
+            async with self.sessions() as session:
+                rows = await session.scalars(
+                    select(ApiKey.allowed_origins).where(
+                        ApiKey.kind == PUBLIC, ApiKey.revoked_at.is_(None)
+                    )
+                )
+                found = frozenset(origin for origins in rows for origin in origins or ())
+            self._origins = (now + self.ttl, found)
+        return self._origins[1]
+
+    async def _load(self, digest: str) -> KeyInfo | None:
+        async with self.sessions() as session:
+            row = await session.scalar(
+                select(ApiKey).where(ApiKey.key_hash == digest, ApiKey.revoked_at.is_(None))
+            )
+        if row is None:
+            return None
+        return KeyInfo(
+            row.id, row.kind, row.key_hash, frozenset(row.allowed_origins or ()), row.thank_you_url
+        )
