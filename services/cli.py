@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Coroutine
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from pydantic import ValidationError
@@ -35,8 +36,17 @@ def _settings(**overrides: object) -> Settings:
     return settings
 
 
+def run_loop(main: Coroutine[Any, Any, int]) -> int:
+    """Run a service on uvloop (uvicorn[standard] brings it), as uvicorn itself would."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(main)
+    return uvloop.run(main)
+
+
 def _run(main: object) -> None:
-    code = asyncio.run(main)  # type: ignore[arg-type]
+    code = run_loop(main)  # type: ignore[arg-type]
     raise typer.Exit(code or 0)
 
 
@@ -92,7 +102,7 @@ def dev(
         raise typer.Exit(2) from None
     http = base.http.model_copy(update={"intake_port": port})
     settings = base.model_copy(update={"db": db, "http": http, "data_dir": data_dir})
-    raise typer.Exit(asyncio.run(run_dev(settings)))
+    raise typer.Exit(run_loop(run_dev(settings)))
 
 
 @db_app.command("upgrade")

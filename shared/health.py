@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -12,7 +10,8 @@ from shared import problems
 from shared.runtime import Runtime
 
 
-def health_router(runtime: Callable[[Request], Runtime]) -> APIRouter:
+def health_router() -> APIRouter:
+    """Health routes for an app whose ``state.runtime`` is its Runtime."""
     router = APIRouter(tags=["health"])
 
     @router.get("/healthz", summary="The process is alive")
@@ -25,7 +24,8 @@ def health_router(runtime: Callable[[Request], Runtime]) -> APIRouter:
         responses={503: {"description": "A dependency is unavailable"}},
     )
     async def readyz(request: Request) -> JSONResponse:
-        checks = await runtime(request).readiness()
+        runtime: Runtime = request.app.state.runtime
+        checks = await runtime.readiness()
         ready = all(result == "ok" for result in checks.values())
         body = {"status": "ready" if ready else "unavailable", "checks": checks}
         return JSONResponse(body, status_code=200 if ready else 503)
@@ -42,5 +42,5 @@ def health_app(title: str, runtime: Runtime) -> FastAPI:
     app = FastAPI(title=title, version="0.1.0")
     app.state.runtime = runtime
     problems.install(app)
-    app.include_router(health_router(lambda request: request.app.state.runtime))
+    app.include_router(health_router())
     return app
