@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import orjson
 from sqlalchemy import event, insert, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import (
@@ -31,6 +32,8 @@ def make_engine(settings: DatabaseSettings) -> AsyncEngine:
         pool_timeout=settings.pool_timeout_s,
         pool_pre_ping=False,
         echo=settings.echo,
+        json_serializer=_json_dumps,
+        json_deserializer=orjson.loads,
     )
 
 
@@ -45,6 +48,8 @@ def _sqlite_engine(settings: DatabaseSettings) -> AsyncEngine:
         pool_timeout=settings.pool_timeout_s,
         echo=settings.echo,
         connect_args={"timeout": 30},
+        json_serializer=_json_dumps,
+        json_deserializer=orjson.loads,
     )
 
     @event.listens_for(engine.sync_engine, "connect")
@@ -65,6 +70,10 @@ def _sqlite_engine(settings: DatabaseSettings) -> AsyncEngine:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
 
     return engine
+
+
+def _json_dumps(value: Any) -> str:
+    return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
 
 
 def make_sessions(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
