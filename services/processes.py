@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from services.intake.app import create_app as intake_app
+from services.intake.platforms import start_fetch_sweeper
 from services.scoring.main import start_scoring
 from services.serve import serve
 from shared.config import Settings
@@ -13,6 +14,7 @@ from shared.runtime import Runtime
 async def run_intake(settings: Settings) -> int:
     runtime = Runtime.create(settings)
     runtime.start_relay("intake-relay")
+    start_fetch_sweeper(runtime)
     return await serve(runtime, intake_app(runtime), port=settings.http.intake_port)
 
 

@@ -45,9 +45,12 @@ _TOKEN = re.compile(r"(access_token=)[^&\s'\"]+")
 
 class _RedactTokens(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
-        if isinstance(record.args, tuple):
-            record.args = tuple(_TOKEN.sub(r"\1[redacted]", str(a)) for a in record.args)
-        record.msg = _TOKEN.sub(r"\1[redacted]", str(record.msg))
+        try:
+            message = record.getMessage()
+        except (TypeError, ValueError):
+            return True
+        if "access_token=" in message:
+            record.msg, record.args = _TOKEN.sub(r"\1[redacted]", message), ()
         return True
 
 

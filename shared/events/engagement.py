@@ -24,6 +24,8 @@ class LeadActivityData(Payload):
     )
     occurred_at: datetime
     detail: dict[str, Any] = Field(default_factory=dict)
+    activity_id: UUID | None = Field(None, description="The stored activity (intake)")
+    is_test: bool = Field(False, description="A platform test lead: skip in funnel/SLA/routing")
 
 
 class LeadOutcomeData(Payload):
@@ -33,6 +35,10 @@ class LeadOutcomeData(Payload):
     reason: str | None = Field(None, max_length=64, description="Reason code (rejected, lost)")
     amount: float | None = Field(None, description="Opportunity or booking amount")
     crm: str | None = Field(None, max_length=64, description="Which CRM reported it")
+    crm_id: str | None = Field(None, max_length=200, description="The CRM's id for the lead")
+    currency: str | None = Field(None, description="ISO 4217 code of the amount")
+    outcome_id: UUID | None = Field(None, description="The stored outcome (intake)")
+    is_test: bool = Field(False, description="A platform test lead: skip in funnel/SLA/routing")
 
 
 @register

@@ -15,6 +15,9 @@ class LeadReceivedData(Payload):
     inquiry_id: UUID
     source: str = Field(description="Where the inquiry came from, e.g. web, google-ads")
     new_lead: bool = Field(description="False when the inquiry attached to an existing lead")
+    is_test: bool = Field(
+        False, description="An ad platform's test lead: keep it out of funnel, SLA and routing"
+    )
 
 
 class LeadScoredData(Payload):
