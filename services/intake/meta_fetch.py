@@ -212,8 +212,9 @@ class FetchSweeper:
         async with self.sessions.begin() as session:
             if not await self._still_ours(session, item):
                 return  # the lease ran out and another sweep took the row
+            raw = {"leadgen_id": fetch.platform_lead_id, "field_data": field_data}
             await store_platform_lead(
-                session, arrival, submission, settings=self.settings, now=datetime.now(UTC)
+                session, arrival, submission, settings=self.settings, now=datetime.now(UTC), raw=raw
             )
             await session.execute(delete(fetches).where(fetches.c.id == fetch.id))
         self.on_commit()

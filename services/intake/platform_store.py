@@ -72,11 +72,16 @@ async def store_platform_lead(
     *,
     settings: Settings,
     now: datetime,
+    raw: dict[str, Any] | None = None,
 ) -> LeadAccepted:
-    """The inquiry, through the same store as web forms, and the answer kept for retries."""
+    """The inquiry, through the same store as web forms, and the answer kept for retries.
+
+    ``raw`` is the platform's body as received (without its key), kept beside the submission."""
     [accepted] = await store_inquiries(
-        session, [Arrival(submission, now, is_test=arrival.is_test)], settings=settings
+        session, [Arrival(submission, now, is_test=arrival.is_test, raw=raw)], settings=settings
     )
+    if not isinstance(accepted, LeadAccepted):
+        raise accepted
     await session.execute(
         update(platform_leads)
         .where(

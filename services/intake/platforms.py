@@ -121,8 +121,9 @@ async def google_ads_lead(request: Request, response: Response, runtime: Runtime
     now = datetime.now(UTC)
     async with runtime.sessions.begin() as session:
         if await claim(session, arrival, status="pending", now=now):
+            raw = {k: v for k, v in body.items() if k.lower() != "google_key"}
             accepted = await store_platform_lead(
-                session, arrival, submission, settings=runtime.settings, now=now
+                session, arrival, submission, settings=runtime.settings, now=now, raw=raw
             )
         else:
             row = await first_answer(session, "google-ads", lead_id)

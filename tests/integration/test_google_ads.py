@@ -128,6 +128,10 @@ async def test_googles_sample_with_trailing_comma_and_Google_key_is_a_flagged_te
     assert data["is_test"] is True and data["source"] == "google-ads"
     assert record is not None and record.is_test and record.status == "stored"
     assert record.detail["campaign_id"] == 123456789 and "Google_key" not in record.detail
+    async with runtime.sessions() as session:
+        inquiry = await session.scalar(select(Inquiry))
+    assert inquiry is not None and inquiry.raw["user_column_data"][0]["column_id"] == "FULL_NAME"
+    assert "Google_key" not in inquiry.raw and KEY not in json.dumps(inquiry.raw)
 
 
 async def test_a_retried_lead_id_gets_the_first_answer_and_no_new_inquiry(
