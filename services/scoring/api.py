@@ -21,9 +21,7 @@ from shared.problems import Problem
 from shared.runtime import Runtime
 
 PROBLEM = {"content": {problems.PROBLEM_JSON: {}}, "description": "RFC 9457 problem details"}
-ERRORS: dict[int | str, dict[str, Any]] = {
-    code: PROBLEM for code in (401, 403, 404, 409, 422)
-}
+ERRORS: dict[int | str, dict[str, Any]] = dict.fromkeys((401, 403, 404, 409, 422), PROBLEM)
 
 
 def _runtime(request: Request) -> Runtime:
@@ -88,7 +86,10 @@ async def history(caller: CallerDep, runtime: RuntimeDep) -> list[dict[str, Any]
 async def show(version: int, caller: CallerDep, runtime: RuntimeDep) -> dict[str, Any]:
     async with runtime.sessions() as session:
         row = await versions.find(session, version)
-        return {**versions.view(row, await versions.approvals_of(session, row)), "content": row.content}
+        return {
+            **versions.view(row, await versions.approvals_of(session, row)),
+            "content": row.content,
+        }
 
 
 @router.post(
@@ -163,5 +164,7 @@ async def explain_lead(
 async def _active_version(session: AsyncSession) -> int:
     found = await session.scalar(select(Ruleset.version).where(Ruleset.status == "active"))
     if found is None:
-        raise Problem(409, "Conflict", "no version is active; name one with ?against=", field="against")
+        raise Problem(
+            409, "Conflict", "no version is active; name one with ?against=", field="against"
+        )
     return int(found)

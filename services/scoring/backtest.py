@@ -116,7 +116,9 @@ async def run(
     after = None
     while True:
         query = select(Lead).where(*window).order_by(Lead.id).limit(CHUNK)
-        chunk = list(await session.scalars(query if after is None else query.where(Lead.id > after)))
+        chunk = list(
+            await session.scalars(query if after is None else query.where(Lead.id > after))
+        )
         if not chunk:
             return report
         ids = [lead.id for lead in chunk]
@@ -141,4 +143,3 @@ def _past(lead: Lead, activities: list[Activity], submissions: list, now: dateti
         opportunity=lead.opportunity_at is not None,
         booked=lead.won_at is not None,
     )
-

@@ -79,12 +79,18 @@ def validate(path: Path, as_json: JsonOption = False) -> None:
         compiled = compile_ruleset(path.read_text())
     except RulesetInvalid as error:
         if as_json:
-            problems = [{"rule": p.rule, "line": p.line, "reason": p.reason} for p in error.problems]
+            problems = [
+                {"rule": p.rule, "line": p.line, "reason": p.reason} for p in error.problems
+            ]
             typer.echo(json.dumps({"valid": False, "problems": problems}, indent=2))
         for problem in error.problems:
             typer.echo(f"{path}:{problem.line or '?'}: {problem.rule}: {problem.reason}", err=True)
         raise typer.Exit(1) from None
-    result = {"valid": True, "content_hash": compiled.content_hash, "conditions": len(compiled.slots)}
+    result = {
+        "valid": True,
+        "content_hash": compiled.content_hash,
+        "conditions": len(compiled.slots),
+    }
     _print(result, as_json)
 
 
@@ -174,9 +180,11 @@ def history(as_json: JsonOption = False) -> None:
     table = Table("version", "label", "status", "proposed by", "approvals", "activated")
     for row in rows:
         signed = ", ".join(f"{a['side']}: {a['approver']}" for a in row["approvals"])
-        activated = f"{row['activated_at']:%Y-%m-%d %H:%M} by {row['activated_by']}" if row[
-            "activated_at"
-        ] else ""
+        activated = (
+            f"{row['activated_at']:%Y-%m-%d %H:%M} by {row['activated_by']}"
+            if row["activated_at"]
+            else ""
+        )
         table.add_row(
             str(row["version"]), row["label"], row["status"], row["proposed_by"], signed, activated
         )

@@ -10,6 +10,7 @@ facts is refused with every problem's rule, line and reason. Pure: no I/O, no cl
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
@@ -152,19 +153,43 @@ class CompiledRuleset:
     kinds: tuple[str, ...]
     context: Any = field(default_factory=cel.Context)
     index: dict[tuple[str | int, ...], int] = field(default_factory=dict)
+    used: dict[str, frozenset[str] | None] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.index = {slot.path: i for i, slot in enumerate(self.slots)}
+        self.used = _used([slot.source for slot in self.slots])
 
     def evaluate(self, variables: dict[str, Any]) -> list[bool]:
-        """Every condition's value, in slot order; one program run for the lot."""
+        """Every condition's value, in slot order; one program run for the lot.
+
+        Only the fields the conditions name are handed over: converting values into CEL is
+        what costs, per value."""
         if not self.slots:
             return []
+        variables = {
+            name: value if (keep := self.used.get(name)) is None else _only(value, keep)
+            for name, value in variables.items()
+        }
         self.context.update(variables)
         try:
             return list(self.program.execute(self.context))
         except Exception:  # noqa: BLE001 — one rule failing on these facts must not sink the rest
             return [_alone(slot, variables) for slot in self.slots]
+
+
+def _only(value: dict[str, Any], keep: frozenset[str]) -> dict[str, Any]:
+    return {k: v for k, v in value.items() if k in keep}
+
+
+def _used(sources: list[str]) -> dict[str, frozenset[str] | None]:
+    """Per variable, the fields the conditions name; ``None`` when one uses it otherwise."""
+    text = re.sub(r"'[^']*'|\"[^\"]*\"", "''", " ".join(sources))  # not inside string literals
+    used: dict[str, frozenset[str] | None] = {}
+    for name in ("lead", "engagement"):
+        whole = re.search(rf"\b{name}\b(?!\s*\.\s*\w)", text)
+        fields = re.findall(rf"\b{name}\s*\.\s*(\w+)", text)
+        used[name] = None if whole else frozenset(fields)
+    return used
 
 
 def _alone(slot: Slot, variables: dict[str, Any]) -> bool:
@@ -184,7 +209,9 @@ def compile_ruleset(text: str) -> CompiledRuleset:
     try:
         spec = RulesetSpec.model_validate(document)
     except ValidationError as error:
-        raise RulesetInvalid([_schema_problem(e, document, lines) for e in error.errors()]) from None
+        raise RulesetInvalid(
+            [_schema_problem(e, document, lines) for e in error.errors()]
+        ) from None
     consistency = _consistency(spec, lines)
     if consistency:
         raise RulesetInvalid(consistency)

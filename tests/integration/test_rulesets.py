@@ -36,7 +36,9 @@ def sha(text: str) -> str:
 
 @pytest.fixture
 async def runtime(db: Database) -> AsyncIterator[Runtime]:
-    runtime = Runtime.create(make_settings(db, auth={"secret_keys": ["sk_test"], "principals": PEOPLE}))
+    runtime = Runtime.create(
+        make_settings(db, auth={"secret_keys": ["sk_test"], "principals": PEOPLE})
+    )
     yield runtime
     await runtime.close()
 
@@ -156,7 +158,10 @@ async def test_activating_retires_the_previous_version_and_an_active_one_is_fina
         response = await client.post(f"/v1/rulesets/{version}/activate", headers=as_("sam"))
         assert response.status_code == 200
     history = (await client.get("/v1/rulesets", headers=as_("pat"))).json()
-    assert [(h["version"], h["status"]) for h in history] == [(second, "active"), (first, "retired")]
+    assert [(h["version"], h["status"]) for h in history] == [
+        (second, "active"),
+        (first, "retired"),
+    ]
     again = await sign(client, first, "alex", "marketing")
     assert again.status_code == 409 and "is retired" in again.json()["detail"]
 

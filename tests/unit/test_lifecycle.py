@@ -16,9 +16,7 @@ from services.scoring.lifecycle import (
 from services.scoring.rules import Decision, ReasonHit, Verdict
 
 ALLOWED_PAIRS = sorted((a, b) for a, targets in ALLOWED.items() for b in targets)
-REFUSED_PAIRS = sorted(
-    (a, b) for a in STAGES for b in STAGES if b not in ALLOWED[a] and a != b
-)
+REFUSED_PAIRS = sorted((a, b) for a in STAGES for b in STAGES if b not in ALLOWED[a] and a != b)
 
 
 def decision(

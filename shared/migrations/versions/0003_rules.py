@@ -64,9 +64,7 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_ruleset_approvals")),
         sa.UniqueConstraint("ruleset_id", "side", name="uq_ruleset_approvals_side"),
     )
-    op.create_index(
-        op.f("ix_ruleset_approvals_ruleset_id"), "ruleset_approvals", ["ruleset_id"]
-    )
+    op.create_index(op.f("ix_ruleset_approvals_ruleset_id"), "ruleset_approvals", ["ruleset_id"])
     op.create_table(
         "scoring_activities",
         sa.Column("id", sa.Uuid(), nullable=False),
