@@ -10,6 +10,7 @@ from typing import Annotated, Any
 import typer
 from pydantic import ValidationError
 
+from services.intake.cli import keys_app
 from services.scoring.cli import rules_app
 from shared.config import DatabaseSettings, Settings, SettingsError, load_settings
 from shared.logs import configure_logging
@@ -24,6 +25,7 @@ events_app = typer.Typer(help="Event types and their JSON Schemas.", no_args_is_
 app.add_typer(db_app, name="db")
 app.add_typer(events_app, name="events")
 app.add_typer(rules_app, name="rules")
+app.add_typer(keys_app, name="keys")
 
 
 def _settings(**overrides: object) -> Settings:

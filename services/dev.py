@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import logging
 import secrets
+from datetime import UTC, datetime
 
 from pydantic import SecretStr
 
 from services.intake.app import create_app as intake_app
+from services.intake.keys import dev_public_key
+from services.intake.platforms import start_fetch_sweeper
 from services.scoring.main import activate_sample_rules, start_scoring
 from services.serve import serve
 from shared.broker import EmbeddedBroker
@@ -51,15 +54,19 @@ async def run_dev(settings: Settings) -> int:
         await upgrade(runtime.engine)
         await activate_sample_rules(runtime)
         runtime.start_relay("relay")
+        start_fetch_sweeper(runtime)
         start_scoring(runtime)
-        _announce(settings, key, broker)
+        public = await dev_public_key(
+            runtime.sessions, settings.data_dir / "public-key", now=datetime.now(UTC)
+        )
+        _announce(settings, key, broker, public)
         return await serve(runtime, intake_app(runtime), port=settings.http.intake_port)
     finally:
         if broker is not None:
             broker.stop()
 
 
-def _announce(settings: Settings, key: str, broker: EmbeddedBroker | None) -> None:
+def _announce(settings: Settings, key: str, broker: EmbeddedBroker | None, public: str) -> None:
     base = f"http://{settings.http.host}:{settings.http.intake_port}"
     where = (
         "embedded broker " + broker.bootstrap_servers
@@ -70,8 +77,9 @@ def _announce(settings: Settings, key: str, broker: EmbeddedBroker | None) -> No
         f"""
 Leadflow is running ({where}; database {_safe_url(settings.db.url)}).
 
-  Post a lead:
+  Post a lead (public form key kept in {settings.data_dir / "public-key"}):
     curl -s -X POST {base}/v1/leads -H 'Content-Type: application/json' \\
+      -H 'X-API-Key: {public}' \\
       -d '{{"email": "ada@example.com", "first_name": "Ada", "last_name": "Lovelace", \\
            "company": "Analytical Engines"}}'
 

@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from uuid import UUID
 
 from sqlalchemy import select, update
@@ -156,3 +157,35 @@ class KeyRing:
         return KeyInfo(
             row.id, row.kind, row.key_hash, frozenset(row.allowed_origins or ()), row.thank_you_url
         )
+
+
+async def dev_public_key(
+    sessions: async_sessionmaker[AsyncSession], path: Path, *, now: datetime
+) -> str:
+    """``leadflow dev``'s public key: the one kept in ``path`` while the database knows it, else
+    a new one (any origin) written there."""
+    key = _read_key(path)
+    if key:
+        async with sessions() as session:
+            known = await session.scalar(
+                select(ApiKey.id).where(
+                    ApiKey.key_hash == hash_key(key),
+                    ApiKey.kind == PUBLIC,
+                    ApiKey.revoked_at.is_(None),
+                )
+            )
+        if known is not None:
+            return key
+    async with sessions.begin() as session:
+        key, _ = await create_key(session, kind=PUBLIC, now=now, name="leadflow dev")
+    _keep_key(path, key)
+    return key
+
+
+def _read_key(path: Path) -> str | None:
+    return path.read_text().strip() if path.exists() else None
+
+
+def _keep_key(path: Path, key: str) -> None:
+    path.write_text(key + "\n")
+    path.chmod(0o600)

@@ -25,6 +25,8 @@ async def receive_lead(
 ) -> LeadAccepted:
     """Store one inquiry in the caller's transaction (the group-commit writer stores many)."""
     [accepted] = await store_inquiries(session, [Arrival(submission, now)], settings=settings)
+    if isinstance(accepted, Exception):
+        raise accepted
     return accepted
 
 
@@ -47,15 +49,25 @@ async def find_lead(session: AsyncSession, lead_id: UUID) -> LeadView | None:
         first_name=lead.first_name,
         last_name=lead.last_name,
         company=lead.company,
+        country=lead.country,
+        company_domain=lead.company_domain,
         source=lead.source,
         stage=lead.stage,
         score=lead.score,
         ruleset=lead.ruleset,
         scored_at=lead.scored_at,
+        quarantined=lead.quarantined,
+        erased_at=lead.erased_at,
         created_at=lead.created_at,
         updated_at=lead.updated_at,
         inquiries=[
-            InquiryView(id=i.id, source=i.source, received_at=i.received_at) for i in received
+            InquiryView(
+                id=i.id,
+                source=i.source,
+                received_at=i.received_at,
+                quarantine_reason=i.quarantine_reason,
+            )
+            for i in received
         ],
         history=[
             HistoryEntry(occurred_at=h.occurred_at, kind=h.kind, detail=h.detail) for h in timeline

@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from uuid import uuid4
 
 import httpx
@@ -13,6 +14,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from sqlalchemy import func, select
 
 from services.intake.app import create_app
+from services.intake.keys import create_key
 from services.scoring.main import start_scoring
 from shared.config import Settings
 from shared.models import Lead, LeadHistory, OutboxMessage
@@ -79,7 +81,13 @@ class Stack:
 async def running_stack(
     settings: Settings, *, scoring_processes: int = 1, intake_relays: int = 1
 ) -> AsyncIterator[Stack]:
-    """Intake (with its relay) and N scoring processes (each with a relay), like production."""
+    """Intake (with its relay) and N scoring processes (each with a relay), like production.
+
+    The client posts as a web form does, with a public key (``Stack.public_key``). It is one
+    client address posting thousands of leads, so the rate limits are lifted here: the pipeline
+    is under test, the limits have their own tests (tests/integration/test_web_forms.py)."""
+    unlimited = {"rate_limit_per_ip": None, "rate_limit_per_key": None}
+    settings = settings.model_copy(update={"intake": settings.intake.model_copy(update=unlimited)})
     intake = Runtime.create(settings)
     for index in range(intake_relays):
         intake.start_relay(f"intake-relay-{index}")
@@ -91,7 +99,11 @@ async def running_stack(
         workers.append(worker)
     transport = httpx.ASGITransport(app=create_app(intake))
     try:
-        async with httpx.AsyncClient(transport=transport, base_url="http://intake") as client:
+        async with intake.sessions.begin() as session:
+            public_key, _ = await create_key(session, kind="public", now=datetime.now(UTC))
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://intake", headers={"X-API-Key": public_key}
+        ) as client:
             yield Stack(settings=settings, intake=intake, client=client, workers=workers)
     finally:
         for runtime in [intake, *workers]:

@@ -51,7 +51,10 @@ def test_dev_runs_the_slice_and_stops_cleanly_on_ctrl_c(tmp_path: Path) -> None:
     try:
         _wait_ready(base, process)
         key = (data_dir / "secret-key").read_text().strip()
-        posted = httpx.post(f"{base}/v1/leads", json={"email": "ada@example.com", "company": "AE"})
+        public = (data_dir / "public-key").read_text().strip()
+        lead = {"email": "ada@example.com", "company": "AE"}
+        assert httpx.post(f"{base}/v1/leads", json=lead).status_code == 401  # keys required
+        posted = httpx.post(f"{base}/v1/leads", json=lead, headers={"X-API-Key": public})
         assert posted.status_code == 202
         lead_url = f"{base}{posted.headers['location']}"
         deadline = time.monotonic() + 15  # a deadline, not a latency target: see docs/benchmarks.md
@@ -69,6 +72,7 @@ def test_dev_runs_the_slice_and_stops_cleanly_on_ctrl_c(tmp_path: Path) -> None:
         output = process.communicate(timeout=30)[0].decode()
     assert process.returncode == 0, output
     assert f"curl -s -X POST {base}/v1/leads" in output
+    assert f"X-API-Key: {public}" in output
     assert set(_broker_processes(data_dir)) - before == set(), "the embedded broker outlived dev"
 
 
