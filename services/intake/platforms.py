@@ -44,6 +44,50 @@ PROBLEM = {"content": {problems.PROBLEM_JSON: {}}, "description": "RFC 9457 prob
 REPLAYED = "Idempotent-Replayed"
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1/ingest", tags=["ad platforms"])
+GOOGLE_EXAMPLE = {
+    "lead_id": "TeSter-123-ABCDEFGHIJKLMNOPQRSTUVWXYZ",
+    "user_column_data": [
+        {"column_name": "Full Name", "string_value": "Ada Lovelace", "column_id": "FULL_NAME"},
+        {"column_name": "User Email", "string_value": "ada@example.com", "column_id": "EMAIL"},
+    ],
+    "api_version": "1.0",
+    "form_id": 123456789,
+    "campaign_id": 123456789,
+    "google_key": "the key set in Google Ads",
+    "is_test": True,
+    "gcl_id": "gcl-id",
+    "adgroup_id": 0,
+    "creative_id": 0,
+}
+META_EXAMPLE = {
+    "object": "page",
+    "entry": [
+        {
+            "id": "1001",
+            "time": 1767225600,
+            "changes": [
+                {
+                    "field": "leadgen",
+                    "value": {
+                        "leadgen_id": "444444444444",
+                        "page_id": "1001",
+                        "form_id": "555555555555",
+                        "ad_id": "0",
+                        "adgroup_id": "0",
+                        "created_time": 1767225600,
+                    },
+                }
+            ],
+        }
+    ],
+}
+
+
+def _json_body(example: dict[str, Any]) -> dict[str, Any]:
+    """Documents a body the route reads raw (leniently, or to check its signature)."""
+    schema = {"type": "object", "additionalProperties": True}
+    content = {"application/json": {"schema": schema, "example": example}}
+    return {"requestBody": {"required": True, "content": content}}
 
 
 def _runtime(request: Request) -> Runtime:
@@ -97,6 +141,7 @@ def _platform_id(body: dict[str, Any], name: str) -> str:
     "The lead is stored before the answer; a retry with the same `lead_id` gets the first "
     f"answer again (header `{REPLAYED}: true`). Test leads (`is_test`) are stored but flagged.",
     responses={400: PROBLEM, 401: PROBLEM, 403: PROBLEM, 413: PROBLEM, 422: PROBLEM, 503: PROBLEM},
+    openapi_extra=_json_body(GOOGLE_EXAMPLE),
 )
 async def google_ads_lead(request: Request, response: Response, runtime: RuntimeDep) -> Any:
     body = await _json_object(request, lenient=True)
@@ -175,7 +220,8 @@ async def meta_verify(
     description="Verified by `X-Hub-Signature-256` over the raw body. Each `leadgen` change is "
     "stored as a pending fetch before the 200; the lead's fields are then fetched from the Graph "
     "API, and fetched again later for as long as that fails. Repeated `leadgen_id`s are ignored.",
-    responses={400: PROBLEM, 401: PROBLEM, 403: PROBLEM, 413: PROBLEM, 503: PROBLEM},
+    responses={400: PROBLEM, 401: PROBLEM, 403: PROBLEM, 413: PROBLEM, 422: PROBLEM, 503: PROBLEM},
+    openapi_extra=_json_body(META_EXAMPLE),
 )
 async def meta_notification(
     request: Request, background: BackgroundTasks, runtime: RuntimeDep
