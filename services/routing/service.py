@@ -11,15 +11,16 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.routing import repository as repo
+from services.routing import txn as routing_txn
 from services.routing.directory import Directory
 from services.routing.facts import routing_facts
-from services.routing.ledger import PoolLedger
 from services.routing.models import Assignment
 from services.routing.router import Decision, Situation, route, target
+from services.routing.txn import RoutingTxn
 from shared.config import Settings
 from shared.events import (
     LeadQueued,
@@ -30,12 +31,14 @@ from shared.events import (
     LeadRoutedData,
 )
 from shared.events.routing import CandidateData
+from shared.ids import new_id
 from shared.models import Inquiry, Lead, LeadHistory
 from shared.outbox import stage
 
 SOURCE = "/leadflow/routing"
 leads_t, inquiries_t, history_t = Lead.__table__, Inquiry.__table__, LeadHistory.__table__
 assignments_t = Assignment.__table__
+RoutingEvent = LeadRouted | LeadQueued | LeadReassigned
 
 
 class LeadNotFound(LookupError):
@@ -46,7 +49,7 @@ class LeadNotFound(LookupError):
 class RoutingDecision:
     lead_id: UUID
     outcome: str
-    """routed, queued, or unchanged (already routed: nothing done)"""
+    """routed, queued, or unchanged (nothing done: already routed, or a stale request)"""
     owner_id: UUID | None
     team: str | None
     rule: str
@@ -69,17 +72,16 @@ async def route_lead(
     Idempotent: a lead already routed or queued is left alone. ``trigger="queue"`` retries a
     queued lead (the queue sweep) and changes nothing while nobody is eligible yet.
     """
-    token = await repo.lock_routing(session)
-    lead = await _lead(session, lead_id)
-    wanted = "queued" if trigger == "queue" else None
-    if lead.routing_status != wanted:
+    txn = await routing_txn.begin(session)
+    lead, submissions = await _lead(session, lead_id)
+    if lead.routing_status != ("queued" if trigger == "queue" else None):
         return _unchanged(lead)
-    directory = await repo.directory(session, token)
-    decision, before = await _decide(session, directory, lead, now=now)
+    directory = await repo.directory(session, txn.token)
+    decision = await _decide(session, txn, directory, lead, submissions, now=now)
     if trigger == "queue" and decision.outcome == "queued":
         return _unchanged(lead)
     event = await _apply(
-        session, settings, directory, lead, decision, before, now=now, trigger=trigger
+        session, settings, txn, directory, lead, decision, now=now, trigger=trigger
     )
     return _result(lead_id, decision, event.type)
 
@@ -93,31 +95,36 @@ async def reassign_lead(
     trigger: str,
     why: str,
     expected_owner: UUID | None = None,
+    to: UUID | None = None,
 ) -> RoutingDecision:
-    """Move the lead to someone else. Everyone who has held it is excluded (no ping-pong), and
-    after ``reassignment.max_per_lead`` moves it waits in the default queue for a manager.
-    ``expected_owner``: act only if the lead still has that owner (a stale escalation or a
-    rejection by a former owner changes nothing)."""
-    token = await repo.lock_routing(session)
-    lead = await _lead(session, lead_id)
+    """Move the lead to someone else: ``to``, or by routing again with everyone who has held
+    the lead excluded (no ping-pong); after ``reassignment.max_per_lead`` moves it waits in the
+    default queue for a manager. ``expected_owner``: act only if the lead still has that owner,
+    so a stale escalation, or a rejection by a former owner, changes nothing."""
+    txn = await routing_txn.begin(session)
+    lead, submissions = await _lead(session, lead_id)
     if expected_owner is not None and lead.owner_id != expected_owner:
         return _unchanged(lead)
-    directory = await repo.directory(session, token)
-    held = await _previous_owners(session, lead_id)
-    moves = await _reassignments(session, lead_id)
-    exclude = frozenset({*held, *([lead.owner_id] if lead.owner_id else [])})
-    decision, before = await _decide(
-        session, directory, lead, now=now, exclude=exclude, count=moves + 1
-    )
+    directory = await repo.directory(session, txn.token)
+    await routing_txn.write_rows(session, txn)
+    if to is not None:
+        decision = _directed(directory, lead, to)
+    else:
+        held = await _previous_owners(session, lead_id)
+        exclude = frozenset({*held, *([lead.owner_id] if lead.owner_id else [])})
+        count = await _reassignments(session, lead_id) + 1
+        decision = await _decide(
+            session, txn, directory, lead, submissions, now=now, exclude=exclude, count=count
+        )
     if lead.owner_id is not None:
-        await repo.release(session, lead.owner_id)
+        txn.release(lead.owner_id)
     event = await _apply(
         session,
         settings,
+        txn,
         directory,
         lead,
         decision,
-        before,
         now=now,
         trigger=trigger,
         previous=lead,
@@ -126,23 +133,31 @@ async def reassign_lead(
     return _result(lead_id, decision, event.type)
 
 
+async def release_lead(session: AsyncSession, lead_id: UUID) -> None:
+    """The lead is closed (won, lost, disqualified): it no longer counts against its owner."""
+    txn = await routing_txn.begin(session)
+    lead, _ = await _lead(session, lead_id)
+    if lead.owner_id is not None and lead.routing_status == "routed":
+        txn.release(lead.owner_id)
+        await session.execute(
+            update(leads_t).where(leads_t.c.id == lead_id).values(routing_status="closed")
+        )
+
+
 async def _decide(
     session: AsyncSession,
+    txn: RoutingTxn,
     directory: Directory,
     lead: Any,
+    submissions: list[dict[str, Any]],
     *,
     now: datetime,
     exclude: frozenset[UUID] = frozenset(),
     count: int = 0,
-) -> tuple[Decision, PoolLedger]:
-    submissions = await session.scalars(
-        select(inquiries_t.c.submission)
-        .where(inquiries_t.c.lead_id == lead.id)
-        .order_by(inquiries_t.c.received_at)
-    )
+) -> Decision:
     facts = routing_facts(lead, submissions)
     _, team, _ = target(directory, facts)
-    loads, ledger = await repo.loads_and_ledger(session, team)
+    loads, ledger = await routing_txn.loads_and_ledger(session, txn, team)
     situation = Situation(
         facts=facts,
         now=now,
@@ -151,29 +166,42 @@ async def _decide(
         exclude=exclude,
         reassignments=count,
     )
-    return route(directory, situation), ledger or PoolLedger()
+    return route(directory, situation)
+
+
+def _directed(directory: Directory, lead: Any, to: UUID) -> Decision:
+    rep = directory.reps[to]
+    return Decision(
+        "routed",
+        "requested",
+        f"given to {rep.name} on request",
+        rep.id,
+        is_expansion=bool(lead.is_expansion),
+        account_id=lead.account_id,
+    )
 
 
 async def _apply(
     session: AsyncSession,
     settings: Settings,
+    txn: RoutingTxn,
     directory: Directory,
     lead: Any,
     decision: Decision,
-    before: PoolLedger,
     *,
     now: datetime,
     trigger: str,
     previous: Any = None,
     why: str = "",
-) -> LeadRouted | LeadQueued | LeadReassigned:
+) -> RoutingEvent:
     owner = directory.reps.get(decision.owner_id) if decision.owner_id else None
     team = decision.team
+    txn.now = now
     if owner is not None:
-        await repo.count_assignment(session, owner, now)
+        txn.assign(owner.id, owner.hours.local_day(now))
     if decision.ledger is not None and team is not None:
-        await repo.write_ledger(session, team.id, before, decision.ledger, now)
-    status = "routed" if decision.outcome == "routed" else "queued"
+        txn.ledgers[team.id] = decision.ledger
+    status = "routed" if owner is not None else "queued"
     await session.execute(
         update(leads_t)
         .where(leads_t.c.id == lead.id)
@@ -187,40 +215,44 @@ async def _apply(
             updated_at=now,
         )
     )
-    candidates = [c.as_dict() for c in decision.candidates]
-    await session.execute(
-        insert(assignments_t).values(
-            lead_id=lead.id,
-            decided_at=now,
-            trigger=trigger,
-            outcome=status,
-            owner_id=decision.owner_id,
-            team_id=team.id if team else None,
-            previous_owner_id=previous.owner_id if previous is not None else None,
-            rule=decision.rule,
-            ruleset_version=directory.ruleset_version,
-            strategy=decision.strategy,
-            is_expansion=decision.is_expansion,
-            account_id=decision.account_id,
-            reason=(why + ": " if why else "") + decision.reason[:400],
-            available_at=decision.available_at,
-            candidates=candidates,
-        )
-    )
+    reason = (f"{why}: " if why else "") + decision.reason
     event = _event(directory, lead, decision, trigger=trigger, previous=previous, why=why, now=now)
-    await session.execute(
-        insert(history_t).values(
-            lead_id=lead.id,
-            occurred_at=now,
-            kind=event.type,
-            event_id=event.id,
-            detail={"owner_id": str(decision.owner_id) if decision.owner_id else None}
-            | {
+    txn.add(
+        assignments_t,
+        {
+            "id": new_id(),
+            "lead_id": lead.id,
+            "decided_at": now,
+            "trigger": trigger,
+            "outcome": status,
+            "owner_id": decision.owner_id,
+            "team_id": team.id if team else None,
+            "previous_owner_id": previous.owner_id if previous is not None else None,
+            "rule": decision.rule,
+            "ruleset_version": directory.ruleset_version,
+            "strategy": decision.strategy,
+            "is_expansion": decision.is_expansion,
+            "account_id": decision.account_id,
+            "reason": reason[:500],
+            "available_at": decision.available_at,
+            "candidates": [c.as_dict() for c in decision.candidates],
+        },
+    )
+    txn.add(
+        history_t,
+        {
+            "id": new_id(),
+            "lead_id": lead.id,
+            "occurred_at": now,
+            "kind": event.type,
+            "event_id": event.id,
+            "detail": {
+                "owner": owner.email if owner else None,
                 "team": team.name if team else None,
                 "rule": decision.rule,
-                "reason": decision.reason,
+                "reason": reason[:500],
             },
-        )
+        },
     )
     await stage(session, settings, event)
     return event
@@ -235,7 +267,7 @@ def _event(
     previous: Any,
     why: str,
     now: datetime,
-) -> LeadRouted | LeadQueued | LeadReassigned:
+) -> RoutingEvent:
     team = decision.team
     owner = directory.reps.get(decision.owner_id) if decision.owner_id else None
     common: dict[str, Any] = {
@@ -261,24 +293,30 @@ def _event(
         )
         return LeadReassigned.about_lead(lead.id, data, source=SOURCE, time=now)
     if owner is not None:
-        data = LeadRoutedData(
+        routed = LeadRoutedData(
             **common,
             owner_id=owner.id,
             owner_email=owner.email,
             strategy=decision.strategy,
             available_at=decision.available_at,
         )
-        return LeadRouted.about_lead(lead.id, data, source=SOURCE, time=now)
+        return LeadRouted.about_lead(lead.id, routed, source=SOURCE, time=now)
     return LeadQueued.about_lead(lead.id, LeadQueuedData(**common), source=SOURCE, time=now)
 
 
-async def _lead(session: AsyncSession, lead_id: UUID) -> Any:
-    # The lead's row lock (scoring already holds it on its path) makes a lead's routing serial.
-    query = select(leads_t).where(leads_t.c.id == lead_id).with_for_update()
-    lead = (await session.execute(query)).one_or_none()
-    if lead is None:
+async def _lead(session: AsyncSession, lead_id: UUID) -> tuple[Any, list[dict[str, Any]]]:
+    """The lead, row-locked (scoring holds that lock already on its path), and its submissions."""
+    query = (
+        select(leads_t, inquiries_t.c.submission)
+        .outerjoin(inquiries_t, inquiries_t.c.lead_id == leads_t.c.id)
+        .where(leads_t.c.id == lead_id)
+        .order_by(inquiries_t.c.received_at)
+        .with_for_update(of=leads_t)
+    )
+    rows = (await session.execute(query)).all()
+    if not rows:
         raise LeadNotFound(f"no lead {lead_id}")
-    return lead
+    return rows[0], [row.submission for row in rows if row.submission is not None]
 
 
 async def _previous_owners(session: AsyncSession, lead_id: UUID) -> set[UUID]:
@@ -297,7 +335,7 @@ async def _reassignments(session: AsyncSession, lead_id: UUID) -> int:
 
 def _unchanged(lead: Any) -> RoutingDecision:
     return RoutingDecision(
-        lead.id, "unchanged", lead.owner_id, None, "", "already routed", bool(lead.is_expansion)
+        lead.id, "unchanged", lead.owner_id, None, "", "nothing to do", bool(lead.is_expansion)
     )
 
 
@@ -317,6 +355,9 @@ def _result(lead_id: UUID, decision: Decision, event_type: str) -> RoutingDecisi
 
 async def routing_explanation(session: AsyncSession, lead_id: UUID) -> list[dict[str, Any]]:
     """Every routing decision about the lead, oldest first, with its candidates and reasons."""
+    txn = session.info.get(routing_txn.KEY)
+    if txn is not None:
+        await routing_txn.write_rows(session, txn)
     query = (
         select(assignments_t)
         .where(assignments_t.c.lead_id == lead_id)
@@ -327,17 +368,21 @@ async def routing_explanation(session: AsyncSession, lead_id: UUID) -> list[dict
             "decided_at": row.decided_at.isoformat(),
             "trigger": row.trigger,
             "outcome": row.outcome,
-            "owner_id": str(row.owner_id) if row.owner_id else None,
-            "previous_owner_id": str(row.previous_owner_id) if row.previous_owner_id else None,
-            "team_id": str(row.team_id) if row.team_id else None,
+            "owner_id": _str(row.owner_id),
+            "previous_owner_id": _str(row.previous_owner_id),
+            "team_id": _str(row.team_id),
             "rule": row.rule,
             "ruleset_version": row.ruleset_version,
             "strategy": row.strategy,
             "is_expansion": row.is_expansion,
-            "account_id": str(row.account_id) if row.account_id else None,
+            "account_id": _str(row.account_id),
             "reason": row.reason,
             "available_at": row.available_at.isoformat() if row.available_at else None,
             "candidates": row.candidates,
         }
         for row in await session.execute(query)
     ]
+
+
+def _str(value: UUID | None) -> str | None:
+    return str(value) if value is not None else None

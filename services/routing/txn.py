@@ -1,0 +1,171 @@
+"""Routing's state for one database transaction: the lock, then loads and ledgers read once and
+written once, when the transaction commits (so are the assignment and history rows).
+
+Why one lock for all of routing: a scoring batch routes many leads in ONE transaction, to pools
+in event order. Per-pool or per-rep row locks would be taken in different orders by two consumers
+and deadlock; one row (``routing_state`` id 1, ``SELECT … FOR UPDATE``) taken first makes the
+order fixed. Held to commit, it is what guarantees that two consumers never both see a rep under
+capacity and both give it a lead (the lead's own row lock guards against assigning it twice).
+On SQLite, ``BEGIN IMMEDIATE`` already serializes writers.
+
+Because nobody else can change loads or ledgers while the lock is held, they are read once per
+transaction and kept here; ``before_commit`` writes what changed (open-lead counts as deltas, so
+a concurrent release that did not take the lock is never lost). A rollback drops it all.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from sqlalchemy import event, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session, SessionTransaction
+
+from services.routing import ledger as fair
+from services.routing.directory import RepLoad, TeamInfo
+from services.routing.models import LedgerEntry, PoolState, Rep, RoutingState
+from shared.db import insert_ignoring_conflicts, upsert
+from shared.ids import new_id
+
+KEY = "leadflow.routing"
+reps_t, state_t = Rep.__table__, RoutingState.__table__
+pools_t, ledger_t = PoolState.__table__, LedgerEntry.__table__
+
+
+@dataclass
+class RoutingTxn:
+    token: str
+    loads: dict[UUID, RepLoad] = field(default_factory=dict)
+    opened: dict[UUID, int] = field(default_factory=dict)
+    """Open-lead count changes per rep, written as deltas."""
+    days: dict[UUID, tuple[str, int]] = field(default_factory=dict)
+    ledgers: dict[UUID, fair.PoolLedger] = field(default_factory=dict)
+    stored: dict[UUID, fair.PoolLedger] = field(default_factory=dict)
+    now: datetime | None = None
+    rows: dict[Any, list[dict[str, Any]]] = field(default_factory=dict)
+    """Assignment and history rows, inserted together (one statement per table)."""
+
+    def add(self, table: Any, row: dict[str, Any]) -> None:
+        self.rows.setdefault(table, []).append(row)
+
+    def assign(self, rep: UUID, day: str) -> None:
+        load = self.loads.get(rep, RepLoad())
+        today = load.today + 1 if load.day == day else 1
+        self.loads[rep] = RepLoad(load.open_leads + 1, day, today)
+        self.opened[rep] = self.opened.get(rep, 0) + 1
+        self.days[rep] = (day, today)
+
+    def release(self, rep: UUID) -> None:
+        load = self.loads.get(rep)
+        if load is not None:
+            self.loads[rep] = RepLoad(max(load.open_leads - 1, 0), load.day, load.today)
+        self.opened[rep] = self.opened.get(rep, 0) - 1
+
+
+async def begin(session: AsyncSession) -> RoutingTxn:
+    """Take the routing lock (once per transaction) and return this transaction's state."""
+    txn = session.info.get(KEY)
+    if txn is not None:
+        return txn  # type: ignore[no-any-return]
+    query = select(state_t.c.directory_token).where(state_t.c.id == 1).with_for_update()
+    token = await session.scalar(query)
+    if token is None:
+        await session.execute(
+            insert_ignoring_conflicts(session, state_t).values(id=1, directory_token=str(new_id()))
+        )
+        token = await session.scalar(query)
+    txn = session.info[KEY] = RoutingTxn(str(token))
+    return txn
+
+
+async def loads_and_ledger(
+    session: AsyncSession, txn: RoutingTxn, team: TeamInfo | None
+) -> tuple[dict[UUID, RepLoad], fair.PoolLedger | None]:
+    missing = sorted(set(team.members if team else ()) - set(txn.loads))
+    if missing:
+        query = select(
+            reps_t.c.id, reps_t.c.open_leads, reps_t.c.assigned_day, reps_t.c.assigned_today
+        ).where(reps_t.c.id.in_(missing))
+        for row in await session.execute(query):
+            txn.loads[row.id] = RepLoad(row.open_leads, row.assigned_day, row.assigned_today)
+    if team is None:
+        return txn.loads, None
+    if team.id not in txn.ledgers:
+        txn.ledgers[team.id] = txn.stored[team.id] = await read_ledger(session, team.id)
+    return txn.loads, txn.ledgers[team.id]
+
+
+async def read_ledger(session: AsyncSession, team_id: UUID) -> fair.PoolLedger:
+    pool = (await session.execute(select(pools_t).where(pools_t.c.team_id == team_id))).first()
+    standings = {
+        row.rep_id: fair.Standing(row.credited, row.assigned, row.window_count)
+        for row in await session.execute(select(ledger_t).where(ledger_t.c.team_id == team_id))
+    }
+    if pool is None:
+        return fair.PoolLedger(standings=standings)
+    roster = tuple((UUID(str(rep)), int(weight)) for rep, weight in pool.roster)
+    return fair.PoolLedger(roster, pool.position, pool.routed, standings)
+
+
+async def write_rows(session: AsyncSession, txn: RoutingTxn) -> None:
+    """Insert the rows kept so far (before reading assignments back in this transaction)."""
+    rows, txn.rows = txn.rows, {}
+    for table, values in rows.items():
+        await session.execute(insert(table), values)
+
+
+def _flush(session: Session, txn: RoutingTxn) -> None:
+    rows, txn.rows = txn.rows, {}
+    for table, values in rows.items():
+        session.execute(insert(table), values)
+    for rep, delta in txn.opened.items():
+        day, today = txn.days.get(rep, (None, None))
+        values: dict[str, Any] = {"open_leads": reps_t.c.open_leads + delta}
+        if day is not None:
+            values |= {"assigned_day": day, "assigned_today": today}
+        session.execute(update(reps_t).where(reps_t.c.id == rep).values(**values))
+    for team_id, after in txn.ledgers.items():
+        before = txn.stored[team_id]
+        if after is not before:
+            _write_ledger(session, team_id, before, after, txn.now)
+
+
+def _write_ledger(
+    session: Session, team_id: UUID, before: fair.PoolLedger, after: fair.PoolLedger, now: Any
+) -> None:
+    roster = [[str(rep), weight] for rep, weight in after.roster]
+    values = {"roster": roster, "position": after.position, "routed": after.routed}
+    values["updated_at"] = now
+    stmt = upsert(session, pools_t).values(team_id=team_id, **values)  # type: ignore[arg-type]
+    session.execute(stmt.on_conflict_do_update(index_elements=["team_id"], set_=values))
+    changed = [
+        {"team_id": team_id, "rep_id": rep, "credited": s.credited, "assigned": s.assigned}
+        | {"window_count": s.window_count}
+        for rep, s in after.standings.items()
+        if before.standings.get(rep) != s
+    ]
+    if changed:
+        stmt = upsert(session, ledger_t)  # type: ignore[arg-type]
+        columns = ("credited", "assigned", "window_count")
+        session.execute(
+            stmt.on_conflict_do_update(
+                index_elements=["team_id", "rep_id"], set_={c: stmt.excluded[c] for c in columns}
+            ),
+            changed,
+        )
+
+
+@event.listens_for(Session, "before_commit")
+def _before_commit(session: Session) -> None:
+    txn = session.info.pop(KEY, None)
+    if txn is not None:
+        _flush(session, txn)
+
+
+@event.listens_for(Session, "after_transaction_end")
+def _after_transaction_end(session: Session, transaction: SessionTransaction) -> None:
+    if transaction.parent is None:
+        session.info.pop(KEY, None)

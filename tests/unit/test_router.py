@@ -1,0 +1,243 @@
+"""The pure router: strategies, skip reasons, working hours across DST, ties, account matching."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from uuid import UUID
+
+import pytest
+
+from services.routing import ledger as fair
+from services.routing.accounts import AccountIndex, AccountInfo
+from services.routing.directory import Directory, RepInfo, RepLoad, TeamInfo
+from services.routing.facts import EMPTY_FACTS
+from services.routing.hours import HoursInvalid, WorkingHours, parse_hours
+from services.routing.router import Situation, route
+from services.routing.rules import RoutingInvalid, compile_routing
+
+NOW = datetime(2026, 11, 24, 15, 0, tzinfo=UTC)  # Tuesday 15:00 UTC
+POOL = UUID(int=100)
+RULES = "name: t\ndefault_queue: pool\nrules:\n  - {id: de, when: 'lead.country == \"DE\"', team: pool, match: [language]}\n"
+
+
+def rep_id(n: int) -> UUID:
+    return UUID(int=n)
+
+
+def make_rep(n: int, **values: Any) -> RepInfo:
+    return RepInfo(rep_id(n), f"r{n}@co.com", f"r{n}", **values)
+
+
+def make_directory(
+    reps: list[RepInfo],
+    *,
+    strategy: str = "round_robin",
+    outside_hours: str = "skip",
+    rules: str = RULES,
+    accounts: list[AccountInfo] = (),  # type: ignore[assignment]
+) -> Directory:
+    team = TeamInfo(POOL, "pool", strategy, outside_hours, members=tuple(r.id for r in reps))  # type: ignore[arg-type]
+    return Directory(
+        "t",
+        {r.id: r for r in reps},
+        {POOL: team},
+        AccountIndex(list(accounts)),
+        compile_routing(rules),
+    )
+
+
+def lead(**facts: Any) -> dict[str, Any]:
+    return {**EMPTY_FACTS, **facts}
+
+
+def run(directory: Directory, n: int, **situation: Any) -> list[UUID | None]:
+    ledger = fair.PoolLedger()
+    owners = []
+    for _ in range(n):
+        decision = route(directory, Situation(lead(), NOW, ledgers={POOL: ledger}, **situation))
+        owners.append(decision.owner_id)
+        ledger = decision.ledger or ledger
+    return owners
+
+
+def test_weighted_round_robin_follows_the_weights_and_breaks_ties_by_rep_id() -> None:
+    directory = make_directory([make_rep(1), make_rep(2, weight=2), make_rep(3)])
+    owners = run(directory, 8)
+    assert owners[:4].count(rep_id(2)) == 2 and owners.count(rep_id(2)) == 4
+    assert owners[0] == rep_id(2)  # the heaviest is due first
+    assert owners[1] == rep_id(1)  # then equal deadlines: the smaller id
+
+
+def test_equal_weights_rotate_in_id_order() -> None:
+    directory = make_directory([make_rep(3), make_rep(1), make_rep(2)])
+    assert run(directory, 6) == [rep_id(i) for i in (1, 2, 3, 1, 2, 3)]
+
+
+def test_least_loaded_picks_the_fewest_open_leads_per_weight_ties_by_id() -> None:
+    directory = make_directory(
+        [make_rep(1), make_rep(2, weight=2), make_rep(3)], strategy="least_loaded"
+    )
+    loads = {rep_id(1): RepLoad(4), rep_id(2): RepLoad(6), rep_id(3): RepLoad(5)}
+    assert route(directory, Situation(lead(), NOW, loads=loads)).owner_id == rep_id(2)
+    loads[rep_id(2)] = RepLoad(8)
+    assert route(directory, Situation(lead(), NOW, loads=loads)).owner_id == rep_id(1)  # 4 = 4
+
+
+def test_capacity_strategy_fills_in_proportion_to_capacity() -> None:
+    directory = make_directory(
+        [make_rep(1, max_open=10), make_rep(2, max_open=40)], strategy="capacity"
+    )
+    loads = {rep_id(1): RepLoad(3), rep_id(2): RepLoad(10)}
+    assert route(directory, Situation(lead(), NOW, loads=loads)).owner_id == rep_id(2)
+    loads = {rep_id(1): RepLoad(2), rep_id(2): RepLoad(10)}
+    assert route(directory, Situation(lead(), NOW, loads=loads)).owner_id == rep_id(1)
+
+
+@pytest.mark.parametrize(
+    ("rep", "loads", "reason"),
+    [
+        (make_rep(1, status="deactivated"), {}, "deactivated"),
+        (make_rep(1, away_until=NOW + timedelta(hours=1)), {}, "away"),
+        (make_rep(1, max_open=3), {rep_id(1): RepLoad(3)}, "at_capacity"),
+        (make_rep(1, max_per_day=2), {rep_id(1): RepLoad(0, "2026-11-24", 2)}, "daily_cap"),
+        (
+            make_rep(1, hours=WorkingHours.of("Asia/Tokyo", parse_hours("mon-fri 09:00-17:00"))),
+            {},
+            "outside_hours",
+        ),
+    ],
+)
+def test_each_skip_reason_is_recorded_and_with_nobody_left_the_lead_is_queued(
+    rep: RepInfo, loads: dict, reason: str
+) -> None:
+    decision = route(make_directory([rep]), Situation(lead(), NOW, loads=loads))
+    assert decision.outcome == "queued" and decision.owner_id is None
+    assert [(c.rep_id, c.status, c.reason) for c in decision.candidates] == [
+        (rep_id(1), "skipped", reason)
+    ]
+
+
+def test_away_until_in_the_past_and_yesterdays_daily_count_do_not_skip() -> None:
+    rep = make_rep(1, away_until=NOW - timedelta(seconds=1), max_per_day=2)
+    loads = {rep_id(1): RepLoad(0, "2026-11-23", 2)}
+    assert route(make_directory([rep]), Situation(lead(), NOW, loads=loads)).owner_id == rep_id(1)
+
+
+def test_excluded_reps_are_skipped_so_a_reassignment_never_returns_the_lead() -> None:
+    directory = make_directory([make_rep(1), make_rep(2)])
+    decision = route(directory, Situation(lead(), NOW, exclude=frozenset({rep_id(1)})))
+    assert decision.owner_id == rep_id(2)
+    assert ("skipped", "excluded") in [(c.status, c.reason) for c in decision.candidates]
+
+
+def test_a_rule_filter_skips_reps_that_do_not_fit_the_lead() -> None:
+    directory = make_directory(
+        [make_rep(1, languages=frozenset({"fr"})), make_rep(2, languages=frozenset({"de"}))]
+    )
+    decision = route(directory, Situation(lead(country="DE", language="de"), NOW))
+    assert decision.rule == "de" and decision.owner_id == rep_id(2)
+    assert decision.candidates[1].reason == "language"
+
+
+NEW_YORK = WorkingHours.of("America/New_York", parse_hours("mon-fri 09:00-17:00"))
+
+
+@pytest.mark.parametrize(
+    ("instant", "open_"),
+    [
+        ("2026-03-06T13:30:00+00:00", False),  # Friday, EST: 08:30 local
+        ("2026-03-06T14:30:00+00:00", True),  # 09:30 EST
+        ("2026-03-09T13:30:00+00:00", True),  # Monday after the change, EDT: 09:30 local
+        ("2026-03-09T21:30:00+00:00", False),  # 17:30 EDT
+        ("2026-11-02T13:30:00+00:00", False),  # Monday after fall back, EST: 08:30
+        ("2026-10-30T13:30:00+00:00", True),  # Friday before, EDT: 09:30
+    ],
+)
+def test_working_hours_follow_the_local_clock_across_dst(instant: str, open_: bool) -> None:
+    assert NEW_YORK.is_open(datetime.fromisoformat(instant)) is open_
+
+
+def test_next_opening_across_a_dst_change_is_the_local_start() -> None:
+    friday_evening = datetime(2026, 3, 6, 23, 0, tzinfo=UTC)  # 18:00 EST Friday
+    assert NEW_YORK.next_open(friday_evening) == datetime(
+        2026, 3, 9, 13, 0, tzinfo=UTC
+    )  # 09:00 EDT
+    berlin = WorkingHours.of("Europe/Berlin", parse_hours("sun 02:30-04:00"))
+    # 02:30 does not exist on 2026-03-29 in Berlin (clocks jump 02:00 → 03:00): first instant after.
+    assert berlin.next_open(datetime(2026, 3, 28, tzinfo=UTC)) == datetime(
+        2026, 3, 29, 1, 30, tzinfo=UTC
+    )
+
+
+def test_hold_keeps_out_of_hours_reps_in_the_rotation_and_holds_the_lead_until_they_start() -> None:
+    tokyo = WorkingHours.of("Asia/Tokyo", parse_hours("mon-fri 09:00-17:00"))
+    directory = make_directory([make_rep(1, hours=tokyo)], outside_hours="hold")
+    decision = route(directory, Situation(lead(), NOW))
+    assert decision.outcome == "routed" and decision.owner_id == rep_id(1)
+    assert decision.available_at == datetime(2026, 11, 25, 0, 0, tzinfo=UTC)  # 09:00 JST
+
+
+def test_an_account_match_routes_to_the_owner_and_marks_expansion() -> None:
+    owner = make_rep(9)
+    accounts = [AccountInfo(UUID(int=50), "Globex Corporation", "globex.com", owner.id)]
+    directory = make_directory([make_rep(1), owner], accounts=accounts)
+    for facts in (
+        lead(email_domain="globex.com"),
+        lead(company="Globex Corp."),
+        lead(company="globex"),
+    ):
+        decision = route(directory, Situation(facts, NOW))
+        assert (decision.rule, decision.owner_id, decision.is_expansion) == (
+            "account_match",
+            owner.id,
+            True,
+        )
+    other = route(directory, Situation(lead(company="Globex Robotics"), NOW))
+    assert other.is_expansion is False and other.rule == "default_queue"
+    free = route(directory, Situation(lead(email_domain="gmail.com", free_mail=True), NOW))
+    assert free.is_expansion is False
+
+
+def test_an_away_account_owner_is_skipped_but_the_lead_stays_expansion() -> None:
+    owner = make_rep(9, away_until=NOW + timedelta(days=1))
+    accounts = [AccountInfo(UUID(int=50), "Globex", "globex.com", owner.id)]
+    decision = route(
+        make_directory([make_rep(1), owner], accounts=accounts),
+        Situation(lead(email_domain="globex.com"), NOW),
+    )
+    assert decision.owner_id == rep_id(1) and decision.is_expansion is True
+    assert decision.candidates[0].reason == "account_owner_away"
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("name: t\nrules: []\n", "default_queue"),
+        (
+            "name: t\ndefault_queue: q\nrules:\n  - {id: a, when: 'lead.', team: q}\n",
+            "does not parse",
+        ),
+        (
+            "name: t\ndefault_queue: q\nrules:\n  - {id: a, when: 'foo > 1', team: q}\n",
+            "unknown variable",
+        ),
+        (
+            "name: t\ndefault_queue: q\nrules:\n  - {id: a, when: 'lead.nope == 1', team: q}\n",
+            "type-check",
+        ),
+        (
+            "name: t\ndefault_queue: q\nrules:\n  - {id: a, when: 'lead.country', team: q}\n",
+            "true or false",
+        ),
+    ],
+)
+def test_invalid_routing_rules_are_refused_with_the_reason(text: str, problem: str) -> None:
+    with pytest.raises(RoutingInvalid, match=problem):
+        compile_routing(text)
+
+
+def test_bad_hours_are_refused() -> None:
+    for text in ("mon 17:00-09:00", "fri-mon 09:00-10:00", "mon 9-5", "xyz 09:00-10:00"):
+        with pytest.raises(HoursInvalid):
+            parse_hours(text)
