@@ -70,6 +70,7 @@ def install(app: FastAPI) -> None:
             "Invalid request",
             f"{first['field']}: {first['detail']}",
             instance=request.url.path,
+            field=first["field"],
             errors=errors,
         )
 
