@@ -18,7 +18,12 @@ from services.routing.rules import RoutingInvalid, compile_routing
 
 NOW = datetime(2026, 11, 24, 15, 0, tzinfo=UTC)  # Tuesday 15:00 UTC
 POOL = UUID(int=100)
-RULES = "name: t\ndefault_queue: pool\nrules:\n  - {id: de, when: 'lead.country == \"DE\"', team: pool, match: [language]}\n"
+RULES = """
+name: t
+default_queue: pool
+rules:
+  - {id: de, when: 'lead.country == "DE"', team: pool, match: [language]}
+"""
 
 
 def rep_id(n: int) -> UUID:
