@@ -72,8 +72,9 @@ async def route_lead(
     Idempotent: a lead already routed or queued is left alone. ``trigger="queue"`` retries a
     queued lead (the queue sweep) and changes nothing while nobody is eligible yet.
     """
-    txn = await routing_txn.begin(session)
+    # Lead row first, then the routing lock: the order scoring takes them in (see txn.py).
     lead, submissions = await _lead(session, lead_id)
+    txn = await routing_txn.begin(session)
     if lead.routing_status != ("queued" if trigger == "queue" else None):
         return _unchanged(lead)
     directory = await repo.directory(session, txn.token)
@@ -101,8 +102,9 @@ async def reassign_lead(
     the lead excluded (no ping-pong); after ``reassignment.max_per_lead`` moves it waits in the
     default queue for a manager. ``expected_owner``: act only if the lead still has that owner,
     so a stale escalation, or a rejection by a former owner, changes nothing."""
-    txn = await routing_txn.begin(session)
+    # Lead row first, then the routing lock: the order scoring takes them in (see txn.py).
     lead, submissions = await _lead(session, lead_id)
+    txn = await routing_txn.begin(session)
     if expected_owner is not None and lead.owner_id != expected_owner:
         return _unchanged(lead)
     directory = await repo.directory(session, txn.token)
@@ -135,8 +137,8 @@ async def reassign_lead(
 
 async def release_lead(session: AsyncSession, lead_id: UUID) -> None:
     """The lead is closed (won, lost, disqualified): it no longer counts against its owner."""
-    txn = await routing_txn.begin(session)
     lead, _ = await _lead(session, lead_id)
+    txn = await routing_txn.begin(session)
     if lead.owner_id is not None and lead.routing_status == "routed":
         txn.release(lead.owner_id)
         await session.execute(
