@@ -75,9 +75,11 @@ async def route_lead(
     # Lead row first, then the routing lock: the order scoring takes them in (see txn.py).
     lead, submissions = await _lead(session, lead_id)
     txn = await routing_txn.begin(session)
-    if lead.routing_status != ("queued" if trigger == "queue" else None):
-        return _unchanged(lead)
+    if lead.routing_status != ("queued" if trigger == "queue" else None) or lead.is_test:
+        return _unchanged(lead)  # routed already, or a platform's test lead (never counted)
     directory = await repo.directory(session, txn.token)
+    if not directory.teams:
+        return _unchanged(lead)  # routing is off until a team exists (e.g. the CRM routes)
     decision = await _decide(session, txn, directory, lead, submissions, now=now)
     if trigger == "queue" and decision.outcome == "queued":
         return _unchanged(lead)

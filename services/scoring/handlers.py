@@ -14,6 +14,7 @@ from uuid import UUID
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.routing.handlers import after_scoring
 from services.scoring import lifecycle, store
 from services.scoring.facts import facts_of
 from services.scoring.lifecycle import Transition, TransitionRefused
@@ -73,6 +74,8 @@ class ScoringHandler:
             batch.scored(lead, decision)
         await store.save(session, [states[i] for i in batch.touched], batch.history, batch.moves)
         await stage(session, self.settings, *batch.events)
+        # Routing, after the stage events so lead.routed follows lead.mql (services/routing).
+        await after_scoring(session, relevant, batch.moves, settings=self.settings, now=now)
 
 
 class _Row:
