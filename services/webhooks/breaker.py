@@ -42,6 +42,14 @@ def after_success() -> Health:
 def after_failure(
     health: Health, now: datetime, policy: Policy, *, retry_after: float | None = None
 ) -> Health:
+    """A failure while the circuit is already open was sent before it opened: it neither counts
+    nor lengthens the pause (only failed probes do)."""
+    failing_since = health.failing_since or now
+    if health.is_open(now) and health.consecutive_failures >= policy.threshold:
+        paused = health.paused_until
+        if retry_after is not None:
+            paused = _later(paused, now + timedelta(seconds=retry_after))
+        return replace(health, failing_since=failing_since, paused_until=paused)
     failures = health.consecutive_failures + 1
     paused = health.paused_until if health.is_open(now) else None
     if failures >= policy.threshold:
@@ -52,7 +60,7 @@ def after_failure(
     return replace(
         health,
         consecutive_failures=failures,
-        failing_since=health.failing_since or now,
+        failing_since=failing_since,
         paused_until=paused,
     )
 

@@ -18,6 +18,7 @@ from uuid import UUID
 import httpcore
 import httpx
 from prometheus_client import Counter, Histogram
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.webhooks import signing
@@ -157,17 +158,7 @@ class Dispatcher:
         free = self._free()
         if free <= 0:
             return 0
-        now = datetime.now(UTC)
-        async with self.sessions.begin() as session:
-            claimed = await claim(
-                session,
-                now=now,
-                limit=free,
-                lease=timedelta(seconds=self.config.timeout_s + 30),
-                in_flight=self.in_flight,
-                per_endpoint=self.config.per_endpoint_concurrency,
-                threshold=self.config.breaker_failures,
-            )
+        claimed = await asyncio.shield(self._claim(free))
         for message in claimed:
             self.in_flight[message.subscription_id] = (
                 self.in_flight.get(message.subscription_id, 0) + 1
@@ -177,12 +168,26 @@ class Dispatcher:
             task.add_done_callback(self.tasks.discard)
         return len(claimed)
 
+    async def _claim(self, free: int) -> list[Claimed]:
+        now = datetime.now(UTC)
+        async with self.sessions.begin() as session:
+            return await claim(
+                session,
+                now=now,
+                limit=free,
+                lease=timedelta(seconds=self.config.timeout_s + 30),
+                in_flight=self.in_flight,
+                per_endpoint=self.config.per_endpoint_concurrency,
+                threshold=self.config.breaker_failures,
+            )
+
     async def _deliver(self, client: httpx.AsyncClient, message: Claimed) -> None:
         try:
             outcome = await send(client, message, self.config, datetime.now(UTC))
             ATTEMPTS.labels(outcome.verdict.value).inc()
             LATENCY.observe(outcome.latency_ms / 1000)
-            await self._settle(message, outcome)
+            # A shutdown must not cut a settlement short: the attempt happened, log it.
+            await asyncio.shield(self._settle(message, outcome))
         except asyncio.CancelledError:
             raise
         except Exception:  # one message's trouble must not stop the others; its lease expires
@@ -210,7 +215,7 @@ class Dispatcher:
                     )
                 break
             except Exception as error:
-                if not is_transient(error):
+                if not (is_transient(error) or _is_conflict(error)):
                     raise
                 log.warning("webhooks: settling failed (%r); retrying", error)
                 await asyncio.sleep(backoff)
@@ -219,3 +224,9 @@ class Dispatcher:
             DISABLED.inc()
             log.warning("webhooks: subscription %s disabled", message.subscription_id)
             self.on_disabled()
+
+
+def _is_conflict(error: BaseException) -> bool:
+    """A deadlock or serialization failure: the transaction can simply run again."""
+    code = getattr(getattr(error, "orig", None), "sqlstate", None)
+    return isinstance(error, DBAPIError) and code in {"40001", "40P01"}

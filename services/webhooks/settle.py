@@ -52,10 +52,12 @@ async def settle(
     """Log the attempt, move the message on and update the endpoint's health.
     Returns True when the endpoint was disabled (an event is staged for it)."""
     verdict = outcome.verdict
-    await session.execute(insert(attempts).values(_attempt_row(claimed, outcome, verdict)))
+    # Lock the endpoint first: the attempt's foreign key takes a share lock on it, and two
+    # settlements upgrading share locks to update locks would deadlock.
     subscription = await session.get(Subscription, claimed.subscription_id, with_for_update=True)
     if subscription is None:
         return False
+    await session.execute(insert(attempts).values(_attempt_row(claimed, outcome, verdict)))
     if verdict is Verdict.DELIVERED:
         await _delivered(session, claimed, outcome, subscription, now)
         return False
@@ -129,6 +131,8 @@ async def _failed(
     policy = policy_of(settings)
     health = breaker.after_failure(_health_of(subscription), now, policy, retry_after=wait)
     _apply_health(subscription, health, now)
+    if not subscription.enabled:
+        return False  # disabled meanwhile (another attempt's answer, or an operator)
     if outcome.verdict is Verdict.GONE:
         reason, detail = "gone", "the endpoint answered 410 Gone"
     elif breaker.should_disable(health, now, policy):

@@ -89,25 +89,35 @@ POLICY = breaker.Policy(
 )
 
 
-def _failures(n: int, start: breaker.Health | None = None) -> breaker.Health:
-    health = start or breaker.Health()
+def _probed(n: int) -> tuple[breaker.Health, datetime]:
+    """``n`` failures, each sent as soon as the circuit allowed it; and the last one's time."""
+    health, now = breaker.Health(), NOW
     for _ in range(n):
-        health = breaker.after_failure(health, NOW, POLICY)
-    return health
+        now = max(now, health.paused_until or now)
+        health = breaker.after_failure(health, now, POLICY)
+    return health, now
 
 
 @pytest.mark.parametrize(
-    ("failures", "paused_s"),
+    ("failures", "pause_s"),
     [(1, None), (2, None), (3, 30), (4, 60), (5, 120), (9, 600), (20, 600)],
 )
-def test_the_circuit_opens_at_the_threshold_and_the_pause_doubles_up_to_ten_minutes(
-    failures: int, paused_s: float | None
+def test_the_circuit_opens_at_the_threshold_and_each_failed_probe_doubles_the_pause(
+    failures: int, pause_s: float | None
 ) -> None:
-    health = _failures(failures)
+    health, last = _probed(failures)
     assert health.consecutive_failures == failures
-    expected = None if paused_s is None else NOW + timedelta(seconds=paused_s)
-    assert health.paused_until == expected
     assert health.is_half_open(POLICY.threshold) is (failures >= 3)
+    expected = None if pause_s is None else last + timedelta(seconds=pause_s)
+    assert health.paused_until == expected
+
+
+def test_failures_sent_before_the_circuit_opened_do_not_lengthen_the_pause() -> None:
+    health = breaker.Health()
+    for _ in range(8):  # eight requests were in flight together; all fail at once
+        health = breaker.after_failure(health, NOW, POLICY)
+    assert health.consecutive_failures == 3
+    assert health.paused_until == NOW + timedelta(seconds=30)
 
 
 def test_a_success_closes_the_circuit() -> None:
