@@ -12,6 +12,7 @@ from pydantic import ValidationError
 
 from services.intake.cli import keys_app
 from services.scoring.cli import rules_app
+from services.webhooks.cli import subscriptions_app
 from shared.config import DatabaseSettings, Settings, SettingsError, load_settings
 from shared.logs import configure_logging
 
@@ -26,6 +27,7 @@ app.add_typer(db_app, name="db")
 app.add_typer(events_app, name="events")
 app.add_typer(rules_app, name="rules")
 app.add_typer(keys_app, name="keys")
+app.add_typer(subscriptions_app, name="subscriptions")
 
 
 def _settings(**overrides: object) -> Settings:
@@ -66,6 +68,14 @@ def scoring() -> None:
     from services.processes import run_scoring
 
     _run(run_scoring(_settings()))
+
+
+@app.command()
+def webhooks() -> None:
+    """Run the webhook dispatcher: consume lifecycle and SLA events, deliver them to CRMs."""
+    from services.processes import run_webhooks
+
+    _run(run_webhooks(_settings()))
 
 
 @app.command("sla-monitor")

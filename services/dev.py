@@ -14,6 +14,7 @@ from services.intake.keys import dev_public_key
 from services.intake.platforms import start_fetch_sweeper
 from services.scoring.main import activate_sample_rules, start_scoring
 from services.serve import serve
+from services.webhooks.main import start_webhooks
 from shared.broker import EmbeddedBroker
 from shared.config import Settings
 from shared.migrate import upgrade
@@ -56,6 +57,7 @@ async def run_dev(settings: Settings) -> int:
         runtime.start_relay("relay")
         start_fetch_sweeper(runtime)
         start_scoring(runtime)
+        start_webhooks(runtime)
         public = await dev_public_key(
             runtime.sessions, settings.data_dir / "public-key", now=datetime.now(UTC)
         )

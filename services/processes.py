@@ -6,6 +6,7 @@ from services.intake.app import create_app as intake_app
 from services.intake.platforms import start_fetch_sweeper
 from services.scoring.main import start_scoring
 from services.serve import serve
+from services.webhooks.main import start_webhooks
 from shared.config import Settings
 from shared.health import health_app
 from shared.runtime import Runtime
@@ -30,3 +31,11 @@ async def run_sla_monitor(settings: Settings) -> int:
     runtime = Runtime.create(settings)
     app = health_app("Leadflow SLA monitor", runtime)
     return await serve(runtime, app, port=settings.http.sla_monitor_port)
+
+
+async def run_webhooks(settings: Settings) -> int:
+    runtime = Runtime.create(settings)
+    runtime.start_relay("webhooks-relay")
+    start_webhooks(runtime)
+    app = health_app("Leadflow webhooks", runtime)
+    return await serve(runtime, app, port=settings.http.webhooks_port)

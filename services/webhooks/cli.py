@@ -1,0 +1,290 @@
+"""``leadflow subscriptions …``: CRM webhook endpoints from the server's shell, on the database.
+
+The same service functions as the API. ``--json`` prints what the API would answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Annotated, Any, TypeVar
+from uuid import UUID
+
+import typer
+from pydantic import BaseModel, ValidationError
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from services.webhooks import deliveries, subscriptions
+from services.webhooks.schemas import SubscriptionIn, SubscriptionPatch
+from shared.config import Settings, SettingsError, load_settings
+from shared.db import make_engine, make_sessions
+from shared.problems import Problem
+
+subscriptions_app = typer.Typer(
+    help="Webhook subscriptions: endpoints, secrets, delivery log, replay.", no_args_is_help=True
+)
+console = Console()
+T = TypeVar("T")
+JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable output")]
+REPLAY_CHUNK = 500
+
+
+def _run(work: Callable[[async_sessionmaker[AsyncSession], Settings], Awaitable[T]]) -> T:
+    try:
+        settings = load_settings()
+    except SettingsError as error:
+        typer.echo(f"leadflow: {error}", err=True)
+        raise typer.Exit(2) from None
+
+    async def main() -> T:
+        engine = make_engine(settings.db)
+        try:
+            return await work(make_sessions(engine), settings)
+        finally:
+            await engine.dispose()
+
+    try:
+        return asyncio.run(main())
+    except Problem as problem:
+        where = f" ({problem.extra['field']})" if "field" in problem.extra else ""
+        typer.echo(f"leadflow: {problem.title}{where}: {problem.detail}", err=True)
+        raise typer.Exit(1) from None
+
+
+def _print(value: BaseModel | list[Any], as_json: bool, table: Callable[[], Table]) -> None:
+    if as_json:
+        data = (
+            [v.model_dump(mode="json") for v in value]
+            if isinstance(value, list)
+            else value.model_dump(mode="json")
+        )
+        typer.echo(json.dumps(data, indent=2))
+    else:
+        console.print(table())
+
+
+def _model(cls: type[T], **values: Any) -> T:
+    try:
+        return cls(**values)
+    except ValidationError as error:
+        first = error.errors()[0]
+        option = str(first["loc"][0]).replace("_", "-")
+        typer.echo(f"leadflow: --{option}: {first['msg']}", err=True)
+        raise typer.Exit(2) from None
+
+
+@subscriptions_app.command("create")
+def create(
+    url: Annotated[str, typer.Argument(help="http(s) URL the events are POSTed to")],
+    event_type: Annotated[
+        list[str], typer.Option("--event-type", "-e", help="lead.mql, sla.*, * (repeatable)")
+    ],
+    filter_: Annotated[str | None, typer.Option("--filter", help="CEL expression")] = None,
+    description: Annotated[str, typer.Option(help="What this endpoint is")] = "",
+    as_json: JsonOption = False,
+) -> None:
+    """Subscribe an endpoint; prints the signing secret (shown once)."""
+    body = _model(
+        SubscriptionIn, url=url, event_types=event_type, filter=filter_, description=description
+    )
+
+    async def work(sessions: async_sessionmaker[AsyncSession], settings: Settings) -> Any:
+        async with sessions.begin() as session:
+            return await subscriptions.create(
+                session, body, settings=settings.webhooks, now=datetime.now(UTC)
+            )
+
+    created = _run(work)
+    if as_json:
+        typer.echo(created.model_dump_json(indent=2))
+        return
+    typer.echo(f"subscription {created.id}\nsecret {created.secret}  (shown once: keep it)")
+
+
+@subscriptions_app.command("list")
+def list_(as_json: JsonOption = False) -> None:
+    """Every subscription, with its health."""
+
+    async def work(sessions: async_sessionmaker[AsyncSession], _settings: Settings) -> Any:
+        async with sessions() as session:
+            return await subscriptions.all_subscriptions(session)
+
+    rows = _run(work)
+
+    def table() -> Table:
+        out = Table("id", "url", "event types", "enabled", "failures", "paused until")
+        for s in rows:
+            state = "yes" if s.enabled else f"no ({s.disabled_reason})"
+            paused = f"{s.paused_until:%H:%M:%S}" if s.paused_until else ""
+            out.add_row(
+                str(s.id),
+                s.url,
+                ", ".join(s.event_types),
+                state,
+                str(s.consecutive_failures),
+                paused,
+            )
+        return out
+
+    _print(rows, as_json, table)
+
+
+@subscriptions_app.command("update")
+def update(
+    subscription_id: UUID,
+    url: Annotated[str | None, typer.Option(help="New target URL")] = None,
+    event_type: Annotated[
+        list[str] | None, typer.Option("--event-type", "-e", help="Replaces the list")
+    ] = None,
+    filter_: Annotated[str | None, typer.Option("--filter", help="'' removes it")] = None,
+    description: Annotated[str | None, typer.Option()] = None,
+    enable: Annotated[
+        bool | None, typer.Option("--enable/--disable", help="Re-enable (closes the circuit)")
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Change a subscription; --enable brings back a disabled one."""
+    patch = _model(
+        SubscriptionPatch,
+        url=url,
+        event_types=event_type or None,
+        filter=filter_,
+        description=description,
+        enabled=enable,
+    )
+
+    async def work(sessions: async_sessionmaker[AsyncSession], settings: Settings) -> Any:
+        async with sessions.begin() as session:
+            return await subscriptions.change(
+                session, subscription_id, patch, settings=settings.webhooks, now=datetime.now(UTC)
+            )
+
+    changed = _run(work)
+    _print(changed, as_json, lambda: _detail(changed.model_dump()))
+
+
+@subscriptions_app.command("rotate-secret")
+def rotate_secret(subscription_id: UUID, as_json: JsonOption = False) -> None:
+    """A new signing secret; the old one keeps signing during the overlap."""
+
+    async def work(sessions: async_sessionmaker[AsyncSession], settings: Settings) -> Any:
+        async with sessions.begin() as session:
+            return await subscriptions.rotate_secret(
+                session, subscription_id, settings=settings.webhooks, now=datetime.now(UTC)
+            )
+
+    rotated = _run(work)
+    if as_json:
+        typer.echo(rotated.model_dump_json(indent=2))
+        return
+    typer.echo(f"secret {rotated.secret}  (old secret valid until {rotated.previous_valid_until})")
+
+
+@subscriptions_app.command("delete")
+def delete(subscription_id: UUID) -> None:
+    """Delete a subscription with its queue and log."""
+
+    async def work(sessions: async_sessionmaker[AsyncSession], _settings: Settings) -> None:
+        async with sessions.begin() as session:
+            await subscriptions.remove(session, subscription_id)
+
+    _run(work)
+    typer.echo(f"deleted {subscription_id}")
+
+
+@subscriptions_app.command("log")
+def log(
+    subscription_id: Annotated[UUID | None, typer.Argument()] = None,
+    lead: Annotated[str | None, typer.Option(help="Only this lead's deliveries")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=1000)] = 50,
+    as_json: JsonOption = False,
+) -> None:
+    """Delivery attempts, newest first, of a subscription and/or a lead."""
+    if subscription_id is None and lead is None:
+        typer.echo("leadflow: name a subscription, a --lead, or both", err=True)
+        raise typer.Exit(2)
+
+    async def work(sessions: async_sessionmaker[AsyncSession], _settings: Settings) -> Any:
+        async with sessions() as session:
+            return await deliveries.list_attempts(
+                session, subscription_id=subscription_id, lead_id=lead, limit=limit
+            )
+
+    rows = _run(work)
+
+    def table() -> Table:
+        out = Table("time", "lead", "event", "status", "ms", "outcome", "error")
+        for a in rows:
+            out.add_row(
+                f"{a.attempted_at:%Y-%m-%d %H:%M:%S}",
+                a.lead_id,
+                a.event_type,
+                str(a.status_code or ""),
+                f"{a.latency_ms:.0f}",
+                a.outcome,
+                a.error or "",
+            )
+        return out
+
+    _print(rows, as_json, table)
+
+
+@subscriptions_app.command("replay")
+def replay(
+    subscription_id: UUID,
+    message: Annotated[UUID | None, typer.Option(help="Replay this one message")] = None,
+    since: Annotated[
+        datetime | None, typer.Option(help="Replay what was exhausted since (ISO time, UTC)")
+    ] = None,
+    include_delivered: Annotated[
+        bool, typer.Option(help="With --since: also what was delivered")
+    ] = False,
+) -> None:
+    """Send messages again: one (--message) or everything since a time (--since)."""
+    if (message is None) == (since is None):
+        typer.echo("leadflow: give either --message or --since", err=True)
+        raise typer.Exit(2)
+
+    async def work(sessions: async_sessionmaker[AsyncSession], _settings: Settings) -> int:
+        now = datetime.now(UTC)
+        if message is not None:
+            async with sessions.begin() as session:
+                await deliveries.replay_message(session, subscription_id, message, now=now)
+            return 1
+        assert since is not None
+        moment = since if since.tzinfo else since.replace(tzinfo=UTC)
+        async with sessions() as session:
+            seqs = await deliveries.replay_candidates(
+                session, subscription_id, since=moment, include_delivered=include_delivered
+            )
+        return await _requeue_with_progress(sessions, seqs)
+
+    count = _run(work)
+    typer.echo(f"replaying {count} message(s)")
+
+
+async def _requeue_with_progress(
+    sessions: async_sessionmaker[AsyncSession], seqs: list[int]
+) -> int:
+    columns = (TextColumn("replay"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    done = 0
+    with Progress(*columns, console=Console(stderr=True)) as progress:
+        task = progress.add_task("replay", total=len(seqs))
+        for start in range(0, len(seqs), REPLAY_CHUNK):
+            chunk = seqs[start : start + REPLAY_CHUNK]
+            async with sessions.begin() as session:
+                done += await deliveries.requeue(session, chunk, now=datetime.now(UTC))
+            progress.advance(task, len(chunk))
+    return done
+
+
+def _detail(values: dict[str, Any]) -> Table:
+    out = Table("field", "value")
+    for key, value in values.items():
+        out.add_row(key, str(value))
+    return out
