@@ -8,7 +8,6 @@ from fastapi import Depends, FastAPI, Request
 
 from services.intake import engagement, leads_api, platforms
 from services.intake.writer import GroupCommitWriter
-from services.routing.api import router as routing_router
 from services.scoring.api import router as qualification_router
 from services.webhooks.api import router as webhooks_router
 from shared import problems
@@ -47,7 +46,6 @@ def create_app(runtime: Runtime) -> FastAPI:
     leads_api.install(app, runtime)  # POST/GET/DELETE /v1/leads, keys, CORS, OpenAPI extras
     app.include_router(webhooks_router)
     app.include_router(qualification_router)
-    app.include_router(routing_router)
     platforms.install(app, runtime)
     engagement.install(app)
     app.include_router(health_router())
