@@ -215,3 +215,28 @@ def extend_openapi(app: FastAPI) -> None:
         return document
 
     app.openapi = openapi  # type: ignore[method-assign]
+
+
+POST_PARAMETERS: list[dict[str, Any]] = [
+    {
+        "name": "Idempotency-Key",
+        "in": "header",
+        "required": False,
+        "description": "A retry with the same key gets the first answer (same status and body)",
+        "schema": {"type": "string", "pattern": "^[\\x21-\\x7e]{1,200}$"},
+    },
+    {
+        "name": "X-API-Key",
+        "in": "header",
+        "required": False,
+        "description": "A public form key",
+        "schema": {"type": "string"},
+    },
+    {
+        "name": "key",
+        "in": "query",
+        "required": False,
+        "description": "A public form key (for forms that cannot set headers)",
+        "schema": {"type": "string"},
+    },
+]

@@ -6,13 +6,14 @@ with a message fit for the problem detail (the caller names the field).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlsplit
 
 import phonenumbers
 import pycountry
-from email_validator import EmailNotValidError, validate_email
+from email_validator import SPECIAL_USE_DOMAIN_NAMES, EmailNotValidError, validate_email
 
 FREE_MAIL_DOMAINS = frozenset(
     {
@@ -61,15 +62,36 @@ COUNTRY_ALIASES = {
 }
 
 
+_PLAIN_EMAIL = re.compile(
+    r"[a-z0-9_%+\-]+(?:\.[a-z0-9_%+\-]+)*"
+    r"@(?:[a-z0-9](?:[a-z0-9\-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}"
+)
+_SPECIAL_USE = frozenset(SPECIAL_USE_DOMAIN_NAMES)
+
+
 def normalize_email(value: str) -> str:
     """Trimmed, syntax-checked, lower-cased; an internationalised domain in its ASCII (IDNA)
     form, so one mailbox has one spelling for deduplication."""
     text = value.strip()
+    plain = text.lower()
+    if _is_plain(plain):
+        return plain  # what email_validator returns for it, ten times faster (tests compare)
     try:
         checked = validate_email(text, check_deliverability=False)
     except EmailNotValidError as error:
         raise ValueError(f"is not an email address ({error})") from None
     return f"{checked.local_part}@{checked.ascii_domain}".lower()
+
+
+def _is_plain(address: str) -> bool:
+    """An everyday ASCII address that email_validator would accept unchanged (lower-cased)."""
+    if len(address) > 254 or not _PLAIN_EMAIL.fullmatch(address):
+        return False
+    local, _, domain = address.partition("@")
+    labels = domain.split(".")
+    return len(local) <= 64 and not any(
+        ".".join(labels[i:]) in _SPECIAL_USE for i in range(len(labels))
+    )
 
 
 def normalize_phone(value: str, region: str | None) -> str:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from services.intake.normalize import (
     company_domain,
@@ -126,3 +128,51 @@ def test_json_bodies_tell_hubspot_apart_and_pop_the_honeypot() -> None:
     with pytest.raises(InputError) as error:
         parse_json([1, 2], honeypot="_gotcha")
     assert error.value.field == "body"
+
+
+_EMAIL_ALPHABET = "abcXYZ019._%+-@"
+
+
+@given(
+    st.text(alphabet=_EMAIL_ALPHABET, min_size=1, max_size=30).map(
+        lambda s: s + st_domain_suffixes[len(s) % len(st_domain_suffixes)]
+    )
+)
+@settings(max_examples=2000, deadline=None)
+def test_the_fast_path_for_plain_emails_agrees_with_email_validator(address: str) -> None:
+    """normalize_email skips email_validator for plain ASCII addresses: same answers."""
+    from email_validator import EmailNotValidError, validate_email
+
+    from services.intake.normalize import _is_plain
+
+    if not _is_plain(address.lower()):
+        return
+    try:
+        checked = validate_email(address, check_deliverability=False)
+    except EmailNotValidError as error:
+        raise AssertionError(f"fast path accepted {address!r}: {error}") from None
+    assert normalize_email(address) == f"{checked.local_part}@{checked.ascii_domain}".lower()
+
+
+st_domain_suffixes = ["@example.com", ".com", "@a.b.co", "@x-y.io", "@localhost.test", "", "@b.c"]
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "a..b@example.com",
+        ".a@example.com",
+        "a.@example.com",
+        "a@-x.com",
+        "a@x.test",
+        "a@sub.localhost",
+        "a@x.c",
+        f"{'a' * 65}@example.com",
+        "a@example",
+        "a b@example.com",
+    ],
+)
+def test_the_fast_path_leaves_doubtful_addresses_to_email_validator(address: str) -> None:
+    from services.intake.normalize import _is_plain
+
+    assert not _is_plain(address)
