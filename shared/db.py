@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import orjson
-from sqlalchemy import event, insert, text
+from sqlalchemy import JSON, event, insert, text
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -93,6 +96,46 @@ def insert_ignoring_conflicts(session: AsyncSession, table: Table) -> Insert:
 def upsert(session: AsyncSession, table: Table) -> postgresql.Insert | sqlite.Insert:
     dialect = session.get_bind().dialect.name
     return postgresql.insert(table) if dialect == "postgresql" else sqlite.insert(table)
+
+
+async def insert_rows(session: AsyncSession, table: Table, rows: Sequence[dict[str, Any]]) -> None:
+    """Insert many rows in the session's transaction. On PostgreSQL through ``COPY``: one compact
+    binary message instead of a Bind/Execute pair per row (which cost more CPU than the rest of an
+    intake request). Every row must have the same keys."""
+    if not rows:
+        return
+    if session.get_bind().dialect.name != "postgresql":
+        await session.execute(insert(table), list(rows))
+        return
+    columns = list(rows[0])
+    encoders = [_copy_encoder(table.c[name].type) for name in columns]
+    records = [
+        tuple(
+            row[name] if encode is None or row[name] is None else encode(row[name])
+            for name, encode in zip(columns, encoders, strict=True)
+        )
+        for row in rows
+    ]
+    connection = await session.connection()
+    raw = await connection.get_raw_connection()
+    statement = f"COPY {table.name} ({', '.join(columns)})"
+    try:
+        await raw.driver_connection.copy_records_to_table(  # type: ignore[union-attr]
+            table.name, records=records, columns=columns
+        )
+    except asyncpg.IntegrityConstraintViolationError as error:
+        raise IntegrityError(statement, None, error) from error
+    except (asyncpg.PostgresConnectionError, asyncpg.InterfaceError, OSError) as error:
+        raise OperationalError(statement, None, error) from error
+    except asyncpg.PostgresError as error:
+        raise DBAPIError(statement, None, error) from error
+
+
+def _copy_encoder(column_type: Any) -> Any:
+    """How a value must be handed to asyncpg for COPY: JSON as text, UTC datetimes; else as is."""
+    if isinstance(column_type, JSON) or isinstance(getattr(column_type, "impl", None), JSON):
+        return _json_dumps
+    return None
 
 
 async def ping(engine: AsyncEngine) -> None:

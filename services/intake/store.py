@@ -29,6 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.intake.models import IdempotencyRecord
 from services.intake.schemas import LeadAccepted, LeadSubmission
 from shared.config import Settings
+from shared.db import insert_rows
 from shared.events import LeadReceived, LeadReceivedData
 from shared.ids import new_id
 from shared.models import Inquiry, Lead, LeadHistory
@@ -115,10 +116,10 @@ async def store_inquiries(
             lead_id=lead_id, inquiry_id=arrival.inquiry_id, new_lead=new
         )
     if inquiry_rows:
-        await session.execute(insert(inquiries), inquiry_rows)
-        await session.execute(insert(history), history_rows)
+        await insert_rows(session, inquiries, inquiry_rows)
+        await insert_rows(session, history, history_rows)
     if events:
-        await session.execute(insert(outbox), events)
+        await insert_rows(session, outbox, events)
     await _record_answers(session, fresh, answers)
     for follower, leader in followers.items():
         answers[follower] = _replay(answers[leader])
