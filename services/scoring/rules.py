@@ -12,6 +12,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
+from weakref import WeakKeyDictionary
 
 from services.scoring.facts import NO_ACTIVITY_DAYS, Activity, LeadFacts
 from services.scoring.ruleset import CompiledRuleset, Criteria, Group
@@ -59,33 +60,76 @@ class Decision:
 def qualify(
     facts: LeadFacts, activities: Sequence[Activity], ruleset: CompiledRuleset, *, now: datetime
 ) -> Decision:
-    engagement, counts, last_days, engaged = _engagement(activities, ruleset, now)
+    plan = _plan_of(ruleset)
+    engagement, counts, last_days, engaged, capped_engagement = _engagement(
+        activities, ruleset, plan, now
+    )
     values = ruleset.evaluate(
         {
             "lead": facts.as_cel(),
             "engagement": {"score": engagement, "counts": counts, "days_since_last": last_days},
         }
     )
-    spec = ruleset.spec
-    fired_fit = [
-        Contribution(rule.id, "fit", rule.points)
-        for i, rule in enumerate(spec.fit.rules)
-        if values[ruleset.index[("fit", "rules", i, "when")]]
-    ]
-    groups_of = {rule.id: rule.group for rule in spec.fit.rules}
-    fit_raw, capped_fit = _capped(fired_fit, groups_of, spec.fit.groups)
+    fired_fit = [contribution for i, contribution in plan.fit if values[i]]
+    fit_raw, capped_fit = _capped(fired_fit, plan.fit_groups, ruleset.spec.fit.groups)
     fit = _round(fit_raw)
-    grade = grade_for(fit, spec.fit.grades)
+    grade = grade_for(fit, ruleset.spec.fit.grades)
+    stages = ruleset.spec.stages
     return Decision(
         fit_score=fit,
         grade=grade,
         engagement_score=engagement,
-        contributions=tuple(fired_fit + engaged),
-        capped=capped_fit + _engagement_caps(engaged, ruleset),
-        mql=_verdict("mql", spec.stages.mql, facts, grade, engagement, ruleset, values),
-        sql=_verdict("sql", spec.stages.sql, facts, grade, engagement, ruleset, values),
-        disqualified=_first_hit("disqualify", ruleset, values),
-        recycle=_first_hit("recycle", ruleset, values),
+        contributions=(*fired_fit, *engaged),
+        capped=capped_fit + capped_engagement,
+        mql=_verdict("mql", stages.mql, plan.mql, facts, grade, engagement, plan, values),
+        sql=_verdict("sql", stages.sql, plan.sql, facts, grade, engagement, plan, values),
+        disqualified=next((hit for i, hit in plan.disqualify if values[i]), None),
+        recycle=next((hit for i, hit in plan.recycle if values[i]), None),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """What ``qualify`` reads off a ruleset for every lead, worked out once per ruleset."""
+
+    fit: tuple[tuple[int, Contribution], ...]  # (slot, the contribution when it fires)
+    fit_groups: dict[str, str | None]
+    engagement_groups: dict[str, str | None]
+    grades: tuple[str, ...]
+    mql: int | None  # slot of stages.mql.when
+    sql: int | None
+    disqualify: tuple[tuple[int, ReasonHit], ...]
+    recycle: tuple[tuple[int, ReasonHit], ...]
+
+
+_PLANS: WeakKeyDictionary[CompiledRuleset, _Plan] = WeakKeyDictionary()
+
+
+def _plan_of(ruleset: CompiledRuleset) -> _Plan:
+    plan = _PLANS.get(ruleset)
+    if plan is None:
+        spec, index = ruleset.spec, ruleset.index
+        plan = _PLANS[ruleset] = _Plan(
+            fit=tuple(
+                (index[("fit", "rules", i, "when")], Contribution(rule.id, "fit", rule.points))
+                for i, rule in enumerate(spec.fit.rules)
+            ),
+            fit_groups={rule.id: rule.group for rule in spec.fit.rules},
+            engagement_groups={rule.id: rule.group for rule in spec.engagement.rules},
+            grades=tuple(spec.fit.grades),
+            mql=index.get(("stages", "mql", "when")),
+            sql=index.get(("stages", "sql", "when")),
+            disqualify=_hits(ruleset, "disqualify"),
+            recycle=_hits(ruleset, "recycle"),
+        )
+    return plan
+
+
+def _hits(ruleset: CompiledRuleset, section: str) -> tuple[tuple[int, ReasonHit], ...]:
+    rules: Any = getattr(ruleset.spec, section)
+    return tuple(
+        (ruleset.index[(section, i, "when")], ReasonHit(rule.id, rule.reason))
+        for i, rule in enumerate(rules)
     )
 
 
@@ -103,11 +147,13 @@ def decay(age_days: float, half_life_days: float | None) -> float:
 
 
 def _engagement(
-    activities: Sequence[Activity], ruleset: CompiledRuleset, now: datetime
-) -> tuple[int, dict[str, int], float, list[Contribution]]:
+    activities: Sequence[Activity], ruleset: CompiledRuleset, plan: _Plan, now: datetime
+) -> tuple[int, dict[str, int], float, list[Contribution], tuple[tuple[str, float, int], ...]]:
     spec = ruleset.spec.engagement
-    past = sorted((a for a in activities if a.occurred_at <= now), key=lambda a: a.occurred_at)
     counts = dict.fromkeys(ruleset.kinds, 0)
+    if not activities:
+        return 0, counts, NO_ACTIVITY_DAYS, [], ()
+    past = sorted((a for a in activities if a.occurred_at <= now), key=lambda a: a.occurred_at)
     for activity in past:
         counts[activity.kind] = counts.get(activity.kind, 0) + 1
     last_days = (now - past[-1].occurred_at).total_seconds() / DAY_S if past else NO_ACTIVITY_DAYS
@@ -124,19 +170,10 @@ def _engagement(
         if ages:
             points = sum(rule.points * decay(age, spec.half_life_days) for age in ages)
             contributions.append(Contribution(rule.id, "engagement", round(points, 2), len(ages)))
-    groups_of = {rule.id: rule.group for rule in spec.rules}
-    total, _ = _capped(contributions, groups_of, spec.groups)
+    total, capped = _capped(contributions, plan.engagement_groups, spec.groups)
     if spec.cap is not None:
         total = min(total, spec.cap)
-    return _round(total), counts, round(last_days, 3), contributions
-
-
-def _engagement_caps(
-    engaged: list[Contribution], ruleset: CompiledRuleset
-) -> tuple[tuple[str, float, int], ...]:
-    spec = ruleset.spec.engagement
-    _, capped = _capped(engaged, {r.id: r.group for r in spec.rules}, spec.groups)
-    return capped
+    return _round(total), counts, round(last_days, 3), contributions, capped
 
 
 def _capped(
@@ -168,28 +205,20 @@ def _round(value: float) -> int:
 def _verdict(
     stage: str,
     criteria: Criteria,
+    slot: int | None,
     facts: LeadFacts,
     grade: str,
     engagement: int,
-    ruleset: CompiledRuleset,
+    plan: _Plan,
     values: list[bool],
 ) -> Verdict:
     missing = []
-    grades = list(ruleset.spec.fit.grades)
+    grades = plan.grades
     if criteria.min_grade is not None and grades.index(grade) > grades.index(criteria.min_grade):
         missing.append(f"fit grade {criteria.min_grade} or better (is {grade})")
     if criteria.min_engagement is not None and engagement < criteria.min_engagement:
         missing.append(f"engagement score {criteria.min_engagement} or more (is {engagement})")
     missing += [f"{name} is required" for name in criteria.require if not facts.has(name)]
-    slot = ruleset.index.get(("stages", stage, "when"))
     if slot is not None and not values[slot]:
         missing.append(f"condition stages.{stage}.when: {criteria.when}")
     return Verdict(not missing, tuple(missing))
-
-
-def _first_hit(section: str, ruleset: CompiledRuleset, values: list[bool]) -> ReasonHit | None:
-    rules: Any = getattr(ruleset.spec, section)
-    for i, rule in enumerate(rules):
-        if values[ruleset.index[(section, i, "when")]]:
-            return ReasonHit(rule.id, rule.reason)
-    return None

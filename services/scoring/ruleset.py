@@ -26,6 +26,7 @@ from pydantic import (
 )
 
 from services.scoring.facts import ACTIVITY_KINDS, REQUIRABLE, sample_variables
+from services.scoring.flat import FlatProgram, flat_program
 
 RuleId = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_\-]{0,63}$")]
 Code = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_]{0,63}$")]
@@ -151,6 +152,7 @@ class CompiledRuleset:
     slots: tuple[Slot, ...]
     program: Any
     kinds: tuple[str, ...]
+    fast: FlatProgram | None = None
     context: Any = field(default_factory=cel.Context)
     index: dict[tuple[str | int, ...], int] = field(default_factory=dict)
     used: dict[str, frozenset[str] | None] = field(default_factory=dict)
@@ -162,10 +164,15 @@ class CompiledRuleset:
     def evaluate(self, variables: dict[str, Any]) -> list[bool]:
         """Every condition's value, in slot order; one program run for the lot.
 
-        Only the fields the conditions name are handed over: converting values into CEL is
-        what costs, per value."""
+        Only the fields the conditions name are handed over, as top-level variables where the
+        ruleset allows (``services.scoring.flat``): converting values into CEL is what costs."""
         if not self.slots:
             return []
+        if self.fast is not None:
+            try:
+                return self.fast.run(self.fast.variables(variables))
+            except Exception:  # noqa: BLE001, S110 — the nested form below says which rule failed
+                pass
         variables = {
             name: value if (keep := self.used.get(name)) is None else _only(value, keep)
             for name, value in variables.items()
@@ -223,7 +230,8 @@ def compile_ruleset(text: str) -> CompiledRuleset:
     if problems:
         raise RulesetInvalid(problems)
     program = cel.compile("[" + ", ".join(f"({s.source})" for s in slots) + "]") if slots else None
-    return CompiledRuleset(spec, text, content_hash(text), tuple(slots), program, kinds)
+    fast = flat_program([s.source for s in slots], program, samples) if slots else None
+    return CompiledRuleset(spec, text, content_hash(text), tuple(slots), program, kinds, fast)
 
 
 def _load(text: str) -> tuple[Any, dict[tuple[str | int, ...], int]]:
