@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import hmac
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from fastapi import Request
@@ -36,10 +37,14 @@ def identify(settings: AuthSettings, token: str) -> Caller | None:
     return found
 
 
-def require_caller(settings: AuthSettings, request: Request) -> Caller:
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token:
+SecretLookup = Callable[[str], Awaitable[Caller | None]]
+"""Finds the caller of a secret key kept elsewhere (the database's API keys); set by the app
+that keeps them as ``app.state.secret_lookup``."""
+
+
+def bearer_token(request: Request) -> str:
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
         raise Problem(
             401,
             "Unauthorized",
@@ -47,11 +52,38 @@ def require_caller(settings: AuthSettings, request: Request) -> Caller:
             field="Authorization",
             headers={"WWW-Authenticate": "Bearer"},
         )
-    caller = identify(settings, token)
+    return token.strip()
+
+
+def require_caller(settings: AuthSettings, request: Request) -> Caller:
+    """The caller, from the configured keys and principals only."""
+    caller = identify(settings, bearer_token(request))
     if caller is None:
-        raise Problem(403, "Forbidden", "the key is not a valid secret key", field="Authorization")
+        raise _forbidden()
     return caller
 
 
 def require_secret_key(settings: AuthSettings, request: Request) -> None:
     require_caller(settings, request)
+
+
+async def authenticate(request: Request) -> Caller:
+    """The caller of a request sent with a secret key: a configured key or principal, else a key
+    made with ``leadflow keys create --kind secret`` (``app.state.secret_lookup``)."""
+    token = bearer_token(request)
+    caller = identify(request.app.state.runtime.settings.auth, token)
+    lookup: SecretLookup | None = getattr(request.app.state, "secret_lookup", None)
+    if caller is None and lookup is not None:
+        caller = await lookup(token)
+    if caller is None:
+        raise _forbidden()
+    return caller
+
+
+async def secret_key(request: Request) -> None:
+    """FastAPI dependency for read and admin routes."""
+    await authenticate(request)
+
+
+def _forbidden() -> Problem:
+    return Problem(403, "Forbidden", "the key is not a valid secret key", field="Authorization")

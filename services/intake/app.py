@@ -8,10 +8,10 @@ from fastapi import Depends, FastAPI, Request
 
 from services.intake import engagement, leads_api, platforms
 from services.intake.writer import GroupCommitWriter
+from services.routing.api import router as routing_router
 from services.scoring.api import router as qualification_router
 from services.webhooks.api import router as webhooks_router
 from shared import problems
-from shared.auth import require_secret_key
 from shared.health import health_router
 from shared.limits import BodySizeLimit
 from shared.runtime import Runtime
@@ -25,10 +25,6 @@ async def runtime_of(request: Request) -> Runtime:
 
 
 RuntimeDep = Annotated[Runtime, Depends(runtime_of)]
-
-
-def secret_key(request: Request, runtime: RuntimeDep) -> None:
-    require_secret_key(runtime.settings.auth, request)
 
 
 def create_app(runtime: Runtime) -> FastAPI:
@@ -46,6 +42,7 @@ def create_app(runtime: Runtime) -> FastAPI:
     leads_api.install(app, runtime)  # POST/GET/DELETE /v1/leads, keys, CORS, OpenAPI extras
     app.include_router(webhooks_router)
     app.include_router(qualification_router)
+    app.include_router(routing_router)
     platforms.install(app, runtime)
     engagement.install(app)
     app.include_router(health_router())

@@ -31,7 +31,7 @@ from services.intake.platform_models import LeadActivityRow, LeadOutcomeRow
 from services.intake.schemas import LeadView
 from services.intake.service import find_lead
 from shared import problems
-from shared.auth import require_secret_key
+from shared.auth import secret_key
 from shared.events import LeadActivity, LeadActivityData, LeadOutcome, LeadOutcomeData
 from shared.ids import new_id
 from shared.models import Lead, LeadHistory
@@ -48,12 +48,8 @@ def _runtime(request: Request) -> Runtime:
     return request.app.state.runtime  # type: ignore[no-any-return]
 
 
-def _secret_key(request: Request) -> None:
-    require_secret_key(_runtime(request).settings.auth, request)
-
-
 RuntimeDep = Annotated[Runtime, Depends(_runtime)]
-router = APIRouter(prefix="/v1/leads", tags=["engagement"], dependencies=[Depends(_secret_key)])
+router = APIRouter(prefix="/v1/leads", tags=["engagement"], dependencies=[Depends(secret_key)])
 LeadRef = tuple[str, str]
 """How the caller names the lead: ("id" | "email" | "crm_id", value)."""
 

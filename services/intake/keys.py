@@ -21,6 +21,7 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.intake.models import ApiKey
+from shared.auth import ADMIN, Caller
 from shared.ids import new_id
 
 PUBLIC, SECRET = "public", "secret"
@@ -157,6 +158,14 @@ class KeyRing:
         return KeyInfo(
             row.id, row.kind, row.key_hash, frozenset(row.allowed_origins or ()), row.thank_you_url
         )
+
+
+async def stored_secret_caller(keys: KeyRing, token: str) -> Caller | None:
+    """A secret key made with ``leadflow keys create --kind secret`` acts as an admin key."""
+    key = await keys.find(token)
+    if key is None or key.kind != SECRET:
+        return None
+    return Caller(f"key:{key.id}", frozenset({ADMIN}))
 
 
 async def dev_public_key(

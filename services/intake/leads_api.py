@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime
+from functools import partial
 from typing import Annotated
 from uuid import UUID
 
@@ -20,7 +21,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from services.intake import docs
 from services.intake.erase import erase_lead
 from services.intake.guard import Guard, Poster
-from services.intake.keys import KeyRing
+from services.intake.keys import KeyRing, stored_secret_caller
 from services.intake.parsing import Parsed
 from services.intake.schemas import LeadAccepted, LeadErasure, LeadView
 from services.intake.service import find_lead
@@ -214,6 +215,7 @@ def install(app: FastAPI, runtime: Runtime) -> None:
     """The routes, the key ring and guard they use, CORS, and the OpenAPI extras."""
     app.state.keys = KeyRing(runtime.sessions, ttl=runtime.settings.intake.key_cache_s)
     app.state.guard = Guard(runtime.settings, app.state.keys)
+    app.state.secret_lookup = partial(stored_secret_caller, app.state.keys)
     app.include_router(router)
     app.add_middleware(CorsHeaders)
     docs.extend_openapi(app)
