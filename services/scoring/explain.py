@@ -9,6 +9,7 @@ from uuid import UUID
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.routing.service import routing_explanation
 from services.scoring import store
 from services.scoring.facts import facts_of
 from services.scoring.models import LeadTransition
@@ -69,6 +70,7 @@ async def explain(
         "next_stage": NEXT.get(lead.stage),
         "missing": _missing(lead.stage, decision),
         "transitions": [_move(m) for m in moves],
+        "routing": await routing_explanation(session, lead_id),  # services/routing: who, why
     }
 
 
