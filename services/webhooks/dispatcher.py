@@ -31,6 +31,7 @@ from shared.consumer import is_transient
 log = logging.getLogger(__name__)
 ATTEMPTS = Counter("leadflow_webhook_attempts_total", "Webhook delivery attempts", ["outcome"])
 DISABLED = Counter("leadflow_webhook_endpoints_disabled_total", "Endpoints disabled")
+SETTLE_BATCH = 500
 LATENCY = Histogram("leadflow_webhook_attempt_seconds", "Time from request to response")
 
 
@@ -115,6 +116,8 @@ class Dispatcher:
         self.wakeup = asyncio.Event()
         self.in_flight: dict[UUID, int] = {}
         self.tasks: set[asyncio.Task[None]] = set()
+        self._outcomes: list[tuple[Claimed, Outcome, asyncio.Future[None]]] = []
+        self._settler: asyncio.Task[None] | None = None
 
     def notify(self) -> None:
         """New messages were committed (or a delivery finished): look for due work now."""
@@ -201,29 +204,56 @@ class Dispatcher:
             self.wakeup.set()  # the lead's next message may be due now
 
     async def _settle(self, message: Claimed, outcome: Outcome) -> None:
+        """Group commit: outcomes that arrive while a batch commits go in the next batch, so one
+        busy endpoint costs one transaction per batch, not one per delivery."""
+        done = asyncio.get_running_loop().create_future()
+        self._outcomes.append((message, outcome, done))
+        if self._settler is None or self._settler.done():
+            self._settler = asyncio.create_task(self._settle_batches())
+        await done
+
+    async def _settle_batches(self) -> None:
+        while self._outcomes:
+            batch, self._outcomes = self._outcomes[:SETTLE_BATCH], self._outcomes[SETTLE_BATCH:]
+            try:
+                results = await self._settle_together(batch)
+            except Exception:  # isolate the one that fails; the others settle alone
+                results = []
+                for item in batch:
+                    try:
+                        results.extend(await self._settle_together([item]))
+                    except Exception as error:
+                        results.append(error)
+            for (message, _outcome, done), result in zip(batch, results, strict=True):
+                if isinstance(result, Exception):
+                    done.set_exception(result)
+                    continue
+                if result:
+                    DISABLED.inc()
+                    log.warning("webhooks: subscription %s disabled", message.subscription_id)
+                    self.on_disabled()
+                done.set_result(None)
+
+    async def _settle_together(
+        self, batch: list[tuple[Claimed, Outcome, asyncio.Future[None]]]
+    ) -> list[bool | Exception]:
         backoff = 0.05
         while True:
             try:
                 async with self.sessions.begin() as session:
-                    disabled = await settle(
-                        session,
-                        message,
-                        outcome,
-                        settings=self.settings,
-                        now=datetime.now(UTC),
-                        rand=self.rand(),
-                    )
-                break
+                    now = datetime.now(UTC)
+                    return [
+                        await settle(
+                            session, m, o, settings=self.settings, now=now, rand=self.rand()
+                        )
+                        for m, o, _ in batch
+                    ]
             except Exception as error:
                 if not (is_transient(error) or _is_conflict(error)):
                     raise
                 log.warning("webhooks: settling failed (%r); retrying", error)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
-        if disabled:
-            DISABLED.inc()
-            log.warning("webhooks: subscription %s disabled", message.subscription_id)
-            self.on_disabled()
 
 
 def _is_conflict(error: BaseException) -> bool:

@@ -14,9 +14,8 @@ from typing import Any
 from uuid import UUID
 
 import orjson
-from sqlalchemy import exists, or_, select, update
+from sqlalchemy import func, literal_column, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import aliased
 
 from services.webhooks import filters
 from services.webhooks.matching import ERASED, outbound, receives
@@ -28,6 +27,9 @@ from shared.events import CloudEvent
 from shared.ids import new_id
 
 messages = WebhookMessage.__table__
+PENDING_LITERAL = literal_column("'pending'")
+"""A literal, not a bound parameter: PostgreSQL uses the partial indexes (``WHERE status =
+'pending'``) only when it can see the value in the statement."""
 subscriptions = Subscription.__table__
 
 
@@ -99,12 +101,12 @@ async def claim(
 ) -> list[Claimed]:
     """Lease up to ``limit`` due messages, each the oldest pending one of its lead for its
     endpoint, skipping endpoints that are disabled, paused or at their in-flight limit."""
-    earlier = aliased(messages)
-    ahead = exists().where(
-        earlier.c.subscription_id == messages.c.subscription_id,
-        earlier.c.lead_id == messages.c.lead_id,
-        earlier.c.status == PENDING,
-        earlier.c.seq < messages.c.seq,
+    # Each (endpoint, lead) queue's head: a GROUP BY stays linear in the pending rows whatever
+    # the planner's statistics say (an anti-join on stale statistics went quadratic).
+    heads = (
+        select(func.min(messages.c.seq).label("seq"))
+        .where(messages.c.status == PENDING_LITERAL)
+        .group_by(messages.c.subscription_id, messages.c.lead_id)
     )
     full = [s for s, n in in_flight.items() if n >= per_endpoint]
     query = (
@@ -116,12 +118,12 @@ async def claim(
         )
         .join(subscriptions, subscriptions.c.id == messages.c.subscription_id)
         .where(
-            messages.c.status == PENDING,
+            messages.c.seq.in_(heads),
+            messages.c.status == PENDING_LITERAL,
             messages.c.due_at <= now,
             or_(messages.c.locked_until.is_(None), messages.c.locked_until <= now),
             subscriptions.c.enabled.is_(True),
             or_(subscriptions.c.paused_until.is_(None), subscriptions.c.paused_until <= now),
-            ~ahead,
         )
         .order_by(messages.c.due_at, messages.c.seq)
         .limit(limit)

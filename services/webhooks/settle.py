@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.webhooks import breaker
 from services.webhooks.models import DELIVERED, EXHAUSTED, PENDING, DeliveryAttempt, Subscription
-from services.webhooks.queue import Claimed, messages
+from services.webhooks.queue import PENDING_LITERAL, Claimed, messages
 from services.webhooks.schedule import Verdict, classify, next_due, retry_after_s
 from shared.config import Settings
 from shared.events import SubscriptionDisabled, SubscriptionDisabledData
@@ -88,7 +88,7 @@ async def _delivered(
             .where(
                 and_(
                     messages.c.subscription_id == subscription.id,
-                    messages.c.status == PENDING,
+                    messages.c.status == PENDING_LITERAL,
                     messages.c.due_at > now,
                 )
             )

@@ -1,0 +1,255 @@
+"""``python -m bench.webhooks [--rate R] [--seconds S] [--burst N]``: webhook latency, throughput.
+
+Production-like: PostgreSQL (a fresh database), the embedded broker, and ``leadflow intake``,
+``leadflow scoring`` and ``leadflow webhooks`` as three processes. This process posts leads at a
+fixed rate (open loop) and runs the CRM receiver, subscribed to ``lead.mql`` (every posted lead
+qualifies). Latency: from the intake's 202 to the receiver's 200 for that lead's ``lead.mql``.
+Then throughput: ``--burst`` messages queued at once for one fast receiver, drained by the
+dispatcher.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from uuid import uuid4
+
+import httpx
+import orjson
+from rich.console import Console
+from rich.table import Table
+from sqlalchemy import insert, text
+
+from bench.intake import bench_database
+from services.intake.keys import create_key
+from services.scoring.main import activate_sample_rules
+from services.webhooks import subscriptions
+from services.webhooks.models import WebhookMessage
+from services.webhooks.schemas import SubscriptionIn
+from shared.broker import EmbeddedBroker
+from shared.config import load_settings
+from shared.runtime import Runtime
+from tests.webhook_receiver import Receiver
+
+DEFAULT_PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
+console = Console(width=None if sys.stdout.isatty() else 120)
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _environment(db_url: str, bootstrap: str, ports: dict[str, int]) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LEADFLOW_")}
+    env.update(
+        LEADFLOW_DB__URL=db_url,
+        LEADFLOW_KAFKA__BOOTSTRAP_SERVERS=bootstrap,
+        LEADFLOW_TOPICS__PREFIX=f"bench{uuid4().hex[:8]}",
+        LEADFLOW_AUTH__SECRET_KEYS='["sk_bench"]',
+        LEADFLOW_WEBHOOKS__ALLOWED_NETWORKS='["127.0.0.0/8"]',
+        LEADFLOW_LOG_LEVEL="WARNING",
+        LEADFLOW_WEBHOOKS__PER_ENDPOINT_CONCURRENCY=os.environ.get("BENCH_PER_ENDPOINT", "8"),
+        LEADFLOW_INTAKE__RATE_LIMIT_PER_IP="",  # one load generator posts everything
+        LEADFLOW_INTAKE__RATE_LIMIT_PER_KEY="",
+        LEADFLOW_HTTP__INTAKE_PORT=str(ports["intake"]),
+        LEADFLOW_HTTP__SCORING_PORT=str(ports["scoring"]),
+        LEADFLOW_HTTP__WEBHOOKS_PORT=str(ports["webhooks"]),
+    )
+    return env
+
+
+async def _prepare(env: dict[str, str], receiver_url: str) -> str:
+    """Activate the sample rules, make a public key, subscribe the receiver to lead.mql."""
+    settings = load_settings(db={"url": env["LEADFLOW_DB__URL"]})
+    runtime = Runtime.create(settings)
+    try:
+        await activate_sample_rules(runtime)
+        async with runtime.sessions.begin() as session:
+            key, _ = await create_key(session, kind="public", now=datetime.now(UTC))
+            body = SubscriptionIn(url=receiver_url, event_types=["lead.mql"])
+            webhooks = settings.webhooks.model_copy(update={"allowed_networks": ["127.0.0.0/8"]})
+            created = await subscriptions.create(
+                session, body, settings=webhooks, now=datetime.now(UTC)
+            )
+        bench_state["subscription"] = created.id
+        bench_state["db_url"] = env["LEADFLOW_DB__URL"]
+        return key
+    finally:
+        await runtime.close()
+
+
+bench_state: dict[str, object] = {}
+
+
+async def _wait_ready(client: httpx.AsyncClient, ports: dict[str, int]) -> None:
+    deadline = time.monotonic() + 90
+    for port in ports.values():
+        while True:
+            try:
+                response = await client.get(f"http://127.0.0.1:{port}/readyz")
+                if response.status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"service on port {port} not ready")
+            await asyncio.sleep(0.2)
+
+
+async def _latency_run(args: argparse.Namespace, env: dict[str, str], ports: dict[str, int]):  # type: ignore[no-untyped-def]
+    accepted: dict[str, float] = {}
+    statuses = bench_state["statuses"] = {}
+    arrived: dict[str, float] = {}
+    receiver = Receiver(keep=False)
+
+    def on_request(request) -> None:  # type: ignore[no-untyped-def]
+        arrived.setdefault(orjson.loads(request.body)["subject"], request.at)
+
+    receiver.on_request = on_request
+    await receiver.start()
+    key = await _prepare(env, receiver.url())
+    limits = httpx.Limits(max_connections=256, max_keepalive_connections=256)
+    async with httpx.AsyncClient(limits=limits, timeout=30) as client:
+        await _wait_ready(client, ports)
+        intake = f"http://127.0.0.1:{ports['intake']}/v1/leads"
+
+        async def post(index: int, measured: bool) -> None:
+            body = {"email": f"b{index}.{uuid4().hex[:6]}@acme-corp.example", "company": "Acme"}
+            response = await client.post(intake, json=body, headers={"X-API-Key": key})
+            done = time.perf_counter()
+            statuses[response.status_code] = statuses.get(response.status_code, 0) + 1
+            if response.status_code == 202 and measured:
+                accepted[response.json()["lead_id"]] = done
+
+        total = int(args.rate * (args.warmup + args.seconds))
+        warm = int(args.rate * args.warmup)
+        start = time.perf_counter()
+        tasks = []
+        for index in range(total):
+            delay = start + index / args.rate - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(post(index, index >= warm)))
+        await asyncio.gather(*tasks)
+        sent_for = time.perf_counter() - start
+        deadline = time.perf_counter() + 60
+        while not set(accepted) <= set(arrived) and time.perf_counter() < deadline:  # noqa: ASYNC110
+            await asyncio.sleep(0.1)
+        burst = await _burst(args.burst, receiver)
+    await receiver.stop()
+    latencies = sorted((arrived[k] - t) * 1000 for k, t in accepted.items() if k in arrived)
+    return total / sent_for, accepted, latencies, burst
+
+
+async def _burst(count: int, receiver: Receiver) -> tuple[int, float]:
+    """Queue ``count`` messages at once for the subscribed receiver; time the dispatcher."""
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    engine = create_async_engine(str(bench_state["db_url"]))
+    now = datetime.now(UTC)
+    rows = [
+        {
+            "id": uuid4(),
+            "subscription_id": bench_state["subscription"],
+            "event_id": str(uuid4()),
+            "event_type": "lead.mql",
+            "lead_id": str(uuid4()),
+            "payload": '{"type":"lead.mql","subject":"burst","data":{}}',
+            "status": "pending",
+            "attempts": 0,
+            "due_at": now,
+            "created_at": now,
+        }
+        for _ in range(count)
+    ]
+    before = receiver.count
+    async with engine.begin() as connection:
+        await connection.execute(insert(WebhookMessage.__table__), rows)
+    async with engine.begin() as connection:  # as autovacuum would soon after a bulk insert
+        await connection.execute(text("ANALYZE webhook_messages"))
+    started = time.perf_counter()
+    while receiver.count - before < count and time.perf_counter() - started < 120:  # noqa: ASYNC110
+        await asyncio.sleep(0.02)
+    elapsed = time.perf_counter() - started
+    await engine.dispose()
+    return receiver.count - before, elapsed
+
+
+def _quantile(values: list[float], q: float) -> float:
+    return values[min(len(values) - 1, int(q * len(values)))] if values else float("nan")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.webhooks", description=__doc__)
+    parser.add_argument("--rate", type=float, default=500.0, help="leads/s posted (default 500)")
+    parser.add_argument("--seconds", type=float, default=20.0, help="measured seconds")
+    parser.add_argument("--warmup", type=float, default=5.0, help="unmeasured seconds first")
+    parser.add_argument("--burst", type=int, default=20_000, help="messages for throughput")
+    parser.add_argument("--pg-url", default=os.environ.get("LEADFLOW_BENCH_PG_URL", DEFAULT_PG_URL))
+    args = parser.parse_args(argv)
+    broker = EmbeddedBroker()
+    broker.start()
+    processes: list[subprocess.Popen[bytes]] = []
+    try:
+        with bench_database(args.pg_url, console.log) as url:
+            db_url = url.set(drivername="postgresql+asyncpg").render_as_string(hide_password=False)
+            ports = {name: _free_port() for name in ("intake", "scoring", "webhooks")}
+            env = _environment(db_url, broker.bootstrap_servers, ports)
+            for name in ports:
+                leadflow = os.path.join(os.path.dirname(sys.executable), "leadflow")
+                processes.append(subprocess.Popen([leadflow, name], env=env))
+            try:
+                rate, accepted, latencies, burst = asyncio.run(_latency_run(args, env, ports))
+            finally:
+                for process in processes:
+                    process.terminate()
+                for process in processes:
+                    process.wait(timeout=30)
+    finally:
+        broker.stop()
+    _report(args, rate, accepted, latencies, burst)
+    p50, p99 = _quantile(latencies, 0.5), _quantile(latencies, 0.99)
+    return 0 if len(latencies) == len(accepted) and p50 < 50 and p99 < 250 else 1
+
+
+def _report(args, rate, accepted, latencies, burst) -> None:  # type: ignore[no-untyped-def]
+    table = Table(title="Webhooks: intake 202 → receiver 200 (lead.mql), PostgreSQL + broker")
+    for heading in (
+        "posted/s",
+        "measured leads",
+        "delivered",
+        "p50 ms",
+        "p90 ms",
+        "p99 ms",
+        "max ms",
+    ):
+        table.add_column(heading, justify="right")
+    table.add_row(
+        f"{rate:,.0f}",
+        f"{len(accepted):,}",
+        f"{len(latencies):,}",
+        *(f"{_quantile(latencies, q):.1f}" for q in (0.5, 0.9, 0.99)),
+        f"{max(latencies):.1f}" if latencies else "–",
+    )
+    console.print(table)
+    console.print(f"  intake answers: {bench_state.get('statuses')}")
+    delivered, elapsed = burst
+    console.print(
+        f"  throughput to one fast receiver: {delivered:,} of {args.burst:,} queued messages in "
+        f"{elapsed:.2f} s = [bold]{delivered / elapsed:,.0f} deliveries/s[/bold]"
+    )
+    if latencies:
+        console.print(f"  mean {statistics.fmean(latencies):.1f} ms")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
