@@ -21,7 +21,7 @@ from services.webhooks.schemas import (
     SubscriptionView,
 )
 from shared import problems
-from shared.auth import require_secret_key
+from shared.auth import secret_key
 from shared.runtime import Runtime
 
 PROBLEM = {"content": {problems.PROBLEM_JSON: {}}, "description": "RFC 9457 problem details"}
@@ -38,14 +38,10 @@ StatusQuery = Annotated[
 ]
 
 
-def _secret_key(request: Request, runtime: RuntimeDep) -> None:
-    require_secret_key(runtime.settings.auth, request)
-
-
 router = APIRouter(
     prefix="/v1/subscriptions",
     tags=["webhooks"],
-    dependencies=[Depends(_secret_key)],
+    dependencies=[Depends(secret_key)],
     responses=ERRORS,
 )
 
