@@ -20,11 +20,11 @@ from types import FrameType
 from rich.console import Console
 from rich.table import Table
 
-from bench import intake
+from bench import intake, scoring
 from bench.servers import BenchError
 from bench.suite import Options, Report, Suite
 
-SUITES: dict[str, Suite] = {"intake": intake.run}
+SUITES: dict[str, Suite] = {"intake": intake.run, "scoring": scoring.run}
 DEFAULT_PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
 
 
@@ -98,7 +98,10 @@ def _ms(value: float) -> str:
 
 
 def show(console: Console, report: Report) -> bool:
-    console.print(render(report))
+    if report.rows or not report.tables:
+        console.print(render(report))
+    for table in report.tables:
+        console.print(table)
     for name, ratio in report.ratios:
         console.print(f"  {name}: [bold]{ratio:.3f}[/bold] ({ratio:.1%})")
     ok = True

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from bench.loadgen import Stats
 
@@ -44,6 +45,8 @@ class Report:
     rows: list[Row] = field(default_factory=list)
     ratios: list[tuple[str, float]] = field(default_factory=list)
     checks: list[Check] = field(default_factory=list)
+    tables: list[Any] = field(default_factory=list)
+    """Tables (rich renderables) a suite without HTTP rows builds itself, printed as they are."""
 
 
 Log = Callable[[str], None]

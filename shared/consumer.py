@@ -137,8 +137,9 @@ class EventConsumer:
     async def _claim(self, session: AsyncSession, events: list[Event], now: datetime) -> set[str]:
         """Record the events as processed; return the ids not processed before."""
         rows = [{"consumer": self.name, "event_id": str(e.id), "processed_at": now} for e in events]
-        statement = insert_ignoring_conflicts(session, processed).values(rows)
-        return set(await session.scalars(statement.returning(processed.c.event_id)))
+        # executemany of one cached statement: ``.values(rows)`` would compile anew per batch size
+        statement = insert_ignoring_conflicts(session, processed).returning(processed.c.event_id)
+        return set(await session.scalars(statement, rows))
 
     async def _apply_alone(self, record: ConsumerRecord, event: Event) -> None:
         attempts = self.settings.consumer.max_attempts

@@ -1,0 +1,255 @@
+"""Scoring end to end: ``lead.received`` events through the broker into ONE scoring process.
+
+A fresh PostgreSQL database gets N leads with their inquiries and the 30-rule bench ruleset as
+the active version; the N ``lead.received`` events are produced to the intake topic of an
+embedded broker (``shared.broker.EmbeddedBroker``) before scoring starts. Then this process runs
+what ``leadflow scoring`` runs — the real ``EventConsumer`` with the ``ScoringHandler`` (each
+batch in one transaction: dedupe, lock, activities, qualify, lead state, history, transitions,
+outbox, routing) and the outbox relay publishing what scoring emits — and times the leads from
+the first batch committed to the last. CPU is this process's (the scoring process) and the
+database backends'.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import random
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from uuid import uuid4
+
+import asyncpg
+from sqlalchemy import insert
+from sqlalchemy.engine import URL
+
+from bench.intake import _dsn, bench_database
+from bench.loadgen import CpuProbe, _cpu_ticks
+from bench.suite import Check, Log
+from services.scoring import versions
+from services.scoring.handlers import ScoringHandler
+from services.scoring.main import CONSUMER
+from shared.broker import EmbeddedBroker
+from shared.config import Settings, load_settings
+from shared.consumer import EventConsumer
+from shared.events import LeadReceived, LeadReceivedData
+from shared.ids import new_id
+from shared.kafka import ensure_topics, make_producer
+from shared.models import Inquiry, Lead
+from shared.runtime import Runtime
+
+SOURCE = "/leadflow/intake"
+
+
+@dataclass(frozen=True)
+class Result:
+    leads: int
+    batches: int
+    seconds: float  # first batch committed → last batch committed
+    rate: float  # leads/s over that window (the first batch excluded: it starts the clock)
+    cpu: dict[str, float]  # average cores busy over the window
+    scored: int
+    outbox: int
+    published: int
+
+
+@contextlib.contextmanager
+def embedded_broker(log: Log) -> Iterator[EmbeddedBroker]:
+    with EmbeddedBroker() as broker:
+        log(f"  embedded broker on {broker.bootstrap_servers}")
+        yield broker
+
+
+def run_e2e(pg_url: str, count: int, ruleset: str, log: Log) -> Result:
+    with embedded_broker(log) as broker, bench_database(pg_url, log) as url:
+        settings = load_settings(
+            db={"url": _dsn(url)},
+            kafka={"bootstrap_servers": broker.bootstrap_servers},
+            topics={"prefix": f"bench{uuid4().hex[:8]}"},
+        )
+        return asyncio.run(_run(settings, url, count, ruleset, log))
+
+
+async def _run(settings: Settings, url: URL, count: int, ruleset: str, log: Log) -> Result:
+    runtime = Runtime.create(settings)
+    try:
+        log(f"  loading {count:,} leads, inquiries and the active 30-rule ruleset")
+        events = await _load(runtime, settings, count, ruleset)
+        log(f"  producing {count:,} lead.received events to {settings.topics.intake}")
+        await _produce(settings, events)
+        return await _score(runtime, settings, url, count, log)
+    finally:
+        await runtime.close()
+
+
+async def _load(
+    runtime: Runtime, settings: Settings, count: int, ruleset: str
+) -> list[LeadReceived]:
+    rng = random.Random(11)
+    now = datetime.now(UTC)
+    leads, inquiries, events = [], [], []
+    for i in range(count):
+        lead_id, inquiry_id = new_id(), new_id()
+        at = now - timedelta(minutes=count - i)
+        submission = _submission(rng, i)
+        leads.append(
+            {
+                "id": lead_id,
+                "email": submission["email"],
+                "phone": submission.get("phone"),
+                "first_name": submission["first_name"],
+                "last_name": submission["last_name"],
+                "company": submission.get("company"),
+                "source": submission["source"],
+                "stage": "inquiry",
+                "created_at": at,
+                "updated_at": at,
+            }
+        )
+        inquiries.append(
+            {
+                "id": inquiry_id,
+                "lead_id": lead_id,
+                "source": submission["source"],
+                "received_at": at,
+                "submission": submission,
+            }
+        )
+        data = LeadReceivedData(
+            lead_id=lead_id, inquiry_id=inquiry_id, source=submission["source"], new_lead=True
+        )
+        events.append(LeadReceived.about_lead(lead_id, data, source=SOURCE, time=at))
+    async with runtime.sessions.begin() as session:
+        for start in range(0, count, 5000):
+            await session.execute(insert(Lead), leads[start : start + 5000])
+            await session.execute(insert(Inquiry), inquiries[start : start + 5000])
+        await versions.bootstrap(session, settings, ruleset, now=now)
+    return events
+
+
+def _submission(rng: random.Random, i: int) -> dict[str, Any]:
+    domain = rng.choice(["acme.com", "globex.io", "gmail.com", "initech.de", "uni.edu"])
+    return {
+        "email": f"lead{i}@{domain}",
+        "first_name": rng.choice(["Ada", "Grace", "Alan", "Edsger"]),
+        "last_name": rng.choice(["Lovelace", "Hopper", "Turing", ""]) + str(i),
+        "phone": rng.choice([None, f"+1415555{i % 10000:04d}"]),
+        "company": rng.choice([None, f"Company {i}", f"Globex Corporation {i}"]),
+        "title": rng.choice(["vp sales", "head of it", "director", "founder", "student", ""]),
+        "country": rng.choice(["US", "DE", "GB", "BR", "FR"]),
+        "industry": rng.choice(["software", "saas", "retail", "fintech"]),
+        "employees": rng.choice([5, 60, 250, 1500, 9000]),
+        "source": rng.choice(["web", "ads", "google-ads"]),
+    }
+
+
+async def _produce(settings: Settings, events: list[LeadReceived]) -> None:
+    topics = settings.topics
+    await ensure_topics(settings.kafka, [topics.intake, topics.lifecycle, topics.dead_letter])
+    producer = make_producer(settings.kafka)
+    await producer.start()
+    try:
+        pending = [
+            await producer.send(topics.intake, event.encode(), key=event.key.encode())
+            for event in events
+        ]
+        await producer.flush()
+        await asyncio.gather(*pending)
+    finally:
+        await producer.stop()
+
+
+async def _score(runtime: Runtime, settings: Settings, url: URL, count: int, log: Log) -> Result:
+    handler = _Counting(ScoringHandler(settings))
+    commits: list[tuple[float, int]] = []  # (when, leads scored so far), after each commit
+    first, done = asyncio.Event(), asyncio.Event()
+
+    def committed() -> None:
+        commits.append((time.perf_counter(), handler.seen))
+        first.set()
+        runtime.notify_relay()
+        if handler.seen >= count:
+            done.set()
+
+    runtime.start_relay("scoring-relay")
+    consumer = EventConsumer(
+        name=CONSUMER,
+        topics=[settings.topics.intake],
+        handler=handler,
+        sessions=runtime.sessions,
+        producer=await runtime.connected_producer(),
+        settings=settings,
+        on_commit=committed,
+    )
+    postgres = CpuProbe("postgres", cmdline_contains=f" {url.database} ")
+    runtime.spawn(consumer.run(), name="scoring")
+    log("  scoring (the consumer group's first join takes a few seconds)…")
+    await first.wait()
+    started, scored_before = commits[0]
+    own, backends = time.process_time(), _cpu_ticks(postgres)
+    await asyncio.wait_for(done.wait(), timeout=max(120.0, count / 500))
+    ended, _ = commits[-1]
+    seconds = ended - started
+    own_s = time.process_time() - own
+    after = _cpu_ticks(postgres)
+    ticks = sum(t - backends.get(pid, 0) for pid, t in after.items())
+    cpu = {"scoring": own_s / seconds, "postgres": ticks / os.sysconf("SC_CLK_TCK") / seconds}
+    counts = await _counts(url)
+    return Result(
+        leads=count,
+        batches=len(commits),
+        seconds=seconds,
+        rate=(count - scored_before) / seconds,
+        cpu=cpu,
+        **counts,
+    )
+
+
+class _Counting:
+    """The scoring handler, counting the events it is handed (for the bench's clock only)."""
+
+    def __init__(self, handler: ScoringHandler) -> None:
+        self.handler = handler
+        self.seen = 0
+
+    async def __call__(self, event: Any, **kwargs: Any) -> None:
+        await self.handle_batch([event], **kwargs)
+
+    async def handle_batch(self, events: Any, **kwargs: Any) -> None:
+        await self.handler.handle_batch(events, **kwargs)
+        self.seen += len(events)
+
+
+async def _counts(url: URL) -> dict[str, int]:
+    connection = await asyncpg.connect(_dsn(url), timeout=10)
+    try:
+        row = await connection.fetchrow(
+            "SELECT (SELECT count(*) FROM leads WHERE scored_at IS NOT NULL) AS scored,"
+            " (SELECT count(*) FROM outbox WHERE type <> 'ruleset.activated') AS outbox,"
+            " (SELECT count(*) FROM outbox WHERE published_at IS NOT NULL"
+            "   AND type <> 'ruleset.activated') AS published",
+            timeout=60,
+        )
+    finally:
+        await connection.close()
+    assert row is not None
+    return dict(row)
+
+
+def checks(result: Result) -> list[Check]:
+    return [
+        Check(
+            "every lead scored once",
+            result.scored == result.leads,
+            f"{result.scored:,} of {result.leads:,} leads have a score",
+        ),
+        Check(
+            "lead.scored (and stage events) staged for each lead",
+            result.outbox >= result.leads,
+            f"{result.outbox:,} outbox rows, {result.published:,} published by the relay so far",
+        ),
+    ]
