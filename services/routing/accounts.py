@@ -37,9 +37,11 @@ class AccountMatch:
 
 
 def normalise_name(name: str) -> str:
+    """Lower-case words without legal suffixes, in sorted order: comparing these with a plain
+    ratio is rapidfuzz's token-sort ratio, with the sorting done once per account."""
     words = _WORD.findall(utils.default_process(name))
     kept = [w for w in words if w not in LEGAL_SUFFIXES]
-    return " ".join(kept or words)
+    return " ".join(sorted(kept or words))
 
 
 def normalise_domain(domain: str) -> str:
@@ -73,9 +75,7 @@ class AccountIndex:
         exact = self.by_name.get(name)
         if exact is not None:
             return AccountMatch(exact, "name", 100.0)
-        best = process.extractOne(
-            name, self.names, scorer=fuzz.token_sort_ratio, score_cutoff=min_similarity
-        )
+        best = process.extractOne(name, self.names, scorer=fuzz.ratio, score_cutoff=min_similarity)
         if best is None:
             return None
         return AccountMatch(self.by_name[best[0]], "name", round(float(best[1]), 1))

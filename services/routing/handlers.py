@@ -20,7 +20,7 @@ from services.routing.service import (
     RoutingDecision,
     reassign_lead,
     release_lead,
-    route_lead,
+    route_leads,
 )
 from shared.config import Settings
 from shared.events import CloudEvent, LeadOutcome
@@ -44,11 +44,13 @@ async def after_scoring(
     settings: Settings,
     now: datetime,
 ) -> list[RoutingDecision]:
-    decisions = []
+    moves = list(moves)
+    qualified = list(dict.fromkeys(m["lead_id"] for m in moves if m["to_stage"] in QUALIFIED))
+    decisions = (
+        await route_leads(session, qualified, now=now, settings=settings) if qualified else []
+    )
     for move in moves:
-        if move["to_stage"] in QUALIFIED:
-            decisions.append(await route_lead(session, move["lead_id"], now=now, settings=settings))
-        elif move["to_stage"] in CLOSED:
+        if move["to_stage"] in CLOSED:
             await release_lead(session, move["lead_id"])
     for event in events:
         if isinstance(event, LeadOutcome) and _wrong_owner(event):

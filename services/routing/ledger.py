@@ -101,10 +101,12 @@ def pick(ledger: PoolLedger) -> UUID:
     best: tuple[int, float, UUID] | None = None
     fallback: tuple[int, float, UUID] | None = None
     for rep, weight in ledger.roster:
-        count = ledger.standing(rep).window_count
+        s = ledger.standings.get(rep) or Standing()
+        count = s.window_count
         release = (count * total) // weight
         deadline = -((-(count + 1) * total) // weight)
-        key = (deadline, -round(ledger.balance(rep), 9), rep)
+        balance = s.credited + slot * weight / total - s.assigned
+        key = (deadline, -round(balance, 9), rep)
         if release <= slot and (best is None or key < best):
             best = key
         if fallback is None or key < fallback:

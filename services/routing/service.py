@@ -6,12 +6,13 @@ Scoring calls ``route_lead`` when a lead becomes an MQL (same transaction as the
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import func, select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.routing import repository as repo
@@ -67,26 +68,50 @@ async def route_lead(
     settings: Settings,
     trigger: str = "qualified",
 ) -> RoutingDecision:
-    """Give a newly qualified lead an owner, or a queue to wait in.
+    """Give a newly qualified lead an owner, or a queue to wait in (see ``route_leads``)."""
+    [decision] = await route_leads(session, [lead_id], now=now, settings=settings, trigger=trigger)
+    return decision
+
+
+async def route_leads(
+    session: AsyncSession,
+    lead_ids: Sequence[UUID],
+    *,
+    now: datetime,
+    settings: Settings,
+    trigger: str = "qualified",
+) -> list[RoutingDecision]:
+    """Route several leads in one go (scoring's batch): one read, one update, one outbox write.
 
     Idempotent: a lead already routed or queued is left alone. ``trigger="queue"`` retries a
     queued lead (the queue sweep) and changes nothing while nobody is eligible yet.
     """
-    # Lead row first, then the routing lock: the order scoring takes them in (see txn.py).
-    lead, submissions = await _lead(session, lead_id)
+    # Lead rows first, then the routing lock: the order scoring takes them in (see txn.py).
+    found = await _leads(session, lead_ids)
     txn = await routing_txn.begin(session)
-    if lead.routing_status != ("queued" if trigger == "queue" else None) or lead.is_test:
-        return _unchanged(lead)  # routed already, or a platform's test lead (never counted)
     directory = await repo.directory(session, txn.token)
-    if not directory.teams:
-        return _unchanged(lead)  # routing is off until a team exists (e.g. the CRM routes)
-    decision = await _decide(session, txn, directory, lead, submissions, now=now)
-    if trigger == "queue" and decision.outcome == "queued":
-        return _unchanged(lead)
-    event = await _apply(
-        session, settings, txn, directory, lead, decision, now=now, trigger=trigger
-    )
-    return _result(lead_id, decision, event.type)
+    results, events, updates = [], [], []
+    for lead_id in lead_ids:
+        if lead_id not in found:
+            raise LeadNotFound(f"no lead {lead_id}")
+        lead, submissions = found[lead_id]
+        wanted = "queued" if trigger == "queue" else None
+        # Routed already; a platform's test lead (never counted); or routing is off until a
+        # team exists (the CRM may route): nothing to do.
+        if lead.routing_status != wanted or lead.is_test or not directory.teams:
+            results.append(_unchanged(lead))
+            continue
+        decision = await _decide(session, txn, directory, lead, submissions, now=now)
+        if trigger == "queue" and decision.outcome == "queued":
+            results.append(_unchanged(lead))
+            continue
+        found[lead_id] = (_Routed(lead, decision), submissions)  # a lead twice: the 2nd sees it
+        event, values = _record(txn, directory, lead, decision, now=now, trigger=trigger)
+        events.append(event)
+        updates.append(values)
+        results.append(_result(lead_id, decision, event.type))
+    await _write(session, settings, updates, events)
+    return results
 
 
 async def reassign_lead(
@@ -122,18 +147,10 @@ async def reassign_lead(
         )
     if lead.owner_id is not None:
         txn.release(lead.owner_id)
-    event = await _apply(
-        session,
-        settings,
-        txn,
-        directory,
-        lead,
-        decision,
-        now=now,
-        trigger=trigger,
-        previous=lead,
-        why=why,
+    event, values = _record(
+        txn, directory, lead, decision, now=now, trigger=trigger, previous=lead, why=why
     )
+    await _write(session, settings, [values], [event])
     return _result(lead_id, decision, event.type)
 
 
@@ -185,9 +202,7 @@ def _directed(directory: Directory, lead: Any, to: UUID) -> Decision:
     )
 
 
-async def _apply(
-    session: AsyncSession,
-    settings: Settings,
+def _record(
     txn: RoutingTxn,
     directory: Directory,
     lead: Any,
@@ -197,7 +212,8 @@ async def _apply(
     trigger: str,
     previous: Any = None,
     why: str = "",
-) -> RoutingEvent:
+) -> tuple[RoutingEvent, dict[str, Any]]:
+    """Note the decision in the transaction's state; return its event and the lead's new values."""
     owner = directory.reps.get(decision.owner_id) if decision.owner_id else None
     team = decision.team
     txn.now = now
@@ -206,19 +222,16 @@ async def _apply(
     if decision.ledger is not None and team is not None:
         txn.ledgers[team.id] = decision.ledger
     status = "routed" if owner is not None else "queued"
-    await session.execute(
-        update(leads_t)
-        .where(leads_t.c.id == lead.id)
-        .values(
-            owner_id=decision.owner_id,
-            owner_team_id=team.id if team else None,
-            routing_status=status,
-            routed_at=now if owner is not None else None,
-            is_expansion=decision.is_expansion,
-            account_id=decision.account_id,
-            updated_at=now,
-        )
-    )
+    values = {
+        "b_id": lead.id,
+        "owner_id": decision.owner_id,
+        "owner_team_id": team.id if team else None,
+        "routing_status": status,
+        "routed_at": now if owner is not None else None,
+        "is_expansion": decision.is_expansion,
+        "account_id": decision.account_id,
+        "updated_at": now,
+    }
     reason = (f"{why}: " if why else "") + decision.reason
     event = _event(directory, lead, decision, trigger=trigger, previous=previous, why=why, now=now)
     txn.add(
@@ -258,8 +271,20 @@ async def _apply(
             },
         },
     )
-    await stage(session, settings, event)
-    return event
+    return event, values
+
+
+async def _write(
+    session: AsyncSession,
+    settings: Settings,
+    updates: list[dict[str, Any]],
+    events: list[RoutingEvent],
+) -> None:
+    if updates:
+        columns = {k: bindparam(k) for k in updates[0] if k != "b_id"}
+        statement = update(leads_t).where(leads_t.c.id == bindparam("b_id")).values(**columns)
+        await session.execute(statement, updates)
+    await stage(session, settings, *events)
 
 
 def _event(
@@ -309,18 +334,39 @@ def _event(
 
 
 async def _lead(session: AsyncSession, lead_id: UUID) -> tuple[Any, list[dict[str, Any]]]:
-    """The lead, row-locked (scoring holds that lock already on its path), and its submissions."""
+    found = await _leads(session, [lead_id])
+    if lead_id not in found:
+        raise LeadNotFound(f"no lead {lead_id}")
+    return found[lead_id]
+
+
+async def _leads(
+    session: AsyncSession, lead_ids: Sequence[UUID]
+) -> dict[UUID, tuple[Any, list[dict[str, Any]]]]:
+    """The leads, row-locked in id order (scoring holds those locks already on its path), each
+    with its submissions, oldest first."""
     query = (
         select(leads_t, inquiries_t.c.submission)
         .outerjoin(inquiries_t, inquiries_t.c.lead_id == leads_t.c.id)
-        .where(leads_t.c.id == lead_id)
-        .order_by(inquiries_t.c.received_at)
+        .where(leads_t.c.id.in_(sorted(set(lead_ids))))
+        .order_by(leads_t.c.id, inquiries_t.c.received_at)
         .with_for_update(of=leads_t)
     )
-    rows = (await session.execute(query)).all()
-    if not rows:
-        raise LeadNotFound(f"no lead {lead_id}")
-    return rows[0], [row.submission for row in rows if row.submission is not None]
+    found: dict[UUID, tuple[Any, list[dict[str, Any]]]] = {}
+    for row in await session.execute(query):
+        lead, submissions = found.setdefault(row.id, (row, []))
+        if row.submission is not None:
+            submissions.append(row.submission)
+    return found
+
+
+class _Routed:
+    """A lead row as it is after routing earlier in the same call."""
+
+    def __init__(self, lead: Any, decision: Decision) -> None:
+        self.__dict__.update(lead._mapping)
+        self.routing_status = decision.outcome
+        self.owner_id = decision.owner_id
 
 
 async def _previous_owners(session: AsyncSession, lead_id: UUID) -> set[UUID]:

@@ -10,7 +10,12 @@ from sqlalchemy import select
 from services.routing import admin
 from services.routing.models import Rep
 from services.routing.repository import forget_cached_directories
-from services.routing.service import reassign_lead, route_lead, routing_explanation
+from services.routing.service import (
+    reassign_lead,
+    route_lead,
+    route_leads,
+    routing_explanation,
+)
 from shared.models import Lead, OutboxMessage
 from tests.conftest import Database, make_settings
 from tests.routing_support import NOW, account, add_lead, rep, team
@@ -139,3 +144,20 @@ async def test_away_deactivated_and_capacity_are_skipped_and_nobody_left_means_q
         "Bob": "at_capacity",
         "Cy": "deactivated",
     }
+
+
+async def test_a_batch_is_routed_in_one_go_with_the_weights_and_once_per_lead(db: Database):
+    await directory(db)
+    settings = make_settings(db)
+    async with db.sessions.begin() as s:
+        await admin.add_ruleset(
+            s, "name: t\ndefault_queue: inside\n", by="t", now=NOW, activate=True
+        )
+        leads = [await add_lead(s) for _ in range(6)]
+        decisions = await route_leads(s, [*leads, leads[0]], now=NOW, settings=settings)
+    assert [d.outcome for d in decisions] == ["routed"] * 6 + ["unchanged"]
+    async with db.sessions() as s:
+        owners = dict((await s.execute(select(Rep.email, Rep.open_leads))).all())
+    routed = await events(db, "lead.routed")
+    assert owners["ann@co.com"] == 2 and owners["bob@co.com"] == 4
+    assert sorted(e["subject"] for e in routed) == sorted(map(str, leads))
