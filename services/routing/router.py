@@ -70,9 +70,13 @@ class Situation:
     ledgers: Mapping[UUID, fair.PoolLedger] = field(default_factory=dict)
     exclude: frozenset[UUID] = frozenset()
     reassignments: int = 0
+    target: tuple[str, TeamInfo | None, RouteRule | None] | None = None
+    """``target(directory, facts)`` when the caller has it already (it evaluates the rules)."""
 
 
-def target(directory: Directory, facts: Mapping[str, Any]) -> tuple[str, TeamInfo | None, Any]:
+def target(
+    directory: Directory, facts: Mapping[str, Any]
+) -> tuple[str, TeamInfo | None, RouteRule | None]:
     """Which rule applies and its team (None: the team named does not exist)."""
     rule = directory.routing.first_match(dict(facts))
     if rule is not None:
@@ -121,7 +125,7 @@ def route(directory: Directory, situation: Situation) -> Decision:
             account_id,
             tuple(notes),
         )
-    rule_id, team, rule = target(directory, facts)
+    rule_id, team, rule = situation.target or target(directory, facts)
     if team is None:
         name = rule.team if rule is not None else spec.default_queue
         return _queued(rule_id, f"team {name!r} does not exist", None, expansion, account_id, ())

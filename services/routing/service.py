@@ -177,7 +177,8 @@ async def _decide(
     count: int = 0,
 ) -> Decision:
     facts = routing_facts(lead, submissions)
-    _, team, _ = target(directory, facts)
+    matched = target(directory, facts)
+    team = matched[1]
     loads, ledger = await routing_txn.loads_and_ledger(session, txn, team)
     situation = Situation(
         facts=facts,
@@ -186,6 +187,7 @@ async def _decide(
         ledgers={team.id: ledger} if team is not None and ledger is not None else {},
         exclude=exclude,
         reassignments=count,
+        target=matched,
     )
     return route(directory, situation)
 
