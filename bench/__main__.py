@@ -20,11 +20,11 @@ from types import FrameType
 from rich.console import Console
 from rich.table import Table
 
-from bench import intake, scoring
+from bench import intake, routing, scoring
 from bench.servers import BenchError
 from bench.suite import Options, Report, Suite
 
-SUITES: dict[str, Suite] = {"intake": intake.run, "scoring": scoring.run}
+SUITES: dict[str, Suite] = {"intake": intake.run, "scoring": scoring.run, "routing": routing.run}
 DEFAULT_PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
 
 
