@@ -12,6 +12,7 @@ from pydantic import SecretStr
 from services.intake.app import create_app as intake_app
 from services.intake.keys import dev_public_key
 from services.intake.platforms import start_fetch_sweeper
+from services.routing.main import start_routing
 from services.scoring.main import activate_sample_rules, start_scoring
 from services.serve import serve
 from services.webhooks.main import start_webhooks
@@ -57,6 +58,7 @@ async def run_dev(settings: Settings) -> int:
         runtime.start_relay("relay")
         start_fetch_sweeper(runtime)
         start_scoring(runtime)
+        start_routing(runtime)
         start_webhooks(runtime)
         public = await dev_public_key(
             runtime.sessions, settings.data_dir / "public-key", now=datetime.now(UTC)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from services.intake.app import create_app as intake_app
 from services.intake.platforms import start_fetch_sweeper
+from services.routing.main import start_routing
 from services.scoring.main import start_scoring
 from services.serve import serve
 from services.webhooks.main import start_webhooks
@@ -23,6 +24,7 @@ async def run_scoring(settings: Settings) -> int:
     runtime = Runtime.create(settings)
     runtime.start_relay("scoring-relay")
     start_scoring(runtime)
+    start_routing(runtime)
     app = health_app("Leadflow scoring", runtime)
     return await serve(runtime, app, port=settings.http.scoring_port)
 

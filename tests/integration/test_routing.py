@@ -8,6 +8,7 @@ from datetime import timedelta
 from sqlalchemy import select
 
 from services.routing import admin
+from services.routing.main import sweep_queue
 from services.routing.models import Rep
 from services.routing.repository import forget_cached_directories
 from services.routing.service import (
@@ -17,6 +18,7 @@ from services.routing.service import (
     routing_explanation,
 )
 from shared.models import Lead, OutboxMessage
+from shared.runtime import Runtime
 from tests.conftest import Database, make_settings
 from tests.routing_support import NOW, account, add_lead, rep, team
 
@@ -161,3 +163,27 @@ async def test_a_batch_is_routed_in_one_go_with_the_weights_and_once_per_lead(db
     routed = await events(db, "lead.routed")
     assert owners["ann@co.com"] == 2 and owners["bob@co.com"] == 4
     assert sorted(e["subject"] for e in routed) == sorted(map(str, leads))
+
+
+async def test_the_queue_sweep_routes_a_waiting_lead_once_someone_is_back(db: Database):
+    await directory(db)
+    settings = make_settings(db)
+    async with db.sessions.begin() as s:
+        await admin.add_ruleset(
+            s, "name: t\ndefault_queue: inside\n", by="t", now=NOW, activate=True
+        )
+        for email in ("ann@co.com", "bob@co.com"):
+            await admin.set_availability(s, email, NOW, away_until=NOW + timedelta(days=1))
+        lead_id = await add_lead(s)
+        assert (await route_lead(s, lead_id, now=NOW, settings=settings)).outcome == "queued"
+    runtime = Runtime.create(settings)
+    try:
+        assert await sweep_queue(runtime, now=NOW) == 0  # still nobody: no new event
+        assert len(await events(db, "lead.queued")) == 1
+        async with db.sessions.begin() as s:
+            await admin.set_availability(s, "bob@co.com", NOW, back=True)
+        assert await sweep_queue(runtime, now=NOW + timedelta(hours=1)) == 1
+    finally:
+        await runtime.close()
+    [routed] = await events(db, "lead.routed")
+    assert routed["data"]["owner_email"] == "bob@co.com" and routed["data"]["trigger"] == "queue"

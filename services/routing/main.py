@@ -1,0 +1,75 @@
+"""Wiring of routing's background work in the scoring process: a consumer of the SLA topic
+(escalations reassign) and the queue sweep (queued leads are retried as reps become available:
+back from leave, inside their hours, under capacity)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import UTC, datetime
+
+from sqlalchemy import select
+
+from services.routing.handlers import QUALIFIED, RoutingHandler
+from services.routing.service import route_leads
+from shared.consumer import EventConsumer
+from shared.models import Lead
+from shared.runtime import Runtime
+
+log = logging.getLogger(__name__)
+CONSUMER = "routing"
+SWEEP_INTERVAL_S = 30.0
+SWEEP_BATCH = 200
+
+
+def start_routing(runtime: Runtime, *, name: str = CONSUMER) -> None:
+    assigned = runtime.consumers[name] = asyncio.Event()
+
+    async def consume() -> None:
+        consumer = EventConsumer(
+            name=CONSUMER,
+            topics=[runtime.settings.topics.sla],
+            handler=RoutingHandler(runtime.settings),
+            sessions=runtime.sessions,
+            producer=await runtime.connected_producer(),
+            settings=runtime.settings,
+            on_commit=runtime.notify_relay,
+            assigned=assigned,
+        )
+        await consumer.run()
+
+    runtime.spawn(consume(), name=name)
+    runtime.spawn(sweep_forever(runtime), name=f"{name}-queue-sweep")
+
+
+async def sweep_queue(runtime: Runtime, *, now: datetime) -> int:
+    """Retry up to ``SWEEP_BATCH`` queued leads; returns how many were routed."""
+    async with runtime.sessions.begin() as session:
+        ids = list(
+            await session.scalars(
+                select(Lead.id)
+                .where(Lead.routing_status == "queued", Lead.stage.in_(sorted(QUALIFIED)))
+                .order_by(Lead.updated_at, Lead.id)
+                .limit(SWEEP_BATCH)
+            )
+        )
+        if not ids:
+            return 0
+        decisions = await route_leads(
+            session, ids, now=now, settings=runtime.settings, trigger="queue"
+        )
+    routed = sum(1 for d in decisions if d.outcome == "routed")
+    if routed:
+        runtime.notify_relay()
+    return routed
+
+
+async def sweep_forever(runtime: Runtime) -> None:
+    while True:
+        try:
+            await sweep_queue(runtime, now=datetime.now(UTC))
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # the database is away: try again next round
+            log.warning("routing queue sweep failed", exc_info=True)
+        await asyncio.sleep(SWEEP_INTERVAL_S)
