@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import os
 import socket
 import statistics
@@ -107,6 +108,7 @@ async def _wait_ready(client: httpx.AsyncClient, ports: dict[str, int]) -> None:
 
 async def _latency_run(args: argparse.Namespace, env: dict[str, str], ports: dict[str, int]):  # type: ignore[no-untyped-def]
     accepted: dict[str, float] = {}
+    accepted_wall: dict[str, float] = {}
     statuses = bench_state["statuses"] = {}
     arrived: dict[str, float] = {}
     receiver = Receiver(keep=False)
@@ -129,6 +131,7 @@ async def _latency_run(args: argparse.Namespace, env: dict[str, str], ports: dic
             statuses[response.status_code] = statuses.get(response.status_code, 0) + 1
             if response.status_code == 202 and measured:
                 accepted[response.json()["lead_id"]] = done
+                accepted_wall[response.json()["lead_id"]] = time.time()
 
         total = int(args.rate * (args.warmup + args.seconds))
         warm = int(args.rate * args.warmup)
@@ -144,6 +147,9 @@ async def _latency_run(args: argparse.Namespace, env: dict[str, str], ports: dic
         deadline = time.perf_counter() + 60
         while not set(accepted) <= set(arrived) and time.perf_counter() < deadline:  # noqa: ASYNC110
             await asyncio.sleep(0.1)
+        clock = time.time() - time.perf_counter()
+        arrived_wall = {k: arrived[k] + clock for k in accepted_wall if k in arrived}
+        bench_state["stages"] = await _stages(accepted_wall, arrived_wall)
         burst = await _burst(args.burst, receiver)
     await receiver.stop()
     latencies = sorted((arrived[k] - t) * 1000 for k, t in accepted.items() if k in arrived)
@@ -182,6 +188,65 @@ async def _burst(count: int, receiver: Receiver) -> tuple[int, float]:
     elapsed = time.perf_counter() - started
     await engine.dispose()
     return receiver.count - before, elapsed
+
+
+STAGES_SQL = text(
+    """
+    SELECT o1.aggregate_id AS lead, o1.created_at AS intake_commit,
+           o1.published_at AS received_published, s.processed_at AS scored,
+           o2.published_at AS mql_published, w.processed_at AS recorded,
+           (SELECT min(a.attempted_at) FROM webhook_attempts a WHERE a.message_seq = m.seq)
+               AS attempted,
+           m.delivered_at AS settled
+    FROM outbox o1
+    JOIN processed_events s ON s.consumer = 'scoring' AND s.event_id = o1.id::text
+    JOIN outbox o2 ON o2.aggregate_id = o1.aggregate_id AND o2.type = 'lead.mql'
+    JOIN processed_events w ON w.consumer = 'webhooks' AND w.event_id = o2.id::text
+    JOIN webhook_messages m ON m.event_id = o2.id::text
+    WHERE o1.type = 'lead.received'
+    """
+)
+STAGE_NAMES = (
+    "202 → intake relay published lead.received",
+    "→ scoring consumed it (transaction start)",
+    "→ scoring relay published lead.mql",
+    "→ webhooks consumer recorded the message",
+    "→ dispatcher attempt started",
+    "→ receiver got it",
+    "→ attempt settled (delivered_at)",
+)
+
+
+async def _stages(
+    accepted: dict[str, float], arrived: dict[str, float]
+) -> list[tuple[str, float, float]]:
+    """Where the time goes, per stage: (name, p50 ms, p99 ms) from the rows' timestamps."""
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    engine = create_async_engine(str(bench_state["db_url"]))
+    async with engine.connect() as connection:
+        rows = (await connection.execute(STAGES_SQL)).all()
+    await engine.dispose()
+    gaps: list[list[float]] = [[] for _ in STAGE_NAMES]
+    for row in rows:
+        if row.lead not in arrived or row.attempted is None or row.settled is None:
+            continue
+        points = [
+            accepted[row.lead],
+            row.received_published.timestamp(),
+            row.scored.timestamp(),
+            row.mql_published.timestamp(),
+            row.recorded.timestamp(),
+            row.attempted.timestamp(),
+            arrived[row.lead],
+            row.settled.timestamp(),
+        ]
+        for index, (a, b) in enumerate(itertools.pairwise(points)):
+            gaps[index].append((b - a) * 1000)
+    return [
+        (name, _quantile(sorted(g), 0.5), _quantile(sorted(g), 0.99))
+        for name, g in zip(STAGE_NAMES, gaps, strict=True)
+    ]
 
 
 def _quantile(values: list[float], q: float) -> float:
@@ -249,6 +314,12 @@ def _report(args, rate, accepted, latencies, burst) -> None:  # type: ignore[no-
     )
     if latencies:
         console.print(f"  mean {statistics.fmean(latencies):.1f} ms")
+    stages = Table(title="Where the time goes (database timestamps; clocks of one machine)")
+    for heading in ("stage", "p50 ms", "p99 ms"):
+        stages.add_column(heading, justify="left" if heading == "stage" else "right")
+    for name, p50, p99 in bench_state.get("stages") or []:
+        stages.add_row(name, f"{p50:.1f}", f"{p99:.1f}")
+    console.print(stages)
 
 
 if __name__ == "__main__":

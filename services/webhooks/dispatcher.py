@@ -23,7 +23,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.webhooks import signing
 from services.webhooks.queue import Claimed, claim
-from services.webhooks.settle import Outcome, settle
+from services.webhooks.schedule import Verdict
+from services.webhooks.settle import Outcome, settle, settle_delivered
 from services.webhooks.ssrf import ForbiddenTarget, GuardedBackend, parse_networks
 from shared.config import Settings, WebhookSettings
 from shared.consumer import is_transient
@@ -149,6 +150,8 @@ class Dispatcher:
                 await asyncio.gather(*self.tasks, return_exceptions=True)
 
     def _free(self) -> int:
+        if len(self._outcomes) >= SETTLE_BATCH:
+            return 0  # settling lags: take no more until it catches up
         return self.config.concurrency - sum(self.in_flight.values())
 
     async def _idle(self) -> None:
@@ -185,10 +188,16 @@ class Dispatcher:
             )
 
     async def _deliver(self, client: httpx.AsyncClient, message: Claimed) -> None:
+        released = False
         try:
             outcome = await send(client, message, self.config, datetime.now(UTC))
             ATTEMPTS.labels(outcome.verdict.value).inc()
             LATENCY.observe(outcome.latency_ms / 1000)
+            if outcome.verdict is Verdict.DELIVERED and not message.half_open:
+                # The endpoint answered: its slot takes the next message while this one settles
+                # (still leased, so nobody sends it again; its lead's next message waits for the
+                # settlement). Failures and probes hold the slot until the breaker has seen them.
+                released = self._release(message)
             # A shutdown must not cut a settlement short: the attempt happened, log it.
             await asyncio.shield(self._settle(message, outcome))
         except asyncio.CancelledError:
@@ -196,12 +205,18 @@ class Dispatcher:
         except Exception:  # one message's trouble must not stop the others; its lease expires
             log.exception("webhooks: delivery of message %s failed", message.id)
         finally:
-            left = self.in_flight.get(message.subscription_id, 1) - 1
-            if left:
-                self.in_flight[message.subscription_id] = left
-            else:
-                self.in_flight.pop(message.subscription_id, None)
+            if not released:
+                self._release(message)
             self.wakeup.set()  # the lead's next message may be due now
+
+    def _release(self, message: Claimed) -> bool:
+        left = self.in_flight.get(message.subscription_id, 1) - 1
+        if left:
+            self.in_flight[message.subscription_id] = left
+        else:
+            self.in_flight.pop(message.subscription_id, None)
+        self.wakeup.set()
+        return True
 
     async def _settle(self, message: Claimed, outcome: Outcome) -> None:
         """Group commit: outcomes that arrive while a batch commits go in the next batch, so one
@@ -241,19 +256,38 @@ class Dispatcher:
         while True:
             try:
                 async with self.sessions.begin() as session:
-                    now = datetime.now(UTC)
-                    return [
-                        await settle(
-                            session, m, o, settings=self.settings, now=now, rand=self.rand()
-                        )
-                        for m, o, _ in batch
-                    ]
+                    return await self._settle_in(session, batch, datetime.now(UTC))
             except Exception as error:
                 if not (is_transient(error) or _is_conflict(error)):
                     raise
                 log.warning("webhooks: settling failed (%r); retrying", error)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
+
+    async def _settle_in(
+        self,
+        session: AsyncSession,
+        batch: list[tuple[Claimed, Outcome, asyncio.Future[None]]],
+        now: datetime,
+    ) -> list[bool | Exception]:
+        """Endpoint by endpoint (locked in id order, so two dispatchers cannot deadlock): an
+        endpoint whose attempts all succeeded settles in one go, any other attempt by attempt."""
+        results: list[bool | Exception] = [False] * len(batch)
+        by_endpoint: dict[UUID, list[int]] = {}
+        for index, (message, _outcome, _done) in enumerate(batch):
+            by_endpoint.setdefault(message.subscription_id, []).append(index)
+        for endpoint in sorted(by_endpoint):
+            indexes = by_endpoint[endpoint]
+            if all(batch[i][1].verdict is Verdict.DELIVERED for i in indexes):
+                pairs = [(batch[i][0], batch[i][1]) for i in indexes]
+                await settle_delivered(session, pairs, now=now)
+                continue
+            for i in indexes:
+                message, outcome, _done = batch[i]
+                results[i] = await settle(
+                    session, message, outcome, settings=self.settings, now=now, rand=self.rand()
+                )
+        return results
 
 
 def _is_conflict(error: BaseException) -> bool:

@@ -14,7 +14,7 @@ from typing import Any
 from uuid import UUID
 
 import orjson
-from sqlalchemy import func, literal_column, or_, select, update
+from sqlalchemy import func, literal_column, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.webhooks import filters
@@ -101,12 +101,19 @@ async def claim(
 ) -> list[Claimed]:
     """Lease up to ``limit`` due messages, each the oldest pending one of its lead for its
     endpoint, skipping endpoints that are disabled, paused or at their in-flight limit."""
-    # Each (endpoint, lead) queue's head: a GROUP BY stays linear in the pending rows whatever
-    # the planner's statistics say (an anti-join on stale statistics went quadratic).
-    heads = (
-        select(func.min(messages.c.seq).label("seq"))
-        .where(messages.c.status == PENDING_LITERAL)
-        .group_by(messages.c.subscription_id, messages.c.lead_id)
+    # A due message is sent only when it heads its (endpoint, lead) queue. The check is a
+    # correlated ``min(seq)``: one probe of the queue index per candidate read in due order, so a
+    # claim costs in proportion to what it takes, not to the pending rows (a GROUP BY over every
+    # pending row, or an anti-join the planner may hash, does).
+    earlier = messages.alias("earlier")
+    head = (
+        select(func.min(earlier.c.seq))
+        .where(
+            earlier.c.subscription_id == messages.c.subscription_id,
+            earlier.c.lead_id == messages.c.lead_id,
+            earlier.c.status == PENDING_LITERAL,
+        )
+        .scalar_subquery()
     )
     full = [s for s, n in in_flight.items() if n >= per_endpoint]
     query = (
@@ -118,19 +125,22 @@ async def claim(
         )
         .join(subscriptions, subscriptions.c.id == messages.c.subscription_id)
         .where(
-            messages.c.seq.in_(heads),
+            messages.c.seq == head,
             messages.c.status == PENDING_LITERAL,
             messages.c.due_at <= now,
             or_(messages.c.locked_until.is_(None), messages.c.locked_until <= now),
             subscriptions.c.enabled.is_(True),
             or_(subscriptions.c.paused_until.is_(None), subscriptions.c.paused_until <= now),
         )
-        .order_by(messages.c.due_at, messages.c.seq)
+        .order_by(messages.c.due_at)  # the due index's order: the scan stops at ``limit``
         .limit(limit)
     )
     if full:
         query = query.where(messages.c.subscription_id.not_in(full))
     if session.get_bind().dialect.name == "postgresql":
+        # Walk the due index in order even when the statistics are stale (a fresh or bulk-loaded
+        # table looks empty to the planner, which then sorts every due row before the limit).
+        await session.execute(text("SET LOCAL enable_sort = off"))
         # Two dispatchers never lease one row; each skips what the other is claiming.
         query = query.with_for_update(skip_locked=True, of=messages)
     chosen = _within_limits(
