@@ -1,8 +1,11 @@
 """The dispatcher: claims due messages, POSTs them signed, settles each attempt.
 
 HTTP happens outside any database transaction: claim (lease, commit) → POST → settle (commit).
-Concurrency is bounded per process and per endpoint, so a slow or dead CRM holds at most
+Concurrency is bounded per process and per endpoint: at most ``per_endpoint_concurrency``
+requests to one endpoint at a time, and as many more of its messages leased ahead to follow them
+(claims come in batches, not one per answer), so a slow or dead CRM holds at most twice
 ``per_endpoint_concurrency`` slots and never delays the others; its circuit breaker pauses it.
+A 2xx frees its slot at once; the attempt is then settled in a group commit.
 """
 
 from __future__ import annotations
@@ -116,6 +119,8 @@ class Dispatcher:
         self.rand = rand
         self.wakeup = asyncio.Event()
         self.in_flight: dict[UUID, int] = {}
+        """Leased and not yet answered, per endpoint (waiting for a connection or being sent)."""
+        self.connections: dict[UUID, asyncio.Semaphore] = {}
         self.tasks: set[asyncio.Task[None]] = set()
         self._outcomes: list[tuple[Claimed, Outcome, asyncio.Future[None]]] = []
         self._settler: asyncio.Task[None] | None = None
@@ -185,12 +190,14 @@ class Dispatcher:
                 in_flight=self.in_flight,
                 per_endpoint=self.config.per_endpoint_concurrency,
                 threshold=self.config.breaker_failures,
+                ahead=self.config.per_endpoint_concurrency,
             )
 
     async def _deliver(self, client: httpx.AsyncClient, message: Claimed) -> None:
         released = False
         try:
-            outcome = await send(client, message, self.config, datetime.now(UTC))
+            async with self._connection(message.subscription_id):
+                outcome = await send(client, message, self.config, datetime.now(UTC))
             ATTEMPTS.labels(outcome.verdict.value).inc()
             LATENCY.observe(outcome.latency_ms / 1000)
             if outcome.verdict is Verdict.DELIVERED and not message.half_open:
@@ -209,12 +216,20 @@ class Dispatcher:
                 self._release(message)
             self.wakeup.set()  # the lead's next message may be due now
 
+    def _connection(self, endpoint: UUID) -> asyncio.Semaphore:
+        """At most ``per_endpoint_concurrency`` requests to one endpoint at a time; the messages
+        leased ahead wait here."""
+        if endpoint not in self.connections:
+            self.connections[endpoint] = asyncio.Semaphore(self.config.per_endpoint_concurrency)
+        return self.connections[endpoint]
+
     def _release(self, message: Claimed) -> bool:
         left = self.in_flight.get(message.subscription_id, 1) - 1
         if left:
             self.in_flight[message.subscription_id] = left
-        else:
+        else:  # nothing of this endpoint's is leased any more: nobody holds its semaphore
             self.in_flight.pop(message.subscription_id, None)
+            self.connections.pop(message.subscription_id, None)
         self.wakeup.set()
         return True
 

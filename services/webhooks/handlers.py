@@ -6,7 +6,7 @@ from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.webhooks.queue import record
+from services.webhooks.queue import record, record_many
 from shared.config import Settings
 from shared.events import Event
 
@@ -20,3 +20,8 @@ class RecordDeliveries:
 
     async def __call__(self, event: Event, *, session: AsyncSession, now: datetime) -> None:
         await record(session, event, settings=self.settings, now=now)
+
+    async def handle_batch(
+        self, events: list[Event], *, session: AsyncSession, now: datetime
+    ) -> None:
+        await record_many(session, events, settings=self.settings, now=now)

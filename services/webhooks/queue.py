@@ -7,7 +7,7 @@ claimable again, so delivery is at least once and receivers dedupe on ``webhook-
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -38,22 +38,35 @@ async def record(
 ) -> int:
     """One pending message per enabled subscription that wants ``event``; a redelivered event
     adds nothing (unique subscription + event id). Returns how many subscriptions want it."""
-    wanted = await session.execute(
-        select(subscriptions.c.id, subscriptions.c.event_types, subscriptions.c.filter).where(
-            subscriptions.c.enabled.is_(True)
+    return await record_many(session, [event], settings=settings, now=now)
+
+
+async def record_many(
+    session: AsyncSession, events: Sequence[CloudEvent], *, settings: Settings, now: datetime
+) -> int:
+    """``record`` for a consumer's batch: the subscriptions read once, the messages inserted in
+    one statement, in the batch's order (so ``seq`` keeps each lead's order)."""
+    wanted = (
+        await session.execute(
+            select(subscriptions.c.id, subscriptions.c.event_types, subscriptions.c.filter).where(
+                subscriptions.c.enabled.is_(True)
+            )
         )
-    )
-    document: dict[str, Any] = orjson.loads(event.encode())
-    body: str | None = None
+    ).all()
     rows = []
-    for subscription_id, patterns, expression in wanted:
-        if not receives(patterns, event.type):
-            continue
-        if event.type != ERASED and not filters.passes(expression, document):
-            continue
-        if body is None:
-            body = orjson.dumps(outbound(document, settings.webhooks.consent_fields)).decode()
-        rows.append(_message(subscription_id, event, body, now))
+    for event in events:
+        document: dict[str, Any] | None = None
+        body: str | None = None
+        for subscription_id, patterns, expression in wanted:
+            if not receives(patterns, event.type):
+                continue
+            if document is None:
+                document = orjson.loads(event.encode())
+            if event.type != ERASED and not filters.passes(expression, document):
+                continue
+            if body is None:
+                body = orjson.dumps(outbound(document, settings.webhooks.consent_fields)).decode()
+            rows.append(_message(subscription_id, event, body, now))
     if rows:
         await session.execute(insert_ignoring_conflicts(session, messages), rows)
     return len(rows)
@@ -98,9 +111,15 @@ async def claim(
     in_flight: Mapping[UUID, int],
     per_endpoint: int,
     threshold: int,
+    ahead: int = 0,
 ) -> list[Claimed]:
     """Lease up to ``limit`` due messages, each the oldest pending one of its lead for its
-    endpoint, skipping endpoints that are disabled, paused or at their in-flight limit."""
+    endpoint, skipping endpoints that are disabled, paused or at their in-flight limit.
+
+    ``ahead`` more than ``per_endpoint`` may be leased for an endpoint, to wait in the dispatcher
+    for a free connection; such an endpoint is claimed for again only once its outstanding
+    messages are down to ``per_endpoint``, so a busy endpoint is refilled in batches, not one
+    message per answer."""
     # A due message is sent only when it heads its (endpoint, lead) queue. The check is a
     # correlated ``min(seq)``: one probe of the queue index per candidate read in due order, so a
     # claim costs in proportion to what it takes, not to the pending rows (a GROUP BY over every
@@ -115,7 +134,7 @@ async def claim(
         )
         .scalar_subquery()
     )
-    full = [s for s, n in in_flight.items() if n >= per_endpoint]
+    full = [s for s, n in in_flight.items() if n >= per_endpoint + min(ahead, 1)]
     query = (
         select(messages, subscriptions.c.url, subscriptions.c.secret)
         .add_columns(
@@ -144,7 +163,7 @@ async def claim(
         # Two dispatchers never lease one row; each skips what the other is claiming.
         query = query.with_for_update(skip_locked=True, of=messages)
     chosen = _within_limits(
-        (await session.execute(query)).all(), in_flight, per_endpoint, threshold, now
+        (await session.execute(query)).all(), in_flight, per_endpoint + ahead, threshold, now
     )
     if chosen:
         await session.execute(
