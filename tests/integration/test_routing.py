@@ -8,6 +8,7 @@ from datetime import timedelta
 from sqlalchemy import select
 
 from services.routing import admin
+from services.routing.handlers import after_scoring, on_sla_escalated
 from services.routing.main import sweep_queue
 from services.routing.models import Rep
 from services.routing.repository import forget_cached_directories
@@ -17,6 +18,7 @@ from services.routing.service import (
     route_leads,
     routing_explanation,
 )
+from shared.events import LeadOutcome, LeadOutcomeData
 from shared.models import Lead, OutboxMessage
 from shared.runtime import Runtime
 from tests.conftest import Database, make_settings
@@ -187,3 +189,46 @@ async def test_the_queue_sweep_routes_a_waiting_lead_once_someone_is_back(db: Da
         await runtime.close()
     [routed] = await events(db, "lead.routed")
     assert routed["data"]["owner_email"] == "bob@co.com" and routed["data"]["trigger"] == "queue"
+
+
+async def test_a_wrong_owner_rejection_and_an_sla_escalation_reassign_a_stale_one_does_not(
+    db: Database,
+):
+    await directory(db)
+    settings = make_settings(db)
+    async with db.sessions.begin() as s:
+        await rep(s, "cy@co.com", "inside")
+        await admin.add_ruleset(
+            s, "name: t\ndefault_queue: inside\n", by="t", now=NOW, activate=True
+        )
+        lead_id = await add_lead(s)
+        [first] = await after_scoring(
+            s, [], [{"lead_id": lead_id, "to_stage": "mql"}], settings=settings, now=NOW
+        )
+    rejected = LeadOutcome.about_lead(
+        lead_id,
+        LeadOutcomeData(lead_id=lead_id, outcome="rejected", occurred_at=NOW, reason="not_mine"),
+        source="/test",
+        time=NOW,
+    )
+    not_a_fit = LeadOutcome.about_lead(
+        lead_id,
+        LeadOutcomeData(lead_id=lead_id, outcome="rejected", occurred_at=NOW, reason="no_budget"),
+        source="/test",
+        time=NOW,
+    )
+    async with db.sessions.begin() as s:
+        assert await after_scoring(s, [not_a_fit], [], settings=settings, now=NOW) == []
+        [second] = await after_scoring(s, [rejected], [], settings=settings, now=NOW)
+        stale = await on_sla_escalated(
+            s, lead_id, owner_id=first.owner_id, reason="breached", now=NOW, settings=settings
+        )
+        third = await on_sla_escalated(
+            s, lead_id, owner_id=second.owner_id, reason="breached", now=NOW, settings=settings
+        )
+    assert len({first.owner_id, second.owner_id, third.owner_id}) == 3
+    assert stale.outcome == "unchanged"
+    async with db.sessions() as s:
+        history = await routing_explanation(s, lead_id)
+    assert [h["trigger"] for h in history] == ["qualified", "rejected", "sla_escalation"]
+    assert history[1]["reason"].startswith("rejected by owner: not_mine")
