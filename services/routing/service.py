@@ -95,10 +95,11 @@ async def route_leads(
         if lead_id not in found:
             raise LeadNotFound(f"no lead {lead_id}")
         lead, submissions = found[lead_id]
-        wanted = "queued" if trigger == "queue" else None
+        # "closed": released when it was recycled, and now qualified again: route it anew.
+        wanted = ("queued",) if trigger == "queue" else (None, "closed")
         # Routed already; a platform's test lead (never counted); or routing is off until a
         # team exists (the CRM may route): nothing to do.
-        if lead.routing_status != wanted or lead.is_test or not directory.teams:
+        if lead.routing_status not in wanted or lead.is_test or not directory.teams:
             results.append(_unchanged(lead))
             continue
         decision = await _decide(session, txn, directory, lead, submissions, now=now)

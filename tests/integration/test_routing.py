@@ -232,3 +232,29 @@ async def test_a_wrong_owner_rejection_and_an_sla_escalation_reassign_a_stale_on
         history = await routing_explanation(s, lead_id)
     assert [h["trigger"] for h in history] == ["qualified", "rejected", "sla_escalation"]
     assert history[1]["reason"].startswith("rejected by owner: not_mine")
+
+
+async def test_a_recycled_lead_is_released_and_routed_again_when_it_requalifies(db: Database):
+    await directory(db)
+    settings = make_settings(db)
+    async with db.sessions.begin() as s:
+        await admin.add_ruleset(
+            s, "name: t\ndefault_queue: inside\n", by="t", now=NOW, activate=True
+        )
+        lead_id = await add_lead(s)
+        await after_scoring(
+            s, [], [{"lead_id": lead_id, "to_stage": "mql"}], settings=settings, now=NOW
+        )
+    async with db.sessions.begin() as s:
+        await after_scoring(
+            s, [], [{"lead_id": lead_id, "to_stage": "recycled"}], settings=settings, now=NOW
+        )
+    async with db.sessions() as s:
+        assert sum((await s.execute(select(Rep.open_leads))).scalars()) == 0
+    async with db.sessions.begin() as s:
+        [again] = await after_scoring(
+            s, [], [{"lead_id": lead_id, "to_stage": "mql"}], settings=settings, now=NOW
+        )
+    assert again.outcome == "routed"
+    async with db.sessions() as s:
+        assert sum((await s.execute(select(Rep.open_leads))).scalars()) == 1
