@@ -16,6 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.routing import admin, importer
+from services.routing.explain import routing_explanation
 from services.routing.models import Account, Membership, Rep, RoutingRuleset, Team
 from services.routing.rules import RoutingInvalid
 from services.routing.schemas import (
@@ -27,7 +28,7 @@ from services.routing.schemas import (
     TeamIn,
     TeamView,
 )
-from services.routing.service import LeadNotFound, reassign_lead, routing_explanation
+from services.routing.service import LeadNotFound, reassign_lead
 from shared import problems
 from shared.auth import require_secret_key
 from shared.problems import Problem

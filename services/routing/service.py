@@ -18,28 +18,18 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.routing import repository as repo
 from services.routing import txn as routing_txn
 from services.routing.directory import Directory
+from services.routing.emit import RoutingEvent, routing_event
 from services.routing.facts import routing_facts
 from services.routing.models import Assignment
 from services.routing.router import Decision, Situation, route, target
 from services.routing.txn import RoutingTxn
 from shared.config import Settings
-from shared.events import (
-    LeadQueued,
-    LeadQueuedData,
-    LeadReassigned,
-    LeadReassignedData,
-    LeadRouted,
-    LeadRoutedData,
-)
-from shared.events.routing import CandidateData
 from shared.ids import new_id
 from shared.models import Inquiry, Lead, LeadHistory
 from shared.outbox import stage
 
-SOURCE = "/leadflow/routing"
 leads_t, inquiries_t, history_t = Lead.__table__, Inquiry.__table__, LeadHistory.__table__
 assignments_t = Assignment.__table__
-RoutingEvent = LeadRouted | LeadQueued | LeadReassigned
 
 
 class LeadNotFound(LookupError):
@@ -236,7 +226,9 @@ def _record(
         "updated_at": now,
     }
     reason = (f"{why}: " if why else "") + decision.reason
-    event = _event(directory, lead, decision, trigger=trigger, previous=previous, why=why, now=now)
+    event = routing_event(
+        directory, lead, decision, trigger=trigger, previous=previous, why=why, now=now
+    )
     txn.add(
         assignments_t,
         {
@@ -288,52 +280,6 @@ async def _write(
         statement = update(leads_t).where(leads_t.c.id == bindparam("b_id")).values(**columns)
         await session.execute(statement, updates)
     await stage(session, settings, *events)
-
-
-def _event(
-    directory: Directory,
-    lead: Any,
-    decision: Decision,
-    *,
-    trigger: str,
-    previous: Any,
-    why: str,
-    now: datetime,
-) -> RoutingEvent:
-    team = decision.team
-    owner = directory.reps.get(decision.owner_id) if decision.owner_id else None
-    common: dict[str, Any] = {
-        "lead_id": lead.id,
-        "trigger": trigger,
-        "rule": decision.rule,
-        "ruleset_version": directory.ruleset_version,
-        "team_id": team.id if team else None,
-        "team": team.name if team else None,
-        "is_expansion": decision.is_expansion,
-        "account_id": decision.account_id,
-        "reason": decision.reason,
-        "candidates": [CandidateData(**c.as_dict()) for c in decision.candidates],
-    }
-    if previous is not None:
-        data = LeadReassignedData(
-            **common,
-            previous_owner_id=previous.owner_id,
-            owner_id=decision.owner_id,
-            owner_email=owner.email if owner else None,
-            why=why or trigger,
-            available_at=decision.available_at,
-        )
-        return LeadReassigned.about_lead(lead.id, data, source=SOURCE, time=now)
-    if owner is not None:
-        routed = LeadRoutedData(
-            **common,
-            owner_id=owner.id,
-            owner_email=owner.email,
-            strategy=decision.strategy,
-            available_at=decision.available_at,
-        )
-        return LeadRouted.about_lead(lead.id, routed, source=SOURCE, time=now)
-    return LeadQueued.about_lead(lead.id, LeadQueuedData(**common), source=SOURCE, time=now)
 
 
 async def _lead(session: AsyncSession, lead_id: UUID) -> tuple[Any, list[dict[str, Any]]]:
@@ -404,38 +350,3 @@ def _result(lead_id: UUID, decision: Decision, event_type: str) -> RoutingDecisi
         tuple(c.as_dict() for c in decision.candidates),
         event_type,
     )
-
-
-async def routing_explanation(session: AsyncSession, lead_id: UUID) -> list[dict[str, Any]]:
-    """Every routing decision about the lead, oldest first, with its candidates and reasons."""
-    txn = session.info.get(routing_txn.KEY)
-    if txn is not None:
-        await routing_txn.write_rows(session, txn)
-    query = (
-        select(assignments_t)
-        .where(assignments_t.c.lead_id == lead_id)
-        .order_by(assignments_t.c.decided_at, assignments_t.c.id)
-    )
-    return [
-        {
-            "decided_at": row.decided_at.isoformat(),
-            "trigger": row.trigger,
-            "outcome": row.outcome,
-            "owner_id": _str(row.owner_id),
-            "previous_owner_id": _str(row.previous_owner_id),
-            "team_id": _str(row.team_id),
-            "rule": row.rule,
-            "ruleset_version": row.ruleset_version,
-            "strategy": row.strategy,
-            "is_expansion": row.is_expansion,
-            "account_id": _str(row.account_id),
-            "reason": row.reason,
-            "available_at": row.available_at.isoformat() if row.available_at else None,
-            "candidates": row.candidates,
-        }
-        for row in await session.execute(query)
-    ]
-
-
-def _str(value: UUID | None) -> str | None:
-    return str(value) if value is not None else None

@@ -9,7 +9,7 @@ from uuid import UUID
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.routing.service import routing_explanation
+from services.routing.explain import routing_explanation
 from services.scoring import store
 from services.scoring.facts import facts_of
 from services.scoring.models import LeadTransition

@@ -8,6 +8,7 @@ from datetime import timedelta
 from sqlalchemy import select
 
 from services.routing import admin
+from services.routing.explain import routing_explanation
 from services.routing.handlers import after_scoring, on_sla_escalated
 from services.routing.main import sweep_queue
 from services.routing.models import Rep
@@ -16,7 +17,6 @@ from services.routing.service import (
     reassign_lead,
     route_lead,
     route_leads,
-    routing_explanation,
 )
 from shared.events import LeadOutcome, LeadOutcomeData
 from shared.models import Lead, OutboxMessage
