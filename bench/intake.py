@@ -18,16 +18,19 @@ import asyncio
 import contextlib
 import secrets
 from collections.abc import Iterator
+from dataclasses import replace
+from datetime import UTC, datetime
 from functools import partial
 
 import asyncpg
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 
 from bench.loadgen import CpuProbe, LoadSpec, RequestTemplate, Stats, run_load
 from bench.servers import Served, asgi_server, bare_app, raw_server
 from bench.suite import Check, Log, Options, Report, Row
 from services.intake.app import create_app
+from services.intake.keys import create_key
 from shared.config import load_settings
 from shared.migrate import upgrade
 from shared.runtime import Runtime
@@ -41,7 +44,11 @@ SUBMIT = RequestTemplate("POST", "/v1/leads", BODY, expect=202)
 
 def intake_app(db_url: str) -> Served:
     """The real intake app, built as ``leadflow intake`` builds it, minus the outbox relay."""
-    settings = load_settings(db={"url": db_url, "pool_size": 20}, kafka={"bootstrap_servers": None})
+    settings = load_settings(
+        db={"url": db_url, "pool_size": 20},
+        kafka={"bootstrap_servers": None},
+        intake={"rate_limit_per_key": None, "rate_limit_per_ip": None},  # one client, many posts
+    )
     runtime = Runtime.create(settings)
     return Served(create_app(runtime), runtime.close)
 
@@ -49,10 +56,12 @@ def intake_app(db_url: str) -> Served:
 def run(options: Options, log: Log) -> Report:
     tag = secrets.token_hex(3)
 
-    def load(port: int, label: str, probes: tuple[CpuProbe, ...]) -> Stats:
+    def load(
+        port: int, label: str, probes: tuple[CpuProbe, ...], template: RequestTemplate = SUBMIT
+    ) -> Stats:
         spec = LoadSpec(
             port=port,
-            template=SUBMIT,
+            template=template,
             connections=options.concurrency,
             processes=options.processes,
             warmup_s=options.warmup,
@@ -75,12 +84,15 @@ def run(options: Options, log: Log) -> Report:
     log("(b) intake POST /v1/leads on PostgreSQL (outbox relay not running)")
     with bench_database(options.pg_url, log) as url:
         database = url.database or ""
+        # As a web form posts: with a public key (no rate limit set, so none is hit).
+        key = asyncio.run(_public_key(url))
+        form = replace(SUBMIT, headers=(("X-API-Key", key),))
         with asgi_server("intake", partial(intake_app, _dsn(url))) as server:
             probes = (
                 CpuProbe("server", (server.pid,)),
                 CpuProbe("postgres", cmdline_contains=f" {database} "),
             )
-            intake = load(server.port, "b", probes)
+            intake = load(server.port, "b", probes, form)
         counts = asyncio.run(_count_rows(url))  # the server has stopped: every commit is in
 
     report = Report(
@@ -114,6 +126,18 @@ def run(options: Options, log: Log) -> Report:
         report.ratios.append(("(a) / load generator ceiling", ceiling.rps / generator.rps))
     report.checks.extend(_checks(intake, counts))
     return report
+
+
+async def _public_key(url: URL) -> str:
+    engine = create_async_engine(url.set(drivername="postgresql+asyncpg"))
+    try:
+        async with engine.begin() as connection:
+            session = AsyncSession(bind=connection)
+            key, _ = await create_key(session, kind="public", now=datetime.now(UTC), name="bench")
+            await session.commit()
+    finally:
+        await engine.dispose()
+    return key
 
 
 def _checks(intake: Stats, counts: dict[str, int]) -> list[Check]:

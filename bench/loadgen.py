@@ -44,6 +44,7 @@ class RequestTemplate:
     content_type: str = "application/json"
     expect: int = 200
     """The status code of a successful answer; any other is counted as an error."""
+    headers: tuple[tuple[str, str], ...] = ()
 
     def parts(self, host: str, port: int, id_prefix: bytes) -> tuple[bytes, bytes, bool]:
         """The request's bytes before and after the counter, and whether it has one."""
@@ -58,7 +59,8 @@ class RequestTemplate:
             f"Host: {host}:{port}\r\n"
             f"User-Agent: leadflow-bench\r\n"
             f"Content-Type: {self.content_type}\r\n"
-            f"Content-Length: {length}\r\n\r\n"
+            + "".join(f"{name}: {value}\r\n" for name, value in self.headers)
+            + f"Content-Length: {length}\r\n\r\n"
         ).encode()
         return head + before, after, numbered
 
