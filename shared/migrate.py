@@ -22,6 +22,7 @@ def alembic_config(url: str | None = None) -> Config:
 
 async def upgrade(engine: AsyncEngine, revision: str = "heads") -> None:
     """Apply migrations; ``heads`` applies every branch (areas add revisions side by side)."""
+
     def _upgrade(connection: Connection) -> None:
         config = alembic_config()
         config.attributes["connection"] = connection
