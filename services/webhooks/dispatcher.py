@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import sys
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -33,6 +34,15 @@ from shared.config import Settings, WebhookSettings
 from shared.consumer import is_transient
 
 log = logging.getLogger(__name__)
+
+try:
+    import sniffio  # noqa: F401
+except ImportError:
+    # httpcore runs ``import sniffio`` each time it makes a lock or an event (several times per
+    # request); without the package every such import searches sys.path again, which was most
+    # of an attempt's CPU. A None entry makes the import fail at once (httpcore then assumes
+    # asyncio, which is what runs it here).
+    sys.modules["sniffio"] = None  # type: ignore[assignment]
 ATTEMPTS = Counter("leadflow_webhook_attempts_total", "Webhook delivery attempts", ["outcome"])
 DISABLED = Counter("leadflow_webhook_endpoints_disabled_total", "Endpoints disabled")
 SETTLE_BATCH = 500
