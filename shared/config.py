@@ -74,6 +74,13 @@ class KafkaSettings(_Group):
         10_000, ge=1000, description="Consumer group session: a silent member is dropped after it"
     )
     heartbeat_interval_ms: int = Field(3_000, ge=100, description="Consumer heartbeat interval")
+    fetch_max_wait_ms: int = Field(
+        20,
+        ge=1,
+        le=10_000,
+        description="Longest a consumer's fetch waits for data; the embedded broker answers "
+        "only when it ends (a latency floor per hop), Apache Kafka as soon as data arrives",
+    )
     commit_timeout_s: float = Field(10.0, gt=0, description="Upper bound on one offset commit")
 
     @field_validator("bootstrap_servers")

@@ -44,6 +44,7 @@ def make_consumer(settings: KafkaSettings, *topics: str, group_id: str) -> AIOKa
         auto_offset_reset="earliest",
         session_timeout_ms=settings.session_timeout_ms,
         heartbeat_interval_ms=settings.heartbeat_interval_ms,
+        fetch_max_wait_ms=settings.fetch_max_wait_ms,
         request_timeout_ms=max(settings.request_timeout_ms, settings.session_timeout_ms + 5000),
         max_poll_interval_ms=300_000,
     )
