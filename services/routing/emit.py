@@ -43,7 +43,13 @@ def routing_event(
         "is_expansion": decision.is_expansion,
         "account_id": decision.account_id,
         "reason": decision.reason,
-        "candidates": [CandidateData(**c.as_dict()) for c in decision.candidates],
+        # Built from the router's own typed values: no need to validate them again.
+        "candidates": [
+            CandidateData.model_construct(
+                rep_id=c.rep_id, name=c.name, status=c.status, reason=c.reason
+            )
+            for c in decision.candidates
+        ],
     }
     if previous is not None:
         data = LeadReassignedData(
