@@ -28,6 +28,7 @@ from shared.events import Event, UndecodableEvent, UnknownEventType, decode
 from shared.kafka import ensure_topics, make_consumer
 from shared.metrics import BATCH_SECONDS, DEAD_LETTERED, EVENTS_PROCESSED
 from shared.models import ProcessedEvent
+from shared.shutdown import bounded
 
 log = logging.getLogger(__name__)
 processed = ProcessedEvent.__table__
@@ -89,7 +90,8 @@ class EventConsumer:
                     await self.process(partition, records)
                     await self._commit(consumer, partition, records[-1].offset + 1)
         finally:
-            await consumer.stop()
+            # Offsets are committed batch by batch; nothing to lose if the goodbye never arrives.
+            await bounded(consumer.stop(), f"{self.name}: consumer stop")
 
     async def process(self, partition: TopicPartition, records: list[ConsumerRecord]) -> None:
         decoded: list[tuple[ConsumerRecord, Event]] = []

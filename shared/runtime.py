@@ -17,6 +17,7 @@ from shared.config import Settings
 from shared.db import make_engine, make_sessions, ping
 from shared.kafka import make_producer
 from shared.outbox import Relay
+from shared.shutdown import bounded
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +101,9 @@ class Runtime:
         await asyncio.gather(*self.tasks, return_exceptions=True)
         self.tasks.clear()
         if self.producer is not None:
-            await self.producer.stop()
+            # stop() flushes what is still buffered and can wait on a broker that is gone; every
+            # event it holds is still in the outbox (marked published only once acknowledged).
+            await bounded(self.producer.stop(), "producer stop")
             self.producer = None
         await self.engine.dispose()
 
