@@ -129,7 +129,8 @@ async def _recovered(session: AsyncSession, subscription: Subscription, now: dat
             )
             .values(due_at=now)
         )
-    _apply_health(subscription, breaker.after_success(), now)
+    if _health_of(subscription) != breaker.after_success():
+        _apply_health(subscription, breaker.after_success(), now)  # else no write at all
 
 
 async def _failed(
