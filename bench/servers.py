@@ -18,7 +18,7 @@ import multiprocessing
 import signal
 import socket
 import time
-from collections.abc import Awaitable, Callable, Generator, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
@@ -29,6 +29,8 @@ import uvloop
 from fastapi import FastAPI
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.types import ASGIApp
+
+from services.serve import GracefulServer
 
 HOST = "127.0.0.1"
 START_TIMEOUT_S = 60.0
@@ -179,20 +181,6 @@ def _listen() -> socket.socket:
     return sock
 
 
-class _Server(uvicorn.Server):
-    @contextlib.contextmanager
-    def capture_signals(self) -> Generator[None, None, None]:
-        # uvicorn re-raises the signal after a graceful stop, which would kill the process before
-        # the app's resources (a database pool) are closed: take the signal as "stop" instead.
-        handled = (signal.SIGINT, signal.SIGTERM)
-        original = {sig: signal.signal(sig, self.handle_exit) for sig in handled}
-        try:
-            yield
-        finally:
-            for sig, handler in original.items():
-                signal.signal(sig, handler)
-
-
 def _serve_asgi(factory: AppFactory, pipe: Connection) -> None:
     sock = _listen()
     served = factory()
@@ -208,7 +196,7 @@ def _serve_asgi(factory: AppFactory, pipe: Connection) -> None:
         log_level="warning",
         timeout_graceful_shutdown=5,
     )
-    server = _Server(config)
+    server = GracefulServer(config)
 
     async def main() -> None:
         try:

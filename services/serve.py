@@ -13,7 +13,9 @@ from fastapi import FastAPI
 from shared.runtime import Runtime
 
 
-class _Server(uvicorn.Server):
+class GracefulServer(uvicorn.Server):
+    """uvicorn, minus re-raising the stop signal once it has stopped (see capture_signals)."""
+
     @contextlib.contextmanager
     def capture_signals(self) -> Generator[None, None, None]:
         # uvicorn re-raises the signal after a graceful stop; we still have a broker and a
@@ -39,7 +41,7 @@ async def serve(runtime: Runtime, app: FastAPI, *, port: int, host: str | None =
         limit_concurrency=2048,
         timeout_graceful_shutdown=10,
     )
-    server = _Server(config)
+    server = GracefulServer(config)
     failed = False
 
     def on_done(task: asyncio.Task[None]) -> None:

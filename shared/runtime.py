@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
@@ -14,6 +14,7 @@ from aiokafka.errors import KafkaError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from shared.config import Settings
+from shared.consumer import EventConsumer, Handler
 from shared.db import make_engine, make_sessions, ping
 from shared.kafka import make_producer
 from shared.outbox import Relay
@@ -64,6 +65,35 @@ class Runtime:
             await self.relay.run()
 
         self.spawn(relay(), name=name)
+
+    def start_consumer(
+        self,
+        group: str,
+        topics: Sequence[str],
+        handler: Handler,
+        *,
+        name: str | None = None,
+        on_commit: Callable[[], None] | None = None,
+    ) -> None:
+        """Consume ``topics`` in the background as consumer ``group``; readiness waits for its
+        partitions, and what it stages wakes the relay (or ``on_commit``)."""
+        task_name = name or group
+        assigned = self.consumers[task_name] = asyncio.Event()
+
+        async def consume() -> None:
+            consumer = EventConsumer(
+                name=group,
+                topics=topics,
+                handler=handler,
+                sessions=self.sessions,
+                producer=await self.connected_producer(),
+                settings=self.settings,
+                on_commit=on_commit or self.notify_relay,
+                assigned=assigned,
+            )
+            await consumer.run()
+
+        self.spawn(consume(), name=task_name)
 
     def notify_relay(self) -> None:
         if self.relay is not None:

@@ -6,10 +6,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-FREE_MAIL = frozenset(
-    "gmail.com googlemail.com yahoo.com hotmail.com outlook.com live.com icloud.com aol.com "
-    "proton.me protonmail.com gmx.de gmx.net web.de mail.ru yandex.ru".split()
-)
+from shared.mailboxes import FREE_MAIL_DOMAINS
+
 _ALIASES = {
     "region": ("region", "state", "province"),
     "postal_code": ("postal_code", "zip", "postcode"),
@@ -39,7 +37,7 @@ def routing_facts(lead: Any, submissions: Iterable[Mapping[str, Any]] = ()) -> d
     facts.update(
         email=email,
         email_domain=domain,
-        free_mail=domain in FREE_MAIL,
+        free_mail=domain in FREE_MAIL_DOMAINS,
         company=getattr(lead, "company", None) or "",
         employees=_int(merged.get("employees")),
         source=getattr(lead, "source", None) or "",

@@ -12,7 +12,6 @@ from sqlalchemy import select
 
 from services.routing.handlers import QUALIFIED, RoutingHandler
 from services.routing.service import route_leads
-from shared.consumer import EventConsumer
 from shared.models import Lead
 from shared.runtime import Runtime
 
@@ -23,22 +22,8 @@ SWEEP_BATCH = 200
 
 
 def start_routing(runtime: Runtime, *, name: str = CONSUMER) -> None:
-    assigned = runtime.consumers[name] = asyncio.Event()
-
-    async def consume() -> None:
-        consumer = EventConsumer(
-            name=CONSUMER,
-            topics=[runtime.settings.topics.sla],
-            handler=RoutingHandler(runtime.settings),
-            sessions=runtime.sessions,
-            producer=await runtime.connected_producer(),
-            settings=runtime.settings,
-            on_commit=runtime.notify_relay,
-            assigned=assigned,
-        )
-        await consumer.run()
-
-    runtime.spawn(consume(), name=name)
+    topics = [runtime.settings.topics.sla]
+    runtime.start_consumer(CONSUMER, topics, RoutingHandler(runtime.settings), name=name)
     runtime.spawn(sweep_forever(runtime), name=f"{name}-queue-sweep")
 
 

@@ -12,25 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-FREE_MAIL_DOMAINS = frozenset(
-    {
-        "gmail.com",
-        "googlemail.com",
-        "yahoo.com",
-        "hotmail.com",
-        "outlook.com",
-        "live.com",
-        "icloud.com",
-        "aol.com",
-        "proton.me",
-        "protonmail.com",
-        "gmx.de",
-        "gmx.net",
-        "web.de",
-        "mail.ru",
-        "yandex.ru",
-    }
-)
+from shared.mailboxes import FREE_MAIL_DOMAINS
 
 ACTIVITY_KINDS = (
     "page_view",

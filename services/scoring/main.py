@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 from datetime import UTC, datetime
 
 from services.scoring import store, versions
 from services.scoring.handlers import ScoringHandler
-from shared.consumer import EventConsumer
 from shared.runtime import Runtime
 
 CONSUMER = "scoring"
@@ -15,23 +13,8 @@ CONSUMER = "scoring"
 
 def start_scoring(runtime: Runtime, *, name: str = CONSUMER) -> None:
     """Consume the intake topic in the background; the runtime's relay publishes what it emits."""
-
-    assigned = runtime.consumers[name] = asyncio.Event()
-
-    async def consume() -> None:
-        consumer = EventConsumer(
-            name=CONSUMER,
-            topics=[runtime.settings.topics.intake],
-            handler=ScoringHandler(runtime.settings),
-            sessions=runtime.sessions,
-            producer=await runtime.connected_producer(),
-            settings=runtime.settings,
-            on_commit=runtime.notify_relay,
-            assigned=assigned,
-        )
-        await consumer.run()
-
-    runtime.spawn(consume(), name=name)
+    topics = [runtime.settings.topics.intake]
+    runtime.start_consumer(CONSUMER, topics, ScoringHandler(runtime.settings), name=name)
 
 
 async def activate_sample_rules(runtime: Runtime) -> None:
