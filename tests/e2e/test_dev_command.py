@@ -30,18 +30,38 @@ def _wait_ready(base: str, process: subprocess.Popen[bytes], within: float = 60)
     raise AssertionError("leadflow dev did not become ready")
 
 
-def _broker_processes(data_dir: Path) -> list[str]:
-    out = subprocess.run(["ps", "-eo", "pid,args"], capture_output=True, text=True).stdout
-    return [line for line in out.splitlines() if "tansu" in line and "broker" in line]
+def _brokers_of(parent: int) -> set[int]:
+    """The embedded brokers that process ``parent`` started (other test runs may have theirs)."""
+    out = subprocess.run(["ps", "-eo", "pid,ppid,args"], capture_output=True, text=True).stdout
+    found = set()
+    for line in out.splitlines()[1:]:
+        pid, ppid, args = line.split(None, 2)
+        if int(ppid) == parent and "tansu" in args and "broker" in args:
+            found.add(int(pid))
+    return found
 
 
-def test_dev_runs_the_slice_and_stops_cleanly_on_ctrl_c(tmp_path: Path) -> None:
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+@pytest.mark.parametrize("database", ["sqlite", "postgresql"])
+def test_dev_runs_the_slice_and_stops_cleanly_on_ctrl_c(
+    tmp_path: Path, database: str, request: pytest.FixtureRequest
+) -> None:
     port = free_port()
     data_dir = tmp_path / "data"
-    before = set(_broker_processes(data_dir))
     env = {k: v for k, v in os.environ.items() if not k.startswith("LEADFLOW_")}
+    command = [sys.executable, "-m", "services", "dev", "--port", str(port)]
+    command += ["--data-dir", str(data_dir)]
+    if database == "postgresql":
+        command += ["--database-url", request.getfixturevalue("pg").url]
     process = subprocess.Popen(
-        [sys.executable, "-m", "services", "dev", "--port", str(port), "--data-dir", str(data_dir)],
+        command,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         env=env,
@@ -65,15 +85,16 @@ def test_dev_runs_the_slice_and_stops_cleanly_on_ctrl_c(tmp_path: Path) -> None:
                 break
             time.sleep(0.05)
         assert shown["score"] == 30
-        assert (data_dir / "leadflow.db").exists()
-        assert len(set(_broker_processes(data_dir)) - before) == 1
+        assert (data_dir / "leadflow.db").exists() == (database == "sqlite")
+        brokers = _brokers_of(process.pid)
+        assert len(brokers) == 1
     finally:
         process.send_signal(signal.SIGINT)
         output = process.communicate(timeout=30)[0].decode()
     assert process.returncode == 0, output
     assert f"curl -s -X POST {base}/v1/leads" in output
     assert f"X-API-Key: {public}" in output
-    assert set(_broker_processes(data_dir)) - before == set(), "the embedded broker outlived dev"
+    assert not any(_alive(pid) for pid in brokers), "the embedded broker outlived dev"
 
 
 def test_dev_refuses_a_bad_database_url(tmp_path: Path) -> None:
