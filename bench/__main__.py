@@ -47,9 +47,9 @@ def parse_args(argv: list[str] | None = None) -> tuple[Options, list[str]]:
     )
     parser.add_argument(
         "--pg-url",
-        default=os.environ.get("LEADFLOW_BENCH_PG_URL", DEFAULT_PG_URL),
+        default=os.environ.get("BENCH_PG_URL", DEFAULT_PG_URL),
         help="PostgreSQL database used to create and drop the benchmark database "
-        "(default $LEADFLOW_BENCH_PG_URL or %(default)s)",
+        "(default $BENCH_PG_URL or %(default)s)",
     )
     args = parser.parse_args(argv)
     unknown = [name for name in args.suites if name not in SUITES]

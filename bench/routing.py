@@ -275,7 +275,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch", type=int, default=500, help="leads per transaction")
     parser.add_argument(
         "--pg-url",
-        default=os.environ.get("LEADFLOW_BENCH_PG_URL", DEFAULT_PG_URL),
+        default=os.environ.get("BENCH_PG_URL", DEFAULT_PG_URL),
         help="PostgreSQL database used to create and drop the benchmark database",
     )
     args = parser.parse_args(argv)

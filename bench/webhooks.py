@@ -292,7 +292,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=float, default=5.0, help="unmeasured seconds first")
     parser.add_argument("--connections", type=int, default=32, help="posting connections")
     parser.add_argument("--burst", type=int, default=20_000, help="messages for throughput")
-    parser.add_argument("--pg-url", default=os.environ.get("LEADFLOW_BENCH_PG_URL", DEFAULT_PG_URL))
+    parser.add_argument("--pg-url", default=os.environ.get("BENCH_PG_URL", DEFAULT_PG_URL))
     args = parser.parse_args(argv)
     broker = EmbeddedBroker()
     broker.start()
