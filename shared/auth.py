@@ -55,18 +55,6 @@ def bearer_token(request: Request) -> str:
     return token.strip()
 
 
-def require_caller(settings: AuthSettings, request: Request) -> Caller:
-    """The caller, from the configured keys and principals only."""
-    caller = identify(settings, bearer_token(request))
-    if caller is None:
-        raise _forbidden()
-    return caller
-
-
-def require_secret_key(settings: AuthSettings, request: Request) -> None:
-    require_caller(settings, request)
-
-
 async def authenticate(request: Request) -> Caller:
     """The caller of a request sent with a secret key: a configured key or principal, else a key
     made with ``leadflow keys create --kind secret`` (``app.state.secret_lookup``)."""

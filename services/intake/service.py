@@ -1,8 +1,7 @@
-"""Intake's use cases: receive an inquiry; read a lead back."""
+"""Reading a lead back, with its inquiries and history (storing is ``store``'s)."""
 
 from __future__ import annotations
 
-from datetime import datetime
 from uuid import UUID
 
 from sqlalchemy import select
@@ -11,23 +10,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.intake.schemas import (
     HistoryEntry,
     InquiryView,
-    LeadAccepted,
-    LeadSubmission,
     LeadView,
 )
-from services.intake.store import Arrival, store_inquiries
-from shared.config import Settings
 from shared.models import Inquiry, Lead, LeadHistory
-
-
-async def receive_lead(
-    session: AsyncSession, submission: LeadSubmission, *, settings: Settings, now: datetime
-) -> LeadAccepted:
-    """Store one inquiry in the caller's transaction (the group-commit writer stores many)."""
-    [accepted] = await store_inquiries(session, [Arrival(submission, now)], settings=settings)
-    if isinstance(accepted, Exception):
-        raise accepted
-    return accepted
 
 
 async def find_lead(session: AsyncSession, lead_id: UUID) -> LeadView | None:

@@ -30,7 +30,7 @@ from services.routing.schemas import (
 )
 from services.routing.service import LeadNotFound, reassign_lead
 from shared import problems
-from shared.auth import require_secret_key
+from shared.auth import secret_key
 from shared.problems import Problem
 from shared.runtime import Runtime
 
@@ -45,12 +45,8 @@ async def _runtime(request: Request) -> Runtime:
 RuntimeDep = Annotated[Runtime, Depends(_runtime)]
 
 
-async def _secret_key(request: Request, runtime: RuntimeDep) -> None:
-    require_secret_key(runtime.settings.auth, request)
-
-
 router = APIRouter(
-    prefix="/v1", tags=["routing"], responses=ERRORS, dependencies=[Depends(_secret_key)]
+    prefix="/v1", tags=["routing"], responses=ERRORS, dependencies=[Depends(secret_key)]
 )
 
 

@@ -16,7 +16,7 @@ from services.scoring.explain import explain
 from services.scoring.models import Ruleset
 from services.scoring.ruleset import RulesetInvalid, compile_ruleset
 from shared import problems
-from shared.auth import Caller, require_caller
+from shared.auth import Caller, authenticate
 from shared.problems import Problem
 from shared.runtime import Runtime
 
@@ -28,10 +28,6 @@ def _runtime(request: Request) -> Runtime:
     return request.app.state.runtime  # type: ignore[no-any-return]
 
 
-def _caller(request: Request) -> Caller:
-    return require_caller(_runtime(request).settings.auth, request)
-
-
 def _rulesets(request: Request) -> store.RulesetCache:
     state = request.app.state
     if not hasattr(state, "rulesets"):
@@ -40,7 +36,7 @@ def _rulesets(request: Request) -> store.RulesetCache:
 
 
 RuntimeDep = Annotated[Runtime, Depends(_runtime)]
-CallerDep = Annotated[Caller, Depends(_caller)]
+CallerDep = Annotated[Caller, Depends(authenticate)]
 router = APIRouter(prefix="/v1", tags=["qualification"], responses=ERRORS)
 
 

@@ -24,6 +24,9 @@ async def test_a_stored_secret_key_reads_leads_and_posts_activities(db: Database
             made = await client.post(f"/v1/leads/{lead}/activities", json=activity)
             assert made.status_code in (201, 202), made.text
 
+            for admin_route in ("/v1/teams", "/v1/rulesets", "/v1/subscriptions"):
+                assert (await client.get(admin_route)).status_code == 200, admin_route
+
             as_public = {"Authorization": f"Bearer {public}"}
             refused = await client.post(
                 f"/v1/leads/{lead}/activities", json=activity, headers=as_public
@@ -46,3 +49,4 @@ async def test_a_stored_secret_key_reads_leads_and_posts_activities(db: Database
             assert (await client.get(f"/v1/leads/{lead}")).status_code == 403
             gone = await client.post(f"/v1/leads/{lead}/activities", json=activity)
             assert gone.status_code == 403
+            assert (await client.get("/v1/rulesets")).status_code == 403
