@@ -7,7 +7,6 @@ not absolute numbers, across runs or machines.
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import platform
 import signal
@@ -18,14 +17,12 @@ from pathlib import Path
 from types import FrameType
 
 from rich.console import Console
-from rich.table import Table
 
 from bench import intake, routing, scoring
 from bench.servers import BenchError
-from bench.suite import Options, Report, Suite
+from bench.suite import DEFAULT_PG_URL, Options, Suite, show
 
 SUITES: dict[str, Suite] = {"intake": intake.run, "scoring": scoring.run, "routing": routing.run}
-DEFAULT_PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
 
 
 def parse_args(argv: list[str] | None = None) -> tuple[Options, list[str]]:
@@ -67,50 +64,6 @@ def parse_args(argv: list[str] | None = None) -> tuple[Options, list[str]]:
         pg_url=args.pg_url,
     )
     return options, list(dict.fromkeys(args.suites)) or list(SUITES)
-
-
-def render(report: Report) -> Table:
-    probes = list(dict.fromkeys(label for row in report.rows for label in row.stats.cpu))
-    table = Table(title=report.title, caption=report.caption, caption_justify="left")
-    table.add_column("Target", no_wrap=True)
-    for heading in ("Requests/s", "p50 ms", "p99 ms", "Errors", "Answered"):
-        table.add_column(heading, justify="right")
-    for label in probes:
-        table.add_column(f"CPU {label}", justify="right")
-    table.add_column("Req/server CPU-s", justify="right")
-    for row in report.rows:
-        stats = row.stats
-        table.add_row(
-            row.label,
-            f"{stats.rps:,.0f}",
-            _ms(stats.p50_ms),
-            _ms(stats.p99_ms),
-            f"{stats.errors:,}",
-            f"{stats.requests:,}",
-            *(f"{stats.cpu[label]:.2f}" if label in stats.cpu else "" for label in probes),
-            f"{stats.per_server_core:,.0f}" if stats.per_server_core else "",
-        )
-    return table
-
-
-def _ms(value: float) -> str:
-    return "–" if math.isnan(value) else f"{value:.2f}"
-
-
-def show(console: Console, report: Report) -> bool:
-    if report.rows or not report.tables:
-        console.print(render(report))
-    for table in report.tables:
-        console.print(table)
-    for name, ratio in report.ratios:
-        console.print(f"  {name}: [bold]{ratio:.3f}[/bold] ({ratio:.1%})")
-    ok = True
-    for check in report.checks:
-        mark = "[green]ok[/green]" if check.ok else "[bold red]FAILED[/bold red]"
-        console.print(f"  {mark} {check.name}: {check.detail}")
-        ok = ok and check.ok
-    console.print()
-    return ok
 
 
 def code_state() -> str:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import statistics
 import sys
 import time
@@ -23,12 +22,11 @@ from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
-from rich.console import Console
 from rich.table import Table
 from sqlalchemy import event, insert
 
 from bench.intake import bench_database
-from bench.suite import Check, Log, Options, Report
+from bench.suite import Check, Log, Options, Report, run_standalone
 from services.routing import admin
 from services.routing.repository import forget_cached_directories, load_directory
 from services.routing.router import Situation, route
@@ -41,7 +39,6 @@ from shared.migrate import upgrade
 from shared.models import Inquiry, Lead, import_all_models
 
 NOW = datetime(2026, 11, 24, 15, 0, tzinfo=UTC)
-DEFAULT_PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
 BUDGET_MS = 2.0
 COUNTRIES = ["US", "DE", "FR", "GB", "JP", "BR", "IN", "ES", "NL", "SE"]
 RULES = """
@@ -269,24 +266,18 @@ def run(options: Options, log: Log, *, leads: int = 20_000, batch: int = 500) ->
     return report
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.routing", description=__doc__)
+def _arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--leads", type=int, default=20_000, help="leads per database run")
     parser.add_argument("--batch", type=int, default=500, help="leads per transaction")
-    parser.add_argument(
-        "--pg-url",
-        default=os.environ.get("BENCH_PG_URL", DEFAULT_PG_URL),
-        help="PostgreSQL database used to create and drop the benchmark database",
+
+
+def main() -> int:
+    return run_standalone(
+        "python -m bench.routing",
+        __doc__,
+        _arguments,
+        lambda options, log, args: run(options, log, leads=args.leads, batch=args.batch),
     )
-    args = parser.parse_args(argv)
-    console = Console(width=None if sys.stdout.isatty() else 140, log_path=False)
-    options = Options(seconds=0, warmup=0, concurrency=1, processes=1, pg_url=args.pg_url)
-    report = run(options, console.log, leads=args.leads, batch=args.batch)
-    for table in report.tables:
-        console.print(table)
-    for check in report.checks:
-        console.print(f"  {'ok' if check.ok else 'FAILED'} {check.name}: {check.detail}")
-    return 0 if all(check.ok for check in report.checks) else 1
 
 
 if __name__ == "__main__":

@@ -12,7 +12,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import random
 import sys
 import time
@@ -20,17 +19,15 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import cel
-from rich.console import Console
 from rich.table import Table
 
 from bench.scoring_e2e import checks, run_e2e
-from bench.suite import Log, Options, Report
+from bench.suite import Log, Options, Report, run_standalone
 from services.scoring.facts import Activity, LeadFacts
 from services.scoring.rules import qualify
 from services.scoring.ruleset import CompiledRuleset, compile_ruleset
 
 NOW = datetime(2026, 6, 1, tzinfo=UTC)
-DEFAULT_PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
 REFERENCE_WAY = "REFERENCE's way: one program, execute(nested dict)"
 EVALUATE_WAY = "one program, reused Context, flat variables (ruleset.evaluate)"
 CONDITIONS = [
@@ -213,26 +210,18 @@ def run(options: Options, log: Log, *, leads: int = 20_000, e2e_leads: int = 20_
     return report
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.scoring", description=__doc__)
+def _arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--leads", type=int, default=20_000, help="leads per evaluation run")
     parser.add_argument("--e2e-leads", type=int, default=20_000, help="leads end to end")
-    parser.add_argument(
-        "--pg-url",
-        default=os.environ.get("BENCH_PG_URL", DEFAULT_PG_URL),
-        help="PostgreSQL database used to create and drop the benchmark database",
+
+
+def main() -> int:
+    return run_standalone(
+        "python -m bench.scoring",
+        __doc__,
+        _arguments,
+        lambda options, log, args: run(options, log, leads=args.leads, e2e_leads=args.e2e_leads),
     )
-    args = parser.parse_args(argv)
-    console = Console(width=None if sys.stdout.isatty() else 140, log_path=False)
-    options = Options(seconds=0, warmup=0, concurrency=1, processes=1, pg_url=args.pg_url)
-    report = run(options, console.log, leads=args.leads, e2e_leads=args.e2e_leads)
-    for table in report.tables:
-        console.print(table)
-    for name, ratio in report.ratios:
-        console.print(f"  {name}: [bold]{ratio:.3f}[/bold]")
-    for check in report.checks:
-        console.print(f"  {'ok' if check.ok else 'FAILED'} {check.name}: {check.detail}")
-    return 0 if all(check.ok for check in report.checks) else 1
 
 
 if __name__ == "__main__":

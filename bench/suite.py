@@ -1,12 +1,22 @@
-"""What every suite takes (``Options``) and gives back (``Report``) for ``__main__`` to print."""
+"""What every suite takes (``Options``) and gives back (``Report``), and how a report is printed
+(by ``python -m bench`` and by a suite run on its own)."""
 
 from __future__ import annotations
 
+import argparse
+import math
+import os
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from rich.console import Console
+from rich.table import Table
+
 from bench.loadgen import Stats
+
+DEFAULT_PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
 
 
 @dataclass(frozen=True)
@@ -51,3 +61,68 @@ class Report:
 
 Log = Callable[[str], None]
 Suite = Callable[[Options, Log], Report]
+
+
+def render(report: Report) -> Table:
+    probes = list(dict.fromkeys(label for row in report.rows for label in row.stats.cpu))
+    table = Table(title=report.title, caption=report.caption, caption_justify="left")
+    table.add_column("Target", no_wrap=True)
+    for heading in ("Requests/s", "p50 ms", "p99 ms", "Errors", "Answered"):
+        table.add_column(heading, justify="right")
+    for label in probes:
+        table.add_column(f"CPU {label}", justify="right")
+    table.add_column("Req/server CPU-s", justify="right")
+    for row in report.rows:
+        stats = row.stats
+        table.add_row(
+            row.label,
+            f"{stats.rps:,.0f}",
+            _ms(stats.p50_ms),
+            _ms(stats.p99_ms),
+            f"{stats.errors:,}",
+            f"{stats.requests:,}",
+            *(f"{stats.cpu[label]:.2f}" if label in stats.cpu else "" for label in probes),
+            f"{stats.per_server_core:,.0f}" if stats.per_server_core else "",
+        )
+    return table
+
+
+def _ms(value: float) -> str:
+    return "–" if math.isnan(value) else f"{value:.2f}"
+
+
+def show(console: Console, report: Report) -> bool:
+    if report.rows or not report.tables:
+        console.print(render(report))
+    for table in report.tables:
+        console.print(table)
+    for name, ratio in report.ratios:
+        console.print(f"  {name}: [bold]{ratio:.3f}[/bold] ({ratio:.1%})")
+    ok = True
+    for check in report.checks:
+        mark = "[green]ok[/green]" if check.ok else "[bold red]FAILED[/bold red]"
+        console.print(f"  {mark} {check.name}: {check.detail}")
+        ok = ok and check.ok
+    console.print()
+    return ok
+
+
+def run_standalone(
+    prog: str,
+    description: str | None,
+    add_arguments: Callable[[argparse.ArgumentParser], None],
+    run: Callable[[Options, Log, argparse.Namespace], Report],
+) -> int:
+    """``python -m bench.<suite>``: the suite's own arguments plus ``--pg-url``; prints the report
+    as ``python -m bench`` does; exit 1 when a check failed."""
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    add_arguments(parser)
+    parser.add_argument(
+        "--pg-url",
+        default=os.environ.get("BENCH_PG_URL", DEFAULT_PG_URL),
+        help="PostgreSQL database used to create and drop the benchmark database",
+    )
+    args = parser.parse_args()
+    console = Console(width=None if sys.stdout.isatty() else 140, log_path=False)
+    options = Options(seconds=0, warmup=0, concurrency=1, processes=1, pg_url=args.pg_url)
+    return 0 if show(console, run(options, console.log, args)) else 1

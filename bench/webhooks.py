@@ -30,6 +30,7 @@ from rich.table import Table
 from sqlalchemy import insert, text
 
 from bench.intake import bench_database
+from bench.suite import DEFAULT_PG_URL
 from services.scoring.main import activate_sample_rules
 from services.webhooks import subscriptions
 from services.webhooks.models import WebhookMessage
@@ -39,7 +40,6 @@ from shared.config import load_settings
 from shared.runtime import Runtime
 from tests.webhook_receiver import Receiver
 
-DEFAULT_PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
 SECRET_KEY = "sk_bench"
 console = Console(width=None if sys.stdout.isatty() else 120)
 
