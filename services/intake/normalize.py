@@ -65,6 +65,8 @@ def _is_plain(address: str) -> bool:
         return False
     local, _, domain = address.partition("@")
     labels = domain.split(".")
+    if any(label[2:4] == "--" for label in labels):
+        return False  # "ab--" is reserved in IDNA (xn-- is Punycode): email_validator decides
     return len(local) <= 64 and not any(
         ".".join(labels[i:]) in _SPECIAL_USE for i in range(len(labels))
     )

@@ -170,6 +170,8 @@ st_domain_suffixes = ["@example.com", ".com", "@a.b.co", "@x-y.io", "@localhost.
         f"{'a' * 65}@example.com",
         "a@example",
         "a b@example.com",
+        "a@00--0000.com",
+        "a@xn--bcher-kva.example",
     ],
 )
 def test_the_fast_path_leaves_doubtful_addresses_to_email_validator(address: str) -> None:
