@@ -20,10 +20,11 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 from aiokafka import AIOKafkaProducer
-from sqlalchemy import Row, delete, insert, select, update
+from sqlalchemy import Row, delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shared.config import Settings
+from shared.db import insert_rows
 from shared.events import CloudEvent, topic_for
 from shared.kafka import ensure_topics
 from shared.metrics import OUTBOX_PUBLISHED, OUTBOX_REPUBLISHED
@@ -54,8 +55,7 @@ def outbox_row(event: CloudEvent, settings: Settings, *, aggregate_type: str = "
 
 async def stage(session: AsyncSession, settings: Settings, *events: CloudEvent) -> None:
     """Add events to the outbox inside the caller's transaction; the caller commits."""
-    if events:
-        await session.execute(insert(outbox), [outbox_row(e, settings) for e in events])
+    await insert_rows(session, outbox, [outbox_row(e, settings) for e in events])
 
 
 class Relay:

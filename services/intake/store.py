@@ -33,7 +33,7 @@ from shared.db import insert_rows
 from shared.events import LeadReceived, LeadReceivedData
 from shared.ids import new_id
 from shared.models import Inquiry, Lead, LeadHistory
-from shared.outbox import outbox, outbox_row
+from shared.outbox import stage
 from shared.problems import Problem
 
 leads = Lead.__table__
@@ -111,15 +111,14 @@ async def store_inquiries(
             history_rows.append(
                 entry | {"kind": event.type, "event_id": event.id, "detail": detail}
             )
-            events.append(outbox_row(event, settings))
+            events.append(event)
         answers[id(arrival)] = LeadAccepted(
             lead_id=lead_id, inquiry_id=arrival.inquiry_id, new_lead=new
         )
     if inquiry_rows:
         await insert_rows(session, inquiries, inquiry_rows)
         await insert_rows(session, history, history_rows)
-    if events:
-        await insert_rows(session, outbox, events)
+    await stage(session, settings, *events)
     await _record_answers(session, fresh, answers)
     for follower, leader in followers.items():
         answers[follower] = _replay(answers[leader])
