@@ -2,7 +2,8 @@
 
 A version's content never changes after it is proposed; an approval signs its SHA-256. Activation
 re-checks both signatures against the stored content, so a version edited behind the service's
-back (or signed on a different text) never goes live. The caller owns the transaction.
+back (or signed on a different text) never goes live (the checks: shared/cosign.py, which routing
+rules share). The caller owns the transaction.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.scoring.models import Ruleset, RulesetApproval
-from services.scoring.ruleset import RulesetInvalid, compile_ruleset, content_hash
+from services.scoring.ruleset import RulesetInvalid, compile_ruleset
+from shared import cosign
 from shared.auth import Caller
 from shared.config import Settings
 from shared.events import RulesetActivated, RulesetActivatedData
@@ -23,7 +25,6 @@ from shared.ids import new_id
 from shared.outbox import stage
 from shared.problems import Problem
 
-SIDES = ("marketing", "sales")
 SOURCE = "/leadflow/scoring"
 BOOTSTRAP = "leadflow-dev"
 
@@ -77,12 +78,12 @@ async def approvals_of(session: AsyncSession, row: Ruleset) -> list[RulesetAppro
     return list(await session.scalars(query.order_by(RulesetApproval.approved_at)))
 
 
-def _unchanged(row: Ruleset, signed_hash: str, field: str) -> None:
-    if content_hash(row.content) != row.content_hash:
-        raise Problem(409, "Conflict", f"version {row.version}'s content was altered", field=field)
-    if signed_hash != row.content_hash:
-        detail = f"version {row.version} is {row.content_hash}, not the content signed"
-        raise Problem(409, "Conflict", detail, field=field)
+def signed_version(row: Ruleset) -> cosign.Version:
+    return cosign.Version(row.version, row.status, row.content, row.content_hash)
+
+
+def signatures(approvals: list[RulesetApproval]) -> list[cosign.Signature]:
+    return [cosign.Signature(a.side, a.approver, a.content_hash) for a in approvals]
 
 
 async def approve(
@@ -94,22 +95,15 @@ async def approve(
     signed_hash: str,
     now: datetime,
 ) -> RulesetApproval:
-    if side not in SIDES:
-        raise Problem(422, "Unprocessable Content", f"side is one of {SIDES}", field="side")
-    if f"approver:{side}" not in caller.roles:
-        detail = f"{caller.name} does not hold the role approver:{side}"
-        raise Problem(403, "Forbidden", detail, field="side")
+    cosign.check_signer(caller, side)
     row = await find(session, version, lock=True)
-    if row.status != "proposed":
-        raise Problem(409, "Conflict", f"version {version} is {row.status}", field="version")
-    _unchanged(row, signed_hash, "content_hash")
-    for approval in await approvals_of(session, row):
-        if approval.side == side:
-            detail = f"{approval.approver} already approved version {version} for {side}"
-            raise Problem(409, "Conflict", detail, field="side")
-        if approval.approver == caller.name:
-            detail = f"{caller.name} already signed for {approval.side}; one person, one side"
-            raise Problem(409, "Conflict", detail, field="side")
+    cosign.check_signature(
+        signed_version(row),
+        signatures(await approvals_of(session, row)),
+        approver=caller.name,
+        side=side,
+        signed_hash=signed_hash,
+    )
     approval = RulesetApproval(
         id=new_id(),
         ruleset_id=row.id,
@@ -127,15 +121,9 @@ async def activate(
     session: AsyncSession, settings: Settings, version: int, *, by: str, now: datetime
 ) -> Ruleset:
     row = await find(session, version, lock=True)
-    if row.status != "proposed":
-        raise Problem(409, "Conflict", f"version {version} is {row.status}", field="version")
-    signed = {a.side: a for a in await approvals_of(session, row)}
-    missing = [side for side in SIDES if side not in signed]
-    if missing:
-        detail = f"version {version} lacks the approval of {' and '.join(missing)}"
-        raise Problem(409, "Conflict", detail, field="version")
-    for approval in signed.values():
-        _unchanged(row, approval.content_hash, "version")
+    signed = cosign.check_activation(
+        signed_version(row), signatures(await approvals_of(session, row))
+    )
     return await _go_live(session, settings, row, by=by, now=now, signed=signed)
 
 
@@ -146,7 +134,7 @@ async def _go_live(
     *,
     by: str,
     now: datetime,
-    signed: dict[str, RulesetApproval],
+    signed: dict[str, cosign.Signature],
 ) -> Ruleset:
     previous = await session.scalar(
         select(Ruleset).where(Ruleset.status == "active").with_for_update()
