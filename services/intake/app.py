@@ -38,6 +38,7 @@ def create_app(runtime: Runtime) -> FastAPI:
         runtime.sessions, runtime.settings, spawn=runtime.spawn, on_commit=runtime.notify_relay
     )
     problems.install(app)
+    app.add_middleware(leads_api.LeadPosts)  # inside the body limit and CORS, added next
     app.add_middleware(BodySizeLimit, max_bytes=runtime.settings.http.max_body_bytes)
     leads_api.install(app, runtime)  # POST/GET/DELETE /v1/leads, keys, CORS, OpenAPI extras
     app.include_router(webhooks_router)
