@@ -12,6 +12,7 @@ from pydantic import SecretStr
 from services.intake.app import create_app as intake_app
 from services.intake.keys import dev_public_key
 from services.intake.platforms import start_fetch_sweeper
+from services.intake.pruning import start_idempotency_pruner
 from services.routing.main import start_routing
 from services.scoring.main import activate_sample_rules, start_scoring
 from services.serve import serve
@@ -57,6 +58,7 @@ async def run_dev(settings: Settings) -> int:
         await activate_sample_rules(runtime)
         runtime.start_relay("relay")
         start_fetch_sweeper(runtime)
+        start_idempotency_pruner(runtime)
         start_scoring(runtime)
         start_routing(runtime)
         start_webhooks(runtime)

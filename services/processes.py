@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from services.intake.app import create_app as intake_app
 from services.intake.platforms import start_fetch_sweeper
+from services.intake.pruning import start_idempotency_pruner
 from services.routing.main import start_routing
 from services.scoring.main import start_scoring
 from services.serve import serve
@@ -17,6 +18,7 @@ async def run_intake(settings: Settings) -> int:
     runtime = Runtime.create(settings)
     runtime.start_relay("intake-relay")
     start_fetch_sweeper(runtime)
+    start_idempotency_pruner(runtime)
     return await serve(runtime, intake_app(runtime), port=settings.http.intake_port)
 
 

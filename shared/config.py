@@ -215,6 +215,16 @@ class IntakeSettings(_Group):
     idempotency_hours: float = Field(
         24.0, gt=0, description="An Idempotency-Key's first answer is replayed this long"
     )
+    idempotency_prune_interval_s: float = Field(
+        300.0,
+        gt=0,
+        le=86_400,
+        description="How often the intake process deletes Idempotency-Key records older than "
+        "`idempotency_hours`",
+    )
+    idempotency_prune_batch: int = Field(
+        1000, ge=1, le=100_000, description="Idempotency-Key records deleted per transaction"
+    )
 
     @field_validator("rate_limit_per_key", "rate_limit_per_ip")
     @classmethod
@@ -296,6 +306,11 @@ class PlatformForm(_Group):
         pattern=r"^[a-z0-9][a-z0-9._\-]*$",
         max_length=64,
         description="The inquiry source to record (default google-ads / meta)",
+    )
+    test: bool = Field(
+        False,
+        description="Every lead from this form is a test lead (flagged `is_test`): Meta's Lead "
+        "Ads Testing Tool sends no test flag, so mark the forms you test with",
     )
 
 

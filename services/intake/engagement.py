@@ -7,15 +7,21 @@ Paths (secret key required; server to server):
 Each post stores a row, a history entry and its event (``lead.activity`` / ``lead.outcome``) in
 one transaction, with the lead row locked so the lead's events keep their order. An outcome that
 carries ``crm_id`` records it on the lead, so the CRM can address the lead by its own id after.
+
+Retries: an ``Idempotency-Key`` header (scoped by the caller's key) and a body's ``external_id``
+(scoped by the lead and the kind of report) are claimed in ``idempotency_records`` under the lead's
+lock; a repeat gets the first answer (``Idempotent-Replayed: true``) and records nothing.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Any
 from uuid import UUID
 
-from fastapi import APIRouter, Body, Depends, FastAPI, Request, status
+from fastapi import APIRouter, Body, Depends, FastAPI, Header, Request, Response, status
+from pydantic import BaseModel
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -27,11 +33,12 @@ from services.intake.engagement_schemas import (
     outcome_problems,
     when_problems,
 )
+from services.intake.idempotency import Key, fingerprint, first_answer, remember
 from services.intake.platform_models import LeadActivityRow, LeadOutcomeRow
 from services.intake.schemas import LeadView
 from services.intake.service import find_lead
 from shared import problems
-from shared.auth import secret_key
+from shared.auth import Caller, authenticate
 from shared.events import LeadActivity, LeadActivityData, LeadOutcome, LeadOutcomeData
 from shared.ids import new_id
 from shared.models import Lead, LeadHistory
@@ -49,9 +56,51 @@ def _runtime(request: Request) -> Runtime:
 
 
 RuntimeDep = Annotated[Runtime, Depends(_runtime)]
-router = APIRouter(prefix="/v1/leads", tags=["engagement"], dependencies=[Depends(secret_key)])
+router = APIRouter(prefix="/v1/leads", tags=["engagement"], dependencies=[Depends(authenticate)])
 LeadRef = tuple[str, str]
 """How the caller names the lead: ("id" | "email" | "crm_id", value)."""
+REPLAYED = "Idempotent-Replayed"
+IDEMPOTENCY_KEY = "Idempotency-Key"
+
+
+@dataclass(frozen=True, slots=True)
+class Retry:
+    """What makes a post a retry of an earlier one: the caller's Idempotency-Key and the body's
+    ``external_id``, either or both."""
+
+    caller: str
+    key: str | None = None
+    external_id: str | None = None
+
+    def keys(self, kind: str, lead_id: UUID) -> list[Key]:
+        keys = []
+        if self.key:
+            keys.append(Key(f"engagement:{self.caller}:{self.key}", IDEMPOTENCY_KEY))
+        if self.external_id:
+            keys.append(Key(f"{kind}:{lead_id}:{self.external_id}", "external_id"))
+        return keys
+
+
+async def _replay(
+    session: AsyncSession,
+    runtime: Runtime,
+    retry: Retry,
+    lead: Lead,
+    body: BaseModel,
+    now: datetime,
+) -> tuple[list[Key], dict[str, Any] | None]:
+    """Claim the retry's keys (the lead is locked); the first answer if this is a repeat."""
+    kind = "activity" if isinstance(body, ActivityIn) else "outcome"
+    keys = retry.keys(kind, lead.id)
+    request = {"kind": kind, "lead_id": str(lead.id), "body": body.model_dump(mode="json")}
+    answer = await first_answer(
+        session,
+        keys,
+        fingerprint(request),
+        now=now,
+        hours=runtime.settings.intake.idempotency_hours,
+    )
+    return keys, answer
 
 
 def normal_email(email: str) -> str:
@@ -88,12 +137,16 @@ def _history(lead: Lead, kind: str, event_id: UUID, at: datetime, detail: dict) 
 
 
 async def record_activity(
-    runtime: Runtime, ref: LeadRef, body: ActivityIn, now: datetime
+    runtime: Runtime, ref: LeadRef, body: ActivityIn, now: datetime, retry: Retry
 ) -> ActivityStored:
+    """The stored activity, or (a ``Replayed`` one) the first answer to the same retry keys."""
     _raise_first(when_problems(body.occurred_at, now))
     occurred = body.occurred_at or now
     async with runtime.sessions.begin() as session:
         lead = await _find(session, ref)
+        keys, first = await _replay(session, runtime, retry, lead, body, now)
+        if first is not None:
+            return ReplayedActivity.model_validate(first)
         activity_id = new_id()
         event = LeadActivity.about_lead(
             lead.id,
@@ -122,17 +175,23 @@ async def record_activity(
         detail = {"activity_id": str(activity_id), "type": body.type}
         session.add(_history(lead, event.type, event.id, occurred, detail))
         await stage(session, runtime.settings, event)
+        stored = ActivityStored(activity_id=activity_id, lead_id=lead.id, event_id=event.id)
+        await remember(session, keys, stored.model_dump(mode="json"))
     runtime.notify_relay()
-    return ActivityStored(activity_id=activity_id, lead_id=lead.id, event_id=event.id)
+    return stored
 
 
 async def record_outcome(
-    runtime: Runtime, ref: LeadRef, body: OutcomeIn, now: datetime
+    runtime: Runtime, ref: LeadRef, body: OutcomeIn, now: datetime, retry: Retry
 ) -> OutcomeStored:
+    """The stored outcome, or (a ``Replayed`` one) the first answer to the same retry keys."""
     _raise_first(outcome_problems(body, now))
     occurred = body.occurred_at or now
     async with runtime.sessions.begin() as session:
         lead = await _find(session, ref)
+        keys, first = await _replay(session, runtime, retry, lead, body, now)
+        if first is not None:
+            return ReplayedOutcome.model_validate(first)
         if body.crm_id and body.crm_id != lead.crm_id:
             await _take_crm_id(session, lead, body.crm_id)
         outcome_id = new_id()
@@ -157,8 +216,10 @@ async def record_outcome(
         detail = {"outcome_id": str(outcome_id), "outcome": body.outcome, "reason": body.reason}
         session.add(_history(lead, event.type, event.id, occurred, detail))
         await stage(session, runtime.settings, event)
+        stored = OutcomeStored(outcome_id=outcome_id, lead_id=lead.id, event_id=event.id)
+        await remember(session, keys, stored.model_dump(mode="json"))
     runtime.notify_relay()
-    return OutcomeStored(outcome_id=outcome_id, lead_id=lead.id, event_id=event.id)
+    return stored
 
 
 async def _take_crm_id(session: AsyncSession, lead: Lead, crm_id: str) -> None:
@@ -189,39 +250,132 @@ def _outcome_row(
     )
 
 
-POST = {"status_code": status.HTTP_202_ACCEPTED, "responses": ERRORS}
+POST = {
+    "status_code": status.HTTP_202_ACCEPTED,
+    "responses": ERRORS
+    | {
+        202: {
+            "description": "Stored, or the first answer to a retry",
+            "headers": {
+                REPLAYED: {
+                    "schema": {"type": "string"},
+                    "description": "`true` on the first answer given again to a retry",
+                }
+            },
+        }
+    },
+}
 Activity = Annotated[ActivityIn, Body()]
 Outcome = Annotated[OutcomeIn, Body()]
+CallerDep = Annotated[Caller, Depends(authenticate)]
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias=IDEMPOTENCY_KEY,
+        pattern=r"^[\x21-\x7e]{1,200}$",
+        description="A retry with the same key (from the same caller) gets the first answer",
+    ),
+]
+
+
+class ReplayedActivity(ActivityStored):
+    """The first answer to a retried activity, given again."""
+
+
+class ReplayedOutcome(OutcomeStored):
+    """The first answer to a retried outcome, given again."""
+
+
+def _answer(response: Response, stored: ActivityStored | OutcomeStored) -> Any:
+    if isinstance(stored, ReplayedActivity | ReplayedOutcome):
+        response.headers[REPLAYED] = "true"
+    return stored
+
+
+async def _activity(
+    ref: LeadRef, body: ActivityIn, runtime: Runtime, caller: Caller, key: str | None, out: Response
+) -> ActivityStored:
+    retry = Retry(caller.name, key, body.external_id)
+    return _answer(out, await record_activity(runtime, ref, body, datetime.now(UTC), retry))
+
+
+async def _outcome(
+    ref: LeadRef, body: OutcomeIn, runtime: Runtime, caller: Caller, key: str | None, out: Response
+) -> OutcomeStored:
+    retry = Retry(caller.name, key, body.external_id)
+    return _answer(out, await record_outcome(runtime, ref, body, datetime.now(UTC), retry))
 
 
 @router.post("/{lead_id}/activities", **POST, summary="Record engagement")
-async def activity(lead_id: UUID, body: Activity, runtime: RuntimeDep) -> ActivityStored:
-    return await record_activity(runtime, ("id", str(lead_id)), body, datetime.now(UTC))
+async def activity(
+    lead_id: UUID,
+    body: Activity,
+    runtime: RuntimeDep,
+    caller: CallerDep,
+    response: Response,
+    key: IdempotencyKey = None,
+) -> ActivityStored:
+    return await _activity(("id", str(lead_id)), body, runtime, caller, key, response)
 
 
 @router.post("/by-email/{email}/activities", **POST, summary="Record engagement (by email)")
-async def activity_by_email(email: str, body: Activity, runtime: RuntimeDep) -> ActivityStored:
-    return await record_activity(runtime, ("email", email), body, datetime.now(UTC))
+async def activity_by_email(
+    email: str,
+    body: Activity,
+    runtime: RuntimeDep,
+    caller: CallerDep,
+    response: Response,
+    key: IdempotencyKey = None,
+) -> ActivityStored:
+    return await _activity(("email", email), body, runtime, caller, key, response)
 
 
 @router.post("/by-crm-id/{crm_id}/activities", **POST, summary="Record engagement (by CRM id)")
-async def activity_by_crm_id(crm_id: str, body: Activity, runtime: RuntimeDep) -> ActivityStored:
-    return await record_activity(runtime, ("crm_id", crm_id), body, datetime.now(UTC))
+async def activity_by_crm_id(
+    crm_id: str,
+    body: Activity,
+    runtime: RuntimeDep,
+    caller: CallerDep,
+    response: Response,
+    key: IdempotencyKey = None,
+) -> ActivityStored:
+    return await _activity(("crm_id", crm_id), body, runtime, caller, key, response)
 
 
 @router.post("/{lead_id}/outcomes", **POST, summary="Record a CRM outcome")
-async def outcome(lead_id: UUID, body: Outcome, runtime: RuntimeDep) -> OutcomeStored:
-    return await record_outcome(runtime, ("id", str(lead_id)), body, datetime.now(UTC))
+async def outcome(
+    lead_id: UUID,
+    body: Outcome,
+    runtime: RuntimeDep,
+    caller: CallerDep,
+    response: Response,
+    key: IdempotencyKey = None,
+) -> OutcomeStored:
+    return await _outcome(("id", str(lead_id)), body, runtime, caller, key, response)
 
 
 @router.post("/by-email/{email}/outcomes", **POST, summary="Record a CRM outcome (by email)")
-async def outcome_by_email(email: str, body: Outcome, runtime: RuntimeDep) -> OutcomeStored:
-    return await record_outcome(runtime, ("email", email), body, datetime.now(UTC))
+async def outcome_by_email(
+    email: str,
+    body: Outcome,
+    runtime: RuntimeDep,
+    caller: CallerDep,
+    response: Response,
+    key: IdempotencyKey = None,
+) -> OutcomeStored:
+    return await _outcome(("email", email), body, runtime, caller, key, response)
 
 
 @router.post("/by-crm-id/{crm_id}/outcomes", **POST, summary="Record a CRM outcome (by CRM id)")
-async def outcome_by_crm_id(crm_id: str, body: Outcome, runtime: RuntimeDep) -> OutcomeStored:
-    return await record_outcome(runtime, ("crm_id", crm_id), body, datetime.now(UTC))
+async def outcome_by_crm_id(
+    crm_id: str,
+    body: Outcome,
+    runtime: RuntimeDep,
+    caller: CallerDep,
+    response: Response,
+    key: IdempotencyKey = None,
+) -> OutcomeStored:
+    return await _outcome(("crm_id", crm_id), body, runtime, caller, key, response)
 
 
 async def _view(runtime: Runtime, ref: LeadRef) -> LeadView:

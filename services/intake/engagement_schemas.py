@@ -31,6 +31,13 @@ NEEDS_REASON = {"rejected", "lost"}
 NEEDS_AMOUNT = {"opportunity", "booked", "won"}
 MAY_HAVE_AMOUNT = NEEDS_AMOUNT | {"lost"}
 FUTURE_TOLERANCE = timedelta(minutes=5)
+EXTERNAL_ID: dict = {
+    "min_length": 1,
+    "max_length": 200,
+    "pattern": r"^[\x21-\x7e]+$",
+    "description": "The sender's own id for this report (a CRM event id): a repeat of it is "
+    "answered with the first answer and records nothing (within intake.idempotency_hours)",
+}
 
 
 class ActivityIn(BaseModel):
@@ -56,6 +63,7 @@ class ActivityIn(BaseModel):
     properties: dict[str, Scalar] = Field(
         default_factory=dict, max_length=50, description="Facts about it (url, campaign, …)"
     )
+    external_id: str | None = Field(None, **EXTERNAL_ID)
 
 
 class OutcomeIn(BaseModel):
@@ -86,6 +94,7 @@ class OutcomeIn(BaseModel):
         None, min_length=1, max_length=200, description="The CRM's id for the lead; stored"
     )
     properties: dict[str, Scalar] = Field(default_factory=dict, max_length=50)
+    external_id: str | None = Field(None, **EXTERNAL_ID)
 
 
 class ActivityStored(BaseModel):
