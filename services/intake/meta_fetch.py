@@ -208,7 +208,8 @@ class FetchSweeper:
                 if await self._still_ours(session, item):
                     await mark_invalid(session, fetch, f"{invalid.field}: {invalid.detail}")
             return
-        arrival = PlatformArrival("meta", fetch.platform_lead_id, fetch.form_id, False, {})
+        is_test = bool(form and form.test)  # Meta's testing tool sends no flag: the form says
+        arrival = PlatformArrival("meta", fetch.platform_lead_id, fetch.form_id, is_test, {})
         async with self.sessions.begin() as session:
             if not await self._still_ours(session, item):
                 return  # the lease ran out and another sweep took the row

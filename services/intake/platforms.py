@@ -160,9 +160,8 @@ async def google_ads_lead(request: Request, response: Response, runtime: Runtime
         )
     except SubmissionInvalid as invalid:
         raise Problem(422, "Invalid request", invalid.detail, field=invalid.field) from None
-    arrival = PlatformArrival(
-        "google-ads", lead_id, form_id or None, _is_test(body), _google_ids(body)
-    )
+    is_test = _is_test(body) or bool(form and form.test)
+    arrival = PlatformArrival("google-ads", lead_id, form_id or None, is_test, _google_ids(body))
     now = datetime.now(UTC)
     async with runtime.sessions.begin() as session:
         if await claim(session, arrival, status="pending", now=now):
@@ -237,7 +236,9 @@ async def meta_notification(
     raw = await request.body()
     if not meta_signature_matches(secret.get_secret_value(), raw, signature):
         raise Problem(403, "Forbidden", "the signature does not match", field="X-Hub-Signature-256")
-    arrivals = _leadgen_changes(await _json_object(request, lenient=False))
+    arrivals = _leadgen_changes(
+        await _json_object(request, lenient=False), runtime.settings.platforms
+    )
     async with runtime.sessions.begin() as session:
         fresh = await enqueue_fetches(session, arrivals, now=datetime.now(UTC))
     if fresh:
@@ -245,7 +246,7 @@ async def meta_notification(
     return {"received": len(arrivals), "new": fresh}
 
 
-def _leadgen_changes(body: dict[str, Any]) -> list[PlatformArrival]:
+def _leadgen_changes(body: dict[str, Any], settings: PlatformSettings) -> list[PlatformArrival]:
     arrivals: dict[str, PlatformArrival] = {}
     entries = body.get("entry")
     for entry in entries if isinstance(entries, list) else []:
@@ -258,7 +259,9 @@ def _leadgen_changes(body: dict[str, Any]) -> list[PlatformArrival]:
             ids = ("page_id", "form_id", "ad_id", "adgroup_id", "created_time")
             detail = {k: value[k] for k in ids if isinstance(value.get(k), str | int)}
             form_id = str(value["form_id"]) if "form_id" in detail else None
-            arrivals[leadgen_id] = PlatformArrival("meta", leadgen_id, form_id, False, detail)
+            form = settings.meta_forms.get(form_id or "")
+            is_test = bool(form and form.test)
+            arrivals[leadgen_id] = PlatformArrival("meta", leadgen_id, form_id, is_test, detail)
     return list(arrivals.values())
 
 

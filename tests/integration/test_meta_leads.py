@@ -81,7 +81,10 @@ async def runtime(db: Database, graph: GraphStub) -> AsyncIterator[Runtime]:
         "meta_verify_token": VERIFY_TOKEN,
         "meta_access_token": ACCESS_TOKEN,
         "meta_graph_url": graph.base_url,
-        "meta_forms": {"form-2": {"fields": {"budget": "custom.budget_band"}}},
+        "meta_forms": {
+            "form-2": {"fields": {"budget": "custom.budget_band"}},
+            "form-test": {"test": True},
+        },
         "fetch_attempts": 2,
         "fetch_backoff_s": 0,
         "retry_schedule_s": [60, 300],
@@ -184,6 +187,31 @@ async def test_a_signed_notification_is_stored_then_fetched_and_becomes_a_lead(
     assert ACCESS_TOKEN not in event.payload
     assert graph.requests == [(leadgen_id, ACCESS_TOKEN)]
     assert await count(runtime, PlatformFetch) == 0
+
+
+async def test_a_lead_from_a_form_configured_as_a_test_form_is_flagged_is_test(
+    client: httpx.AsyncClient, runtime: Runtime, graph: GraphStub
+) -> None:
+    test_lead, real_lead = uuid4().hex, uuid4().hex
+    graph.leads[test_lead] = field_data("test@fb.com")
+    graph.leads[real_lead] = field_data("grace@example.com")
+    for leadgen_id, form_id in ((test_lead, "form-test"), (real_lead, "form-1")):
+        body = notification(leadgen_id, form_id=form_id)
+        response = await client.post(URL, content=body, headers=signed(body))
+        assert response.status_code == 200, response.text
+
+    async with runtime.sessions() as session:
+        flagged = await session.get(PlatformLead, ("meta", test_lead))
+        real = await session.get(PlatformLead, ("meta", real_lead))
+        assert flagged is not None and real is not None
+        assert (flagged.status, flagged.is_test, real.is_test) == ("stored", True, False)
+        test_row = await session.get(Lead, flagged.lead_id)
+        real_row = await session.get(Lead, real.lead_id)
+        payloads = (await session.scalars(select(OutboxMessage.payload))).all()
+    assert test_row is not None and test_row.is_test
+    assert real_row is not None and not real_row.is_test
+    received = {e["data"]["lead_id"]: e["data"]["is_test"] for e in map(json.loads, payloads)}
+    assert received == {str(test_row.id): True, str(real_row.id): False}
 
 
 async def test_a_repeated_notification_is_acknowledged_and_changes_nothing(
