@@ -136,13 +136,13 @@ def request_origin(request: Request) -> str | None:
 
 
 def _public_key(request: Request, form_key: str | None) -> tuple[str | None, str]:
-    for value, where in (
-        (request.headers.get("x-api-key"), "X-API-Key"),
-        (request.query_params.get("key"), "key"),
-        (form_key, "key"),
-    ):
+    header = request.headers.get("x-api-key")
+    if header and header.strip():
+        return header.strip(), "X-API-Key"
+    query = request.query_params.get("key") if request.scope.get("query_string") else None
+    for value in (query, form_key):
         if value and value.strip():
-            return value.strip(), where
+            return value.strip(), "key"
     return None, "X-API-Key"
 
 

@@ -22,7 +22,7 @@ from functools import cache
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import bindparam, func, insert, select, update
+from sqlalchemy import bindparam, func, insert, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -296,11 +296,15 @@ async def _upsert(
     if key == "phone_key":
         for value, row in candidates.items():
             row["phone_key"] = value
-    # One cached statement, executed for many rows (rendered as multi-row VALUES by SQLAlchemy's
-    # "insertmanyvalues"): a statement built with .values(rows) would compile anew per batch size.
-    result = await session.execute(
-        _upsert_statement(session.get_bind().dialect.name, key), list(candidates.values())
-    )
+    rows = list(candidates.values())
+    if session.get_bind().dialect.name == "postgresql":
+        # One statement over arrays: SQLAlchemy binds 14 parameters, not 14 per row.
+        columns = {name: [row[name] for row in rows] for name in rows[0]}
+        result = await session.execute(_unnest_upsert(key, tuple(columns)), columns)
+    else:
+        # One cached statement run for many rows (multi-row VALUES, SQLAlchemy's
+        # "insertmanyvalues"); built with .values(rows) it would compile anew per batch size.
+        result = await session.execute(_upsert_statement("sqlite", key), rows)
     ids = {value: lead_id for lead_id, value in result}
     for value, group in groups.items():
         lead_id = ids[value]
@@ -379,6 +383,23 @@ def _upsert_statement(dialect: str, key: str) -> Any:
         set_={name: func.coalesce(fresh[name], leads.c[name]) for name in LEAD_FIELDS}
         | {"updated_at": fresh.updated_at, "is_test": leads.c.is_test & fresh.is_test},
     ).returning(leads.c.id, leads.c[key])
+
+
+@cache
+def _unnest_upsert(key: str, columns: tuple[str, ...]) -> Any:
+    """PostgreSQL's form of ``_upsert_statement``: the rows arrive as one array per column."""
+    dialect = postgresql.dialect()
+    arrays = ", ".join(
+        f"CAST(:{name} AS {leads.c[name].type.compile(dialect=dialect)}[])" for name in columns
+    )
+    updates = ", ".join(
+        [f"{name} = coalesce(excluded.{name}, leads.{name})" for name in LEAD_FIELDS]
+        + ["updated_at = excluded.updated_at", "is_test = leads.is_test AND excluded.is_test"]
+    )
+    return text(
+        f"INSERT INTO leads ({', '.join(columns)}) SELECT * FROM unnest({arrays}) "
+        f"ON CONFLICT ({key}) DO UPDATE SET {updates} RETURNING id, {key}"
+    ).columns(leads.c.id, leads.c[key])
 
 
 @cache
