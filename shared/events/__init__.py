@@ -3,7 +3,13 @@
 Each area's event types live in a module of their own; import it here so ``decode`` knows them.
 """
 
-from shared.events.engagement import LeadActivity, LeadActivityData, LeadOutcome, LeadOutcomeData
+from shared.events.engagement import (
+    WRONG_OWNER_REASONS,
+    LeadActivity,
+    LeadActivityData,
+    LeadOutcome,
+    LeadOutcomeData,
+)
 from shared.events.envelope import (
     CloudEvent,
     Payload,
@@ -35,7 +41,10 @@ from shared.events.routing import (
     LeadReassignedData,
     LeadRouted,
     LeadRoutedData,
+    RoutingRulesActivated,
+    RoutingRulesActivatedData,
 )
+from shared.events.sla import SlaEscalated, SlaEscalatedData
 from shared.events.webhooks import (
     LeadErased,
     LeadErasedData,
@@ -46,6 +55,7 @@ from shared.events.webhooks import (
 Event = CloudEvent
 
 __all__ = [
+    "WRONG_OWNER_REASONS",
     "LeadQueued",
     "LeadQueuedData",
     "LeadReassigned",
@@ -63,8 +73,12 @@ __all__ = [
     "LeadOutcomeData",
     "LeadRecycled",
     "LeadSql",
+    "RoutingRulesActivated",
+    "RoutingRulesActivatedData",
     "RulesetActivated",
     "RulesetActivatedData",
+    "SlaEscalated",
+    "SlaEscalatedData",
     "StageChangedData",
     "LeadErased",
     "LeadErasedData",

@@ -15,6 +15,11 @@ from pydantic import Field
 from shared.events.envelope import CloudEvent, Payload, Stream, register
 
 OutcomeKind = Literal["responded", "accepted", "rejected", "opportunity", "booked", "won", "lost"]
+WRONG_OWNER_REASONS = frozenset(
+    {"wrong_owner", "wrong_territory", "wrong_language", "wrong_segment", "not_mine", "conflict"}
+)
+"""Reasons of a rejection that mean "not for me" rather than "not a good lead": the lead is
+reassigned (routing) and keeps its stage (scoring), instead of being recycled."""
 
 
 class LeadActivityData(Payload):

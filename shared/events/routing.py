@@ -82,3 +82,18 @@ class LeadReassigned(CloudEvent):
     stream: ClassVar[Stream] = "lifecycle"
     type: Literal["lead.reassigned"] = "lead.reassigned"
     data: LeadReassignedData
+
+
+class RoutingRulesActivatedData(Payload):
+    version: int = Field(description="The routing rules version now live (as in lead.routed)")
+    content_hash: str = Field(description="SHA-256 of the rules file, as both sides signed it")
+    previous: int | None = Field(None, description="The version it replaces; None: built-in")
+    activated_by: str
+    approvers: dict[str, str] = Field(description="Side (marketing, sales) → who approved")
+
+
+@register
+class RoutingRulesActivated(CloudEvent):
+    stream: ClassVar[Stream] = "lifecycle"
+    type: Literal["routing_rules.activated"] = "routing_rules.activated"
+    data: RoutingRulesActivatedData
