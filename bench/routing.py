@@ -27,12 +27,13 @@ from sqlalchemy import event, insert
 
 from bench.intake import bench_database
 from bench.suite import Check, Log, Options, Report, run_standalone
-from services.routing import admin
+from services.routing import admin, versions
 from services.routing.repository import forget_cached_directories, load_directory
 from services.routing.router import Situation, route
 from services.routing.schemas import AccountIn, RepIn, TeamIn
 from services.routing.service import route_leads
-from shared.config import load_settings
+from shared.auth import Caller
+from shared.config import Settings, load_settings
 from shared.db import make_engine, make_sessions
 from shared.ids import new_id
 from shared.migrate import upgrade
@@ -74,7 +75,7 @@ class Measured:
         return self.leads / self.seconds
 
 
-async def _directory(session: Any) -> None:
+async def _directory(session: Any, settings: Settings) -> None:
     for name in ("inside", "named", "apac", "latam"):
         await admin.put_team(session, TeamIn(name=name), NOW)
     for i in range(20):
@@ -104,7 +105,13 @@ async def _directory(session: Any) -> None:
             ),
             NOW,
         )
-    await admin.add_ruleset(session, RULES, by="bench", now=NOW, activate=True)
+    row = await versions.propose(session, RULES, by="bench", now=NOW)
+    for side in ("marketing", "sales"):
+        signer = Caller(f"bench-{side}", frozenset({f"approver:{side}"}))
+        await versions.approve(
+            session, row.version, caller=signer, side=side, signed_hash=row.content_hash, now=NOW
+        )
+    await versions.activate(session, settings, row.version, by="bench", now=NOW)
 
 
 def _facts(i: int) -> dict[str, Any]:
@@ -146,7 +153,7 @@ async def measure_database(url: str, label: str, count: int, batch: int, log: Lo
     await upgrade(engine)
     sessions = make_sessions(engine)
     async with sessions.begin() as session:
-        await _directory(session)
+        await _directory(session, settings)
         leads = await _leads(session, count + batch)
     forget_cached_directories()
     flush_s: list[float] = []

@@ -12,6 +12,7 @@ from pydantic import ValidationError
 
 from services.intake.cli import keys_app
 from services.routing.cli import owners_app
+from services.routing.rules_cli import routing_rules_app
 from services.scoring.cli import rules_app
 from services.webhooks.cli import subscriptions_app
 from shared.config import DatabaseSettings, Settings, SettingsError, load_settings
@@ -28,6 +29,7 @@ app.add_typer(db_app, name="db")
 app.add_typer(events_app, name="events")
 app.add_typer(rules_app, name="rules")
 app.add_typer(owners_app, name="owners")
+app.add_typer(routing_rules_app, name="routing-rules")
 app.add_typer(keys_app, name="keys")
 app.add_typer(subscriptions_app, name="subscriptions")
 

@@ -9,8 +9,10 @@ from uuid import UUID, uuid4
 from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.routing import admin
+from services.routing import admin, versions
 from services.routing.schemas import AccountIn, RepIn, TeamIn
+from shared.auth import Caller
+from shared.config import Settings
 from shared.ids import new_id
 from shared.models import Inquiry, Lead
 
@@ -82,3 +84,18 @@ async def account(session: AsyncSession, name: str, domain: str | None, owner: s
     return await admin.put_account(
         session, AccountIn(name=name, domain=domain, owner_email=owner), NOW
     )
+
+
+MARKETING = Caller("maria", frozenset({"approver:marketing"}))
+SALES = Caller("sam", frozenset({"approver:sales"}))
+
+
+async def activate_rules(session: AsyncSession, text: str, settings: Settings) -> int:
+    """Propose routing rules, have both sides sign them and make them live, as people would."""
+    row = await versions.propose(session, text, by="test", now=NOW)
+    for caller, side in ((MARKETING, "marketing"), (SALES, "sales")):
+        await versions.approve(
+            session, row.version, caller=caller, side=side, signed_hash=row.content_hash, now=NOW
+        )
+    await versions.activate(session, settings, row.version, by="test", now=NOW)
+    return row.version

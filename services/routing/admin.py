@@ -1,5 +1,6 @@
-"""Changes to the owner directory and the routing rules. Each bumps the directory token so every
-process's cached copy is refreshed on its next routing. The caller owns the transaction."""
+"""Changes to the owner directory (routing rules versions: versions.py). Each bumps the
+directory token so every process's cached copy is refreshed on its next routing. The caller owns
+the transaction."""
 
 from __future__ import annotations
 
@@ -11,15 +12,14 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.routing.accounts import normalise_domain
-from services.routing.models import Account, Membership, Rep, RoutingRuleset, Team
+from services.routing.models import Account, Membership, Rep, Team
 from services.routing.repository import touch_directory
-from services.routing.rules import RoutingInvalid, compile_routing
 from services.routing.schemas import AccountIn, RepIn, TeamIn
 from shared.ids import new_id
 from shared.models import Lead
 
 reps_t, teams_t, members_t = Rep.__table__, Team.__table__, Membership.__table__
-accounts_t, rulesets_t = Account.__table__, RoutingRuleset.__table__
+accounts_t = Account.__table__
 
 
 class DirectoryInvalid(ValueError):
@@ -125,54 +125,6 @@ async def delete_account(session: AsyncSession, account_id: UUID) -> bool:
     result = await session.execute(delete(accounts_t).where(accounts_t.c.id == account_id))
     await touch_directory(session)
     return bool(result.rowcount)
-
-
-async def add_ruleset(
-    session: AsyncSession, text: str, *, by: str, now: datetime, activate: bool = False
-) -> int:
-    """Store a routing ruleset version (refused if invalid or naming an unknown team)."""
-    compiled = compile_routing(text)
-    names = set(await session.scalars(select(teams_t.c.name)))
-    wanted = {compiled.spec.default_queue, *(rule.team for rule in compiled.spec.rules)}
-    unknown = sorted(wanted - names)
-    if unknown:
-        raise RoutingInvalid([f"no team named {name!r}" for name in unknown])
-    same = await session.scalar(
-        select(rulesets_t.c.version).where(rulesets_t.c.content_hash == compiled.content_hash)
-    )
-    version = same
-    if version is None:
-        version = int(await session.scalar(select(func.max(rulesets_t.c.version))) or 0) + 1
-        await session.execute(
-            rulesets_t.insert().values(
-                version=version,
-                content_hash=compiled.content_hash,
-                text=text,
-                active=False,
-                created_by=by,
-                created_at=now,
-            )
-        )
-    if activate:
-        await activate_ruleset(session, version, now)
-    return version
-
-
-async def activate_ruleset(session: AsyncSession, version: int, now: datetime) -> None:
-    exists = await session.scalar(
-        select(rulesets_t.c.version).where(rulesets_t.c.version == version)
-    )
-    if exists is None:
-        raise DirectoryInvalid("version", f"no routing ruleset version {version}")
-    await session.execute(
-        update(rulesets_t).where(rulesets_t.c.active.is_(True)).values(active=False)
-    )
-    await session.execute(
-        update(rulesets_t)
-        .where(rulesets_t.c.version == version)
-        .values(active=True, activated_at=now)
-    )
-    await touch_directory(session)
 
 
 async def recount_open_leads(session: AsyncSession, closed_stages: tuple[str, ...]) -> int:

@@ -1,4 +1,5 @@
-"""HTTP routes of routing: owners, teams, accounts, CSV import, routing rules, reassignment.
+"""HTTP routes of routing: owners, teams, accounts, CSV import, reassignment; routing rules
+versions in rules_api.py.
 
 Every route needs a secret key. Changes are applied in one transaction and committed before the
 answer; bad input is an RFC 9457 problem naming the field, and nothing is applied.
@@ -15,9 +16,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.routing import admin, importer
+from services.routing import admin, importer, rules_api
 from services.routing.explain import routing_explanation
-from services.routing.models import Account, Membership, Rep, RoutingRuleset, Team
+from services.routing.models import Account, Membership, Rep, Team
 from services.routing.rules import RoutingInvalid
 from services.routing.schemas import (
     AccountIn,
@@ -48,6 +49,7 @@ RuntimeDep = Annotated[Runtime, Depends(_runtime)]
 router = APIRouter(
     prefix="/v1", tags=["routing"], responses=ERRORS, dependencies=[Depends(secret_key)]
 )
+router.include_router(rules_api.router)
 
 
 def _invalid(error: admin.DirectoryInvalid | RoutingInvalid) -> Problem:
@@ -171,59 +173,6 @@ async def delete_account(account_id: UUID, runtime: RuntimeDep) -> Response:
         if not await admin.delete_account(session, account_id):
             raise Problem(404, "Not Found", f"no account {account_id}", field="account_id")
     return Response(status_code=status.HTTP_204_NO_CONTENT)
-
-
-class RoutingRulesIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    content: str = Field(min_length=1, max_length=1_000_000, description="The routing rules YAML")
-    activate: bool = Field(False, description="Make this version the active one at once")
-    author: str = Field("api", max_length=200)
-
-
-@router.post("/routing/rulesets", status_code=status.HTTP_201_CREATED)
-async def add_routing_rules(rules: RoutingRulesIn, runtime: RuntimeDep) -> dict[str, Any]:
-    async with runtime.sessions.begin() as session:
-        try:
-            version = await admin.add_ruleset(
-                session,
-                rules.content,
-                by=rules.author,
-                now=datetime.now(UTC),
-                activate=rules.activate,
-            )
-        except RoutingInvalid as error:
-            raise Problem(
-                422, "Invalid routing rules", str(error), field="content", errors=error.problems
-            ) from None
-    return {"version": version, "active": rules.activate}
-
-
-@router.post("/routing/rulesets/{version}/activate")
-async def activate_routing_rules(version: int, runtime: RuntimeDep) -> dict[str, Any]:
-    async with runtime.sessions.begin() as session:
-        try:
-            await admin.activate_ruleset(session, version, datetime.now(UTC))
-        except admin.DirectoryInvalid as error:
-            raise Problem(404, "Not Found", str(error), field="version") from None
-    return {"version": version, "active": True}
-
-
-@router.get("/routing/rulesets")
-async def list_routing_rules(runtime: RuntimeDep) -> list[dict[str, Any]]:
-    async with runtime.sessions() as session:
-        rows = await session.scalars(select(RoutingRuleset).order_by(RoutingRuleset.version))
-        return [
-            {
-                "version": r.version,
-                "active": r.active,
-                "content_hash": r.content_hash,
-                "created_by": r.created_by,
-                "created_at": r.created_at,
-                "activated_at": r.activated_at,
-                "content": r.text,
-            }
-            for r in rows
-        ]
 
 
 @router.post("/leads/{lead_id}/reassign", summary="Give the lead to someone else")

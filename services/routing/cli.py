@@ -1,4 +1,5 @@
-"""``leadflow owners …``: the owner directory and routing rules from the server's shell.
+"""``leadflow owners …``: the owner directory from the server's shell (routing rules versions:
+``leadflow routing-rules``, rules_cli.py).
 
 The same service functions as the API, straight on the database; ``--json`` for scripts.
 """
@@ -29,7 +30,9 @@ from shared.config import Settings, SettingsError, load_settings
 from shared.db import make_engine, make_sessions
 from shared.models import Lead
 
-owners_app = typer.Typer(help="Owner directory and routing rules: reps, teams, accounts, import.")
+owners_app = typer.Typer(
+    help="Owner directory: reps, teams, accounts, import (routing rules: leadflow routing-rules)."
+)
 console = Console()
 T = TypeVar("T")
 JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable output")]
@@ -199,20 +202,6 @@ def deactivate(email: str, undo: Annotated[bool, typer.Option("--undo")] = False
     status = "active" if undo else "deactivated"
     _in_transaction(lambda s, _: admin.set_availability(s, email, _now(), status=status))
     typer.echo(f"{email}: {status}")
-
-
-@owners_app.command("rules")
-def add_rules(
-    path: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="Routing rules YAML")],
-    activate: Annotated[bool, typer.Option(help="Make it the active version")] = False,
-    author: Annotated[str, typer.Option("--as", help="Who adds it")] = "cli",
-) -> None:
-    """Add a routing ruleset version (validated: CEL, team names), optionally activating it."""
-    text = path.read_text(encoding="utf-8")
-    version = _in_transaction(
-        lambda s, _: admin.add_ruleset(s, text, by=author, now=_now(), activate=activate)
-    )
-    typer.echo(f"routing rules version {version}" + (" active" if activate else ""))
 
 
 @owners_app.command("reassign")

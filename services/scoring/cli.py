@@ -6,12 +6,10 @@ principal of that name in ``auth.principals`` holding the approver role of the s
 
 from __future__ import annotations
 
-import asyncio
 import json
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -19,57 +17,15 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.cli_support import on_db, principal, show
 from services.scoring import backtest, store, versions
 from services.scoring.ruleset import RulesetInvalid, compile_ruleset
-from shared.auth import Caller
-from shared.config import Settings, SettingsError, load_settings
-from shared.db import make_engine, make_sessions
-from shared.problems import Problem
+from shared.config import Settings
 
 rules_app = typer.Typer(help="Qualification rulesets: validate, propose, approve, activate.")
 console = Console()
-T = TypeVar("T")
 AsOption = Annotated[str, typer.Option("--as", help="Who is acting (a principal's name)")]
 JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable output")]
-
-
-def _settings() -> Settings:
-    try:
-        return load_settings()
-    except SettingsError as error:
-        typer.echo(f"leadflow: {error}", err=True)
-        raise typer.Exit(2) from None
-
-
-def _on_db(work: Callable[[AsyncSession, Settings], Awaitable[T]], *, write: bool) -> T:
-    settings = _settings()
-
-    async def main() -> T:
-        engine = make_engine(settings.db)
-        try:
-            sessions = make_sessions(engine)
-            if write:
-                async with sessions.begin() as session:
-                    return await work(session, settings)
-            async with sessions() as session:
-                return await work(session, settings)
-        finally:
-            await engine.dispose()
-
-    try:
-        return asyncio.run(main())
-    except Problem as problem:
-        typer.echo(f"leadflow: {problem.detail or problem.title}", err=True)
-        for item in problem.extra.get("problems", []):
-            typer.echo(f"  {item['rule']} (line {item['line']}): {item['reason']}", err=True)
-        raise typer.Exit(1) from None
-
-
-def _print(data: Any, as_json: bool) -> None:
-    if as_json:
-        typer.echo(json.dumps(data, indent=2, default=str))
-    else:
-        console.print(data)
 
 
 @rules_app.command()
@@ -91,7 +47,7 @@ def validate(path: Path, as_json: JsonOption = False) -> None:
         "content_hash": compiled.content_hash,
         "conditions": len(compiled.slots),
     }
-    _print(result, as_json)
+    show(result, as_json)
 
 
 @rules_app.command()
@@ -108,7 +64,7 @@ def propose(
         row = await versions.propose(session, text, by=by, note=note, now=datetime.now(UTC))
         return versions.view(row, [])
 
-    _print(_on_db(work, write=True), as_json)
+    show(on_db(work, write=True), as_json)
 
 
 @rules_app.command()
@@ -121,7 +77,7 @@ def approve(
     """Sign a version for your side; the hash must be the content you reviewed."""
 
     async def work(session: AsyncSession, settings: Settings) -> str:
-        caller = _principal(settings, by)
+        caller = principal(settings, by)
         await versions.approve(
             session,
             version,
@@ -132,7 +88,7 @@ def approve(
         )
         return f"version {version} approved for {side} by {by}"
 
-    typer.echo(_on_db(work, write=True))
+    typer.echo(on_db(work, write=True))
 
 
 @rules_app.command()
@@ -143,7 +99,7 @@ def activate(version: int, by: AsOption, as_json: JsonOption = False) -> None:
         row = await versions.activate(session, settings, version, by=by, now=datetime.now(UTC))
         return versions.view(row, await versions.approvals_of(session, row))
 
-    _print(_on_db(work, write=True), as_json)
+    show(on_db(work, write=True), as_json)
 
 
 @rules_app.command()
@@ -157,9 +113,9 @@ def diff(
     async def work(session: AsyncSession, settings: Settings) -> dict[str, Any]:
         return await versions.diff(session, against, version)
 
-    result = _on_db(work, write=False)
+    result = on_db(work, write=False)
     if as_json:
-        _print(result, True)
+        show(result, True)
         return
     for key in ("added", "removed", "changed"):
         typer.echo(f"{key}: {', '.join(result[key]) or '-'}")
@@ -173,9 +129,9 @@ def history(as_json: JsonOption = False) -> None:
     async def work(session: AsyncSession, settings: Settings) -> list[dict[str, Any]]:
         return await versions.history(session)
 
-    rows = _on_db(work, write=False)
+    rows = on_db(work, write=False)
     if as_json:
-        _print(rows, True)
+        show(rows, True)
         return
     table = Table("version", "label", "status", "proposed by", "approvals", "activated")
     for row in rows:
@@ -217,12 +173,4 @@ def run_backtest(
             )
         return report.as_dict()
 
-    _print(_on_db(work, write=False), as_json)
-
-
-def _principal(settings: Settings, name: str) -> Caller:
-    for principal in settings.auth.principals:
-        if principal.name == name:
-            return Caller(principal.name, frozenset(principal.roles))
-    detail = f"no principal named {name!r} in auth.principals (LEADFLOW_AUTH__PRINCIPALS)"
-    raise Problem(403, "Forbidden", detail, field="as")
+    show(on_db(work, write=False), as_json)

@@ -22,7 +22,7 @@ from shared.events import LeadOutcome, LeadOutcomeData
 from shared.models import Lead, OutboxMessage
 from shared.runtime import Runtime
 from tests.conftest import Database, make_settings
-from tests.routing_support import NOW, account, add_lead, rep, team
+from tests.routing_support import NOW, account, activate_rules, add_lead, rep, team
 
 RULES = """
 name: test
@@ -36,6 +36,7 @@ rules:
 
 
 async def directory(db: Database) -> None:
+    settings = make_settings(db)
     async with db.sessions.begin() as s:
         await team(s, "triage")
         await team(s, "inside")
@@ -46,7 +47,7 @@ async def directory(db: Database) -> None:
         await rep(s, "emil@co.com", "dach", languages=["fr"])
         await rep(s, "owner@co.com")
         await account(s, "Globex Corporation", "globex.com", "owner@co.com")
-        await admin.add_ruleset(s, RULES, by="test", now=NOW, activate=True)
+        await activate_rules(s, RULES, settings)
 
 
 async def events(db: Database, kind: str) -> list[dict]:
@@ -98,12 +99,8 @@ async def test_routing_twice_changes_nothing_and_reassignment_excludes_past_owne
     await directory(db)
     settings = make_settings(db)
     async with db.sessions.begin() as s:
-        await admin.add_ruleset(
-            s,
-            "name: t\ndefault_queue: inside\nreassignment: {max_per_lead: 1}\n",
-            by="t",
-            now=NOW,
-            activate=True,
+        await activate_rules(
+            s, "name: t\ndefault_queue: inside\nreassignment: {max_per_lead: 1}\n", settings
         )
         lead_id = await add_lead(s)
         first = await route_lead(s, lead_id, now=NOW, settings=settings)
@@ -131,9 +128,7 @@ async def test_away_deactivated_and_capacity_are_skipped_and_nobody_left_means_q
     await directory(db)
     settings = make_settings(db)
     async with db.sessions.begin() as s:
-        await admin.add_ruleset(
-            s, "name: t\ndefault_queue: inside\n", by="t", now=NOW, activate=True
-        )
+        await activate_rules(s, "name: t\ndefault_queue: inside\n", settings)
         await rep(s, "ann@co.com", "inside", away_until=NOW + timedelta(days=3))
         await rep(s, "bob@co.com", "inside", max_open=1)
         await rep(s, "cy@co.com", "inside", status="deactivated")
@@ -154,9 +149,7 @@ async def test_a_batch_is_routed_in_one_go_with_the_weights_and_once_per_lead(db
     await directory(db)
     settings = make_settings(db)
     async with db.sessions.begin() as s:
-        await admin.add_ruleset(
-            s, "name: t\ndefault_queue: inside\n", by="t", now=NOW, activate=True
-        )
+        await activate_rules(s, "name: t\ndefault_queue: inside\n", settings)
         leads = [await add_lead(s) for _ in range(6)]
         decisions = await route_leads(s, [*leads, leads[0]], now=NOW, settings=settings)
     assert [d.outcome for d in decisions] == ["routed"] * 6 + ["unchanged"]
@@ -171,9 +164,7 @@ async def test_the_queue_sweep_routes_a_waiting_lead_once_someone_is_back(db: Da
     await directory(db)
     settings = make_settings(db)
     async with db.sessions.begin() as s:
-        await admin.add_ruleset(
-            s, "name: t\ndefault_queue: inside\n", by="t", now=NOW, activate=True
-        )
+        await activate_rules(s, "name: t\ndefault_queue: inside\n", settings)
         for email in ("ann@co.com", "bob@co.com"):
             await admin.set_availability(s, email, NOW, away_until=NOW + timedelta(days=1))
         lead_id = await add_lead(s)
@@ -198,9 +189,7 @@ async def test_a_wrong_owner_rejection_and_an_sla_escalation_reassign_a_stale_on
     settings = make_settings(db)
     async with db.sessions.begin() as s:
         await rep(s, "cy@co.com", "inside")
-        await admin.add_ruleset(
-            s, "name: t\ndefault_queue: inside\n", by="t", now=NOW, activate=True
-        )
+        await activate_rules(s, "name: t\ndefault_queue: inside\n", settings)
         lead_id = await add_lead(s)
         [first] = await after_scoring(
             s, [], [{"lead_id": lead_id, "to_stage": "mql"}], settings=settings, now=NOW
@@ -238,9 +227,7 @@ async def test_a_recycled_lead_is_released_and_routed_again_when_it_requalifies(
     await directory(db)
     settings = make_settings(db)
     async with db.sessions.begin() as s:
-        await admin.add_ruleset(
-            s, "name: t\ndefault_queue: inside\n", by="t", now=NOW, activate=True
-        )
+        await activate_rules(s, "name: t\ndefault_queue: inside\n", settings)
         lead_id = await add_lead(s)
         await after_scoring(
             s, [], [{"lead_id": lead_id, "to_stage": "mql"}], settings=settings, now=NOW

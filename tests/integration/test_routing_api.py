@@ -57,7 +57,7 @@ async def test_routing_rules_naming_an_unknown_team_or_bad_cel_are_refused(
     assert (
         await client.post("/v1/teams", json={"name": "inside"}, headers=AUTH)
     ).status_code == 200
-    unknown = {"content": "name: t\ndefault_queue: nowhere\n", "activate": True}
+    unknown = {"content": "name: t\ndefault_queue: nowhere\n"}
     response = await client.post("/v1/routing/rulesets", json=unknown, headers=AUTH)
     assert response.status_code == 422 and "nowhere" in response.json()["detail"]
     bad = {
@@ -66,11 +66,11 @@ async def test_routing_rules_naming_an_unknown_team_or_bad_cel_are_refused(
     }
     response = await client.post("/v1/routing/rulesets", json=bad, headers=AUTH)
     assert response.status_code == 422 and response.json()["field"] == "content"
-    good = {"content": "name: t\ndefault_queue: inside\n", "activate": True}
+    good = {"content": "name: t\ndefault_queue: inside\n"}
     response = await client.post("/v1/routing/rulesets", json=good, headers=AUTH)
-    assert response.status_code == 201 and response.json() == {"version": 1, "active": True}
+    assert response.status_code == 201 and response.json()["version"] == 1
     listed = (await client.get("/v1/routing/rulesets", headers=AUTH)).json()
-    assert [(r["version"], r["active"]) for r in listed] == [(1, True)]
+    assert [(r["version"], r["status"]) for r in listed] == [(1, "proposed")]
 
 
 async def test_an_import_with_one_bad_row_applies_nothing(client: httpx.AsyncClient) -> None:
