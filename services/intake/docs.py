@@ -34,8 +34,10 @@ inquiry is quarantined: stored and flagged, with a lead of its own, never routed
 
 ERASE_DESCRIPTION = """\
 Erases the lead's personal data (contact columns, every inquiry's body, personal keys in its
-history) and keeps anonymous funnel facts (source, stage, scores, campaign, timestamps). Emits
-`lead.erased` in the same transaction. Erasing again answers the same and emits nothing.
+history) and its copies (activity and outcome properties, ad-platform details, personal data in
+retained events and webhook messages, receivers' answers) and keeps anonymous funnel facts
+(source, stage, scores, campaign, outcomes, timestamps). Emits `lead.erased` in the same
+transaction. Erasing again answers the same and emits nothing.
 """
 
 TITLES = {

@@ -4,6 +4,11 @@ Kept: the lead's id, source, stage, scores, flags and timestamps; each inquiry's
 campaign parameters (``utm``); the history's kinds and times. Gone: the lead's contact columns,
 every inquiry's raw body and personal fields, personal keys in history details. A ``lead.erased``
 event tells every consumer (webhooks forward it to CRMs) in the same transaction.
+
+The copies go in that transaction too: the properties of the lead's activities and outcomes (their
+kinds, times, reasons and amounts stay), its ad-platform records' details but the campaign ids,
+personal keys in the events still held in the outbox and in webhook messages (an activity's
+``detail`` entirely), and the receivers' answers logged with the webhook attempts.
 """
 
 from __future__ import annotations
@@ -12,16 +17,22 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
+import orjson
 from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.intake.platform_models import LeadActivityRow, LeadOutcomeRow, PlatformLead
+from services.webhooks.models import DeliveryAttempt, WebhookMessage
 from shared.config import Settings
 from shared.events import LeadErased, LeadErasedData
 from shared.ids import new_id
-from shared.models import Inquiry, Lead, LeadHistory
+from shared.models import Inquiry, Lead, LeadHistory, OutboxMessage
 from shared.outbox import stage
 
 leads, inquiries, history = Lead.__table__, Inquiry.__table__, LeadHistory.__table__
+activities, outcomes = LeadActivityRow.__table__, LeadOutcomeRow.__table__
+platform_leads, outbox = PlatformLead.__table__, OutboxMessage.__table__
+messages, attempts = WebhookMessage.__table__, DeliveryAttempt.__table__
 SOURCE = "/leadflow/intake"
 PERSONAL_COLUMNS = (
     "email",
@@ -33,6 +44,22 @@ PERSONAL_COLUMNS = (
     "company_domain",
 )
 KEPT_SUBMISSION = ("source", "utm")
+KEPT_PLATFORM = frozenset(
+    {
+        "api_version",
+        "form_id",
+        "campaign_id",
+        "adgroup_id",
+        "creative_id",
+        "asset_group_id",
+        "ad_id",
+        "page_id",
+        "lead_stage",
+        "created_time",
+        "lead_submit_time",
+    }
+)
+"""What an ad-platform record keeps: the campaign that brought the lead (not the click id)."""
 PERSONAL_KEYS = frozenset(
     {
         "email",
@@ -79,6 +106,25 @@ def redact(detail: Any) -> Any:
     return detail
 
 
+def redact_event(payload: str) -> str:
+    """An event as stored (a CloudEvent's JSON) without personal data: personal keys leave its
+    ``data``, and an activity's ``detail`` (whatever the sender reported) goes entirely."""
+    document = orjson.loads(payload)
+    data = document.get("data") if isinstance(document, dict) else None
+    if not isinstance(data, dict):
+        return payload
+    data = redact(data)
+    if document.get("type") == "lead.activity" and "detail" in data:
+        data["detail"] = {}
+    if data == document["data"]:
+        return payload
+    return orjson.dumps(document | {"data": data}).decode()
+
+
+def anonymous_platform_detail(detail: dict[str, Any] | None) -> dict[str, Any]:
+    return {key: value for key, value in (detail or {}).items() if key in KEPT_PLATFORM}
+
+
 async def erase_lead(
     session: AsyncSession, lead_id: UUID, *, settings: Settings, now: datetime
 ) -> datetime | None:
@@ -97,6 +143,7 @@ async def erase_lead(
     )
     await _scrub(session, inquiries, "submission", lead_id, anonymous_submission, raw=True)
     await _scrub(session, history, "detail", lead_id, redact)
+    await erase_copies(session, lead_id)
     event = LeadErased.about_lead(
         lead_id, LeadErasedData(lead_id=lead_id, reason="erasure request"), source=SOURCE, time=now
     )
@@ -128,3 +175,47 @@ async def _scrub(
         values["raw"] = None
     statement = update(table).where(table.c.id == bindparam("b_id")).values(values)
     await session.execute(statement, params)
+
+
+async def erase_copies(session: AsyncSession, lead_id: UUID) -> None:
+    """The person's data held elsewhere: activities, outcomes, platform records, events."""
+    for table in (activities, outcomes):
+        await session.execute(update(table).where(table.c.lead_id == lead_id).values(properties={}))
+    await _scrub_platform_records(session, lead_id)
+    key = str(lead_id)
+    # No index on outbox.aggregate_id: this reads the rows retained (outbox.retention_hours).
+    await _scrub_payloads(session, outbox, outbox.c.aggregate_id == key)
+    await _scrub_payloads(session, messages, messages.c.lead_id == key)
+    await session.execute(
+        update(attempts).where(attempts.c.lead_id == key).values(response_excerpt=None)
+    )
+
+
+async def _scrub_platform_records(session: AsyncSession, lead_id: UUID) -> None:
+    columns = platform_leads.c
+    rows = await session.execute(
+        select(columns.platform, columns.platform_lead_id, columns.detail).where(
+            columns.lead_id == lead_id
+        )
+    )
+    for platform, platform_lead_id, detail in rows.all():
+        await session.execute(
+            update(platform_leads)
+            .where(
+                platform_leads.c.platform == platform,
+                platform_leads.c.platform_lead_id == platform_lead_id,
+            )
+            .values(detail=anonymous_platform_detail(detail), error=None)
+        )
+
+
+async def _scrub_payloads(session: AsyncSession, table: Any, where: Any) -> None:
+    rows = await session.execute(select(table.c.seq, table.c.payload).where(where))
+    params = []
+    for seq, payload in rows:
+        cleaned = redact_event(payload)
+        if cleaned != payload:
+            params.append({"b_seq": seq, "b_payload": cleaned})
+    if params:
+        statement = update(table).where(table.c.seq == bindparam("b_seq"))
+        await session.execute(statement.values(payload=bindparam("b_payload")), params)
