@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -116,19 +118,75 @@ async def insert_rows(session: AsyncSession, table: Table, rows: Sequence[dict[s
         )
         for row in rows
     ]
+    driver = await driver_connection(session)
+    with translated(f"COPY {table.name} ({', '.join(columns)})"):
+        await driver.copy_records_to_table(table.name, records=records, columns=columns)
+
+
+async def driver_connection(session: AsyncSession) -> asyncpg.Connection:
+    """The asyncpg connection under a PostgreSQL session, in its transaction: for set-based
+    statements whose shape must not depend on the batch size (arrays as parameters, COPY).
+    Wrap calls in ``translated`` so errors read as SQLAlchemy's (transient or not)."""
     connection = await session.connection()
     raw = await connection.get_raw_connection()
-    statement = f"COPY {table.name} ({', '.join(columns)})"
+    return raw.driver_connection  # type: ignore[return-value]
+
+
+@contextmanager
+def translated(statement: str) -> Iterator[None]:
+    """asyncpg's errors as SQLAlchemy's, so callers tell transient trouble from bad input."""
     try:
-        await raw.driver_connection.copy_records_to_table(  # type: ignore[union-attr]
-            table.name, records=records, columns=columns
-        )
+        yield
     except asyncpg.IntegrityConstraintViolationError as error:
         raise IntegrityError(statement, None, error) from error
     except (asyncpg.PostgresConnectionError, asyncpg.InterfaceError, OSError) as error:
         raise OperationalError(statement, None, error) from error
     except asyncpg.PostgresError as error:
         raise DBAPIError(statement, None, error) from error
+
+
+Rows = Sequence[dict[str, Any]]
+
+
+async def insert_many(session: AsyncSession, *batches: tuple[Table, Rows]) -> None:
+    """Insert rows into several tables at once, in the session's transaction; within a batch
+    every row has the same keys. On PostgreSQL it is one statement (a data-modifying CTE per
+    table, each over one array per column): one round trip where ``insert_rows`` makes one COPY
+    per table, which costs ~0.3 ms of client CPU each, more than small batches cost to encode."""
+    batches = tuple((table, rows) for table, rows in batches if rows)
+    if not batches:
+        return
+    if session.get_bind().dialect.name != "postgresql":
+        for table, rows in batches:
+            await session.execute(insert(table), list(rows))
+        return
+    shape = tuple((table, tuple(rows[0])) for table, rows in batches)
+    params: dict[str, list[Any]] = {}
+    for index, (table, rows) in enumerate(batches):
+        for name in shape[index][1]:
+            encode = _copy_encoder(table.c[name].type)
+            values = [row[name] for row in rows]
+            if encode is not None:
+                values = [None if value is None else encode(value) for value in values]
+            params[f"t{index}_{name}"] = values
+    await session.execute(_unnest_inserts(shape), params)
+
+
+@cache
+def _unnest_inserts(shape: tuple[tuple[Table, tuple[str, ...]], ...]) -> Any:
+    dialect = postgresql.dialect()
+    inserts = []
+    for index, (table, columns) in enumerate(shape):
+        arrays = ", ".join(
+            f"CAST(:t{index}_{name} AS {table.c[name].type.compile(dialect=dialect)}[])"
+            for name in columns
+        )
+        inserts.append(
+            f"INSERT INTO {table.name} ({', '.join(columns)}) SELECT * FROM unnest({arrays})"
+        )
+    *first, last = inserts
+    ctes = ", ".join(f"t{index} AS ({sql})" for index, sql in enumerate(first))
+    return text(f"WITH {ctes} {last}" if ctes else last)
 
 
 def _copy_encoder(column_type: Any) -> Any:

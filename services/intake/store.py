@@ -29,11 +29,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.intake.models import IdempotencyRecord
 from services.intake.schemas import LeadAccepted, LeadSubmission
 from shared.config import Settings
-from shared.db import insert_rows
+from shared.db import insert_many
 from shared.events import LeadReceived, LeadReceivedData
 from shared.ids import new_id
 from shared.models import Inquiry, Lead, LeadHistory
-from shared.outbox import stage
+from shared.outbox import outbox, outbox_row
 from shared.problems import Problem
 
 leads = Lead.__table__
@@ -115,10 +115,13 @@ async def store_inquiries(
         answers[id(arrival)] = LeadAccepted(
             lead_id=lead_id, inquiry_id=arrival.inquiry_id, new_lead=new
         )
-    if inquiry_rows:
-        await insert_rows(session, inquiries, inquiry_rows)
-        await insert_rows(session, history, history_rows)
-    await stage(session, settings, *events)
+    # One statement for the three tables (on PostgreSQL), the outbox rows staged with the rest.
+    await insert_many(
+        session,
+        (inquiries, inquiry_rows),
+        (history, history_rows),
+        (outbox, [outbox_row(event, settings) for event in events]),
+    )
     await _record_answers(session, fresh, answers)
     for follower, leader in followers.items():
         answers[follower] = _replay(answers[leader])
