@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import Depends, FastAPI, Request
 
-from services.intake import engagement, leads_api, platforms
+from services.intake import engagement, leads_api, platforms, quarantine
 from services.intake.writer import GroupCommitWriter
 from services.routing.api import router as routing_router
 from services.scoring.api import router as qualification_router
@@ -46,5 +46,6 @@ def create_app(runtime: Runtime) -> FastAPI:
     app.include_router(routing_router)
     platforms.install(app, runtime)
     engagement.install(app)
+    quarantine.install(app)
     app.include_router(health_router())
     return app

@@ -45,6 +45,7 @@ TITLES = {
     401: "Unauthorized",
     403: "Forbidden",
     404: "Not Found",
+    409: "Conflict",
     413: "Content Too Large",
     415: "Unsupported Media Type",
     422: "Invalid request",
