@@ -2,13 +2,15 @@
 
 - ``after_scoring``: scoring calls it once per batch, after its own events are staged: leads that
   became qualified are routed (so ``lead.routed`` follows ``lead.mql`` in the outbox), leads
-  rejected by their owner *as the wrong owner* are reassigned, closed leads are released.
+  rejected by their owner *as the wrong owner* are reassigned (scoring keeps their stage: see
+  ``lifecycle.by_outcome``), closed leads are released.
 - ``on_sla_escalated``: an SLA escalation moves the lead from an owner who did not respond.
-- ``RoutingHandler``: a consumer handler for the SLA topic (``sla.escalated``).
+- ``RoutingHandler``: the consumer of the SLA topic (``sla.escalated``, shared/events/sla.py).
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
@@ -17,23 +19,20 @@ from uuid import UUID
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.routing.service import (
+    LeadNotFound,
     RoutingDecision,
     reassign_lead,
     release_lead,
     route_leads,
 )
 from shared.config import Settings
-from shared.events import CloudEvent, LeadOutcome
+from shared.events import WRONG_OWNER_REASONS, CloudEvent, LeadOutcome, SlaEscalated
 
 QUALIFIED = frozenset({"mql", "sal", "sql"})
 """Reaching one of these routes a lead that has no owner yet (an MQL, usually)."""
 CLOSED = frozenset({"won", "lost", "recycled", "disqualified"})
 """Reaching one of these takes the lead off its owner's open count."""
-WRONG_OWNER = frozenset(
-    {"wrong_owner", "wrong_territory", "wrong_language", "wrong_segment", "not_mine", "conflict"}
-)
-"""Rejection reasons that mean "not for me" rather than "not a good lead": reassign."""
-ESCALATED = "sla.escalated"
+log = logging.getLogger(__name__)
 
 
 async def after_scoring(
@@ -69,7 +68,8 @@ async def after_scoring(
 
 def _wrong_owner(event: LeadOutcome) -> bool:
     data = event.data
-    return data.outcome == "rejected" and not data.is_test and (data.reason or "") in WRONG_OWNER
+    wrong = data.outcome == "rejected" and (data.reason or "") in WRONG_OWNER_REASONS
+    return wrong and not data.is_test
 
 
 async def on_sla_escalated(
@@ -94,25 +94,23 @@ async def on_sla_escalated(
 
 
 class RoutingHandler:
-    """Consumes the SLA topic; acts on ``sla.escalated`` (lead_id, owner_id, reason in data)."""
+    """Consumes the SLA topic: an ``sla.escalated`` event asking for it reassigns the lead."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
 
     async def __call__(self, event: CloudEvent, *, session: AsyncSession, now: datetime) -> None:
-        if event.type != ESCALATED:
+        if not isinstance(event, SlaEscalated) or not event.data.reassign:
             return
         data = event.data
-        lead_id = getattr(data, "lead_id", None)
-        if lead_id is None:
-            return
-        if getattr(data, "reassign", True) is False:
-            return
-        await on_sla_escalated(
-            session,
-            lead_id,
-            owner_id=getattr(data, "owner_id", None),
-            reason=str(getattr(data, "reason", None) or getattr(data, "policy", "") or "breached"),
-            now=now,
-            settings=self.settings,
-        )
+        try:
+            await on_sla_escalated(
+                session,
+                data.lead_id,
+                owner_id=data.owner_id,
+                reason=f"{data.policy} {data.reason}",
+                now=now,
+                settings=self.settings,
+            )
+        except LeadNotFound:
+            log.warning("sla.escalated %s names no lead %s; ignored", event.id, data.lead_id)

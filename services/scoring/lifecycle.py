@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from services.scoring.rules import Decision
+from shared.events.engagement import WRONG_OWNER_REASONS
 
 Stage = Literal[
     "inquiry", "mql", "sal", "sql", "opportunity", "won", "lost", "recycled", "disqualified"
@@ -67,6 +68,10 @@ class TransitionRefused(ValueError):
         self.from_stage, self.to_stage = from_stage, to_stage
 
 
+def is_wrong_owner(outcome: str, reason: str | None) -> bool:
+    return outcome == "rejected" and (reason or "") in WRONG_OWNER_REASONS
+
+
 def can(from_stage: str, to_stage: str) -> bool:
     return to_stage in ALLOWED.get(from_stage, frozenset())
 
@@ -101,7 +106,13 @@ def by_rules(stage: str, decision: Decision) -> Transition | None:
 
 
 def by_outcome(stage: str, outcome: str, *, reason: str | None = None) -> Transition | None:
-    """The move a CRM outcome makes; ``None`` when the outcome changes no stage."""
+    """The move a CRM outcome makes; ``None`` when the outcome changes no stage.
+
+    A rejection whose reason means *wrong owner* is about the owner, not the lead: routing
+    reassigns it (services/routing/handlers.py) and it keeps its stage. Any other rejection
+    recycles it with the reason."""
+    if is_wrong_owner(outcome, reason):
+        return None
     target = OUTCOME_STAGE[outcome]
     if target is None or target == stage:
         return None

@@ -11,9 +11,11 @@ from services.scoring.lifecycle import (
     by_outcome,
     by_rules,
     can,
+    is_wrong_owner,
     move,
 )
 from services.scoring.rules import Decision, ReasonHit, Verdict
+from shared.events import WRONG_OWNER_REASONS
 
 ALLOWED_PAIRS = sorted((a, b) for a, targets in ALLOWED.items() for b in targets)
 REFUSED_PAIRS = sorted((a, b) for a in STAGES for b in STAGES if b not in ALLOWED[a] and a != b)
@@ -119,3 +121,34 @@ def test_outcomes_move_a_lead(stage: str, outcome: str, to_stage: str | None) ->
 def test_outcomes_the_lifecycle_refuses(stage: str, outcome: str) -> None:
     with pytest.raises(TransitionRefused):
         by_outcome(stage, outcome)
+
+
+@pytest.mark.parametrize(
+    ("stage", "reason", "to_stage"),
+    [
+        # "Not for me": routing reassigns the lead, which keeps its stage.
+        *[("mql", reason, None) for reason in sorted(WRONG_OWNER_REASONS)],
+        ("sal", "wrong_territory", None),
+        ("inquiry", "not_mine", None),  # no refusal either: there is nothing to move
+        # "Not a good lead": recycled, with the reason.
+        ("mql", "no_budget", "recycled"),
+        ("sal", "no_budget", "recycled"),
+        ("mql", "bad_timing", "recycled"),
+        ("mql", None, "recycled"),
+        ("mql", "Wrong_Owner", "recycled"),  # reason codes are exact
+    ],
+)
+def test_a_rejection_recycles_unless_its_reason_is_the_wrong_owner(
+    stage: str, reason: str | None, to_stage: str | None
+) -> None:
+    assert is_wrong_owner("rejected", reason) is (to_stage is None)
+    made = by_outcome(stage, "rejected", reason=reason)
+    assert (made and made.to_stage) == to_stage
+    if made is not None:
+        assert (made.cause, made.outcome, made.reason) == ("outcome", "rejected", reason)
+
+
+@pytest.mark.parametrize("outcome", ["accepted", "lost"])
+def test_a_wrong_owner_reason_only_matters_on_a_rejection(outcome: str) -> None:
+    assert not is_wrong_owner(outcome, "wrong_owner")
+    assert by_outcome("sql" if outcome == "lost" else "mql", outcome, reason="wrong_owner")
