@@ -66,7 +66,7 @@ async def first_answer(
         }
         for k in sorted(keys, key=lambda k: k.key)
     ]
-    result = await session.execute(_claim_statement(session.get_bind().dialect.name), rows)
+    result = await session.execute(claim_statement(session.get_bind().dialect.name), rows)
     claimed = set(result.scalars())
     taken = {k.key: k for k in keys if k.key not in claimed}
     if not taken:
@@ -106,7 +106,7 @@ async def remember(session: AsyncSession, keys: Sequence[Key], answer: dict[str,
 
 
 @cache
-def _claim_statement(dialect: str) -> Any:
+def claim_statement(dialect: str) -> Any:
     """Insert the key; an expired record of it is replaced; a live one is left (not returned)."""
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     statement = insert(records).values(

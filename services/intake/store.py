@@ -26,6 +26,7 @@ from sqlalchemy import bindparam, func, insert, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.intake.idempotency import claim_statement
 from services.intake.models import IdempotencyRecord
 from services.intake.schemas import LeadAccepted, LeadSubmission
 from shared.config import Settings
@@ -178,7 +179,7 @@ async def _claim_keys(
         }
         for key in sorted(leaders)
     ]
-    result = await session.execute(_claim_statement(session.get_bind().dialect.name), rows)
+    result = await session.execute(claim_statement(session.get_bind().dialect.name), rows)
     claimed = set(result.scalars())
     taken = [key for key in leaders if key not in claimed]
     if taken:
@@ -239,24 +240,6 @@ def _mismatch() -> Problem:
         "this Idempotency-Key was used for a different submission",
         field="Idempotency-Key",
     )
-
-
-@cache
-def _claim_statement(dialect: str) -> Any:
-    """Insert the key; an expired record of it is replaced; a live one is left (not returned)."""
-    statement = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(records).values(
-        key=bindparam("key"),
-        fingerprint=bindparam("fingerprint"),
-        status=bindparam("status"),
-        body=bindparam("body"),
-        created_at=bindparam("created_at"),
-    )
-    fresh = statement.excluded
-    return statement.on_conflict_do_update(
-        index_elements=[records.c.key],
-        set_={name: fresh[name] for name in ("fingerprint", "status", "body", "created_at")},
-        where=records.c.created_at < bindparam("cutoff"),
-    ).returning(records.c.key)
 
 
 async def _leads_for(
