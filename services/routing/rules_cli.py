@@ -83,8 +83,7 @@ def approve(
 
 @routing_rules_app.command()
 def activate(version: int, by: AsOption, as_json: JsonOption = False) -> None:
-    """Make a version co-signed by marketing and sales the live one (emits
-    routing_rules.activated)."""
+    """Make a version co-signed by marketing and sales the live one (emits an event)."""
 
     async def work(session: AsyncSession, settings: Settings) -> dict[str, Any]:
         row = await versions.activate(session, settings, version, by=by, now=datetime.now(UTC))
