@@ -9,10 +9,12 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from starlette.exceptions import HTTPException
 
 log = logging.getLogger(__name__)
 PROBLEM_JSON = "application/problem+json"
+RETRY_AFTER_S = 2
 
 
 class Problem(Exception):
@@ -97,8 +99,24 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, error: Exception) -> JSONResponse:
+        if unavailable(error):
+            log.warning("%s %s: %r", request.method, request.url.path, error)
+            return problem_response(
+                503,
+                "Service Unavailable",
+                "the database is unavailable; nothing was stored, retry shortly",
+                instance=request.url.path,
+                headers={"Retry-After": str(RETRY_AFTER_S)},
+            )
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         return problem_response(500, "Internal Server Error", instance=request.url.path)
+
+
+def unavailable(error: BaseException) -> bool:
+    """The database (or the network to it) is down: a retry later will do, unlike a bug."""
+    if isinstance(error, OperationalError | InterfaceError | OSError | TimeoutError):
+        return True
+    return isinstance(error, DBAPIError) and error.connection_invalidated
 
 
 def _title(status: int) -> str:

@@ -200,3 +200,22 @@ async def test_a_body_over_the_limit_is_413_and_stores_nothing(
     )
     assert streamed.status_code == 413
     assert await count(runtime, Lead) == 0
+
+
+async def test_an_unreachable_database_is_a_503_to_retry_not_a_500(db: Database) -> None:
+    unreachable = (
+        "postgresql://postgres@127.0.0.1:1/test"
+        if db.kind == "postgresql"
+        else "sqlite:////nonexistent-dir/leadflow.db"
+    )
+    runtime = Runtime.create(make_settings(db, db={"url": unreachable}))
+    try:
+        transport = httpx.ASGITransport(app=create_app(runtime), raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url="http://intake") as client:
+            response = await client.post("/v1/leads", json=lead(), headers=AUTH)
+    finally:
+        await runtime.close()
+    assert response.status_code == 503
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.headers["retry-after"] == "2"
+    assert "retry" in response.json()["detail"]
