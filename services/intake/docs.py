@@ -50,6 +50,7 @@ TITLES = {
     415: "Unsupported Media Type",
     422: "Invalid request",
     429: "Too Many Requests",
+    503: "Service Unavailable",
 }
 EXAMPLES: dict[int, dict[str, Any]] = {
     401: {"detail": "send a public key as the X-API-Key header …", "field": "X-API-Key"},
@@ -63,6 +64,7 @@ EXAMPLES: dict[int, dict[str, Any]] = {
         "errors": [{"field": "email", "detail": "is not an email address", "in": "body"}],
     },
     429: {"detail": "more than 30 per 1 minute per ip; retry in 42 s", "field": "client"},
+    503: {"detail": "the database is unavailable; nothing was stored, retry shortly"},
 }
 
 
@@ -145,6 +147,8 @@ POST_RESPONSES: dict[int | str, dict[str, Any]] = {
     },
     **responses(401, 403, 413, 415, 422),
     429: problem(429)
+    | {"headers": {"Retry-After": {"schema": {"type": "integer"}, "description": "Seconds"}}},
+    503: problem(503)
     | {"headers": {"Retry-After": {"schema": {"type": "integer"}, "description": "Seconds"}}},
 }
 
