@@ -14,8 +14,9 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
-import httpcore
 from httpcore import AsyncNetworkBackend, AsyncNetworkStream
+
+from services.webhooks import network
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -112,7 +113,7 @@ class GuardedBackend(AsyncNetworkBackend):
 
     def __init__(self, allowed: Sequence[Network]) -> None:
         self.allowed = list(allowed)
-        self.inner = httpcore.AnyIOBackend()
+        self.inner = network.Backend()
 
     async def connect_tcp(
         self,

@@ -1,0 +1,154 @@
+"""The dispatcher's network layer (``services.webhooks.network``) against real local servers:
+keep-alive, a connection the server closed while idle, TLS, timeouts, refused connections."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ssl
+import subprocess
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import httpcore
+import httpx
+import pytest
+
+from services.webhooks import network
+from services.webhooks.dispatcher import make_client
+from shared.config import WebhookSettings
+
+Serve = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+
+
+@asynccontextmanager
+async def server(serve: Serve, tls: ssl.SSLContext | None = None) -> AsyncIterator[int]:
+    listening = await asyncio.start_server(serve, "127.0.0.1", 0, ssl=tls)
+    try:
+        yield listening.sockets[0].getsockname()[1]
+    finally:
+        listening.close()
+
+
+async def read_request(reader: asyncio.StreamReader) -> bytes:
+    head = await reader.readuntil(b"\r\n\r\n")
+    length = next(
+        (
+            int(line.split(b":")[1])
+            for line in head.split(b"\r\n")
+            if line.lower().startswith(b"content-length")
+        ),
+        0,
+    )
+    return await reader.readexactly(length)
+
+
+def client(**pool: object) -> httpx.AsyncClient:
+    transport = httpx.AsyncHTTPTransport()
+    transport._pool = httpcore.AsyncConnectionPool(network_backend=network.Backend(), **pool)  # noqa: SLF001
+    return httpx.AsyncClient(transport=transport)
+
+
+async def test_keep_alive_and_a_connection_closed_while_idle() -> None:
+    connections = 0
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal connections
+        connections += 1
+        body = await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+        body = await read_request(reader)  # a second request on the same connection
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+        await writer.drain()
+        writer.close()  # then the server closes it, idle
+
+    async with server(serve) as port, client() as http:
+        url = f"http://127.0.0.1:{port}/"
+        assert (await http.post(url, content=b"one")).content == b"one"
+        assert (await http.post(url, content=b"two")).content == b"two"
+        assert connections == 1
+        await asyncio.sleep(0.05)  # the close reaches the client's idle connection
+        # It is seen as closed: the request goes out on a new connection, it does not fail.
+        assert (await http.post(url, content=b"three")).content == b"three"
+        assert connections == 2
+
+
+async def test_large_bodies_both_ways() -> None:
+    payload = b"x" * 3_000_000
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        body = await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+        await writer.drain()
+
+    async with server(serve) as port, client() as http:
+        response = await http.post(f"http://127.0.0.1:{port}/", content=payload)
+        assert response.content == payload
+
+
+@pytest.fixture
+def certificate(tmp_path: Path) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1 and its key."""
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"]
+        + ["-keyout", str(key), "-out", str(cert), "-subj", "/CN=127.0.0.1"]
+        + ["-addext", "subjectAltName=IP:127.0.0.1"],
+        check=True,
+        capture_output=True,
+    )
+    return cert, key
+
+
+async def test_tls(certificate: tuple[Path, Path]) -> None:
+    cert, key = certificate
+    server_side = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_side.load_cert_chain(cert, key)
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(OK)
+        await writer.drain()
+
+    async with server(serve, server_side) as port:
+        url = f"https://127.0.0.1:{port}/"
+        async with client(ssl_context=ssl.create_default_context(cafile=cert)) as http:
+            response = await http.post(url, content=b"{}")
+            assert response.text == "ok"
+            assert response.extensions["network_stream"].get_extra_info("ssl_object") is not None
+        async with client(ssl_context=ssl.create_default_context()) as http:  # not trusted
+            with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
+                await http.post(url, content=b"{}")
+
+
+async def test_timeouts_and_refused_connections() -> None:
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        await asyncio.sleep(5)
+
+    async with server(silent) as port, client() as http:
+        with pytest.raises(httpx.ReadTimeout):
+            await http.post(f"http://127.0.0.1:{port}/", content=b"{}", timeout=0.2)
+    async with server(silent) as port:
+        pass  # closed: nothing listens on the port any more
+    async with client() as http:
+        with pytest.raises(httpx.ConnectError):
+            await http.post(f"http://127.0.0.1:{port}/", content=b"{}")
+
+
+async def test_the_dispatchers_client_uses_it_behind_the_ssrf_guard() -> None:
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while not reader.at_eof():
+            with contextlib.suppress(asyncio.IncompleteReadError):
+                await read_request(reader)
+                writer.write(OK)
+
+    async with server(serve) as port:
+        url = f"http://127.0.0.1:{port}/"
+        allowed = WebhookSettings(allowed_networks=["127.0.0.0/8"])
+        async with make_client(allowed) as http:
+            assert (await http.post(url, content=b"{}")).text == "ok"
+            stream = (await http.post(url, content=b"{}")).extensions["network_stream"]
+            assert isinstance(stream, network.Stream)
