@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import os
 import random
 import time
@@ -81,6 +82,7 @@ async def _run(settings: Settings, url: URL, count: int, ruleset: str, log: Log)
         events = await _load(runtime, settings, count, ruleset)
         log(f"  producing {count:,} lead.received events to {settings.topics.intake}")
         await _produce(settings, events)
+        del events  # the scoring process never holds them: keep its heap as it would be
         return await _score(runtime, settings, url, count, log)
     finally:
         await runtime.close()
@@ -186,6 +188,8 @@ async def _score(runtime: Runtime, settings: Settings, url: URL, count: int, log
         on_commit=committed,
     )
     postgres = CpuProbe("postgres", cmdline_contains=f" {url.database} ")
+    gc.collect()  # start-up's objects out of the collector's sight, as a served process's
+    gc.freeze()
     runtime.spawn(consumer.run(), name="scoring")
     log("  scoring (the consumer group's first join takes a few seconds)…")
     await first.wait()

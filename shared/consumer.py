@@ -23,7 +23,7 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shared.config import Settings
-from shared.db import insert_ignoring_conflicts
+from shared.db import driver_connection, insert_ignoring_conflicts, translated
 from shared.events import Event, UndecodableEvent, UnknownEventType, decode
 from shared.kafka import ensure_topics, make_consumer
 from shared.metrics import BATCH_SECONDS, DEAD_LETTERED, EVENTS_PROCESSED
@@ -32,6 +32,13 @@ from shared.shutdown import bounded
 
 log = logging.getLogger(__name__)
 processed = ProcessedEvent.__table__
+PARTITIONS_AT_ONCE = 4
+"""Partitions whose batches are applied concurrently, at most (records fetched at once: this
+many ``consumer.max_batch``)."""
+CLAIM = (
+    "INSERT INTO processed_events (consumer, event_id, processed_at)"
+    " SELECT $1, unnest($2::text[]), $3 ON CONFLICT DO NOTHING RETURNING event_id"
+)
 
 
 class Handler(Protocol):
@@ -82,16 +89,30 @@ class EventConsumer:
         try:
             while True:
                 batches = await consumer.getmany(
-                    timeout_ms=200, max_records=self.settings.consumer.max_batch
+                    timeout_ms=200,
+                    max_records=self.settings.consumer.max_batch * PARTITIONS_AT_ONCE,
                 )
                 if consumer.assignment():
                     self.assigned.set()
-                for partition, records in batches.items():
-                    await self.process(partition, records)
-                    await self._commit(consumer, partition, records[-1].offset + 1)
+                await asyncio.gather(
+                    *(self._consume(consumer, p, records) for p, records in batches.items())
+                )
         finally:
             # Offsets are committed batch by batch; nothing to lose if the goodbye never arrives.
             await bounded(consumer.stop(), f"{self.name}: consumer stop")
+
+    async def _consume(
+        self, consumer: AIOKafkaConsumer, partition: TopicPartition, records: list[ConsumerRecord]
+    ) -> None:
+        """One partition's records in order, ``max_batch`` per transaction, each batch's offset
+        committed after its transaction. Partitions run at once (each in its own transaction, on
+        its own connection): one lead's events share a partition, so their transactions touch
+        other leads, and while one waits on the database another evaluates."""
+        step = self.settings.consumer.max_batch
+        for start in range(0, len(records), step):
+            batch = records[start : start + step]
+            await self.process(partition, batch)
+            await self._commit(consumer, partition, batch[-1].offset + 1)
 
     async def process(self, partition: TopicPartition, records: list[ConsumerRecord]) -> None:
         decoded: list[tuple[ConsumerRecord, Event]] = []
@@ -138,6 +159,12 @@ class EventConsumer:
 
     async def _claim(self, session: AsyncSession, events: list[Event], now: datetime) -> set[str]:
         """Record the events as processed; return the ids not processed before."""
+        if session.get_bind().dialect.name == "postgresql":
+            # One statement, the ids as one array: no per-row Bind/Execute, whatever the batch size
+            driver = await driver_connection(session)
+            with translated(CLAIM):
+                ids = await driver.fetch(CLAIM, self.name, [str(e.id) for e in events], now)
+            return {row[0] for row in ids}
         rows = [{"consumer": self.name, "event_id": str(e.id), "processed_at": now} for e in events]
         # executemany of one cached statement: ``.values(rows)`` would compile anew per batch size
         statement = insert_ignoring_conflicts(session, processed).returning(processed.c.event_id)

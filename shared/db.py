@@ -129,6 +129,11 @@ async def driver_connection(session: AsyncSession) -> asyncpg.Connection:
     Wrap calls in ``translated`` so errors read as SQLAlchemy's (transient or not)."""
     connection = await session.connection()
     raw = await connection.get_raw_connection()
+    adapted: Any = raw.dbapi_connection
+    if adapted._transaction is None:
+        # SQLAlchemy's asyncpg adapter sends BEGIN lazily, with its own first statement: a
+        # statement sent straight to asyncpg before that would run, and commit, on its own.
+        await adapted._start_transaction()
     return raw.driver_connection  # type: ignore[return-value]
 
 

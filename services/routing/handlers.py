@@ -22,7 +22,7 @@ from services.routing.service import (
     LeadNotFound,
     RoutingDecision,
     reassign_lead,
-    release_lead,
+    release_leads,
     route_leads,
 )
 from shared.config import Settings
@@ -48,9 +48,7 @@ async def after_scoring(
     decisions = (
         await route_leads(session, qualified, now=now, settings=settings) if qualified else []
     )
-    for move in moves:
-        if move["to_stage"] in CLOSED:
-            await release_lead(session, move["lead_id"])
+    await release_leads(session, [m["lead_id"] for m in moves if m["to_stage"] in CLOSED])
     for event in events:
         if isinstance(event, LeadOutcome) and _wrong_owner(event):
             decisions.append(

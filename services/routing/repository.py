@@ -50,6 +50,15 @@ async def touch_directory(session: AsyncSession) -> None:
     )
 
 
+async def routing_off(session: AsyncSession) -> bool:
+    """No team exists (routing is off until one does). Read without the routing lock, so that
+    scoring batches do not queue on it for nothing; a team created meanwhile takes effect from
+    the next batch, as if this one had run a moment earlier."""
+    query = select(state_t.c.directory_token).where(state_t.c.id == 1)
+    token = await session.scalar(query)
+    return token is None or not (await directory(session, str(token))).teams
+
+
 async def directory(session: AsyncSession, token: str) -> Directory:
     key = (str(session.get_bind().url), token)
     cached = _cache.get(key)

@@ -78,6 +78,8 @@ async def route_leads(
     """
     # Lead rows first, then the routing lock: the order scoring takes them in (see txn.py).
     found = await _leads(session, lead_ids)
+    if await repo.routing_off(session):
+        return [_unchanged(_found(found, lead_id)[0]) for lead_id in lead_ids]
     txn = await routing_txn.begin(session)
     directory = await repo.directory(session, txn.token)
     results, events, updates = [], [], []
@@ -147,13 +149,26 @@ async def reassign_lead(
 
 async def release_lead(session: AsyncSession, lead_id: UUID) -> None:
     """The lead is closed (won, lost, disqualified): it no longer counts against its owner."""
-    lead, _ = await _lead(session, lead_id)
+    await _lead(session, lead_id)
+    await release_leads(session, [lead_id])
+
+
+async def release_leads(session: AsyncSession, lead_ids: Sequence[UUID]) -> None:
+    """Closed leads no longer count against their owners: one read, one update; the routing
+    lock only when one of them had an owner. The caller holds the lead rows' locks."""
+    query = select(leads_t.c.id, leads_t.c.owner_id).where(
+        leads_t.c.id.in_(sorted(set(lead_ids))),
+        leads_t.c.routing_status == "routed",
+        leads_t.c.owner_id.is_not(None),
+    )
+    owned = (await session.execute(query)).all() if lead_ids else []
+    if not owned:
+        return
     txn = await routing_txn.begin(session)
-    if lead.owner_id is not None and lead.routing_status == "routed":
-        txn.release(lead.owner_id)
-        await session.execute(
-            update(leads_t).where(leads_t.c.id == lead_id).values(routing_status="closed")
-        )
+    for _, owner in owned:
+        txn.release(owner)
+    closed = update(leads_t).where(leads_t.c.id.in_([lead_id for lead_id, _ in owned]))
+    await session.execute(closed.values(routing_status="closed"))
 
 
 async def _decide(
@@ -283,7 +298,10 @@ async def _write(
 
 
 async def _lead(session: AsyncSession, lead_id: UUID) -> tuple[Any, list[dict[str, Any]]]:
-    found = await _leads(session, [lead_id])
+    return _found(await _leads(session, [lead_id]), lead_id)
+
+
+def _found(found: dict[UUID, Any], lead_id: UUID) -> Any:
     if lead_id not in found:
         raise LeadNotFound(f"no lead {lead_id}")
     return found[lead_id]

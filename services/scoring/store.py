@@ -1,4 +1,10 @@
-"""Scoring's reads and writes, a batch at a time: one statement per table, not one per lead."""
+"""Scoring's reads and writes, a batch at a time: one statement per table, not one per lead.
+
+On PostgreSQL the hot statements go straight to asyncpg with the batch as array parameters
+(``= ANY($1)``, ``unnest``) or through COPY: one fixed statement text whatever the batch size,
+one Bind for the whole batch, and no per-row parameter or result processing in SQLAlchemy (which
+cost more CPU than qualifying the leads). SQLite, in-process, keeps the plain statements.
+"""
 
 from __future__ import annotations
 
@@ -15,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.scoring.facts import Activity
 from services.scoring.models import LeadTransition, Ruleset, ScoringActivity
 from services.scoring.ruleset import CompiledRuleset, compile_ruleset
-from shared.db import insert_ignoring_conflicts
+from shared.db import driver_connection, insert_ignoring_conflicts, insert_rows, translated
 from shared.models import Inquiry, Lead, LeadHistory
 
 DEFAULT_RULESET = Path(__file__).resolve().parents[2] / "rules" / "default.yaml"
@@ -78,20 +84,87 @@ class RulesetCache:
         return self._compiled[label]
 
 
+UUID_COLUMNS = [c.name for c in leads.c if c.type.python_type is UUID]
+LOCK = "SELECT * FROM leads WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE"
+ADD_ACTIVITIES = (
+    "INSERT INTO scoring_activities (id, lead_id, kind, occurred_at, event_id)"
+    " SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::timestamptz[], $5::uuid[])"
+    " ON CONFLICT DO NOTHING"
+)
+ACTIVITIES = (  # a join, not ``= ANY``: the generic plan of that was 10× slower here
+    "SELECT a.lead_id, a.kind, a.occurred_at"
+    " FROM unnest($1::uuid[]) AS b(id) JOIN scoring_activities AS a ON a.lead_id = b.id"
+)
+SUBMISSIONS = (
+    "SELECT i.lead_id, i.submission"
+    " FROM unnest($1::uuid[]) AS b(id) JOIN inquiries AS i ON i.lead_id = b.id"
+    " ORDER BY i.received_at"
+)
+
+
+def _array_type(column: str) -> str:
+    if column in ("score", "engagement_score"):
+        return "int"
+    return "timestamptz" if column.endswith("_at") else "text"
+
+
+SAVE = (
+    "UPDATE leads AS l SET "
+    + ", ".join(f"{c} = v.{c}" for c in LEAD_STATE)
+    + " FROM unnest($1::uuid[], "
+    + ", ".join(f"${i}::{_array_type(c)}[]" for i, c in enumerate(LEAD_STATE, start=2))
+    + ") AS v(id, "
+    + ", ".join(LEAD_STATE)
+    + ") WHERE l.id = v.id"
+)
+
+
+def _is_postgresql(session: AsyncSession) -> bool:
+    return session.get_bind().dialect.name == "postgresql"
+
+
+def _lead(row: Any) -> dict[str, Any]:
+    """A lead row from asyncpg, its ids as ``uuid.UUID`` (asyncpg's own UUID type is not JSON
+    serialisable) — as SQLAlchemy would return it."""
+    lead = dict(row)
+    for column in UUID_COLUMNS:
+        if lead[column] is not None:
+            lead[column] = UUID(bytes=lead[column].bytes)
+    return lead
+
+
 async def lock_leads(session: AsyncSession, lead_ids: Sequence[UUID]) -> dict[UUID, dict[str, Any]]:
     """The leads, row-locked in id order (two consumers never deadlock on one batch)."""
+    if _is_postgresql(session):
+        driver = await driver_connection(session)
+        with translated(LOCK):
+            rows = await driver.fetch(LOCK, list(lead_ids))
+        return {lead["id"]: lead for lead in map(_lead, rows)}
     query = select(leads).where(leads.c.id.in_(sorted(lead_ids))).order_by(leads.c.id)
     rows = await session.execute(query.with_for_update())
     return {row.id: dict(row._mapping) for row in rows}
 
 
 async def add_activities(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
-    if rows:
-        await session.execute(insert_ignoring_conflicts(session, activities), rows)
+    if not rows:
+        return
+    if _is_postgresql(session):
+        columns = ("id", "lead_id", "kind", "occurred_at", "event_id")
+        driver = await driver_connection(session)
+        with translated(ADD_ACTIVITIES):
+            await driver.execute(ADD_ACTIVITIES, *([r[c] for r in rows] for c in columns))
+        return
+    await session.execute(insert_ignoring_conflicts(session, activities), rows)
 
 
 async def activities_of(session: AsyncSession, lead_ids: Iterable[UUID]) -> dict[UUID, list]:
     found: dict[UUID, list[Activity]] = defaultdict(list)
+    if _is_postgresql(session):
+        driver = await driver_connection(session)
+        with translated(ACTIVITIES):
+            for lead_id, kind, at in await driver.fetch(ACTIVITIES, list(lead_ids)):
+                found[lead_id].append(Activity(kind, at))
+        return found
     query = select(activities.c.lead_id, activities.c.kind, activities.c.occurred_at).where(
         activities.c.lead_id.in_(list(lead_ids))
     )
@@ -102,6 +175,12 @@ async def activities_of(session: AsyncSession, lead_ids: Iterable[UUID]) -> dict
 
 async def submissions_of(session: AsyncSession, lead_ids: Iterable[UUID]) -> dict[UUID, list]:
     found: dict[UUID, list[dict[str, Any]]] = defaultdict(list)
+    if _is_postgresql(session):
+        driver = await driver_connection(session)
+        with translated(SUBMISSIONS):
+            for lead_id, submission in await driver.fetch(SUBMISSIONS, list(lead_ids)):
+                found[lead_id].append(submission or {})
+        return found
     query = (
         select(inquiries.c.lead_id, inquiries.c.submission)
         .where(inquiries.c.lead_id.in_(list(lead_ids)))
@@ -118,6 +197,17 @@ async def save(
     history_rows: list[dict[str, Any]],
     transition_rows: list[dict[str, Any]],
 ) -> None:
+    """Each lead's new state (one statement), its history and transitions (COPY on PostgreSQL)."""
+    if _is_postgresql(session):
+        states = list(states)
+        if states:
+            driver = await driver_connection(session)
+            columns = [[s["id"] for s in states], *([s[k] for s in states] for k in LEAD_STATE)]
+            with translated(SAVE):
+                await driver.execute(SAVE, *columns)
+        await insert_rows(session, history, history_rows)
+        await insert_rows(session, transitions, transition_rows)
+        return
     rows = [{"b_id": s["id"], **{k: s[k] for k in LEAD_STATE}} for s in states]
     if rows:
         statement = update(leads).where(leads.c.id == bindparam("b_id"))
