@@ -70,8 +70,11 @@ class ScoringHandler:
             if isinstance(event, LeadOutcome):
                 batch.outcome(lead, event)
             facts = facts_of(_Row(lead), submissions.get(lead["id"], ()))
-            decision = qualify(facts, activities.get(lead["id"], ()), ruleset, now=now)
-            batch.scored(lead, decision)
+            done = activities.get(lead["id"], ())
+            decision = qualify(facts, done, ruleset, now=now)
+            recycled_at = lead["recycled_at"]
+            engaged = recycled_at is None or any(a.occurred_at > recycled_at for a in done)
+            batch.scored(lead, decision, engaged_since_recycled=engaged)
         await store.save(session, [states[i] for i in batch.touched], batch.history, batch.moves)
         await stage(session, self.settings, *batch.events)
         # Routing, after the stage events so lead.routed follows lead.mql (services/routing).
@@ -125,7 +128,9 @@ class _Batch:
         if move is not None:
             self._move(lead, move)
 
-    def scored(self, lead: dict[str, Any], decision: Decision) -> None:
+    def scored(
+        self, lead: dict[str, Any], decision: Decision, *, engaged_since_recycled: bool
+    ) -> None:
         previous = lead["score"]
         lead.update(
             score=decision.fit_score,
@@ -134,7 +139,9 @@ class _Batch:
             ruleset=self.label,
             scored_at=self.now,
         )
-        move = lifecycle.by_rules(lead["stage"], decision)
+        move = lifecycle.by_rules(
+            lead["stage"], decision, engaged_since_recycled=engaged_since_recycled
+        )
         data = LeadScoredData(
             lead_id=lead["id"],
             score=decision.fit_score,

@@ -90,12 +90,17 @@ def move(
     return Transition(from_stage, to_stage, cause, rules, reason, outcome)
 
 
-def by_rules(stage: str, decision: Decision) -> Transition | None:
-    """The move the rules call for, if any: disqualify first, then promote, then recycle."""
+def by_rules(stage: str, decision: Decision, *, engaged_since_recycled: bool) -> Transition | None:
+    """The move the rules call for, if any: disqualify first, then promote, then recycle.
+
+    A recycled lead is back in nurture: it becomes an MQL again only on engagement that came
+    after it was recycled (``engaged_since_recycled``), not at once because the criteria that
+    made it an MQL the first time still hold."""
     if decision.disqualified and can(stage, "disqualified"):
         hit = decision.disqualified
         return move(stage, "disqualified", cause="rules", rules=(hit.rule,), reason=hit.reason)
-    if stage in ("inquiry", "recycled") and decision.mql.met and decision.recycle is None:
+    promotable = stage == "inquiry" or (stage == "recycled" and engaged_since_recycled)
+    if promotable and decision.mql.met and decision.recycle is None:
         return move(stage, "mql", cause="rules", rules=decision.fired)
     if stage == "sal" and decision.sql.met:
         return move(stage, "sql", cause="rules", rules=decision.fired)

@@ -174,6 +174,9 @@ async def test_a_wrong_owner_rejection_reassigns_and_keeps_the_stage_other_reaso
 
         assert await _staged(stack, "lead.recycled", wrong) == []
         assert await _staged(stack, "lead.reassigned", poor) == []
+        # Recycled in the batch that scored it again: it stays in nurture until it engages anew.
+        assert (await _lead(stack, poor))[1] == "recycled"
+        assert len(await _staged(stack, "lead.mql", poor)) == 1
         assert await _lead(stack, wrong) == (moved["data"]["owner_id"], "mql")
         assert moved["data"]["owner_id"] in set(owners.values()) - {first}
 

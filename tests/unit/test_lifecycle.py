@@ -86,10 +86,25 @@ COLD = ReasonHit("gone-cold", "no_engagement")
 def test_rules_move_a_lead(
     stage: str, judged: Decision, to_stage: str | None, reason: str | None
 ) -> None:
-    made = by_rules(stage, judged)
+    made = by_rules(stage, judged, engaged_since_recycled=True)
     assert (made and made.to_stage) == to_stage
     if made is not None:
         assert made.cause == "rules" and made.reason == reason
+
+
+@pytest.mark.parametrize(
+    ("stage", "engaged", "to_stage"),
+    [
+        ("recycled", False, None),  # the criteria still hold, but nothing new happened
+        ("recycled", True, "mql"),
+        ("inquiry", False, "mql"),  # never recycled: nothing to wait for
+    ],
+)
+def test_a_recycled_lead_needs_new_engagement_to_become_an_mql_again(
+    stage: str, engaged: bool, to_stage: str | None
+) -> None:
+    made = by_rules(stage, decision(mql=True), engaged_since_recycled=engaged)
+    assert (made and made.to_stage) == to_stage
 
 
 @pytest.mark.parametrize(
