@@ -152,8 +152,15 @@ class _Batch:
             stage=move.to_stage if move else lead["stage"],
         )
         event = self._emit(LeadScored, lead["id"], data)
-        detail = data.model_dump(mode="json", exclude={"lead_id", "previous_score"})
-        self._note(lead, event.type, event.id, {**detail, "ruleset": self.label})
+        detail = {
+            "score": data.score,
+            "rules_fired": data.rules_fired,
+            "fit_grade": data.fit_grade,
+            "engagement_score": data.engagement_score,
+            "stage": data.stage,
+            "ruleset": self.label,
+        }
+        self._note(lead, event.type, event.id, detail)
         if move is not None:
             self._move(lead, move)
 

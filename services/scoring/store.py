@@ -84,8 +84,11 @@ class RulesetCache:
         return self._compiled[label]
 
 
-UUID_COLUMNS = [c.name for c in leads.c if c.type.python_type is UUID]
-LOCK = "SELECT * FROM leads WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE"
+FACTS = ("email", "phone", "first_name", "last_name", "company", "source")
+LOCK = (
+    f"SELECT id, {', '.join(FACTS + LEAD_STATE)} FROM leads"
+    " WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE"
+)
 ADD_ACTIVITIES = (
     "INSERT INTO scoring_activities (id, lead_id, kind, occurred_at, event_id)"
     " SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::timestamptz[], $5::uuid[])"
@@ -124,12 +127,10 @@ def _is_postgresql(session: AsyncSession) -> bool:
 
 
 def _lead(row: Any) -> dict[str, Any]:
-    """A lead row from asyncpg, its ids as ``uuid.UUID`` (asyncpg's own UUID type is not JSON
-    serialisable) — as SQLAlchemy would return it."""
+    """What scoring reads of a lead row from asyncpg, its id a ``uuid.UUID`` (asyncpg's own UUID
+    type is not JSON serialisable), as SQLAlchemy would return it."""
     lead = dict(row)
-    for column in UUID_COLUMNS:
-        if lead[column] is not None:
-            lead[column] = UUID(bytes=lead[column].bytes)
+    lead["id"] = UUID(bytes=lead["id"].bytes)
     return lead
 
 
