@@ -1,5 +1,6 @@
 """The dispatcher's network layer (``services.webhooks.network``) against real local servers:
-keep-alive, a connection the server closed while idle, TLS, timeouts, refused connections."""
+keep-alive, a connection the server closed while idle, TLS, timeouts, refused connections; and
+``send`` on the bare transport: no cookies kept, no redirect followed, the body read to a limit."""
 
 from __future__ import annotations
 
@@ -9,14 +10,17 @@ import ssl
 import subprocess
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 from pathlib import Path
+from uuid import uuid4
 
 import httpcore
 import httpx
 import pytest
 
 from services.webhooks import network
-from services.webhooks.dispatcher import make_client
+from services.webhooks.dispatcher import make_client, make_transport, send
+from services.webhooks.queue import Claimed
 from shared.config import WebhookSettings
 
 Serve = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
@@ -152,3 +156,41 @@ async def test_the_dispatchers_client_uses_it_behind_the_ssrf_guard() -> None:
             assert (await http.post(url, content=b"{}")).text == "ok"
             stream = (await http.post(url, content=b"{}")).extensions["network_stream"]
             assert isinstance(stream, network.Stream)
+
+
+async def test_send_keeps_no_cookies_and_follows_no_redirect() -> None:
+    requests: list[bytes] = []
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while not reader.at_eof():
+            with contextlib.suppress(asyncio.IncompleteReadError):
+                head = await reader.readuntil(b"\r\n\r\n")
+                await reader.readexactly(int(head.lower().split(b"content-length:")[1].split()[0]))
+                requests.append(head)
+                writer.write(
+                    b"HTTP/1.1 302 Found\r\nLocation: /elsewhere\r\nSet-Cookie: session=abc\r\n"
+                    b"Content-Length: 10\r\n\r\n0123456789"
+                )
+
+    config = WebhookSettings(allowed_networks=["127.0.0.0/8"], max_response_bytes=4)
+    async with server(serve) as port, make_transport(config) as transport:
+        claimed = Claimed(
+            seq=1,
+            id=uuid4(),
+            subscription_id=uuid4(),
+            event_id="evt_1",
+            event_type="lead.mql",
+            lead_id="lead-1",
+            payload='{"type":"lead.mql"}',
+            attempts=0,
+            url=f"http://127.0.0.1:{port}/hook",
+            secrets=["whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"],
+            half_open=False,
+        )
+        first = await send(transport, claimed, config, datetime.now(UTC))
+        await send(transport, claimed, config, datetime.now(UTC))
+    assert first.status == 302
+    assert first.error == "HTTP 302: redirects are not followed"
+    assert first.excerpt == "0123"
+    assert len(requests) == 2  # no request to /elsewhere
+    assert all(b"cookie" not in head.lower() for head in requests)
