@@ -48,9 +48,16 @@ class Handler(Protocol):
     async def __call__(self, event: Event, *, session: AsyncSession, now: datetime) -> None: ...
 
 
+class NotReady(Exception):
+    """The consumer cannot apply anything yet (scoring: no co-signed ruleset is active). Like an
+    outage it is waited out, with backoff: the messages stay unconsumed, nothing dead-lettered."""
+
+
 def is_transient(error: BaseException) -> bool:
     """Infrastructure trouble (retry until it passes), not a message that cannot be applied."""
-    if isinstance(error, OperationalError | InterfaceError | OSError | TimeoutError | KafkaError):
+    if isinstance(
+        error, NotReady | OperationalError | InterfaceError | OSError | TimeoutError | KafkaError
+    ):
         return True
     return isinstance(error, DBAPIError) and error.connection_invalidated
 

@@ -144,7 +144,7 @@ async def run_backtest(
     async with runtime.sessions() as session:
         row = await versions.find(session, version)
         proposed = (row.label, await cache.by_label(session, row.label))
-        active = await cache.active(session)
+        active = await cache.active_or_sample(session)
         report = await backtest.run(session, active, proposed, now=datetime.now(UTC), days=days)
     return report.as_dict()
 

@@ -159,7 +159,7 @@ def run_backtest(
         cache = store.RulesetCache()
         row = await versions.find(session, version)
         proposed = (row.label, await cache.by_label(session, row.label))
-        active = await cache.active(session)
+        active = await cache.active_or_sample(session)
         columns = (TextColumn("backtest"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
         with Progress(*columns, console=Console(stderr=True), transient=as_json) as bar:
             task = bar.add_task("leads", total=None)

@@ -14,6 +14,7 @@ from services.scoring import store
 from services.scoring.facts import facts_of
 from services.scoring.models import LeadTransition
 from services.scoring.rules import Decision, qualify
+from shared.consumer import NotReady
 from shared.models import Lead
 from shared.problems import Problem
 
@@ -41,7 +42,10 @@ async def explain(
     if lead.ruleset is not None:
         label, ruleset = lead.ruleset, await rulesets.by_label(session, lead.ruleset)
     else:
-        label, ruleset = await rulesets.active(session)
+        try:
+            label, ruleset = await rulesets.active(session)
+        except NotReady as waiting:
+            raise Problem(409, "Conflict", f"not scored yet: {waiting}", field="ruleset") from None
     activities = (await store.activities_of(session, [lead_id])).get(lead_id, [])
     submissions = (await store.submissions_of(session, [lead_id])).get(lead_id, [])
     decision = qualify(facts_of(lead, submissions), activities, ruleset, now=now)

@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.scoring.facts import Activity
 from services.scoring.models import LeadTransition, Ruleset, ScoringActivity
 from services.scoring.ruleset import CompiledRuleset, compile_ruleset
+from shared.consumer import NotReady
 from shared.db import driver_connection, insert_ignoring_conflicts, insert_rows, translated
 from shared.models import Inquiry, Lead, LeadHistory
 
@@ -52,9 +53,16 @@ LEAD_STATE = (
 )
 
 
+NO_ACTIVE_RULESET = (
+    "no co-signed ruleset is active: leads wait unscored until one is "
+    "(leadflow rules propose / approve / activate)"
+)
+
+
 @lru_cache(maxsize=1)
 def bundled_default() -> tuple[str, CompiledRuleset]:
-    """The repository's sample ruleset: what scores leads while no version is active."""
+    """The repository's sample ruleset, as earlier versions labelled the leads it scored while no
+    version was active (they still explain by it)."""
     compiled = compile_ruleset(DEFAULT_RULESET.read_text())
     return f"default-{compiled.content_hash[:12]}", compiled
 
@@ -66,10 +74,20 @@ class RulesetCache:
         self._compiled: dict[str, CompiledRuleset] = {}
 
     async def active(self, session: AsyncSession) -> tuple[str, CompiledRuleset]:
+        """The active co-signed version. Without one nothing is scored by rules nobody signed:
+        the consumer waits (``NotReady``) and the leads are scored once a version goes live."""
         label = await session.scalar(select(rulesets.c.label).where(rulesets.c.status == "active"))
         if label is None:
-            return bundled_default()
+            raise NotReady(NO_ACTIVE_RULESET)
         return label, await self.by_label(session, label)
+
+    async def active_or_sample(self, session: AsyncSession) -> tuple[str, CompiledRuleset]:
+        """What a backtest compares with: the active version, or before the first one goes live
+        the bundled sample (``rules/default.yaml``)."""
+        try:
+            return await self.active(session)
+        except NotReady:
+            return bundled_default()
 
     async def by_label(self, session: AsyncSession, label: str) -> CompiledRuleset:
         if label not in self._compiled:

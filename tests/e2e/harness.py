@@ -15,7 +15,7 @@ from sqlalchemy import func, select
 
 from services.intake.app import create_app
 from services.intake.keys import create_key
-from services.scoring.main import start_scoring
+from services.scoring.main import activate_sample_rules, start_scoring
 from shared.config import Settings
 from shared.models import Lead, LeadHistory, OutboxMessage
 from shared.runtime import Runtime
@@ -79,9 +79,14 @@ class Stack:
 
 @asynccontextmanager
 async def running_stack(
-    settings: Settings, *, scoring_processes: int = 1, intake_relays: int = 1
+    settings: Settings,
+    *,
+    scoring_processes: int = 1,
+    intake_relays: int = 1,
+    activate_rules: bool = True,
 ) -> AsyncIterator[Stack]:
-    """Intake (with its relay) and N scoring processes (each with a relay), like production.
+    """Intake (with its relay) and N scoring processes (each with a relay), like production,
+    with the sample rules co-signed and live unless ``activate_rules`` is false.
 
     The client posts as a web form does, with a public key (``Stack.public_key``). It is one
     client address posting thousands of leads, so the rate limits are lifted here: the pipeline
@@ -99,6 +104,8 @@ async def running_stack(
         workers.append(worker)
     transport = httpx.ASGITransport(app=create_app(intake))
     try:
+        if activate_rules:
+            await activate_sample_rules(intake)
         async with intake.sessions.begin() as session:
             public_key, _ = await create_key(session, kind="public", now=datetime.now(UTC))
         async with httpx.AsyncClient(

@@ -9,6 +9,7 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
 
+from services.scoring.main import activate_sample_rules
 from shared.broker import EmbeddedBroker
 from tests.conftest import Database, eventually, make_settings
 from tests.e2e.harness import read_topic, running_stack
@@ -28,15 +29,38 @@ async def test_a_posted_lead_is_scored_and_shown(db: Database, broker: EmbeddedB
 
         shown = await eventually(scored)
         assert shown["score"] == 30  # rules/default.yaml: business email (20) + company (10)
-        assert shown["ruleset"].startswith("default-")  # the bundled ruleset: none is active
         kinds = [h["kind"] for h in shown["history"]]
         assert kinds == ["lead.received", "lead.scored", "lead.mql"]
 
-        records = await read_topic(settings, settings.topics.lifecycle, expect=1)
-        event = json.loads(records[0].value)
-        assert event["type"] == "lead.scored" and event["subject"] == lead_id
-        assert records[0].key == lead_id.encode()
-        assert event["ruleset"] == shown["ruleset"]
+        records = await read_topic(settings, settings.topics.lifecycle, expect=2)
+        by_type = {json.loads(r.value)["type"]: r for r in records}
+        activated = json.loads(by_type["ruleset.activated"].value)  # the sample rules go live
+        scored = json.loads(by_type["lead.scored"].value)
+        assert shown["ruleset"] == activated["data"]["label"]
+        assert scored["subject"] == lead_id and by_type["lead.scored"].key == lead_id.encode()
+        assert scored["ruleset"] == shown["ruleset"]
+
+
+async def test_leads_wait_unscored_until_a_ruleset_is_live(
+    db: Database, broker: EmbeddedBroker, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = make_settings(db, broker)
+    async with running_stack(settings, activate_rules=False) as stack:
+        [lead_id] = await stack.post_leads(1)
+        # The consumer has the lead's event and waits (retrying) rather than score it.
+        await eventually(lambda: any("NotReady" in r.getMessage() for r in caplog.records))
+        shown = (await stack.client.get(f"/v1/leads/{lead_id}", headers=AUTH)).json()
+        assert (shown["score"], shown["stage"]) == (None, "inquiry")  # no unsigned rules
+
+        await activate_sample_rules(stack.intake)
+
+        async def scored() -> dict | None:
+            shown = (await stack.client.get(f"/v1/leads/{lead_id}", headers=AUTH)).json()
+            return shown if shown["score"] is not None else None
+
+        shown = await eventually(scored)
+        assert shown["stage"] == "mql"
+        assert [h["kind"] for h in shown["history"]] == ["lead.received", "lead.scored", "lead.mql"]
 
 
 async def test_a_thousand_concurrent_leads_are_each_scored_exactly_once(

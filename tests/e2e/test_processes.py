@@ -3,6 +3,7 @@ the real broker and PostgreSQL, as docker-compose.yml runs them."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
@@ -14,7 +15,10 @@ from pathlib import Path
 import httpx
 import pytest
 
+from services.scoring.main import activate_sample_rules
 from shared.broker import EmbeddedBroker, free_port
+from shared.config import Settings
+from shared.runtime import Runtime
 from tests.conftest import Database, make_settings
 
 pytestmark = pytest.mark.e2e
@@ -64,6 +68,7 @@ def services(pg: Database, broker: EmbeddedBroker, tmp_path: Path) -> Iterator[t
         timeout=60,
     )
     assert created.returncode == 0, created.stderr
+    asyncio.run(_activate_sample_rules(settings))  # without live rules nothing is scored
     public_key = created.stdout.strip()
     assert public_key and "\n" not in public_key  # the key alone on stdout
     processes = {
@@ -86,6 +91,14 @@ def services(pg: Database, broker: EmbeddedBroker, tmp_path: Path) -> Iterator[t
         for name, process in processes.items():
             code = process.wait(timeout=30)
             assert code == 0, (tmp_path / f"{name}.log").read_text()[-3000:]
+
+
+async def _activate_sample_rules(settings: Settings) -> None:
+    runtime = Runtime.create(settings)
+    try:
+        await activate_sample_rules(runtime)
+    finally:
+        await runtime.close()
 
 
 def test_separate_intake_and_scoring_processes_score_a_posted_lead(

@@ -29,7 +29,8 @@ async def test_a_form_lead_becomes_mql_then_sql_once_sales_accepts(
             shown = (await stack.client.get(f"/v1/leads/{lead_id}", headers=AUTH)).json()
             return shown if shown["stage"] == stage else None
 
-        await eventually(lambda: at("mql"))
+        shown_ruleset = (await eventually(lambda: at("mql")))["ruleset"]  # the live sample
+        assert shown_ruleset.startswith("v1-")
         accepted = await stack.client.post(
             f"/v1/leads/{lead_id}/outcomes", json={"outcome": "accepted"}, headers=AUTH
         )
@@ -39,7 +40,7 @@ async def test_a_form_lead_becomes_mql_then_sql_once_sales_accepts(
         explained = await stack.client.get(f"/v1/leads/{lead_id}/explain", headers=AUTH)
         assert explained.status_code == 200, explained.text
         why = explained.json()
-        assert why["stage"] == "sql" and why["ruleset"].startswith("default-")
+        assert why["stage"] == "sql" and why["ruleset"] == shown_ruleset
         assert why["fit"] == {
             "score": 30,
             "grade": "C",
