@@ -204,13 +204,18 @@ EXTRA_MODELS: tuple[type[BaseModel], ...] = (
 
 
 def extend_openapi(app: FastAPI) -> None:
-    """Add the models the hand-written request body names to the generated document."""
+    """Add the models the hand-written request body names to the generated document, and the
+    503 (database unavailable, ``shared.problems``) that every ``/v1/`` route can answer."""
     generate = app.openapi
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema:
             return app.openapi_schema
         document = generate()
+        for path, operations in document.get("paths", {}).items():
+            if path.startswith("/v1/"):  # every one of them reads or writes the database
+                for operation in operations.values():
+                    operation.get("responses", {}).setdefault("503", POST_RESPONSES[503])
         schemas = document.setdefault("components", {}).setdefault("schemas", {})
         for model in EXTRA_MODELS:
             schema = model.model_json_schema(

@@ -142,3 +142,7 @@ def test_the_openapi_document_names_every_error_of_every_intake_route(tmp_path: 
         assert {"401", "403", "404", "422"} <= set(responses)
         assert "application/problem+json" in responses["404"]["content"]
     assert "options" in paths["/v1/leads"]
+    for path, operations in paths.items():
+        if path.startswith("/v1/"):
+            for method, operation in operations.items():
+                assert "503" in operation["responses"], (method, path)
