@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
+import zlib
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Protocol
@@ -32,9 +33,9 @@ from shared.shutdown import bounded
 
 log = logging.getLogger(__name__)
 processed = ProcessedEvent.__table__
-PARTITIONS_AT_ONCE = 4
-"""Partitions whose batches are applied concurrently, at most (records fetched at once: this
-many ``consumer.max_batch``)."""
+LANES = 4
+"""Transactions applied at once for a backlog (records fetched at once: this many
+``consumer.max_batch``); see ``_consume_in_lanes``."""
 CLAIM = (
     "INSERT INTO processed_events (consumer, event_id, processed_at)"
     " SELECT $1, unnest($2::text[]), $3 ON CONFLICT DO NOTHING RETURNING event_id"
@@ -97,16 +98,14 @@ class EventConsumer:
             while True:
                 batches = await consumer.getmany(
                     timeout_ms=200,
-                    max_records=self.settings.consumer.max_batch * PARTITIONS_AT_ONCE,
+                    max_records=self.settings.consumer.max_batch * LANES,
                 )
                 if consumer.assignment():
                     self.assigned.set()
                 if sum(map(len, batches.values())) <= self.settings.consumer.max_batch:
                     await self._consume_together(consumer, batches)
                     continue
-                await asyncio.gather(
-                    *(self._consume(consumer, p, records) for p, records in batches.items())
-                )
+                await self._consume_in_lanes(consumer, batches)
         finally:
             # Offsets are committed batch by batch; nothing to lose if the goodbye never arrives.
             await bounded(consumer.stop(), f"{self.name}: consumer stop")
@@ -122,18 +121,27 @@ class EventConsumer:
             await self.process([r for records in batches.values() for r in records])
             await self._commit(consumer, {p: r[-1].offset + 1 for p, r in batches.items()})
 
-    async def _consume(
-        self, consumer: AIOKafkaConsumer, partition: TopicPartition, records: list[ConsumerRecord]
+    async def _consume_in_lanes(
+        self, consumer: AIOKafkaConsumer, batches: dict[TopicPartition, list[ConsumerRecord]]
     ) -> None:
-        """One partition's records in order, ``max_batch`` per transaction, each batch's offset
-        committed after its transaction. Partitions run at once (each in its own transaction, on
-        its own connection): one lead's events share a partition, so their transactions touch
-        other leads, and while one waits on the database another evaluates."""
+        """A backlog: the poll's records are dealt by key into lanes applied at once, each lane
+        in order, ``max_batch`` per transaction; the offsets are committed when every lane is
+        done. A key (a lead) is in one lane, so a lead's events keep their order and concurrent
+        transactions touch different leads: while one waits on the database, another evaluates.
+        A lane whose batch fails falls back to one by one alone. (SQLite has one writer: one
+        lane.)"""
+        count = LANES if self.sessions.kw["bind"].dialect.name == "postgresql" else 1
+        lanes: list[list[ConsumerRecord]] = [[] for _ in range(count)]
+        for records in batches.values():
+            for record in records:
+                lanes[zlib.crc32(record.key or b"") % count].append(record)
+        await asyncio.gather(*(self._apply_lane(lane) for lane in lanes if lane))
+        await self._commit(consumer, {p: r[-1].offset + 1 for p, r in batches.items()})
+
+    async def _apply_lane(self, records: list[ConsumerRecord]) -> None:
         step = self.settings.consumer.max_batch
         for start in range(0, len(records), step):
-            batch = records[start : start + step]
-            await self.process(batch)
-            await self._commit(consumer, {partition: batch[-1].offset + 1})
+            await self.process(records[start : start + step])
 
     async def process(self, records: list[ConsumerRecord]) -> None:
         decoded: list[tuple[ConsumerRecord, Event]] = []

@@ -91,7 +91,7 @@ class RulesetCache:
 
     async def by_label(self, session: AsyncSession, label: str) -> CompiledRuleset:
         if label not in self._compiled:
-            if label == bundled_default()[0]:
+            if label.startswith("default-") and label == bundled_default()[0]:
                 return bundled_default()[1]
             content = await session.scalar(
                 select(rulesets.c.content).where(rulesets.c.label == label)
