@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import Depends, FastAPI, Request
 
-from services.intake import engagement, leads_api, platforms, quarantine
+from services.intake import engagement_api, leads_api, platforms, quarantine
 from services.intake.writer import GroupCommitWriter
 from services.routing.api import router as routing_router
 from services.scoring.api import router as qualification_router
@@ -45,7 +45,7 @@ def create_app(runtime: Runtime) -> FastAPI:
     app.include_router(qualification_router)
     app.include_router(routing_router)
     platforms.install(app, runtime)
-    engagement.install(app)
+    engagement_api.install(app)
     quarantine.install(app)
     app.include_router(health_router())
     return app

@@ -1,9 +1,6 @@
-"""Engagement and CRM outcomes posted back about a lead, found by id, email or CRM id.
+"""Engagement and CRM outcomes posted back about a lead, found by id, email or CRM id (the
+routes are ``engagement_api``'s).
 
-Paths (secret key required; server to server):
-  POST /v1/leads/{lead_id}/activities        POST /v1/leads/{lead_id}/outcomes
-  POST /v1/leads/by-email/{email}/activities POST /v1/leads/by-email/{email}/outcomes
-  POST /v1/leads/by-crm-id/{crm_id}/…        GET  /v1/leads/by-email/{email}, /by-crm-id/{crm_id}
 Each post stores a row, a history entry and its event (``lead.activity`` / ``lead.outcome``) in
 one transaction, with the lead row locked so the lead's events keep their order. An outcome that
 carries ``crm_id`` records it on the lead, so the CRM can address the lead by its own id after.
@@ -16,11 +13,10 @@ lock; a repeat gets the first answer (``Idempotent-Replayed: true``) and records
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import Annotated, Any
+from datetime import datetime
+from typing import Any
 from uuid import UUID
 
-from fastapi import APIRouter, Body, Depends, FastAPI, Header, Request, Response, status
 from pydantic import BaseModel
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -35,10 +31,6 @@ from services.intake.engagement_schemas import (
 )
 from services.intake.idempotency import Key, fingerprint, first_answer, remember
 from services.intake.platform_models import LeadActivityRow, LeadOutcomeRow
-from services.intake.schemas import LeadView
-from services.intake.service import find_lead
-from shared import problems
-from shared.auth import Caller, authenticate
 from shared.events import LeadActivity, LeadActivityData, LeadOutcome, LeadOutcomeData
 from shared.ids import new_id
 from shared.models import Lead, LeadHistory
@@ -47,16 +39,8 @@ from shared.problems import Problem
 from shared.runtime import Runtime
 
 SOURCE = "/leadflow/intake"
-PROBLEM = {"content": {problems.PROBLEM_JSON: {}}, "description": "RFC 9457 problem details"}
-ERRORS = {401: PROBLEM, 403: PROBLEM, 404: PROBLEM, 409: PROBLEM, 413: PROBLEM, 422: PROBLEM}
 
 
-def _runtime(request: Request) -> Runtime:
-    return request.app.state.runtime  # type: ignore[no-any-return]
-
-
-RuntimeDep = Annotated[Runtime, Depends(_runtime)]
-router = APIRouter(prefix="/v1/leads", tags=["engagement"], dependencies=[Depends(authenticate)])
 LeadRef = tuple[str, str]
 """How the caller names the lead: ("id" | "email" | "crm_id", value)."""
 REPLAYED = "Idempotent-Replayed"
@@ -107,7 +91,7 @@ def normal_email(email: str) -> str:
     return email.strip().lower()
 
 
-async def _find(session: AsyncSession, ref: LeadRef, *, lock: bool = True) -> Lead:
+async def find_by_ref(session: AsyncSession, ref: LeadRef, *, lock: bool = True) -> Lead:
     """The lead (locked for the rest of the transaction), or a 404 naming how it was sought."""
     kind, value = ref
     if kind == "id":
@@ -143,7 +127,7 @@ async def record_activity(
     _raise_first(when_problems(body.occurred_at, now))
     occurred = body.occurred_at or now
     async with runtime.sessions.begin() as session:
-        lead = await _find(session, ref)
+        lead = await find_by_ref(session, ref)
         keys, first = await _replay(session, runtime, retry, lead, body, now)
         if first is not None:
             return ReplayedActivity.model_validate(first)
@@ -188,7 +172,7 @@ async def record_outcome(
     _raise_first(outcome_problems(body, now))
     occurred = body.occurred_at or now
     async with runtime.sessions.begin() as session:
-        lead = await _find(session, ref)
+        lead = await find_by_ref(session, ref)
         keys, first = await _replay(session, runtime, retry, lead, body, now)
         if first is not None:
             return ReplayedOutcome.model_validate(first)
@@ -250,151 +234,9 @@ def _outcome_row(
     )
 
 
-POST = {
-    "status_code": status.HTTP_202_ACCEPTED,
-    "responses": ERRORS
-    | {
-        202: {
-            "description": "Stored, or the first answer to a retry",
-            "headers": {
-                REPLAYED: {
-                    "schema": {"type": "string"},
-                    "description": "`true` on the first answer given again to a retry",
-                }
-            },
-        }
-    },
-}
-Activity = Annotated[ActivityIn, Body()]
-Outcome = Annotated[OutcomeIn, Body()]
-CallerDep = Annotated[Caller, Depends(authenticate)]
-IdempotencyKey = Annotated[
-    str | None,
-    Header(
-        alias=IDEMPOTENCY_KEY,
-        pattern=r"^[\x21-\x7e]{1,200}$",
-        description="A retry with the same key (from the same caller) gets the first answer",
-    ),
-]
-
-
 class ReplayedActivity(ActivityStored):
     """The first answer to a retried activity, given again."""
 
 
 class ReplayedOutcome(OutcomeStored):
     """The first answer to a retried outcome, given again."""
-
-
-def _answer(response: Response, stored: ActivityStored | OutcomeStored) -> Any:
-    if isinstance(stored, ReplayedActivity | ReplayedOutcome):
-        response.headers[REPLAYED] = "true"
-    return stored
-
-
-async def _activity(
-    ref: LeadRef, body: ActivityIn, runtime: Runtime, caller: Caller, key: str | None, out: Response
-) -> ActivityStored:
-    retry = Retry(caller.name, key, body.external_id)
-    return _answer(out, await record_activity(runtime, ref, body, datetime.now(UTC), retry))
-
-
-async def _outcome(
-    ref: LeadRef, body: OutcomeIn, runtime: Runtime, caller: Caller, key: str | None, out: Response
-) -> OutcomeStored:
-    retry = Retry(caller.name, key, body.external_id)
-    return _answer(out, await record_outcome(runtime, ref, body, datetime.now(UTC), retry))
-
-
-@router.post("/{lead_id}/activities", **POST, summary="Record engagement")
-async def activity(
-    lead_id: UUID,
-    body: Activity,
-    runtime: RuntimeDep,
-    caller: CallerDep,
-    response: Response,
-    key: IdempotencyKey = None,
-) -> ActivityStored:
-    return await _activity(("id", str(lead_id)), body, runtime, caller, key, response)
-
-
-@router.post("/by-email/{email}/activities", **POST, summary="Record engagement (by email)")
-async def activity_by_email(
-    email: str,
-    body: Activity,
-    runtime: RuntimeDep,
-    caller: CallerDep,
-    response: Response,
-    key: IdempotencyKey = None,
-) -> ActivityStored:
-    return await _activity(("email", email), body, runtime, caller, key, response)
-
-
-@router.post("/by-crm-id/{crm_id}/activities", **POST, summary="Record engagement (by CRM id)")
-async def activity_by_crm_id(
-    crm_id: str,
-    body: Activity,
-    runtime: RuntimeDep,
-    caller: CallerDep,
-    response: Response,
-    key: IdempotencyKey = None,
-) -> ActivityStored:
-    return await _activity(("crm_id", crm_id), body, runtime, caller, key, response)
-
-
-@router.post("/{lead_id}/outcomes", **POST, summary="Record a CRM outcome")
-async def outcome(
-    lead_id: UUID,
-    body: Outcome,
-    runtime: RuntimeDep,
-    caller: CallerDep,
-    response: Response,
-    key: IdempotencyKey = None,
-) -> OutcomeStored:
-    return await _outcome(("id", str(lead_id)), body, runtime, caller, key, response)
-
-
-@router.post("/by-email/{email}/outcomes", **POST, summary="Record a CRM outcome (by email)")
-async def outcome_by_email(
-    email: str,
-    body: Outcome,
-    runtime: RuntimeDep,
-    caller: CallerDep,
-    response: Response,
-    key: IdempotencyKey = None,
-) -> OutcomeStored:
-    return await _outcome(("email", email), body, runtime, caller, key, response)
-
-
-@router.post("/by-crm-id/{crm_id}/outcomes", **POST, summary="Record a CRM outcome (by CRM id)")
-async def outcome_by_crm_id(
-    crm_id: str,
-    body: Outcome,
-    runtime: RuntimeDep,
-    caller: CallerDep,
-    response: Response,
-    key: IdempotencyKey = None,
-) -> OutcomeStored:
-    return await _outcome(("crm_id", crm_id), body, runtime, caller, key, response)
-
-
-async def _view(runtime: Runtime, ref: LeadRef) -> LeadView:
-    async with runtime.sessions() as session:
-        lead = await _find(session, ref, lock=False)
-        view = await find_lead(session, lead.id)
-    assert view is not None
-    return view
-
-
-@router.get("/by-email/{email}", responses=ERRORS, summary="A lead found by email")
-async def lead_by_email(email: str, runtime: RuntimeDep) -> LeadView:
-    return await _view(runtime, ("email", email))
-
-
-@router.get("/by-crm-id/{crm_id}", responses=ERRORS, summary="A lead found by its CRM id")
-async def lead_by_crm_id(crm_id: str, runtime: RuntimeDep) -> LeadView:
-    return await _view(runtime, ("crm_id", crm_id))
-
-
-def install(app: FastAPI) -> None:
-    app.include_router(router)
