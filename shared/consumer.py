@@ -20,11 +20,10 @@ from typing import Protocol
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaError
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shared.config import Settings
-from shared.db import driver_connection, insert_ignoring_conflicts, translated
+from shared.db import driver_connection, insert_ignoring_conflicts, translated, unavailable
 from shared.events import Event, UndecodableEvent, UnknownEventType, decode
 from shared.kafka import ensure_topics, make_consumer
 from shared.metrics import BATCH_SECONDS, DEAD_LETTERED, EVENTS_PROCESSED
@@ -56,11 +55,7 @@ class NotReady(Exception):
 
 def is_transient(error: BaseException) -> bool:
     """Infrastructure trouble (retry until it passes), not a message that cannot be applied."""
-    if isinstance(
-        error, NotReady | OperationalError | InterfaceError | OSError | TimeoutError | KafkaError
-    ):
-        return True
-    return isinstance(error, DBAPIError) and error.connection_invalidated
+    return isinstance(error, NotReady | KafkaError) or unavailable(error)
 
 
 class EventConsumer:

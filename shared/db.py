@@ -12,7 +12,7 @@ import asyncpg
 import orjson
 from sqlalchemy import JSON, event, insert, text
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -23,6 +23,14 @@ from sqlalchemy.sql.dml import Insert
 from sqlalchemy.sql.schema import Table
 
 from shared.config import DatabaseSettings
+
+
+def unavailable(error: BaseException) -> bool:
+    """The database (or the network to it) is down: a retry later will do, unlike a bug or a bad
+    request. HTTP answers 503 for it, consumers wait it out."""
+    if isinstance(error, OperationalError | InterfaceError | OSError | TimeoutError):
+        return True
+    return isinstance(error, DBAPIError) and error.connection_invalidated
 
 
 def make_engine(settings: DatabaseSettings) -> AsyncEngine:
