@@ -185,15 +185,21 @@ async def insert_many(session: AsyncSession, *batches: tuple[Table, Rows]) -> No
     await session.execute(_unnest_inserts(shape), params)
 
 
+def unnest_arrays(table: Table, columns: Sequence[str], *, prefix: str = "") -> str:
+    """``unnest``'s arguments for ``columns`` of ``table`` on PostgreSQL: one array parameter per
+    column (named ``prefix`` + the column), cast to the column's type."""
+    dialect = postgresql.dialect()
+    return ", ".join(
+        f"CAST(:{prefix}{name} AS {table.c[name].type.compile(dialect=dialect)}[])"
+        for name in columns
+    )
+
+
 @cache
 def _unnest_inserts(shape: tuple[tuple[Table, tuple[str, ...]], ...]) -> Any:
-    dialect = postgresql.dialect()
     inserts = []
     for index, (table, columns) in enumerate(shape):
-        arrays = ", ".join(
-            f"CAST(:t{index}_{name} AS {table.c[name].type.compile(dialect=dialect)}[])"
-            for name in columns
-        )
+        arrays = unnest_arrays(table, columns, prefix=f"t{index}_")
         inserts.append(
             f"INSERT INTO {table.name} ({', '.join(columns)}) SELECT * FROM unnest({arrays})"
         )

@@ -30,7 +30,7 @@ from services.intake.idempotency import claim_statement
 from services.intake.models import IdempotencyRecord
 from services.intake.schemas import LeadAccepted, LeadSubmission
 from shared.config import Settings
-from shared.db import insert_many
+from shared.db import insert_many, unnest_arrays
 from shared.events import LeadReceived, LeadReceivedData
 from shared.ids import new_id
 from shared.models import Inquiry, Lead, LeadHistory
@@ -374,10 +374,7 @@ def _upsert_statement(dialect: str, key: str) -> Any:
 @cache
 def _unnest_upsert(key: str, columns: tuple[str, ...]) -> Any:
     """PostgreSQL's form of ``_upsert_statement``: the rows arrive as one array per column."""
-    dialect = postgresql.dialect()
-    arrays = ", ".join(
-        f"CAST(:{name} AS {leads.c[name].type.compile(dialect=dialect)}[])" for name in columns
-    )
+    arrays = unnest_arrays(leads, columns)
     updates = ", ".join(
         [f"{name} = coalesce(excluded.{name}, leads.{name})" for name in LEAD_FIELDS]
         + ["updated_at = excluded.updated_at", "is_test = leads.is_test AND excluded.is_test"]
