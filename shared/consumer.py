@@ -80,6 +80,7 @@ class EventConsumer:
         self.on_commit = on_commit or (lambda: None)
         self.group_id = f"{settings.topics.prefix}.{name}"
         self.assigned = assigned or asyncio.Event()
+        self.lanes = LANES if sessions.kw["bind"].dialect.name == "postgresql" else 1
 
     async def run(self) -> None:
         # Never the sentinel topic: only the relay may create it (see shared.outbox).
@@ -125,7 +126,7 @@ class EventConsumer:
         transactions touch different leads: while one waits on the database, another evaluates.
         A lane whose batch fails falls back to one by one alone. (SQLite has one writer: one
         lane.)"""
-        count = LANES if self.sessions.kw["bind"].dialect.name == "postgresql" else 1
+        count = self.lanes
         lanes: list[list[ConsumerRecord]] = [[] for _ in range(count)]
         for records in batches.values():
             for record in records:
