@@ -25,7 +25,7 @@ from services.routing import admin, importer
 from services.routing.models import Membership, Rep, Team
 from services.routing.rules import RoutingInvalid
 from services.routing.schemas import AccountIn, TeamIn
-from services.routing.service import reassign_lead, route_lead
+from services.routing.service import CLOSED_STAGES, reassign_lead, route_lead
 from shared.config import Settings, SettingsError, load_settings
 from shared.db import make_engine, make_sessions
 from shared.models import Lead
@@ -36,7 +36,6 @@ owners_app = typer.Typer(
 console = Console()
 T = TypeVar("T")
 JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable output")]
-CLOSED_STAGES = ("won", "lost", "recycled", "disqualified")
 
 
 def _settings() -> Settings:
@@ -244,5 +243,6 @@ def route_pending(as_json: JsonOption = False) -> None:
 @owners_app.command("recount")
 def recount() -> None:
     """Rebuild every rep's open-lead count from the leads table."""
-    changed = _in_transaction(lambda s, _: admin.recount_open_leads(s, CLOSED_STAGES))
+    closed = tuple(sorted(CLOSED_STAGES))
+    changed = _in_transaction(lambda s, _: admin.recount_open_leads(s, closed))
     typer.echo(f"{changed} reps corrected")

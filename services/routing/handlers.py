@@ -19,6 +19,7 @@ from uuid import UUID
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.routing.service import (
+    CLOSED_STAGES,
     LeadNotFound,
     RoutingDecision,
     reassign_lead,
@@ -30,7 +31,6 @@ from shared.events import WRONG_OWNER_REASONS, CloudEvent, LeadOutcome, SlaEscal
 
 QUALIFIED = frozenset({"mql", "sal", "sql"})
 """Reaching one of these routes a lead that has no owner yet (an MQL, usually)."""
-CLOSED = frozenset({"won", "lost", "recycled", "disqualified"})
 """Reaching one of these takes the lead off its owner's open count."""
 log = logging.getLogger(__name__)
 
@@ -48,7 +48,7 @@ async def after_scoring(
     decisions = (
         await route_leads(session, qualified, now=now, settings=settings) if qualified else []
     )
-    await release_leads(session, [m["lead_id"] for m in moves if m["to_stage"] in CLOSED])
+    await release_leads(session, [m["lead_id"] for m in moves if m["to_stage"] in CLOSED_STAGES])
     for event in events:
         if isinstance(event, LeadOutcome) and _wrong_owner(event):
             decisions.append(

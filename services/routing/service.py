@@ -30,6 +30,8 @@ from shared.outbox import stage
 
 leads_t, inquiries_t, history_t = Lead.__table__, Inquiry.__table__, LeadHistory.__table__
 assignments_t = Assignment.__table__
+CLOSED_STAGES = frozenset({"won", "lost", "recycled", "disqualified"})
+"""A lead in one of these no longer counts against its owner and is not reassigned on its own."""
 
 
 class LeadNotFound(LookupError):
@@ -127,6 +129,8 @@ async def reassign_lead(
     txn = await routing_txn.begin(session)
     if expected_owner is not None and lead.owner_id != expected_owner:
         return _unchanged(lead)
+    if trigger != "requested" and lead.stage in CLOSED_STAGES:
+        return _unchanged(lead)  # won, lost, recycled, disqualified: nobody's to work any more
     directory = await repo.directory(session, txn.token)
     await routing_txn.write_rows(session, txn)
     if to is not None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from datetime import timedelta
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from services.routing import admin
 from services.routing.explain import routing_explanation
@@ -221,6 +221,25 @@ async def test_a_wrong_owner_rejection_and_an_sla_escalation_reassign_a_stale_on
         history = await routing_explanation(s, lead_id)
     assert [h["trigger"] for h in history] == ["qualified", "rejected", "sla_escalation"]
     assert history[1]["reason"].startswith("rejected by owner: not_mine")
+
+
+async def test_an_sla_escalation_on_a_closed_lead_changes_nothing(db: Database) -> None:
+    await directory(db)
+    settings = make_settings(db)
+    async with db.sessions.begin() as s:
+        await rep(s, "cy@co.com", "inside")
+        await activate_rules(s, "name: t\ndefault_queue: inside\n", settings)
+        lead_id = await add_lead(s)
+        [routed] = await after_scoring(
+            s, [], [{"lead_id": lead_id, "to_stage": "mql"}], settings=settings, now=NOW
+        )
+        await s.execute(update(Lead).where(Lead.id == lead_id).values(stage="won"))
+        escalated = await on_sla_escalated(
+            s, lead_id, owner_id=routed.owner_id, reason="breached", now=NOW, settings=settings
+        )
+    assert escalated.outcome == "unchanged"
+    async with db.sessions() as s:
+        assert [h["trigger"] for h in await routing_explanation(s, lead_id)] == ["qualified"]
 
 
 async def test_a_recycled_lead_is_released_and_routed_again_when_it_requalifies(db: Database):
