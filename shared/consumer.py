@@ -103,7 +103,7 @@ class EventConsumer:
                     continue
                 await self._consume_in_lanes(consumer, batches)
         finally:
-            # Offsets are committed batch by batch; nothing to lose if the goodbye never arrives.
+            # Offsets are committed poll by poll; nothing to lose if the goodbye never arrives.
             await bounded(consumer.stop(), f"{self.name}: consumer stop")
 
     async def _consume_together(
@@ -126,11 +126,10 @@ class EventConsumer:
         transactions touch different leads: while one waits on the database, another evaluates.
         A lane whose batch fails falls back to one by one alone. (SQLite has one writer: one
         lane.)"""
-        count = self.lanes
-        lanes: list[list[ConsumerRecord]] = [[] for _ in range(count)]
+        lanes: list[list[ConsumerRecord]] = [[] for _ in range(self.lanes)]
         for records in batches.values():
             for record in records:
-                lanes[zlib.crc32(record.key or b"") % count].append(record)
+                lanes[zlib.crc32(record.key or b"") % self.lanes].append(record)
         await asyncio.gather(*(self._apply_lane(lane) for lane in lanes if lane))
         await self._commit(consumer, {p: r[-1].offset + 1 for p, r in batches.items()})
 
