@@ -11,11 +11,24 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
 
 from shared.auth import Caller
 from shared.problems import Problem
 
 SIDES = ("marketing", "sales")
+
+
+class ApprovalRequest(BaseModel):
+    """A signature as posted to the approvals endpoint of either kind of rules."""
+
+    model_config = ConfigDict(extra="forbid")
+    side: Literal["marketing", "sales"]
+    content_hash: str = Field(
+        pattern=r"^[0-9a-f]{64}$", description="SHA-256 of the content you reviewed"
+    )
 
 
 @dataclass(frozen=True, slots=True)

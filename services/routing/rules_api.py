@@ -7,7 +7,7 @@ approving needs the approver role of the side (``auth.principals``), activating 
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request, status
 from pydantic import BaseModel, ConfigDict, Field
@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from services.routing import versions
 from shared import problems
 from shared.auth import Caller, authenticate
+from shared.cosign import ApprovalRequest
 from shared.runtime import Runtime
 
 
@@ -32,14 +33,6 @@ class RoutingRulesIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     content: str = Field(min_length=1, max_length=1_000_000, description="The routing rules YAML")
     note: str = Field("", max_length=2000, description="What changes and why")
-
-
-class ApprovalIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    side: Literal["marketing", "sales"]
-    content_hash: str = Field(
-        pattern=r"^[0-9a-f]{64}$", description="SHA-256 of the content you reviewed"
-    )
 
 
 @router.post("/validate", summary="Check routing rules without storing them")
@@ -78,7 +71,7 @@ async def show(version: int, caller: CallerDep, runtime: RuntimeDep) -> dict[str
     summary="Sign a version for your side (needs the approver role of that side)",
 )
 async def approve(
-    version: int, body: ApprovalIn, caller: CallerDep, runtime: RuntimeDep
+    version: int, body: ApprovalRequest, caller: CallerDep, runtime: RuntimeDep
 ) -> dict[str, Any]:
     async with runtime.sessions.begin() as session:
         approval = await versions.approve(

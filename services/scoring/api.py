@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 from uuid import UUID
 
 from fastapi import APIRouter, Depends, Query, Request, status
@@ -17,6 +17,7 @@ from services.scoring.models import Ruleset
 from services.scoring.ruleset import RulesetInvalid, compile_ruleset
 from shared import problems
 from shared.auth import Caller, authenticate
+from shared.cosign import ApprovalRequest
 from shared.problems import Problem
 from shared.runtime import Runtime
 
@@ -44,14 +45,6 @@ class RulesetText(BaseModel):
     model_config = ConfigDict(extra="forbid")
     content: str = Field(min_length=1, max_length=1_000_000, description="The ruleset YAML")
     note: str = Field("", max_length=2000, description="What changes and why")
-
-
-class ApprovalRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    side: Literal["marketing", "sales"]
-    content_hash: str = Field(
-        pattern=r"^[0-9a-f]{64}$", description="SHA-256 of the content you reviewed"
-    )
 
 
 @router.post("/rulesets/validate", summary="Check a ruleset without storing it")
