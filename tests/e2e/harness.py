@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from uuid import uuid4
 
 import httpx
+import orjson
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from sqlalchemy import func, select
 
@@ -120,9 +121,15 @@ async def running_stack(
 
 
 async def read_topic(
-    settings: Settings, topic: str, *, expect: int, within: float = 30.0
+    settings: Settings,
+    topic: str,
+    *,
+    expect: int = 0,
+    within: float = 30.0,
+    until: Callable[[list[ConsumerRecord]], bool] | None = None,
 ) -> list[ConsumerRecord]:
-    """Every record of ``topic`` from the start (no consumer group), until ``expect`` are read."""
+    """Every record of ``topic`` from the start (no consumer group), until ``expect`` are read
+    (or ``until`` says the records read are enough: a relay may publish a record twice)."""
     consumer = AIOKafkaConsumer(
         bootstrap_servers=settings.kafka.bootstrap_servers, enable_auto_commit=False
     )
@@ -133,13 +140,28 @@ async def read_topic(
         await consumer.seek_to_beginning(*partitions)
         records: list[ConsumerRecord] = []
         deadline = asyncio.get_running_loop().time() + within
-        while len(records) < expect and asyncio.get_running_loop().time() < deadline:
+        enough = until or (lambda read: len(read) >= expect)
+        while not enough(records) and asyncio.get_running_loop().time() < deadline:
             batches = await consumer.getmany(timeout_ms=200)
             for batch in batches.values():
                 records.extend(batch)
         return records
     finally:
         await consumer.stop()
+
+
+def distinct_events(records: list[ConsumerRecord], subject: str | None = None) -> list[dict]:  # type: ignore[type-arg]
+    """The events read, each once (a relay republishes what it fears the broker lost), in the
+    order read; only those about ``subject`` if given."""
+    seen: set[str] = set()
+    events = []
+    for record in records:
+        event = orjson.loads(record.value or b"{}")
+        if event.get("id") in seen or (subject is not None and event.get("subject") != subject):
+            continue
+        seen.add(event.get("id"))
+        events.append(event)
+    return events
 
 
 async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> set[int]:

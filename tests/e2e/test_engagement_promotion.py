@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime
 
 import pytest
@@ -10,7 +9,7 @@ import pytest
 from services.scoring import store, versions
 from shared.broker import EmbeddedBroker
 from tests.conftest import Database, eventually, make_settings
-from tests.e2e.harness import read_topic, running_stack
+from tests.e2e.harness import distinct_events, read_topic, running_stack
 
 pytestmark = pytest.mark.e2e
 AUTH = {"Authorization": "Bearer sk_test"}
@@ -58,6 +57,10 @@ async def test_a_demo_request_posted_later_makes_an_inquiry_an_mql(
             ("inquiry", "mql", "rules")
         ]
 
-        records = await read_topic(settings, settings.topics.lifecycle, expect=3)
-        types = [json.loads(r.value)["type"] for r in records if r.key == lead_id.encode()]
+        records = await read_topic(
+            settings,
+            settings.topics.lifecycle,
+            until=lambda read: len(distinct_events(read, lead_id)) >= 3,
+        )
+        types = [event["type"] for event in distinct_events(records, lead_id)]
         assert types == ["lead.scored", "lead.scored", "lead.mql"]

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import json
-
 import pytest
 from aiokafka.structs import ConsumerRecord
 
 from shared.broker import EmbeddedBroker
 from tests.conftest import Database, eventually, make_settings
-from tests.e2e.harness import read_topic, running_stack
+from tests.e2e.harness import distinct_events, read_topic, running_stack
 
 pytestmark = pytest.mark.e2e
 AUTH = {"Authorization": "Bearer sk_test"}
@@ -59,8 +57,12 @@ async def test_a_form_lead_becomes_mql_then_sql_once_sales_accepts(
         assert why["promoted_by"]["to"] == "sql" and why["next_stage"] == "opportunity"
         assert why["missing"] == ["an opportunity: the CRM posts the outcome 'opportunity'"]
 
-        records = await read_topic(settings, settings.topics.lifecycle, expect=4)
-        events = [json.loads(r.value) for r in records if _about(r, lead_id)]
+        records = await read_topic(
+            settings,
+            settings.topics.lifecycle,
+            until=lambda read: len(distinct_events(read, lead_id)) >= 4,
+        )
+        events = distinct_events(records, lead_id)
         types = [e["type"] for e in events]
         assert types == ["lead.scored", "lead.mql", "lead.scored", "lead.sql"]
         assert {e["ruleset"] for e in events} == {why["ruleset"]}
