@@ -8,10 +8,11 @@ before writing. Pure: no I/O; a refusal is a ``Problem`` naming the field at fau
 
 from __future__ import annotations
 
+import difflib
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -47,6 +48,43 @@ class Signature:
     side: str
     approver: str
     content_hash: str
+
+
+class Approval(Protocol):
+    """A stored approval, of either kind of rules."""
+
+    side: str
+    approver: str
+    content_hash: str
+
+
+def signatures(approvals: Iterable[Approval]) -> list[Signature]:
+    return [Signature(a.side, a.approver, a.content_hash) for a in approvals]
+
+
+def compare(
+    before: tuple[Any, str, Mapping[str, Any]], after: tuple[Any, str, Mapping[str, Any]]
+) -> dict[str, Any]:
+    """Two versions side by side, each as (name, content, its rules by id): the rules added,
+    removed and changed, and a unified diff of the content."""
+    (old, old_text, old_rules), (new, new_text, new_rules) = before, after
+    text = "".join(
+        difflib.unified_diff(
+            old_text.splitlines(keepends=True),
+            new_text.splitlines(keepends=True),
+            fromfile=str(old),
+            tofile=str(new),
+        )
+    )
+    both = old_rules.keys() & new_rules.keys()
+    return {
+        "from": old,
+        "to": new,
+        "added": sorted(new_rules.keys() - old_rules.keys()),
+        "removed": sorted(old_rules.keys() - new_rules.keys()),
+        "changed": sorted(k for k in both if old_rules[k] != new_rules[k]),
+        "diff": text,
+    }
 
 
 def content_hash(text: str) -> str:

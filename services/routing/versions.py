@@ -9,7 +9,6 @@ its version. The caller owns the transaction.
 
 from __future__ import annotations
 
-import difflib
 from datetime import datetime
 from typing import Any
 
@@ -90,10 +89,6 @@ def _signed(row: RoutingRuleset) -> cosign.Version:
     return cosign.Version(row.version, row.status, row.text, row.content_hash)
 
 
-def _signatures(approvals: list[RoutingRulesetApproval]) -> list[cosign.Signature]:
-    return [cosign.Signature(a.side, a.approver, a.content_hash) for a in approvals]
-
-
 async def approve(
     session: AsyncSession,
     version: int,
@@ -107,7 +102,7 @@ async def approve(
     row = await find(session, version, lock=True)
     cosign.check_signature(
         _signed(row),
-        _signatures(await approvals_of(session, version)),
+        cosign.signatures(await approvals_of(session, version)),
         approver=caller.name,
         side=side,
         signed_hash=signed_hash,
@@ -132,7 +127,7 @@ async def activate(
     directory goes stale (so the next routing uses it), ``routing_rules.activated`` is staged."""
     row = await find(session, version, lock=True)
     signed = cosign.check_activation(
-        _signed(row), _signatures(await approvals_of(session, version))
+        _signed(row), cosign.signatures(await approvals_of(session, version))
     )
     await validate(session, row.text)  # a team it names may have gone since it was proposed
     previous = await session.scalar(
@@ -165,25 +160,11 @@ async def activate(
 
 async def diff(session: AsyncSession, old: int, new: int) -> dict[str, Any]:
     before, after = await find(session, old), await find(session, new)
-    text = "".join(
-        difflib.unified_diff(
-            before.text.splitlines(keepends=True),
-            after.text.splitlines(keepends=True),
-            fromfile=f"v{before.version}",
-            tofile=f"v{after.version}",
-        )
+    compared = cosign.compare(
+        (f"v{before.version}", before.text, _rules(before.text)),
+        (f"v{after.version}", after.text, _rules(after.text)),
     )
-    rules_before, rules_after = _rules(before.text), _rules(after.text)
-    return {
-        "from": before.version,
-        "to": after.version,
-        "added": sorted(rules_after.keys() - rules_before.keys()),
-        "removed": sorted(rules_before.keys() - rules_after.keys()),
-        "changed": sorted(
-            k for k in rules_before.keys() & rules_after.keys() if rules_before[k] != rules_after[k]
-        ),
-        "diff": text,
-    }
+    return compared | {"from": before.version, "to": after.version}
 
 
 def _rules(text: str) -> dict[str, Any]:

@@ -8,7 +8,6 @@ rules share). The caller owns the transaction.
 
 from __future__ import annotations
 
-import difflib
 from datetime import datetime
 from typing import Any
 
@@ -82,10 +81,6 @@ def signed_version(row: Ruleset) -> cosign.Version:
     return cosign.Version(row.version, row.status, row.content, row.content_hash)
 
 
-def signatures(approvals: list[RulesetApproval]) -> list[cosign.Signature]:
-    return [cosign.Signature(a.side, a.approver, a.content_hash) for a in approvals]
-
-
 async def approve(
     session: AsyncSession,
     version: int,
@@ -99,7 +94,7 @@ async def approve(
     row = await find(session, version, lock=True)
     cosign.check_signature(
         signed_version(row),
-        signatures(await approvals_of(session, row)),
+        cosign.signatures(await approvals_of(session, row)),
         approver=caller.name,
         side=side,
         signed_hash=signed_hash,
@@ -122,7 +117,7 @@ async def activate(
 ) -> Ruleset:
     row = await find(session, version, lock=True)
     signed = cosign.check_activation(
-        signed_version(row), signatures(await approvals_of(session, row))
+        signed_version(row), cosign.signatures(await approvals_of(session, row))
     )
     return await _go_live(session, settings, row, by=by, now=now, signed=signed)
 
@@ -177,25 +172,10 @@ async def bootstrap(session: AsyncSession, settings: Settings, text: str, *, now
 
 async def diff(session: AsyncSession, old: int, new: int) -> dict[str, Any]:
     before, after = await find(session, old), await find(session, new)
-    text = "".join(
-        difflib.unified_diff(
-            before.content.splitlines(keepends=True),
-            after.content.splitlines(keepends=True),
-            fromfile=before.label,
-            tofile=after.label,
-        )
+    return cosign.compare(
+        (before.label, before.content, _rules(before.content)),
+        (after.label, after.content, _rules(after.content)),
     )
-    rules_before, rules_after = _rules(before.content), _rules(after.content)
-    return {
-        "from": before.label,
-        "to": after.label,
-        "added": sorted(rules_after.keys() - rules_before.keys()),
-        "removed": sorted(rules_before.keys() - rules_after.keys()),
-        "changed": sorted(
-            k for k in rules_before.keys() & rules_after.keys() if rules_before[k] != rules_after[k]
-        ),
-        "diff": text,
-    }
 
 
 def _rules(text: str) -> dict[str, Any]:
