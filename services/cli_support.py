@@ -62,6 +62,27 @@ def show(data: Any, as_json: bool) -> None:
         console.print(data)
 
 
+def show_diff(result: dict[str, Any], as_json: bool) -> None:
+    """A comparison of two versions of co-signed rules (``shared.cosign.compare``)."""
+    if as_json:
+        show(result, True)
+        return
+    for key in ("added", "removed", "changed"):
+        typer.echo(f"{key}: {', '.join(result[key]) or '-'}")
+    typer.echo(result["diff"])
+
+
+def signed_and_activated(row: dict[str, Any]) -> tuple[str, str]:
+    """A version's approvals and its activation, as two cells of a history table."""
+    signed = ", ".join(f"{a['side']}: {a['approver']}" for a in row["approvals"])
+    activated = (
+        f"{row['activated_at']:%Y-%m-%d %H:%M} by {row['activated_by']}"
+        if row["activated_at"]
+        else ""
+    )
+    return signed, activated
+
+
 def principal(settings: Settings, name: str) -> Caller:
     """The principal called ``name`` in ``auth.principals``, with its roles (``--as NAME``)."""
     for found in settings.auth.principals:

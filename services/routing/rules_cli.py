@@ -15,7 +15,7 @@ import typer
 from rich.table import Table
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.cli_support import console, on_db, principal, show
+from services.cli_support import console, on_db, principal, show, show_diff, signed_and_activated
 from services.routing import versions
 from shared.config import Settings
 
@@ -104,13 +104,7 @@ def diff(
         old = against if against is not None else await versions.active_version(session)
         return await versions.diff(session, old, version)
 
-    result = on_db(work, write=False)
-    if as_json:
-        show(result, True)
-        return
-    for key in ("added", "removed", "changed"):
-        typer.echo(f"{key}: {', '.join(result[key]) or '-'}")
-    typer.echo(result["diff"])
+    show_diff(on_db(work, write=False), as_json)
 
 
 @routing_rules_app.command()
@@ -126,11 +120,6 @@ def history(as_json: JsonOption = False) -> None:
         return
     table = Table("version", "status", "proposed by", "approvals", "activated")
     for row in rows:
-        signed = ", ".join(f"{a['side']}: {a['approver']}" for a in row["approvals"])
-        activated = (
-            f"{row['activated_at']:%Y-%m-%d %H:%M} by {row['activated_by']}"
-            if row["activated_at"]
-            else ""
-        )
+        signed, activated = signed_and_activated(row)
         table.add_row(str(row["version"]), row["status"], row["proposed_by"], signed, activated)
     console.print(table)

@@ -17,7 +17,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.cli_support import on_db, principal, show
+from services.cli_support import on_db, principal, show, show_diff, signed_and_activated
 from services.scoring import backtest, store, versions
 from services.scoring.ruleset import RulesetInvalid, compile_ruleset
 from shared.config import Settings
@@ -113,13 +113,7 @@ def diff(
     async def work(session: AsyncSession, settings: Settings) -> dict[str, Any]:
         return await versions.diff(session, against, version)
 
-    result = on_db(work, write=False)
-    if as_json:
-        show(result, True)
-        return
-    for key in ("added", "removed", "changed"):
-        typer.echo(f"{key}: {', '.join(result[key]) or '-'}")
-    typer.echo(result["diff"])
+    show_diff(on_db(work, write=False), as_json)
 
 
 @rules_app.command()
@@ -135,12 +129,7 @@ def history(as_json: JsonOption = False) -> None:
         return
     table = Table("version", "label", "status", "proposed by", "approvals", "activated")
     for row in rows:
-        signed = ", ".join(f"{a['side']}: {a['approver']}" for a in row["approvals"])
-        activated = (
-            f"{row['activated_at']:%Y-%m-%d %H:%M} by {row['activated_by']}"
-            if row["activated_at"]
-            else ""
-        )
+        signed, activated = signed_and_activated(row)
         table.add_row(
             str(row["version"]), row["label"], row["status"], row["proposed_by"], signed, activated
         )

@@ -93,6 +93,10 @@ def test_propose_approve_activate_diff_history(cli: CliRunner, tmp_path: Path) -
 
     diff = run(cli, "diff", version, "--against", str(first["version"]), "--json")
     assert "+      points: 25" in json.loads(diff)["diff"]
+    shown = run(cli, "diff", version, "--against", str(first["version"]))
+    assert "added: -" in shown and "+      points: 25" in shown
+    table = run(cli, "history")
+    assert "maria" in table and "active" in table  # the approvals and status columns
 
 
 def test_approve_is_refused_without_the_sides_role(cli: CliRunner) -> None:
