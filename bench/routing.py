@@ -75,7 +75,8 @@ class Measured:
         return self.leads / self.seconds
 
 
-async def _directory(session: Any, settings: Settings) -> None:
+async def routing_directory(session: Any, settings: Settings) -> None:
+    """Four teams, 20 reps, 2,000 customer accounts and the 10 rules above, activated."""
     for name in ("inside", "named", "apac", "latam"):
         await admin.put_team(session, TeamIn(name=name), NOW)
     for i in range(20):
@@ -153,7 +154,7 @@ async def measure_database(url: str, label: str, count: int, batch: int, log: Lo
     await upgrade(engine)
     sessions = make_sessions(engine)
     async with sessions.begin() as session:
-        await _directory(session, settings)
+        await routing_directory(session, settings)
         leads = await _leads(session, count + batch)
     forget_cached_directories()
     flush_s: list[float] = []

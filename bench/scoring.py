@@ -22,7 +22,7 @@ import cel
 from rich.table import Table
 
 from bench.scoring_e2e import checks, run_e2e
-from bench.suite import Log, Options, Report, run_standalone
+from bench.suite import Check, Log, Options, Report, run_standalone
 from services.scoring.facts import Activity, LeadFacts
 from services.scoring.rules import qualify
 from services.scoring.ruleset import CompiledRuleset, compile_ruleset
@@ -71,7 +71,7 @@ def ruleset_text() -> str:
     )
     return f"""name: bench
 fit:
-  grades: {{A: 60, B: 40, C: 20, D: 0}}
+  grades: {{A: 110, B: 85, C: 60, D: 0}}
   rules:
 {rules}
 engagement:
@@ -80,7 +80,7 @@ engagement:
     - {{id: form, activity: form_submit, points: 15}}
     - {{id: demo, activity: demo_request, points: 40, max_count: 1}}
 stages:
-  mql: {{min_grade: C, min_engagement: 15, require: [email]}}
+  mql: {{min_grade: A, min_engagement: 15, require: [email]}}
 """
 
 
@@ -165,6 +165,12 @@ def _separately(programs: list, variables: list[dict]) -> int:
 
 EVAL_TARGET = 40_000
 E2E_TARGET = 5_000
+ROUTING_BUDGET_MS = 2.0
+
+
+def _quantile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
 
 
 def run(options: Options, log: Log, *, leads: int = 20_000, e2e_leads: int = 20_000) -> Report:
@@ -181,32 +187,70 @@ def run(options: Options, log: Log, *, leads: int = 20_000, e2e_leads: int = 20_
     log(f"scoring: end to end, {e2e_leads:,} leads through the embedded broker on PostgreSQL")
     e2e = run_e2e(options.pg_url, e2e_leads, ruleset_text(), log)
     end_to_end = Table(
-        title="Scoring end to end: broker → one scoring process → PostgreSQL",
+        title="Scoring end to end: broker → one scoring process (with routing) → PostgreSQL",
         caption=(
             f"{e2e.leads:,} lead.received events produced before scoring starts; the real "
-            "EventConsumer + ScoringHandler (one transaction per batch) and the outbox relay in "
-            "this process; timed from the first batch committed to the last. CPU: average "
-            "cores busy in that window."
+            "EventConsumer + ScoringHandler (one transaction per batch, routing the leads that "
+            "qualify) and the outbox relay in this process. Scored: first batch committed → "
+            "last. Scored and published: first batch committed → the relay has published every "
+            "event scoring staged (what the process sustains; the target's figure). CPU: average "
+            "cores busy over the second window."
         ),
         caption_justify="left",
     )
-    for heading in ("Leads/s", "Seconds", "Batches", "CPU scoring", "CPU postgres"):
+    for heading in (
+        "Scored leads/s",
+        "Scored and published leads/s",
+        "Seconds",
+        "Batches",
+        "CPU scoring",
+        "CPU postgres",
+    ):
         end_to_end.add_column(heading, justify="right")
     end_to_end.add_row(
         f"{e2e.rate:,.0f}",
-        f"{e2e.seconds:.2f}",
+        f"{e2e.sustained:,.0f}",
+        f"{e2e.sustained_seconds:.2f}",
         f"{e2e.batches}",
         f"{e2e.cpu['scoring']:.2f}",
         f"{e2e.cpu['postgres']:.2f}",
     )
+    routing = Table(
+        title="Routing inside those scoring transactions",
+        caption=(
+            "Per batch that routed: (route_leads as scoring calls it + routing's commit-time "
+            f"write) / leads routed in it; p50/p99 over batches. Budget: p99 < {ROUTING_BUDGET_MS}"
+            " ms per lead, at the scoring target."
+        ),
+        caption_justify="left",
+    )
+    for heading in ("Leads routed", "Share of leads", "p50 ms/lead", "p99 ms/lead"):
+        routing.add_column(heading, justify="right")
+    routing_p50, routing_p99 = _quantile(e2e.routing_ms, 0.5), _quantile(e2e.routing_ms, 0.99)
+    routing.add_row(
+        f"{e2e.routed:,}",
+        f"{e2e.routed / e2e.leads:.0%}",
+        f"{routing_p50:.3f}",
+        f"{routing_p99:.3f}",
+    )
     evaluate = results[EVALUATE_WAY]
-    report = Report(title="Scoring", caption="", tables=[evaluation, end_to_end])
+    report = Report(title="Scoring", caption="", tables=[evaluation, end_to_end, routing])
     report.ratios.append(("ruleset.evaluate / REFERENCE's way (same run)", evaluate / reference))
     report.ratios.append(
         (f"ruleset.evaluate / target {EVAL_TARGET:,} leads/s", evaluate / EVAL_TARGET)
     )
-    report.ratios.append((f"end to end / target {E2E_TARGET:,} leads/s", e2e.rate / E2E_TARGET))
+    report.ratios.append(
+        (f"scored and published / target {E2E_TARGET:,} leads/s", e2e.sustained / E2E_TARGET)
+    )
     report.checks.extend(checks(e2e))
+    report.checks.append(
+        Check(
+            f"routing under {ROUTING_BUDGET_MS} ms p99 per routed lead, at the scoring target",
+            routing_p99 < ROUTING_BUDGET_MS and e2e.sustained >= E2E_TARGET and e2e.routed > 0,
+            f"p99 {routing_p99:.3f} ms over {len(e2e.routing_ms)} batches; "
+            f"{e2e.sustained:,.0f} leads/s scored and published",
+        )
+    )
     return report
 
 

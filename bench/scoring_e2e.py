@@ -1,13 +1,19 @@
 """Scoring end to end: ``lead.received`` events through the broker into ONE scoring process.
 
 A fresh PostgreSQL database gets N leads with their inquiries and the 30-rule bench ruleset as
-the active version; the N ``lead.received`` events are produced to the intake topic of an
+the active version, and the routing directory of ``bench.routing`` (4 teams, 20 reps with hours,
+caps and the fairness ledger, 2,000 customer accounts, 10 co-signed routing rules); the N
+``lead.received`` events (inquiries of the last seconds) are produced to the intake topic of an
 embedded broker (``shared.broker.EmbeddedBroker``) before scoring starts. Then this process runs
 what ``leadflow scoring`` runs — the real ``EventConsumer`` with the ``ScoringHandler`` (each
 batch in one transaction: dedupe, lock, activities, qualify, lead state, history, transitions,
-outbox, routing) and the outbox relay publishing what scoring emits — and times the leads from
-the first batch committed to the last. CPU is this process's (the scoring process) and the
-database backends'.
+outbox, routing of the leads that qualify) and the outbox relay publishing what scoring emits.
+
+Two clocks, both from the first batch committed: to the last batch committed ("scored"), and to
+the moment the relay has published every event scoring staged ("scored and published", the rate
+the process sustains). Routing's share: per batch, the time in ``route_leads`` plus routing's
+commit-time write, divided by the leads it routed (p50/p99 over batches). CPU is this process's
+(the scoring process) and the database backends'.
 """
 
 from __future__ import annotations
@@ -30,7 +36,10 @@ from sqlalchemy.engine import URL
 
 from bench.intake import _dsn, bench_database
 from bench.loadgen import CpuProbe, _cpu_ticks
+from bench.routing import routing_directory
 from bench.suite import Check, Log
+from services.routing import handlers as routing_handlers
+from services.routing import txn as routing_txn
 from services.scoring import versions
 from services.scoring.handlers import ScoringHandler
 from services.scoring.main import CONSUMER
@@ -52,6 +61,10 @@ class Result:
     batches: int
     seconds: float  # first batch committed → last batch committed
     rate: float  # leads/s over that window (the first batch excluded: it starts the clock)
+    sustained_seconds: float  # first batch committed → every staged event published
+    sustained: float  # leads/s over that window
+    routed: int  # leads routed (qualified in this run)
+    routing_ms: list[float]  # per batch that routed: routing time / leads routed in it
     cpu: dict[str, float]  # average cores busy over the window
     scored: int
     outbox: int
@@ -96,7 +109,7 @@ async def _load(
     leads, inquiries, events = [], [], []
     for i in range(count):
         lead_id, inquiry_id = new_id(), new_id()
-        at = now - timedelta(minutes=count - i)
+        at = now - timedelta(milliseconds=count - i)  # inquiries that just arrived
         submission = _submission(rng, i)
         leads.append(
             {
@@ -130,6 +143,7 @@ async def _load(
             await session.execute(insert(Lead), leads[start : start + 5000])
             await session.execute(insert(Inquiry), inquiries[start : start + 5000])
         await versions.bootstrap(session, settings, ruleset, now=now)
+        await routing_directory(session, settings)
     return events
 
 
@@ -146,6 +160,8 @@ def _submission(rng: random.Random, i: int) -> dict[str, Any]:
         "industry": rng.choice(["software", "saas", "retail", "fintech"]),
         "employees": rng.choice([5, 60, 250, 1500, 9000]),
         "source": rng.choice(["web", "ads", "google-ads"]),
+        "language": rng.choice(["en", "en", "de", "ja"]),
+        "product": rng.choice(["platform", "api"]),
     }
 
 
@@ -177,6 +193,8 @@ async def _score(runtime: Runtime, settings: Settings, url: URL, count: int, log
         if handler.seen >= count:
             done.set()
 
+    routing = _RoutingClock()
+    routing.install()
     runtime.start_relay("scoring-relay")
     consumer = EventConsumer(
         name=CONSUMER,
@@ -197,20 +215,79 @@ async def _score(runtime: Runtime, settings: Settings, url: URL, count: int, log
     own, backends = time.process_time(), _cpu_ticks(postgres)
     await asyncio.wait_for(done.wait(), timeout=max(120.0, count / 500))
     ended, _ = commits[-1]
+    await _all_published(url)
+    sustained = time.perf_counter() - started
     seconds = ended - started
     own_s = time.process_time() - own
     after = _cpu_ticks(postgres)
     ticks = sum(t - backends.get(pid, 0) for pid, t in after.items())
-    cpu = {"scoring": own_s / seconds, "postgres": ticks / os.sysconf("SC_CLK_TCK") / seconds}
+    cpu = {
+        "scoring": own_s / sustained,
+        "postgres": ticks / os.sysconf("SC_CLK_TCK") / sustained,
+    }
+    routing.remove()
     counts = await _counts(url)
     return Result(
         leads=count,
         batches=len(commits),
         seconds=seconds,
         rate=(count - scored_before) / seconds,
+        sustained_seconds=sustained,
+        sustained=(count - scored_before) / sustained,
+        routed=routing.routed,
+        routing_ms=routing.per_lead_ms,
         cpu=cpu,
         **counts,
     )
+
+
+async def _all_published(url: URL) -> None:
+    """Wait until no staged event is left unpublished (checked every 10 ms)."""
+    connection = await asyncpg.connect(_dsn(url), timeout=10)
+    try:
+        query = "SELECT EXISTS (SELECT 1 FROM outbox WHERE published_at IS NULL)"
+        while await connection.fetchval(query, timeout=30):  # noqa: ASYNC110 (the database)
+            await asyncio.sleep(0.01)
+    finally:
+        await connection.close()
+
+
+class _RoutingClock:
+    """Times routing inside scoring's transactions: ``route_leads`` (as scoring calls it) plus
+    routing's commit-time write, per batch, divided by the leads routed in that batch."""
+
+    def __init__(self) -> None:
+        self.routed = 0
+        self.per_lead_ms: list[float] = []
+        self._pending: dict[int, tuple[float, int]] = {}  # session id → (seconds, leads)
+        self._saved: tuple[Any, Any] | None = None
+
+    def install(self) -> None:
+        route_leads, flush = routing_handlers.route_leads, routing_txn._flush  # noqa: SLF001
+        self._saved = (route_leads, flush)
+
+        async def timed_route(session: Any, lead_ids: Any, **kwargs: Any) -> Any:
+            started = time.perf_counter()
+            decisions = await route_leads(session, lead_ids, **kwargs)
+            routed = sum(d.outcome in ("routed", "queued") for d in decisions)
+            self._pending[id(session.sync_session)] = (time.perf_counter() - started, routed)
+            return decisions
+
+        def timed_flush(session: Any, txn: Any) -> None:
+            started = time.perf_counter()
+            flush(session, txn)
+            spent, routed = self._pending.pop(id(session), (0.0, 0))
+            if routed:
+                self.routed += routed
+                spent += time.perf_counter() - started
+                self.per_lead_ms.append(spent * 1000 / routed)
+
+        routing_handlers.route_leads = timed_route  # type: ignore[assignment]
+        routing_txn._flush = timed_flush  # type: ignore[assignment]  # noqa: SLF001
+
+    def remove(self) -> None:
+        if self._saved is not None:
+            routing_handlers.route_leads, routing_txn._flush = self._saved  # noqa: SLF001
 
 
 class _Counting:
