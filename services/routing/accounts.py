@@ -4,11 +4,16 @@ First by email or website domain (exact, free-mail domains never match), then by
 normalised (case, punctuation, legal suffixes like Inc or GmbH dropped) and compared with
 rapidfuzz's token-sort ratio, so "Acme Corp." and "ACME Corporation" are the same account while
 "Acme Robotics" is not. The best score at or above the threshold wins; ties go to the older account.
+
+Only names whose length allows the threshold are compared: the ratio of two strings is at most
+``1 - |a - b| / (a + b)`` of their lengths ``a`` and ``b`` (rapidfuzz's Indel similarity), so the
+names outside that length window could never reach it; they are skipped without being scored.
 """
 
 from __future__ import annotations
 
 import re
+from bisect import bisect_left, bisect_right
 from dataclasses import dataclass
 from uuid import UUID
 
@@ -59,7 +64,10 @@ class AccountIndex:
         self.by_name: dict[str, AccountInfo] = {}
         for account in ordered:
             self.by_name.setdefault(normalise_name(account.name), account)
-        self.names = list(self.by_name)
+        self.rank = {name: i for i, name in enumerate(self.by_name)}
+        """A name's place in account order: the older account wins a tie."""
+        self.names = sorted(self.by_name, key=lambda name: (len(name), self.rank[name]))
+        self.lengths = [len(name) for name in self.names]
 
     def __len__(self) -> int:
         return len(self.by_name)
@@ -75,7 +83,27 @@ class AccountIndex:
         exact = self.by_name.get(name)
         if exact is not None:
             return AccountMatch(exact, "name", 100.0)
-        best = process.extractOne(name, self.names, scorer=fuzz.ratio, score_cutoff=min_similarity)
-        if best is None:
+        found = self._closest(name, min_similarity)
+        if found is None:
             return None
-        return AccountMatch(self.by_name[best[0]], "name", round(float(best[1]), 1))
+        return AccountMatch(self.by_name[found[0]], "name", round(found[1], 1))
+
+    def _closest(self, name: str, min_similarity: float) -> tuple[str, float] | None:
+        """The most similar name at or above ``min_similarity`` (ties: the one first in the
+        index), comparing only the names whose length leaves the threshold reachable."""
+        cutoff = min_similarity / 100  # at least 0.5 (RoutingSpec)
+        low = bisect_left(self.lengths, len(name) * cutoff / (2 - cutoff) - 1e-9)
+        high = bisect_right(self.lengths, len(name) * (2 - cutoff) / cutoff + 1e-9)
+        if low >= high:
+            return None
+        scored = process.extract(
+            name,
+            self.names[low:high],
+            scorer=fuzz.ratio,
+            score_cutoff=min_similarity,
+            limit=None,
+        )
+        if not scored:
+            return None
+        best, score, _ = max(scored, key=lambda s: (s[1], -self.rank[s[0]]))
+        return best, float(score)

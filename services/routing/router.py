@@ -38,9 +38,10 @@ class Candidate:
     reason: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        return {"rep_id": str(self.rep_id), "name": self.name, "status": self.status} | (
-            {"reason": self.reason} if self.reason else {}
-        )
+        shown = {"rep_id": str(self.rep_id), "name": self.name, "status": self.status}
+        if self.reason:
+            shown["reason"] = self.reason
+        return shown
 
 
 @dataclass(frozen=True)

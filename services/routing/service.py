@@ -101,10 +101,12 @@ async def route_leads(
             results.append(_unchanged(lead))
             continue
         found[lead_id] = (_Routed(lead, decision), submissions)  # a lead twice: the 2nd sees it
-        event, values = _record(txn, directory, lead, decision, now=now, trigger=trigger)
+        event, values, candidates = _record(
+            txn, directory, lead, decision, now=now, trigger=trigger
+        )
         events.append(event)
         updates.append(values)
-        results.append(_result(lead_id, decision, event.type))
+        results.append(_result(lead_id, decision, event.type, candidates))
     await _write(session, settings, updates, events)
     return results
 
@@ -144,11 +146,11 @@ async def reassign_lead(
         )
     if lead.owner_id is not None:
         txn.release(lead.owner_id)
-    event, values = _record(
+    event, values, candidates = _record(
         txn, directory, lead, decision, now=now, trigger=trigger, previous=lead, why=why
     )
     await _write(session, settings, [values], [event])
-    return _result(lead_id, decision, event.type)
+    return _result(lead_id, decision, event.type, candidates)
 
 
 async def release_lead(session: AsyncSession, lead_id: UUID) -> None:
@@ -224,8 +226,9 @@ def _record(
     trigger: str,
     previous: Any = None,
     why: str = "",
-) -> tuple[RoutingEvent, dict[str, Any]]:
-    """Note the decision in the transaction's state; return its event and the lead's new values."""
+) -> tuple[RoutingEvent, dict[str, Any], list[dict[str, Any]]]:
+    """Note the decision in the transaction's state; return its event, the lead's new values and
+    the candidates as stored."""
     owner = directory.reps.get(decision.owner_id) if decision.owner_id else None
     team = decision.team
     txn.now = now
@@ -245,6 +248,7 @@ def _record(
         "updated_at": now,
     }
     reason = (f"{why}: " if why else "") + decision.reason
+    candidates = [c.as_dict() for c in decision.candidates]
     event = routing_event(
         directory, lead, decision, trigger=trigger, previous=previous, why=why, now=now
     )
@@ -266,7 +270,7 @@ def _record(
             "account_id": decision.account_id,
             "reason": reason[:500],
             "available_at": decision.available_at,
-            "candidates": [c.as_dict() for c in decision.candidates],
+            "candidates": candidates,
         },
     )
     txn.add(
@@ -285,7 +289,7 @@ def _record(
             },
         },
     )
-    return event, values
+    return event, values, candidates
 
 
 async def _write(
@@ -360,7 +364,9 @@ def _unchanged(lead: Any) -> RoutingDecision:
     )
 
 
-def _result(lead_id: UUID, decision: Decision, event_type: str) -> RoutingDecision:
+def _result(
+    lead_id: UUID, decision: Decision, event_type: str, candidates: list[dict[str, Any]]
+) -> RoutingDecision:
     return RoutingDecision(
         lead_id,
         decision.outcome,
@@ -369,6 +375,6 @@ def _result(lead_id: UUID, decision: Decision, event_type: str) -> RoutingDecisi
         decision.rule,
         decision.reason,
         decision.is_expansion,
-        tuple(c.as_dict() for c in decision.candidates),
+        tuple(candidates),
         event_type,
     )

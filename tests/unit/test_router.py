@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import random
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
 import pytest
+from rapidfuzz import fuzz, process
 
 from services.routing import ledger as fair
-from services.routing.accounts import AccountIndex, AccountInfo
+from services.routing.accounts import AccountIndex, AccountInfo, normalise_name
 from services.routing.directory import Directory, RepInfo, RepLoad, TeamInfo
 from services.routing.facts import EMPTY_FACTS
 from services.routing.hours import HoursInvalid, WorkingHours, parse_hours
@@ -202,6 +204,35 @@ def test_an_account_match_routes_to_the_owner_and_marks_expansion() -> None:
     assert other.is_expansion is False and other.rule == "default_queue"
     free = route(directory, Situation(lead(email_domain="gmail.com", free_mail=True), NOW))
     assert free.is_expansion is False
+
+
+@pytest.mark.parametrize("threshold", [50, 75, 90, 97])
+def test_fuzzy_account_names_match_as_comparing_every_name_would(threshold: int) -> None:
+    """The length window skips only names that could not reach the threshold: the same best
+    match (and the same tie-break, the older account) as scoring every name."""
+    rng = random.Random(threshold)
+    words = ["acme", "globex", "initech", "umbrella", "stark", "wonka", "hooli", "labs", "ai"]
+    accounts = [
+        AccountInfo(
+            UUID(int=i + 1), " ".join(rng.sample(words, rng.randint(1, 3))) + f" {i}", None, None
+        )
+        for i in range(300)
+    ] + [AccountInfo(UUID(int=1000 + i), name, None, None) for i, name in enumerate(["ab", "ba"])]
+    index = AccountIndex(accounts)
+    everyone = list(index.by_name)  # in account order
+    queries = [account.name for account in rng.sample(accounts, 100)] + ["aa", "b"]
+    # Near misses both ways: longer and shorter than the names they resemble.
+    queries += [q + rng.choice(["x", " co", "s"]) for q in queries] + [q[1:-2] for q in queries]
+    for query in queries:
+        name = normalise_name(query)
+        expected = process.extractOne(name, everyone, scorer=fuzz.ratio, score_cutoff=threshold)
+        found = index.match("", query, min_similarity=threshold)
+        if expected is None:
+            assert found is None, query
+        else:
+            assert found is not None, query
+            assert found.account is index.by_name[expected[0]], query
+            assert found.score == round(float(expected[1]), 1)
 
 
 def test_an_away_account_owner_is_skipped_but_the_lead_stays_expansion() -> None:
