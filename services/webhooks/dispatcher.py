@@ -1,6 +1,8 @@
 """The dispatcher: claims due messages, POSTs them signed, settles each attempt.
 
 HTTP happens outside any database transaction: claim (lease, commit) → POST → settle (commit).
+A new message that can go at once skips the claim: the consumer leases it as it records it, in a
+slot this dispatcher reserves (``reserve``), and hands it over after its commit (``accept``).
 Concurrency is bounded per process and per endpoint: at most ``per_endpoint_concurrency``
 requests to one endpoint at a time, and as many more of its messages leased ahead to follow them
 (claims come in batches, not one per answer), so a slow or dead CRM holds at most twice
@@ -152,16 +154,56 @@ class Dispatcher:
         self.tasks: set[asyncio.Task[None]] = set()
         self._outcomes: list[tuple[Claimed, Outcome, asyncio.Future[None]]] = []
         self._settler: asyncio.Task[None] | None = None
+        self._transport: httpx.AsyncHTTPTransport | None = None
+        """Set while ``run`` runs: only then are slots reserved for the consumer."""
+
+    @property
+    def lease(self) -> timedelta:
+        """How long a leased message is this process's to send: past its attempt's timeout, so
+        a lease only expires when its holder is gone."""
+        return timedelta(seconds=self.config.timeout_s + 30)
+
+    @property
+    def ready(self) -> bool:
+        """Running: messages handed over now are sent."""
+        return self._transport is not None
 
     def notify(self) -> None:
         """New messages were committed (or a delivery finished): look for due work now."""
         self.wakeup.set()
+
+    def reserve(self, endpoint: UUID, *, half_open: bool) -> bool:
+        """A slot for a message the consumer leases in its transaction, within the limits a
+        claim keeps: the process's concurrency, ``per_endpoint_concurrency`` requests plus as
+        many waiting per endpoint, one message at a time to a half-open circuit. The consumer
+        gives it back (``unreserve``) or hands the message over (``accept``)."""
+        if not self.ready or self._free() <= 0:
+            return False
+        cap = 1 if half_open else 2 * self.config.per_endpoint_concurrency
+        taken = self.in_flight.get(endpoint, 0)
+        if taken >= cap:
+            return False
+        self.in_flight[endpoint] = taken + 1
+        return True
+
+    def unreserve(self, endpoint: UUID) -> None:
+        self._free_slot(endpoint)
+
+    def accept(self, leased: list[Claimed]) -> None:
+        """Send messages the consumer leased (their slots reserved) and committed: no claim.
+        Stopped meanwhile, it leaves them to their lease's expiry, like a crash would."""
+        for message in leased:
+            if self._transport is None:
+                self._free_slot(message.subscription_id)
+            else:
+                self._start(self._transport, message)
 
     async def run(self) -> None:
         # httpx logs every request's URL at INFO; a CRM URL may carry a token.
         logging.getLogger("httpx").setLevel(max(logging.WARNING, logging.getLogger().level))
         backoff = 0.0
         async with make_transport(self.config) as transport:
+            self._transport = transport
             try:
                 while True:
                     self.wakeup.clear()
@@ -178,6 +220,7 @@ class Dispatcher:
                     if not started or self._free() == 0:
                         await self._idle()
             finally:
+                self._transport = None
                 for task in self.tasks:
                     task.cancel()
                 await asyncio.gather(*self.tasks, return_exceptions=True)
@@ -202,10 +245,14 @@ class Dispatcher:
             self.in_flight[message.subscription_id] = (
                 self.in_flight.get(message.subscription_id, 0) + 1
             )
-            task = asyncio.create_task(self._deliver(transport, message))
-            self.tasks.add(task)
-            task.add_done_callback(self.tasks.discard)
+            self._start(transport, message)
         return len(claimed)
+
+    def _start(self, transport: httpx.AsyncHTTPTransport, message: Claimed) -> None:
+        """Deliver ``message``, whose slot is already counted in ``in_flight``."""
+        task = asyncio.create_task(self._deliver(transport, message))
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
 
     async def _claim(self, free: int) -> list[Claimed]:
         now = datetime.now(UTC)
@@ -214,7 +261,7 @@ class Dispatcher:
                 session,
                 now=now,
                 limit=free,
-                lease=timedelta(seconds=self.config.timeout_s + 30),
+                lease=self.lease,
                 in_flight=self.in_flight,
                 per_endpoint=self.config.per_endpoint_concurrency,
                 threshold=self.config.breaker_failures,
@@ -253,15 +300,18 @@ class Dispatcher:
         return self.connections[endpoint]
 
     def _release(self, message: Claimed) -> bool:
-        left = self.in_flight.get(message.subscription_id, 1) - 1
-        if left:
-            self.in_flight[message.subscription_id] = left
-        else:  # nothing of this endpoint's is leased any more: nobody holds its semaphore
-            self.in_flight.pop(message.subscription_id, None)
-            self.connections.pop(message.subscription_id, None)
-        if self._claimable(message.subscription_id):
-            self.wakeup.set()
+        self._free_slot(message.subscription_id)
         return True
+
+    def _free_slot(self, endpoint: UUID) -> None:
+        left = self.in_flight.get(endpoint, 1) - 1
+        if left:
+            self.in_flight[endpoint] = left
+        else:  # nothing of this endpoint's is leased any more: nobody holds its semaphore
+            self.in_flight.pop(endpoint, None)
+            self.connections.pop(endpoint, None)
+        if self._claimable(endpoint):
+            self.wakeup.set()
 
     def _claimable(self, endpoint: UUID) -> bool:
         """Whether a claim may now take messages for ``endpoint``. While it has more than

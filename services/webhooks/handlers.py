@@ -3,25 +3,67 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
+from sqlalchemy import event as orm_event
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session, SessionTransaction
 
-from services.webhooks.queue import record, record_many
+from services.webhooks.dispatcher import Dispatcher
+from services.webhooks.recording import Recorded, record_many
 from shared.config import Settings
 from shared.events import Event
 
 
 class RecordDeliveries:
     """Records one message per interested subscription, in the consumer's transaction (which
-    also records the event as processed, so a redelivered event records nothing twice)."""
+    also records the event as processed, so a redelivered event records nothing twice).
 
-    def __init__(self, settings: Settings) -> None:
+    With this process's ``dispatcher``, the messages that can go at once are leased in that
+    transaction and handed to it when the transaction commits (no claim); the others, and all
+    of them if the commit fails, are left to its claims."""
+
+    def __init__(self, settings: Settings, *, dispatcher: Dispatcher | None = None) -> None:
         self.settings = settings
+        self.dispatcher = dispatcher
 
     async def __call__(self, event: Event, *, session: AsyncSession, now: datetime) -> None:
-        await record(session, event, settings=self.settings, now=now)
+        await self.handle_batch([event], session=session, now=now)
 
     async def handle_batch(
         self, events: list[Event], *, session: AsyncSession, now: datetime
     ) -> None:
-        await record_many(session, events, settings=self.settings, now=now)
+        recorded = await record_many(
+            session, events, settings=self.settings, now=now, slots=self.dispatcher
+        )
+        if self.dispatcher is not None and recorded.count:
+            _Handover(self.dispatcher, recorded).after(session.sync_session)
+
+
+class _Handover:
+    """What becomes of one transaction's leased messages: sent once it commits; their slots
+    given back if it ends otherwise (rolled back, or the commit failed)."""
+
+    def __init__(self, dispatcher: Dispatcher, recorded: Recorded) -> None:
+        self.dispatcher = dispatcher
+        self.recorded = recorded
+        self.done = False
+
+    def after(self, session: Session) -> None:
+        # The session's own events: the consumer owns the transaction and commits it after this
+        # handler returns; these fire on that commit, or on the end of a transaction without one.
+        orm_event.listen(session, "after_commit", self._committed)
+        orm_event.listen(session, "after_transaction_end", self._ended)
+
+    def _committed(self, _session: Session) -> None:
+        self.done = True
+        self.dispatcher.accept(self.recorded.leased)
+        if self.recorded.waiting:
+            self.dispatcher.notify()
+
+    def _ended(self, _session: Session, transaction: SessionTransaction, *_: Any) -> None:
+        if self.done or transaction.parent is not None:
+            return
+        self.done = True
+        for message in self.recorded.leased:
+            self.dispatcher.unreserve(message.subscription_id)

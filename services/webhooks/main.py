@@ -22,11 +22,10 @@ def start_webhooks(runtime: Runtime, *, name: str = CONSUMER) -> Dispatcher:
         consumer = EventConsumer(
             name=CONSUMER,
             topics=[settings.topics.lifecycle, settings.topics.sla],
-            handler=RecordDeliveries(settings),
+            handler=RecordDeliveries(settings, dispatcher=dispatcher),
             sessions=runtime.sessions,
             producer=await runtime.connected_producer(),
             settings=settings,
-            on_commit=dispatcher.notify,
             assigned=assigned,
         )
         await consumer.run()

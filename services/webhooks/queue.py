@@ -1,90 +1,31 @@
-"""The persisted delivery queue: record messages (consumer), claim due ones, settle attempts.
+"""The persisted delivery queue: claim due messages (``recording`` adds them, ``settle`` moves
+them on).
 
 Every state change is a short transaction; no HTTP call happens inside one. A claim writes a lease
-(``locked_until``) and commits; the lease expiring (a crashed dispatcher) makes the message
-claimable again, so delivery is at least once and receivers dedupe on ``webhook-id``.
+(``locked_until``) and commits (the consumer may lease a new message as it records it, see
+``recording``); the lease expiring (a crashed dispatcher) makes the message claimable again, so
+delivery is at least once and receivers dedupe on ``webhook-id``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
-import orjson
 from sqlalchemy import func, literal_column, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.webhooks import filters
-from services.webhooks.matching import ERASED, outbound, receives
-from services.webhooks.models import PENDING, Subscription, WebhookMessage
+from services.webhooks.models import Subscription, WebhookMessage
 from services.webhooks.signing import signing_secrets
-from shared.config import Settings
-from shared.db import insert_ignoring_conflicts
-from shared.events import CloudEvent
-from shared.ids import new_id
 
 messages = WebhookMessage.__table__
 PENDING_LITERAL = literal_column("'pending'")
 """A literal, not a bound parameter: PostgreSQL uses the partial indexes (``WHERE status =
 'pending'``) only when it can see the value in the statement."""
 subscriptions = Subscription.__table__
-
-
-async def record(
-    session: AsyncSession, event: CloudEvent, *, settings: Settings, now: datetime
-) -> int:
-    """One pending message per enabled subscription that wants ``event``; a redelivered event
-    adds nothing (unique subscription + event id). Returns how many subscriptions want it."""
-    return await record_many(session, [event], settings=settings, now=now)
-
-
-async def record_many(
-    session: AsyncSession, events: Sequence[CloudEvent], *, settings: Settings, now: datetime
-) -> int:
-    """``record`` for a consumer's batch: the subscriptions read once, the messages inserted in
-    one statement, in the batch's order (so ``seq`` keeps each lead's order)."""
-    wanted = (
-        await session.execute(
-            select(subscriptions.c.id, subscriptions.c.event_types, subscriptions.c.filter).where(
-                subscriptions.c.enabled.is_(True)
-            )
-        )
-    ).all()
-    rows = []
-    for event in events:
-        document: dict[str, Any] | None = None
-        body: str | None = None
-        for subscription_id, patterns, expression in wanted:
-            if not receives(patterns, event.type):
-                continue
-            if document is None:
-                document = orjson.loads(event.encode())
-            if event.type != ERASED and not filters.passes(expression, document):
-                continue
-            if body is None:
-                body = orjson.dumps(outbound(document, settings.webhooks.consent_fields)).decode()
-            rows.append(_message(subscription_id, event, body, now))
-    if rows:
-        await session.execute(insert_ignoring_conflicts(session, messages), rows)
-    return len(rows)
-
-
-def _message(subscription_id: UUID, event: CloudEvent, body: str, now: datetime) -> dict:
-    return {
-        "id": new_id(),
-        "subscription_id": subscription_id,
-        "event_id": str(event.id),
-        "event_type": event.type,
-        "lead_id": event.key,
-        "payload": body,
-        "status": PENDING,
-        "attempts": 0,
-        "due_at": now,
-        "created_at": now,
-    }
 
 
 @dataclass(frozen=True)

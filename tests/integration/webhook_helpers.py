@@ -14,11 +14,11 @@ from sqlalchemy import select
 from services.webhooks import subscriptions
 from services.webhooks.dispatcher import Dispatcher
 from services.webhooks.models import DeliveryAttempt, Subscription, WebhookMessage
-from services.webhooks.queue import record
+from services.webhooks.recording import record
 from services.webhooks.schemas import SubscriptionCreated, SubscriptionIn
 from shared.config import Settings
 from shared.events import CloudEvent, LeadScored, LeadScoredData
-from tests.conftest import Database, make_settings
+from tests.conftest import Database, eventually, make_settings
 
 FAST = {
     "retry_schedule_s": [0, 0.2, 0.4, 0.8, 1.6, 3.2],
@@ -66,6 +66,7 @@ async def dispatching(db: Database, settings: Settings) -> AsyncIterator[Dispatc
     dispatcher = Dispatcher(db.sessions, settings)
     task = asyncio.create_task(dispatcher.run())
     try:
+        await eventually(lambda: dispatcher.ready or task.done(), within=10)
         yield dispatcher
     finally:
         task.cancel()

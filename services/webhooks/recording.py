@@ -1,0 +1,220 @@
+"""Recording: the consumer's side of the queue. One message per interested subscription, and
+a lease on those that can go at once, handed to this process's dispatcher after the commit."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+from uuid import UUID
+
+import orjson
+from sqlalchemy import ARRAY, Select, String, any_, bindparam, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.webhooks import filters
+from services.webhooks.matching import ERASED, outbound, receives
+from services.webhooks.models import PENDING
+from services.webhooks.queue import PENDING_LITERAL, Claimed, messages, subscriptions
+from services.webhooks.signing import signing_secrets
+from shared.config import Settings, WebhookSettings
+from shared.db import insert_ignoring_conflicts
+from shared.events import CloudEvent
+from shared.ids import new_id
+
+
+async def record(
+    session: AsyncSession, event: CloudEvent, *, settings: Settings, now: datetime
+) -> int:
+    """One pending message per enabled subscription that wants ``event``; a redelivered event
+    adds nothing (unique subscription + event id). Returns how many subscriptions want it."""
+    return (await record_many(session, [event], settings=settings, now=now)).count
+
+
+class Slots(Protocol):
+    """The dispatcher of this process, as ``record_many`` sees it: a slot taken for each message
+    leased as it is recorded, given back if that message is not inserted after all."""
+
+    @property
+    def lease(self) -> timedelta: ...
+
+    def reserve(self, endpoint: UUID, *, half_open: bool) -> bool: ...
+
+    def unreserve(self, endpoint: UUID) -> None: ...
+
+
+@dataclass(frozen=True)
+class Recorded:
+    count: int
+    """Messages the batch asked for (a redelivered event's are not inserted again)."""
+    leased: list[Claimed] = field(default_factory=list)
+    """Inserted with a lease: the dispatcher that reserved their slots sends them (``accept``)."""
+    waiting: bool = False
+    """Some inserted messages were not leased: a claim is to find them."""
+
+
+async def record_many(
+    session: AsyncSession,
+    events: Sequence[CloudEvent],
+    *,
+    settings: Settings,
+    now: datetime,
+    slots: Slots | None = None,
+) -> Recorded:
+    """``record`` for a consumer's batch: the subscriptions read once, the messages inserted in
+    one statement, in the batch's order (so ``seq`` keeps each lead's order).
+
+    With ``slots``, a message that can go at once is leased in this transaction, as a claim
+    would lease it: it heads its (endpoint, lead) queue (no earlier pending message of that lead
+    for that endpoint, in the table or earlier in the batch), its endpoint is not paused, and
+    ``slots`` has room for it (the dispatcher's per-endpoint limits, one probe at a time for a
+    half-open circuit). After the commit the dispatcher sends those without a claim; if the
+    process dies first, their lease expires and any dispatcher claims them."""
+    wanted = (await session.execute(_subscriptions())).all()
+    rows = _messages(events, wanted, settings, now)
+    if not rows:
+        return Recorded(0)
+    endpoints = {s.id: s for s in wanted}
+    chosen: list[dict[str, Any]] = []
+    if slots is not None:
+        queued = await _queued(session, rows)
+        chosen = _take(_heads(rows, queued), endpoints, slots, settings.webhooks, now)
+        for row in chosen:
+            row["locked_until"] = now + slots.lease
+    try:
+        statement = insert_ignoring_conflicts(session, messages)
+        if not chosen:
+            await session.execute(statement, rows)
+            return Recorded(len(rows), waiting=True)
+        inserted = dict(
+            (await session.execute(statement.returning(messages.c.id, messages.c.seq), rows)).all()
+        )
+    except BaseException:
+        for row in chosen:
+            slots.unreserve(row["subscription_id"])  # type: ignore[union-attr]
+        raise
+    leased = []
+    for row in chosen:
+        if row["id"] in inserted:
+            endpoint = endpoints[row["subscription_id"]]
+            threshold = settings.webhooks.breaker_failures
+            leased.append(_claimed(row, inserted[row["id"]], endpoint, threshold, now))
+        else:
+            slots.unreserve(row["subscription_id"])  # type: ignore[union-attr]
+    return Recorded(len(rows), leased, waiting=len(inserted) > len(leased))
+
+
+def _subscriptions() -> Select[Any]:
+    return select(
+        subscriptions.c.id,
+        subscriptions.c.event_types,
+        subscriptions.c.filter,
+        subscriptions.c.url,
+        subscriptions.c.secret,
+        subscriptions.c.previous_secret,
+        subscriptions.c.previous_secret_until,
+        subscriptions.c.consecutive_failures,
+        subscriptions.c.paused_until,
+    ).where(subscriptions.c.enabled.is_(True))
+
+
+def _messages(
+    events: Sequence[CloudEvent], wanted: Sequence[Any], settings: Settings, now: datetime
+) -> list[dict[str, Any]]:
+    rows = []
+    for event in events:
+        document: dict[str, Any] | None = None
+        body: str | None = None
+        for subscription in wanted:
+            if not receives(subscription.event_types, event.type):
+                continue
+            if document is None:
+                document = orjson.loads(event.encode())
+            if event.type != ERASED and not filters.passes(subscription.filter, document):
+                continue
+            if body is None:
+                body = orjson.dumps(outbound(document, settings.webhooks.consent_fields)).decode()
+            rows.append(_message(subscription.id, event, body, now))
+    return rows
+
+
+def _message(subscription_id: UUID, event: CloudEvent, body: str, now: datetime) -> dict:
+    return {
+        "id": new_id(),
+        "subscription_id": subscription_id,
+        "event_id": str(event.id),
+        "event_type": event.type,
+        "lead_id": event.key,
+        "payload": body,
+        "status": PENDING,
+        "attempts": 0,
+        "due_at": now,
+        "locked_until": None,
+        "created_at": now,
+    }
+
+
+async def _queued(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> set[tuple[UUID, str]]:
+    """The (endpoint, lead) queues of these rows' leads that already hold a pending message."""
+    leads = sorted({row["lead_id"] for row in rows})
+    if session.get_bind().dialect.name == "postgresql":
+        # One array parameter: the statement's text does not depend on the batch's size.
+        of_leads = messages.c.lead_id == any_(bindparam("leads", leads, type_=ARRAY(String)))
+    else:
+        of_leads = messages.c.lead_id.in_(leads)
+    query = select(messages.c.subscription_id, messages.c.lead_id).where(
+        of_leads, messages.c.status == PENDING_LITERAL
+    )
+    return {(s, lead) for s, lead in (await session.execute(query)).all()}
+
+
+def _heads(rows: Sequence[dict[str, Any]], queued: set[tuple[UUID, str]]) -> list[dict[str, Any]]:
+    """The rows that head their (endpoint, lead) queue: none queued before, none earlier here."""
+    seen = set(queued)
+    heads = []
+    for row in rows:
+        key = (row["subscription_id"], row["lead_id"])
+        if key not in seen:
+            seen.add(key)
+            heads.append(row)
+    return heads
+
+
+def _take(
+    heads: Sequence[dict[str, Any]],
+    endpoints: Mapping[UUID, Any],
+    slots: Slots,
+    config: WebhookSettings,
+    now: datetime,
+) -> list[dict[str, Any]]:
+    """The heads whose endpoint is not paused and for which ``slots`` reserves a slot."""
+    taken = []
+    for row in heads:
+        endpoint = endpoints[row["subscription_id"]]
+        if endpoint.paused_until is not None and endpoint.paused_until > now:
+            continue
+        half_open = endpoint.consecutive_failures >= config.breaker_failures
+        if slots.reserve(endpoint.id, half_open=half_open):
+            taken.append(row)
+    return taken
+
+
+def _claimed(
+    row: dict[str, Any], seq: int, endpoint: Any, threshold: int, now: datetime
+) -> Claimed:
+    return Claimed(
+        seq=seq,
+        id=row["id"],
+        subscription_id=row["subscription_id"],
+        event_id=row["event_id"],
+        event_type=row["event_type"],
+        lead_id=row["lead_id"],
+        payload=row["payload"],
+        attempts=0,
+        url=endpoint.url,
+        secrets=signing_secrets(
+            endpoint.secret, endpoint.previous_secret, endpoint.previous_secret_until, now
+        ),
+        half_open=endpoint.consecutive_failures >= threshold,
+    )
