@@ -17,7 +17,7 @@ import logging
 import random
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from datetime import UTC, datetime, timedelta
 from uuid import UUID
 
@@ -156,6 +156,10 @@ class Dispatcher:
         self._settler: asyncio.Task[None] | None = None
         self._transport: httpx.AsyncHTTPTransport | None = None
         """Set while ``run`` runs: only then are slots reserved for the consumer."""
+        self.backlog: set[UUID] = set()
+        """Endpoints whose due messages are left to claims (a slot was refused): the consumer
+        leases none for them until a claim finds no more, so new messages do not overtake
+        older ones."""
 
     @property
     def lease(self) -> timedelta:
@@ -177,11 +181,12 @@ class Dispatcher:
         claim keeps: the process's concurrency, ``per_endpoint_concurrency`` requests plus as
         many waiting per endpoint, one message at a time to a half-open circuit. The consumer
         gives it back (``unreserve``) or hands the message over (``accept``)."""
-        if not self.ready or self._free() <= 0:
+        if not self.ready or endpoint in self.backlog:
             return False
         cap = 1 if half_open else 2 * self.config.per_endpoint_concurrency
         taken = self.in_flight.get(endpoint, 0)
-        if taken >= cap:
+        if taken >= cap or self._free() <= 0:
+            self.backlog.add(endpoint)
             return False
         self.in_flight[endpoint] = taken + 1
         return True
@@ -189,14 +194,17 @@ class Dispatcher:
     def unreserve(self, endpoint: UUID) -> None:
         self._free_slot(endpoint)
 
-    def accept(self, leased: list[Claimed]) -> None:
+    def accept(self, leased: list[Claimed], *, waiting: Collection[UUID] = ()) -> None:
         """Send messages the consumer leased (their slots reserved) and committed: no claim.
-        Stopped meanwhile, it leaves them to their lease's expiry, like a crash would."""
+        Stopped meanwhile, it leaves them to their lease's expiry, like a crash would.
+        ``waiting``: endpoints of messages it committed without a lease, for a claim to find."""
         for message in leased:
             if self._transport is None:
                 self._free_slot(message.subscription_id)
             else:
                 self._start(self._transport, message)
+        if any(self._claimable(endpoint) for endpoint in waiting):
+            self.wakeup.set()
 
     async def run(self) -> None:
         # httpx logs every request's URL at INFO; a CRM URL may carry a token.
@@ -240,13 +248,25 @@ class Dispatcher:
         free = self._free()
         if free <= 0:
             return 0
+        before = dict(self.in_flight)
         claimed = await asyncio.shield(self._claim(free))
         for message in claimed:
             self.in_flight[message.subscription_id] = (
                 self.in_flight.get(message.subscription_id, 0) + 1
             )
             self._start(transport, message)
+        if self.backlog and len(claimed) < free:
+            self._drained(before)
         return len(claimed)
+
+    def _drained(self, before: dict[UUID, int]) -> None:
+        """After a claim that was not cut short by the process's limit: an endpoint it did not
+        skip and did not fill has no due message left to claim."""
+        most = 2 * self.config.per_endpoint_concurrency
+        for endpoint in list(self.backlog):
+            skipped = not self._claimable_with(before.get(endpoint, 0))
+            if not skipped and self.in_flight.get(endpoint, 0) < most:
+                self.backlog.discard(endpoint)
 
     def _start(self, transport: httpx.AsyncHTTPTransport, message: Claimed) -> None:
         """Deliver ``message``, whose slot is already counted in ``in_flight``."""
@@ -318,7 +338,10 @@ class Dispatcher:
         ``per_endpoint_concurrency`` outstanding, ``claim`` skips it: an answer that leaves it
         so wakes nobody (at 300 deliveries/s to one endpoint, most claims came back empty and
         held up the ones that would not)."""
-        return self.in_flight.get(endpoint, 0) <= self.config.per_endpoint_concurrency
+        return self._claimable_with(self.in_flight.get(endpoint, 0))
+
+    def _claimable_with(self, outstanding: int) -> bool:
+        return outstanding <= self.config.per_endpoint_concurrency
 
     async def _settle(self, message: Claimed, outcome: Outcome) -> None:
         """Group commit: outcomes that arrive while a batch commits go in the next batch, so one

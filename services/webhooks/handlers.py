@@ -57,9 +57,7 @@ class _Handover:
 
     def _committed(self, _session: Session) -> None:
         self.done = True
-        self.dispatcher.accept(self.recorded.leased)
-        if self.recorded.waiting:
-            self.dispatcher.notify()
+        self.dispatcher.accept(self.recorded.leased, waiting=self.recorded.waiting)
 
     def _ended(self, _session: Session, transaction: SessionTransaction, *_: Any) -> None:
         if self.done or transaction.parent is not None:

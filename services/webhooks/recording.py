@@ -50,8 +50,8 @@ class Recorded:
     """Messages the batch asked for (a redelivered event's are not inserted again)."""
     leased: list[Claimed] = field(default_factory=list)
     """Inserted with a lease: the dispatcher that reserved their slots sends them (``accept``)."""
-    waiting: bool = False
-    """Some inserted messages were not leased: a claim is to find them."""
+    waiting: frozenset[UUID] = frozenset()
+    """The endpoints of the messages inserted without a lease: claims are to find them."""
 
 
 async def record_many(
@@ -86,7 +86,7 @@ async def record_many(
         statement = insert_ignoring_conflicts(session, messages)
         if not chosen:
             await session.execute(statement, rows)
-            return Recorded(len(rows), waiting=True)
+            return Recorded(len(rows), waiting=frozenset(r["subscription_id"] for r in rows))
         inserted = dict(
             (await session.execute(statement.returning(messages.c.id, messages.c.seq), rows)).all()
         )
@@ -94,7 +94,7 @@ async def record_many(
         for row in chosen:
             slots.unreserve(row["subscription_id"])  # type: ignore[union-attr]
         raise
-    leased = []
+    leased, lent = [], {row["id"] for row in chosen}
     for row in chosen:
         if row["id"] in inserted:
             endpoint = endpoints[row["subscription_id"]]
@@ -102,7 +102,8 @@ async def record_many(
             leased.append(_claimed(row, inserted[row["id"]], endpoint, threshold, now))
         else:
             slots.unreserve(row["subscription_id"])  # type: ignore[union-attr]
-    return Recorded(len(rows), leased, waiting=len(inserted) > len(leased))
+    waiting = {r["subscription_id"] for r in rows if r["id"] in inserted and r["id"] not in lent}
+    return Recorded(len(rows), leased, frozenset(waiting))
 
 
 def _subscriptions() -> Select[Any]:
