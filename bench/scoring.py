@@ -173,7 +173,14 @@ def _quantile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
 
 
-def run(options: Options, log: Log, *, leads: int = 20_000, e2e_leads: int = 20_000) -> Report:
+def run(
+    options: Options,
+    log: Log,
+    *,
+    leads: int = 20_000,
+    e2e_leads: int = 20_000,
+    routing: bool = True,
+) -> Report:
     """The ``make bench`` suite: evaluation alone, then end to end through the broker."""
     log(f"scoring: evaluation, {len(CONDITIONS)} rules, {leads:,} leads x 3 interleaved rounds")
     results = dict(measure(leads))
@@ -185,7 +192,7 @@ def run(options: Options, log: Log, *, leads: int = 20_000, e2e_leads: int = 20_
     for label, per_second in results.items():
         evaluation.add_row(label, f"{per_second:,.0f}", f"{per_second / reference:.2f}")
     log(f"scoring: end to end, {e2e_leads:,} leads through the embedded broker on PostgreSQL")
-    e2e = run_e2e(options.pg_url, e2e_leads, ruleset_text(), log)
+    e2e = run_e2e(options.pg_url, e2e_leads, ruleset_text(), log, routing=routing)
     end_to_end = Table(
         title="Scoring end to end: broker → one scoring process (with routing) → PostgreSQL",
         caption=(
@@ -215,7 +222,7 @@ def run(options: Options, log: Log, *, leads: int = 20_000, e2e_leads: int = 20_
         f"{e2e.cpu['scoring']:.2f}",
         f"{e2e.cpu['postgres']:.2f}",
     )
-    routing = Table(
+    routing_table = Table(
         title="Routing inside those scoring transactions",
         caption=(
             "Per batch that routed: (route_leads as scoring calls it + routing's commit-time "
@@ -225,16 +232,16 @@ def run(options: Options, log: Log, *, leads: int = 20_000, e2e_leads: int = 20_
         caption_justify="left",
     )
     for heading in ("Leads routed", "Share of leads", "p50 ms/lead", "p99 ms/lead"):
-        routing.add_column(heading, justify="right")
+        routing_table.add_column(heading, justify="right")
     routing_p50, routing_p99 = _quantile(e2e.routing_ms, 0.5), _quantile(e2e.routing_ms, 0.99)
-    routing.add_row(
+    routing_table.add_row(
         f"{e2e.routed:,}",
         f"{e2e.routed / e2e.leads:.0%}",
         f"{routing_p50:.3f}",
         f"{routing_p99:.3f}",
     )
     evaluate = results[EVALUATE_WAY]
-    report = Report(title="Scoring", caption="", tables=[evaluation, end_to_end, routing])
+    report = Report(title="Scoring", caption="", tables=[evaluation, end_to_end, routing_table])
     report.ratios.append(("ruleset.evaluate / REFERENCE's way (same run)", evaluate / reference))
     report.ratios.append(
         (f"ruleset.evaluate / target {EVAL_TARGET:,} leads/s", evaluate / EVAL_TARGET)
@@ -243,6 +250,9 @@ def run(options: Options, log: Log, *, leads: int = 20_000, e2e_leads: int = 20_
         (f"scored and published / target {E2E_TARGET:,} leads/s", e2e.sustained / E2E_TARGET)
     )
     report.checks.extend(checks(e2e))
+    if not routing:
+        report.tables.remove(routing_table)
+        return report
     report.checks.append(
         Check(
             f"routing under {ROUTING_BUDGET_MS} ms p99 per routed lead, at the scoring target",
@@ -257,6 +267,11 @@ def run(options: Options, log: Log, *, leads: int = 20_000, e2e_leads: int = 20_
 def _arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--leads", type=int, default=20_000, help="leads per evaluation run")
     parser.add_argument("--e2e-leads", type=int, default=20_000, help="leads end to end")
+    parser.add_argument(
+        "--without-routing",
+        action="store_true",
+        help="no routing directory: qualified leads are not routed (scoring's work alone)",
+    )
 
 
 def main() -> int:
@@ -264,7 +279,13 @@ def main() -> int:
         "python -m bench.scoring",
         __doc__,
         _arguments,
-        lambda options, log, args: run(options, log, leads=args.leads, e2e_leads=args.e2e_leads),
+        lambda options, log, args: run(
+            options,
+            log,
+            leads=args.leads,
+            e2e_leads=args.e2e_leads,
+            routing=not args.without_routing,
+        ),
     )
 
 

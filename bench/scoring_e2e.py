@@ -78,21 +78,23 @@ def embedded_broker(log: Log) -> Iterator[EmbeddedBroker]:
         yield broker
 
 
-def run_e2e(pg_url: str, count: int, ruleset: str, log: Log) -> Result:
+def run_e2e(pg_url: str, count: int, ruleset: str, log: Log, *, routing: bool = True) -> Result:
     with embedded_broker(log) as broker, bench_database(pg_url, log) as url:
         settings = load_settings(
             db={"url": _dsn(url)},
             kafka={"bootstrap_servers": broker.bootstrap_servers},
             topics={"prefix": f"bench{uuid4().hex[:8]}"},
         )
-        return asyncio.run(_run(settings, url, count, ruleset, log))
+        return asyncio.run(_run(settings, url, count, ruleset, log, routing=routing))
 
 
-async def _run(settings: Settings, url: URL, count: int, ruleset: str, log: Log) -> Result:
+async def _run(
+    settings: Settings, url: URL, count: int, ruleset: str, log: Log, *, routing: bool
+) -> Result:
     runtime = Runtime.create(settings)
     try:
         log(f"  loading {count:,} leads, inquiries and the active 30-rule ruleset")
-        events = await _load(runtime, settings, count, ruleset)
+        events = await _load(runtime, settings, count, ruleset, routing=routing)
         log(f"  producing {count:,} lead.received events to {settings.topics.intake}")
         await _produce(settings, events)
         del events  # the scoring process never holds them: keep its heap as it would be
@@ -102,8 +104,10 @@ async def _run(settings: Settings, url: URL, count: int, ruleset: str, log: Log)
 
 
 async def _load(
-    runtime: Runtime, settings: Settings, count: int, ruleset: str
+    runtime: Runtime, settings: Settings, count: int, ruleset: str, *, routing: bool
 ) -> list[LeadReceived]:
+    """The leads, the active ruleset and, with ``routing``, the routing directory (without a
+    team, routing is off and qualified leads stay unassigned: scoring's work alone)."""
     rng = random.Random(11)
     now = datetime.now(UTC)
     leads, inquiries, events = [], [], []
@@ -143,7 +147,8 @@ async def _load(
             await session.execute(insert(Lead), leads[start : start + 5000])
             await session.execute(insert(Inquiry), inquiries[start : start + 5000])
         await versions.bootstrap(session, settings, ruleset, now=now)
-        await routing_directory(session, settings)
+        if routing:
+            await routing_directory(session, settings)
     return events
 
 
