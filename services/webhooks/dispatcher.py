@@ -157,9 +157,10 @@ class Dispatcher:
         self._transport: httpx.AsyncHTTPTransport | None = None
         """Set while ``run`` runs: only then are slots reserved for the consumer."""
         self.backlog: set[UUID] = set()
-        """Endpoints whose due messages are left to claims (a slot was refused): the consumer
-        leases none for them until a claim finds no more, so new messages do not overtake
-        older ones."""
+        """Endpoints whose due messages wait for a claim (a slot was refused): the consumer
+        leases none of its new messages for them but claims their oldest in its transaction
+        (``claim_backlog``) until a claim finds no more, so new messages do not overtake older
+        ones."""
 
     @property
     def lease(self) -> timedelta:
@@ -190,6 +191,46 @@ class Dispatcher:
             return False
         self.in_flight[endpoint] = taken + 1
         return True
+
+    async def claim_backlog(
+        self, session: AsyncSession, endpoints: Collection[UUID], now: datetime
+    ) -> list[Claimed]:
+        """In the consumer's transaction: lease the oldest due messages of these backlogged
+        endpoints, as many as they have room for (a claim without a transaction of its own,
+        at the consumer's pace). The consumer hands them over (``accept``) after its commit."""
+        backlogged = [e for e in endpoints if e in self.backlog]
+        room = min(self._free(), sum(self._room(e) for e in backlogged))
+        if not backlogged or room <= 0:
+            return []
+        taken: list[Claimed] = []
+        try:
+            claimed = await claim(
+                session,
+                now=now,
+                limit=room,
+                lease=self.lease,
+                in_flight=self.in_flight,
+                per_endpoint=self.config.per_endpoint_concurrency,
+                threshold=self.config.breaker_failures,
+                ahead=self.config.per_endpoint_concurrency,
+                refill=True,
+                endpoints=backlogged,
+                reserve=lambda message: self._take_slot(message, taken),
+            )
+        except BaseException:
+            for message in taken:
+                self._free_slot(message.subscription_id)
+            raise
+        if len(claimed) < room:
+            self._drained(backlogged)
+        return claimed
+
+    def _room(self, endpoint: UUID) -> int:
+        return max(0, 2 * self.config.per_endpoint_concurrency - self.in_flight.get(endpoint, 0))
+
+    def _take_slot(self, message: Claimed, taken: list[Claimed]) -> None:
+        self.in_flight[message.subscription_id] = self.in_flight.get(message.subscription_id, 0) + 1
+        taken.append(message)
 
     def unreserve(self, endpoint: UUID) -> None:
         self._free_slot(endpoint)
@@ -251,21 +292,16 @@ class Dispatcher:
         before = dict(self.in_flight)
         claimed = await asyncio.shield(self._claim(free))
         for message in claimed:
-            self.in_flight[message.subscription_id] = (
-                self.in_flight.get(message.subscription_id, 0) + 1
-            )
             self._start(transport, message)
         if self.backlog and len(claimed) < free:
-            self._drained(before)
+            self._drained([e for e in self.backlog if self._claimable_with(before.get(e, 0))])
         return len(claimed)
 
-    def _drained(self, before: dict[UUID, int]) -> None:
-        """After a claim that was not cut short by the process's limit: an endpoint it did not
-        skip and did not fill has no due message left to claim."""
-        most = 2 * self.config.per_endpoint_concurrency
-        for endpoint in list(self.backlog):
-            skipped = not self._claimable_with(before.get(endpoint, 0))
-            if not skipped and self.in_flight.get(endpoint, 0) < most:
+    def _drained(self, considered: Collection[UUID]) -> None:
+        """After a claim that was not cut short by its limit: an endpoint it considered and did
+        not fill has no due message left to claim."""
+        for endpoint in considered:
+            if self._room(endpoint) > 0:
                 self.backlog.discard(endpoint)
 
     def _start(self, transport: httpx.AsyncHTTPTransport, message: Claimed) -> None:
@@ -275,18 +311,27 @@ class Dispatcher:
         task.add_done_callback(self.tasks.discard)
 
     async def _claim(self, free: int) -> list[Claimed]:
+        """Lease due messages, their slots counted as they are chosen (before the lease is
+        written, so the consumer's leases meanwhile see them), given back if the claim fails."""
         now = datetime.now(UTC)
-        async with self.sessions.begin() as session:
-            return await claim(
-                session,
-                now=now,
-                limit=free,
-                lease=self.lease,
-                in_flight=self.in_flight,
-                per_endpoint=self.config.per_endpoint_concurrency,
-                threshold=self.config.breaker_failures,
-                ahead=self.config.per_endpoint_concurrency,
-            )
+        taken: list[Claimed] = []
+        try:
+            async with self.sessions.begin() as session:
+                return await claim(
+                    session,
+                    now=now,
+                    limit=free,
+                    lease=self.lease,
+                    in_flight=self.in_flight,
+                    per_endpoint=self.config.per_endpoint_concurrency,
+                    threshold=self.config.breaker_failures,
+                    ahead=self.config.per_endpoint_concurrency,
+                    reserve=lambda message: self._take_slot(message, taken),
+                )
+        except BaseException:
+            for message in taken:
+                self._free_slot(message.subscription_id)
+            raise
 
     async def _deliver(self, transport: httpx.AsyncHTTPTransport, message: Claimed) -> None:
         released = False

@@ -9,7 +9,7 @@ delivery is at least once and receivers dedupe on ``webhook-id``.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -53,14 +53,18 @@ async def claim(
     per_endpoint: int,
     threshold: int,
     ahead: int = 0,
+    refill: bool = False,
+    endpoints: Collection[UUID] | None = None,
+    reserve: Callable[[Claimed], None] = lambda _claimed: None,
 ) -> list[Claimed]:
     """Lease up to ``limit`` due messages, each the oldest pending one of its lead for its
     endpoint, skipping endpoints that are disabled, paused or at their in-flight limit.
 
     ``ahead`` more than ``per_endpoint`` may be leased for an endpoint, to wait in the dispatcher
     for a free connection; such an endpoint is claimed for again only once its outstanding
-    messages are down to ``per_endpoint``, so a busy endpoint is refilled in batches, not one
-    message per answer."""
+    messages are down to ``per_endpoint`` (unless ``refill``), so a busy endpoint is refilled in
+    batches, not one message per answer. ``endpoints``: only theirs. ``reserve`` is called for
+    each message chosen, before the lease is written."""
     # A due message is sent only when it heads its (endpoint, lead) queue. The check is a
     # correlated ``min(seq)``: one probe of the queue index per candidate read in due order, so a
     # claim costs in proportion to what it takes, not to the pending rows (a GROUP BY over every
@@ -75,7 +79,9 @@ async def claim(
         )
         .scalar_subquery()
     )
-    full = [s for s, n in in_flight.items() if n >= per_endpoint + min(ahead, 1)]
+    full = [
+        s for s, n in in_flight.items() if n >= per_endpoint + (ahead if refill else min(ahead, 1))
+    ]
     query = (
         select(messages, subscriptions.c.url, subscriptions.c.secret)
         .add_columns(
@@ -97,6 +103,8 @@ async def claim(
     )
     if full:
         query = query.where(messages.c.subscription_id.not_in(full))
+    if endpoints is not None:
+        query = query.where(messages.c.subscription_id.in_(list(endpoints)))
     if session.get_bind().dialect.name == "postgresql":
         # Walk the due index in order even when the statistics are stale (a fresh or bulk-loaded
         # table looks empty to the planner, which then sorts every due row before the limit).
@@ -106,6 +114,8 @@ async def claim(
     chosen = _within_limits(
         (await session.execute(query)).all(), in_flight, per_endpoint + ahead, threshold, now
     )
+    for message in chosen:
+        reserve(message)
     if chosen:
         await session.execute(
             update(messages)

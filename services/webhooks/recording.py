@@ -3,7 +3,7 @@ a lease on those that can go at once, handed to this process's dispatcher after 
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
@@ -18,7 +18,7 @@ from services.webhooks.matching import ERASED, outbound, receives
 from services.webhooks.models import PENDING
 from services.webhooks.queue import PENDING_LITERAL, Claimed, messages, subscriptions
 from services.webhooks.signing import signing_secrets
-from shared.config import Settings, WebhookSettings
+from shared.config import Settings
 from shared.db import insert_ignoring_conflicts
 from shared.events import CloudEvent
 from shared.ids import new_id
@@ -43,13 +43,18 @@ class Slots(Protocol):
 
     def unreserve(self, endpoint: UUID) -> None: ...
 
+    async def claim_backlog(
+        self, session: AsyncSession, endpoints: Collection[UUID], now: datetime
+    ) -> list[Claimed]: ...
+
 
 @dataclass(frozen=True)
 class Recorded:
     count: int
     """Messages the batch asked for (a redelivered event's are not inserted again)."""
     leased: list[Claimed] = field(default_factory=list)
-    """Inserted with a lease: the dispatcher that reserved their slots sends them (``accept``)."""
+    """Leased in this transaction (new ones, and a backlog's oldest): the dispatcher that
+    reserved their slots sends them once it commits (``accept``)."""
     waiting: frozenset[UUID] = frozenset()
     """The endpoints of the messages inserted without a lease: claims are to find them."""
 
@@ -69,41 +74,50 @@ async def record_many(
     would lease it: it heads its (endpoint, lead) queue (no earlier pending message of that lead
     for that endpoint, in the table or earlier in the batch), its endpoint is not paused, and
     ``slots`` has room for it (the dispatcher's per-endpoint limits, one probe at a time for a
-    half-open circuit). After the commit the dispatcher sends those without a claim; if the
-    process dies first, their lease expires and any dispatcher claims them."""
+    half-open circuit). For an endpoint whose messages already wait for a claim (``slots``
+    refused one), the new ones are not leased; its oldest due ones are claimed here instead, so
+    nothing new overtakes them. After the commit the dispatcher sends what was leased without a
+    claim of its own; if the process dies first, the leases expire and any dispatcher claims
+    those messages."""
     wanted = (await session.execute(_subscriptions())).all()
     rows = _messages(events, wanted, settings, now)
-    if not rows:
-        return Recorded(0)
-    endpoints = {s.id: s for s in wanted}
-    chosen: list[dict[str, Any]] = []
-    if slots is not None:
-        queued = await _queued(session, rows)
-        chosen = _take(_heads(rows, queued), endpoints, slots, settings.webhooks, now)
-        for row in chosen:
-            row["locked_until"] = now + slots.lease
-    try:
-        statement = insert_ignoring_conflicts(session, messages)
-        if not chosen:
+    statement = insert_ignoring_conflicts(session, messages)
+    if slots is None or not rows:
+        if rows:
             await session.execute(statement, rows)
-            return Recorded(len(rows), waiting=frozenset(r["subscription_id"] for r in rows))
-        inserted = dict(
-            (await session.execute(statement.returning(messages.c.id, messages.c.seq), rows)).all()
-        )
+        return Recorded(len(rows), waiting=frozenset(r["subscription_id"] for r in rows))
+    endpoints = {s.id: s for s in wanted}
+    chosen = _take(_heads(rows, await _queued(session, rows)), endpoints, slots, settings, now)
+    for row in chosen:
+        row["locked_until"] = now + slots.lease
+    try:
+        if chosen:
+            returned = statement.returning(messages.c.id, messages.c.seq)
+            inserted = dict((await session.execute(returned, rows)).all())
+        else:
+            await session.execute(statement, rows)
+            inserted = {row["id"]: 0 for row in rows}
+        # Older messages wait for a backlogged endpoint: claim them (FIFO), not the new ones.
+        claimed = await slots.claim_backlog(session, endpoints.keys() & _endpoints(rows), now)
     except BaseException:
         for row in chosen:
-            slots.unreserve(row["subscription_id"])  # type: ignore[union-attr]
+            slots.unreserve(row["subscription_id"])
         raise
-    leased, lent = [], {row["id"] for row in chosen}
+    leased = []
     for row in chosen:
         if row["id"] in inserted:
             endpoint = endpoints[row["subscription_id"]]
             threshold = settings.webhooks.breaker_failures
             leased.append(_claimed(row, inserted[row["id"]], endpoint, threshold, now))
         else:
-            slots.unreserve(row["subscription_id"])  # type: ignore[union-attr]
-    waiting = {r["subscription_id"] for r in rows if r["id"] in inserted and r["id"] not in lent}
-    return Recorded(len(rows), leased, frozenset(waiting))
+            slots.unreserve(row["subscription_id"])
+    lent = {row["id"] for row in chosen}
+    waiting = _endpoints(r for r in rows if r["id"] in inserted and r["id"] not in lent)
+    return Recorded(len(rows), leased + claimed, frozenset(waiting))
+
+
+def _endpoints(rows: Iterable[dict[str, Any]]) -> set[UUID]:
+    return {row["subscription_id"] for row in rows}
 
 
 def _subscriptions() -> Select[Any]:
@@ -186,7 +200,7 @@ def _take(
     heads: Sequence[dict[str, Any]],
     endpoints: Mapping[UUID, Any],
     slots: Slots,
-    config: WebhookSettings,
+    settings: Settings,
     now: datetime,
 ) -> list[dict[str, Any]]:
     """The heads whose endpoint is not paused and for which ``slots`` reserves a slot."""
@@ -195,7 +209,7 @@ def _take(
         endpoint = endpoints[row["subscription_id"]]
         if endpoint.paused_until is not None and endpoint.paused_until > now:
             continue
-        half_open = endpoint.consecutive_failures >= config.breaker_failures
+        half_open = endpoint.consecutive_failures >= settings.webhooks.breaker_failures
         if slots.reserve(endpoint.id, half_open=half_open):
             taken.append(row)
     return taken

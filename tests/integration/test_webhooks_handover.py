@@ -195,3 +195,31 @@ async def test_a_transaction_that_fails_gives_its_slots_back(db: Database) -> No
         assert dispatcher.in_flight == {}
         assert await messages(db, created.id) == []
         assert receiver.received == []
+
+
+async def test_new_messages_do_not_overtake_older_ones_waiting_for_a_claim(db: Database) -> None:
+    settings = webhook_settings(db, timeout_s=30, per_endpoint_concurrency=1)
+    release = asyncio.Event()
+
+    async def stall(_request: Received) -> Reply:
+        await release.wait()
+        return Reply(200)
+
+    async with Receiver(stall) as receiver, dispatching(db, settings) as dispatcher:
+        created = await subscribe(db, settings, receiver.url())
+        older = [scored() for _ in range(4)]
+        async with db.sessions.begin() as session:
+            await _record(session, settings, dispatcher, *older)
+            leased = await _leases(session)
+        assert [leased[str(e.id)] for e in older] == [True, True, False, False]
+        assert created.id in dispatcher.backlog
+        newer = [scored() for _ in range(2)]
+        async with db.sessions.begin() as session:
+            await _record(session, settings, dispatcher, *newer)
+            leased = await _leases(session)
+        assert not any(leased[str(e.id)] for e in newer)
+        release.set()
+        await eventually(lambda: _delivered(db, created.id, 6), within=10)
+    order = [r.headers["webhook-id"] for r in receiver.received]
+    assert set(order[:4]) == {str(e.id) for e in older}
+    assert set(order[4:]) == {str(e.id) for e in newer}
