@@ -31,6 +31,7 @@ from typing import Any
 from uuid import uuid4
 
 import asyncpg
+import uvloop
 from sqlalchemy import insert
 from sqlalchemy.engine import URL
 
@@ -85,7 +86,8 @@ def run_e2e(pg_url: str, count: int, ruleset: str, log: Log, *, routing: bool = 
             kafka={"bootstrap_servers": broker.bootstrap_servers},
             topics={"prefix": f"bench{uuid4().hex[:8]}"},
         )
-        return asyncio.run(_run(settings, url, count, ruleset, log, routing=routing))
+        # On uvloop, as ``leadflow scoring`` runs (services.cli.run_loop).
+        return uvloop.run(_run(settings, url, count, ruleset, log, routing=routing))
 
 
 async def _run(
