@@ -118,14 +118,14 @@ async def insert_rows(session: AsyncSession, table: Table, rows: Sequence[dict[s
         await session.execute(insert(table), list(rows))
         return
     columns = list(rows[0])
-    encoders = [_copy_encoder(table.c[name].type) for name in columns]
-    records = [
-        tuple(
-            row[name] if encode is None or row[name] is None else encode(row[name])
-            for name, encode in zip(columns, encoders, strict=True)
-        )
-        for row in rows
-    ]
+    values = []  # column by column, then zipped into records: no per-row Python loop
+    for name in columns:
+        column = [row[name] for row in rows]
+        encode = _copy_encoder(table.c[name].type)
+        if encode is not None:
+            column = [None if value is None else encode(value) for value in column]
+        values.append(column)
+    records = list(zip(*values, strict=True))
     driver = await driver_connection(session)
     with translated(f"COPY {table.name} ({', '.join(columns)})"):
         await driver.copy_records_to_table(table.name, records=records, columns=columns)

@@ -96,6 +96,11 @@ class UndecodableEvent(Exception):
 
 def decode(raw: bytes) -> CloudEvent:
     try:
+        # The usual case in one pass (pydantic parses the JSON itself): 2.9 µs, not 4.3.
+        return _union().validate_json(raw)  # type: ignore[no-any-return]
+    except ValidationError:
+        pass  # not a valid event of a known type: find out which, to say so precisely
+    try:
         document = orjson.loads(raw)
     except orjson.JSONDecodeError as error:
         raise UndecodableEvent(f"not JSON: {error}") from None
