@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import os
 import random
 import time
@@ -32,7 +31,7 @@ from uuid import uuid4
 
 import asyncpg
 import uvloop
-from sqlalchemy import insert
+from sqlalchemy import insert, text
 from sqlalchemy.engine import URL
 
 from bench.intake import _dsn, bench_database
@@ -44,6 +43,7 @@ from services.routing import txn as routing_txn
 from services.scoring import versions
 from services.scoring.handlers import ScoringHandler
 from services.scoring.main import CONSUMER
+from services.serve import freeze_heap
 from shared.broker import EmbeddedBroker
 from shared.config import Settings, load_settings
 from shared.consumer import EventConsumer
@@ -151,6 +151,8 @@ async def _load(
         await versions.bootstrap(session, settings, ruleset, now=now)
         if routing:
             await routing_directory(session, settings)
+    async with runtime.sessions.begin() as session:  # as autovacuum soon would after a bulk load
+        await session.execute(text("ANALYZE"))
     return events
 
 
@@ -213,8 +215,7 @@ async def _score(runtime: Runtime, settings: Settings, url: URL, count: int, log
         on_commit=committed,
     )
     postgres = CpuProbe("postgres", cmdline_contains=f" {url.database} ")
-    gc.collect()  # start-up's objects out of the collector's sight, as a served process's
-    gc.freeze()
+    freeze_heap()  # as every leadflow server does once started (services.serve)
     runtime.spawn(consumer.run(), name="scoring")
     log("  scoring (the consumer group's first join takes a few seconds)…")
     await first.wait()
