@@ -30,12 +30,20 @@ class GracefulServer(uvicorn.Server):
                 signal.signal(sig, handler)
 
 
+GC_THRESHOLDS = (50_000, 20, 20)
+"""Young collections every 50,000 allocations, not 700: a scoring backlog allocates a few dicts
+and models per lead, almost all freed by reference counting, and the collector ran ~300 times a
+second looking for cycles among them (~10% of the process's CPU; docs/benchmarks.md)."""
+
+
 def freeze_heap() -> None:
     """Take what start-up allocated (modules, models, the app) out of the garbage collector's
-    sight. Otherwise every full collection walks those ~200,000 objects again: a pause of about
-    100 ms every few seconds under load, which was most of intake's p99 (docs/benchmarks.md)."""
+    sight, and collect young objects less often (``GC_THRESHOLDS``). Otherwise every full
+    collection walks those ~200,000 objects again: a pause of about 100 ms every few seconds
+    under load, which was most of intake's p99 (docs/benchmarks.md)."""
     gc.collect()
     gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
 
 
 async def serve(runtime: Runtime, app: FastAPI, *, port: int, host: str | None = None) -> int:
