@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 from datetime import timedelta
+from uuid import uuid4
 
+import pytest
 from sqlalchemy import select, update
 
 from services.routing import admin
@@ -14,6 +16,7 @@ from services.routing.main import sweep_queue
 from services.routing.models import Rep
 from services.routing.repository import forget_cached_directories
 from services.routing.service import (
+    LeadNotFound,
     reassign_lead,
     route_lead,
     route_leads,
@@ -143,6 +146,23 @@ async def test_away_deactivated_and_capacity_are_skipped_and_nobody_left_means_q
         "Bob": "at_capacity",
         "Cy": "deactivated",
     }
+
+
+async def test_without_a_team_routing_is_off_and_leaves_leads_as_they_are(db: Database):
+    settings = make_settings(db)
+    forget_cached_directories()
+    async with db.sessions.begin() as s:
+        leads = [await add_lead(s) for _ in range(3)]
+        decisions = await route_leads(s, leads, now=NOW, settings=settings)
+    assert [(d.lead_id, d.outcome, d.owner_id) for d in decisions] == [
+        (lead, "unchanged", None) for lead in leads
+    ]
+    async with db.sessions() as s:
+        statuses = set(await s.scalars(select(Lead.routing_status).where(Lead.id.in_(leads))))
+    assert statuses == {None} and await events(db, "lead.queued") == []
+    async with db.sessions.begin() as s:
+        with pytest.raises(LeadNotFound):
+            await route_leads(s, [uuid4()], now=NOW, settings=settings)
 
 
 async def test_a_batch_is_routed_in_one_go_with_the_weights_and_once_per_lead(db: Database):
