@@ -17,8 +17,10 @@ import logging
 import random
 import sys
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
+from typing import Any
 from uuid import UUID
 
 import httpcore
@@ -202,25 +204,10 @@ class Dispatcher:
         room = min(self._free(), sum(self._room(e) for e in backlogged))
         if not backlogged or room <= 0:
             return []
-        taken: list[Claimed] = []
-        try:
-            claimed = await claim(
-                session,
-                now=now,
-                limit=room,
-                lease=self.lease,
-                in_flight=self.in_flight,
-                per_endpoint=self.config.per_endpoint_concurrency,
-                threshold=self.config.breaker_failures,
-                ahead=self.config.per_endpoint_concurrency,
-                refill=True,
-                endpoints=backlogged,
-                reserve=lambda message: self._take_slot(message, taken),
+        with self._held() as taken:
+            claimed = await self._lease(
+                session, now, room, taken, refill=True, endpoints=backlogged
             )
-        except BaseException:
-            for message in taken:
-                self._free_slot(message.subscription_id)
-            raise
         if len(claimed) < room:
             self._drained(backlogged)
         return claimed
@@ -311,23 +298,42 @@ class Dispatcher:
         task.add_done_callback(self.tasks.discard)
 
     async def _claim(self, free: int) -> list[Claimed]:
-        """Lease due messages, their slots counted as they are chosen (before the lease is
-        written, so the consumer's leases meanwhile see them), given back if the claim fails."""
+        """Lease due messages in a transaction of its own."""
         now = datetime.now(UTC)
+        with self._held() as taken:
+            async with self.sessions.begin() as session:
+                return await self._lease(session, now, free, taken)
+
+    async def _lease(
+        self,
+        session: AsyncSession,
+        now: datetime,
+        limit: int,
+        taken: list[Claimed],
+        **scope: Any,
+    ) -> list[Claimed]:
+        """``claim`` within this dispatcher's limits, each message's slot counted (in ``taken``)
+        as it is chosen, before the lease is written, so the consumer's leases meanwhile see
+        it."""
+        return await claim(
+            session,
+            now=now,
+            limit=limit,
+            lease=self.lease,
+            in_flight=self.in_flight,
+            per_endpoint=self.config.per_endpoint_concurrency,
+            threshold=self.config.breaker_failures,
+            ahead=self.config.per_endpoint_concurrency,
+            reserve=lambda message: self._take_slot(message, taken),
+            **scope,
+        )
+
+    @contextmanager
+    def _held(self) -> Iterator[list[Claimed]]:
+        """The slots taken inside, given back if the block fails (the claim or its commit)."""
         taken: list[Claimed] = []
         try:
-            async with self.sessions.begin() as session:
-                return await claim(
-                    session,
-                    now=now,
-                    limit=free,
-                    lease=self.lease,
-                    in_flight=self.in_flight,
-                    per_endpoint=self.config.per_endpoint_concurrency,
-                    threshold=self.config.breaker_failures,
-                    ahead=self.config.per_endpoint_concurrency,
-                    reserve=lambda message: self._take_slot(message, taken),
-                )
+            yield taken
         except BaseException:
             for message in taken:
                 self._free_slot(message.subscription_id)
