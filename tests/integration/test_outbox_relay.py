@@ -63,6 +63,16 @@ async def stop(tasks: list[asyncio.Task[None]]) -> None:
     assert all(isinstance(r, asyncio.CancelledError) for r in results), results
 
 
+async def relay_everything(db: Database, settings: Settings, *, expect: int) -> list:  # type: ignore[type-arg]
+    """Run one relay until nothing is left to publish; read the intake topic back."""
+    tasks = await run_relays(db, settings, 1)
+    try:
+        await eventually(lambda: _none_left(db))
+    finally:
+        await stop(tasks)
+    return await read_topic(settings, settings.topics.intake, expect=expect)
+
+
 def in_key_order(records: list) -> dict[str, list[int]]:  # type: ignore[type-arg]
     order: dict[str, list[int]] = defaultdict(list)
     for record in records:
@@ -76,12 +86,7 @@ async def test_each_key_is_published_in_order_on_both_databases(
 ) -> None:
     settings = make_settings(db, broker)
     await stage_many(db, settings, keys=20, per_key=10)
-    tasks = await run_relays(db, settings, 1)
-    try:
-        await eventually(lambda: _none_left(db))
-    finally:
-        await stop(tasks)
-    records = await read_topic(settings, settings.topics.intake, expect=200)
+    records = await relay_everything(db, settings, expect=200)
     assert len(records) == 200
     order = in_key_order(records)
     assert len(order) == 20
@@ -103,12 +108,7 @@ async def test_keys_go_where_producer_send_puts_them_in_order_through_full_batch
             await stage(
                 session, settings, *(e.model_copy(update={"source": padding}) for e in events)
             )
-    tasks = await run_relays(db, settings, 1)
-    try:
-        await eventually(lambda: _none_left(db))
-    finally:
-        await stop(tasks)
-    records = await read_topic(settings, settings.topics.intake, expect=48)
+    records = await relay_everything(db, settings, expect=48)
     order = in_key_order(records)
     assert len(records) == 48 and all(sequence == list(range(8)) for sequence in order.values())
     producer = make_producer(settings.kafka)
