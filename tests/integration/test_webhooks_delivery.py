@@ -20,6 +20,7 @@ from tests.integration.webhook_helpers import (
     emit,
     messages,
     scored,
+    stalling,
     subscribe,
     subscription,
     webhook_settings,
@@ -217,10 +218,7 @@ async def test_a_restart_in_the_middle_of_the_schedule_loses_nothing(db: Databas
 async def test_a_slow_receiver_does_not_delay_a_fast_one(db: Database) -> None:
     settings = webhook_settings(db, timeout_s=30, concurrency=16, per_endpoint_concurrency=4)
     release = asyncio.Event()
-
-    async def stall(_request: Received) -> Reply:
-        await release.wait()
-        return Reply(200)
+    stall = stalling(release)
 
     async with Receiver(stall) as slow, Receiver() as fast, dispatching(db, settings):
         slow_sub = await subscribe(db, settings, slow.url())

@@ -23,6 +23,7 @@ from tests.integration.webhook_helpers import (
     dispatching,
     messages,
     scored,
+    stalling,
     subscribe,
     webhook_settings,
 )
@@ -99,10 +100,7 @@ async def test_a_lead_keeps_its_order_behind_a_message_that_is_retrying(db: Data
 async def test_leases_taken_while_recording_keep_the_per_endpoint_limits(db: Database) -> None:
     settings = webhook_settings(db, timeout_s=30, concurrency=16, per_endpoint_concurrency=2)
     release = asyncio.Event()
-
-    async def stall(_request: Received) -> Reply:
-        await release.wait()
-        return Reply(200)
+    stall = stalling(release)
 
     async with Receiver(stall) as slow, Receiver() as fast, dispatching(db, settings) as dispatcher:
         slow_sub = await subscribe(db, settings, slow.url())
@@ -200,10 +198,7 @@ async def test_a_transaction_that_fails_gives_its_slots_back(db: Database) -> No
 async def test_new_messages_do_not_overtake_older_ones_waiting_for_a_claim(db: Database) -> None:
     settings = webhook_settings(db, timeout_s=30, per_endpoint_concurrency=1)
     release = asyncio.Event()
-
-    async def stall(_request: Received) -> Reply:
-        await release.wait()
-        return Reply(200)
+    stall = stalling(release)
 
     async with Receiver(stall) as receiver, dispatching(db, settings) as dispatcher:
         created = await subscribe(db, settings, receiver.url())

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
@@ -19,6 +19,7 @@ from services.webhooks.schemas import SubscriptionCreated, SubscriptionIn
 from shared.config import Settings
 from shared.events import CloudEvent, LeadScored, LeadScoredData
 from tests.conftest import Database, eventually, make_settings
+from tests.webhook_receiver import Received, Reply
 
 FAST = {
     "retry_schedule_s": [0, 0.2, 0.4, 0.8, 1.6, 3.2],
@@ -100,3 +101,13 @@ async def subscription(db: Database, subscription_id: UUID) -> Subscription:
         found = await session.get(Subscription, subscription_id)
         assert found is not None
         return found
+
+
+def stalling(release: asyncio.Event) -> Callable[[Received], Awaitable[Reply]]:
+    """A receiver's handler that holds every request until ``release`` is set, then answers 200."""
+
+    async def stall(_request: Received) -> Reply:
+        await release.wait()
+        return Reply(200)
+
+    return stall
