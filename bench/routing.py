@@ -26,7 +26,7 @@ from rich.table import Table
 from sqlalchemy import event, insert
 
 from bench.intake import bench_database
-from bench.suite import Check, Log, Options, Report, run_standalone
+from bench.suite import Check, Log, Options, Report, quantile, run_standalone
 from services.routing import admin, versions
 from services.routing.repository import forget_cached_directories, load_directory
 from services.routing.router import Situation, route
@@ -67,8 +67,7 @@ class Measured:
     seconds: float
 
     def quantile(self, q: float) -> float:
-        ordered = sorted(self.per_lead_ms)
-        return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+        return quantile(self.per_lead_ms, q)
 
     @property
     def rate(self) -> float:

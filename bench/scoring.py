@@ -22,7 +22,7 @@ import cel
 from rich.table import Table
 
 from bench.scoring_e2e import checks, run_e2e
-from bench.suite import Check, Log, Options, Report, run_standalone
+from bench.suite import Check, Log, Options, Report, quantile, run_standalone
 from services.scoring.facts import Activity, LeadFacts
 from services.scoring.rules import qualify
 from services.scoring.ruleset import CompiledRuleset, compile_ruleset
@@ -168,11 +168,6 @@ E2E_TARGET = 5_000
 ROUTING_BUDGET_MS = 2.0
 
 
-def _quantile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
-
-
 def run(
     options: Options,
     log: Log,
@@ -233,7 +228,7 @@ def run(
     )
     for heading in ("Leads routed", "Share of leads", "p50 ms/lead", "p99 ms/lead"):
         routing_table.add_column(heading, justify="right")
-    routing_p50, routing_p99 = _quantile(e2e.routing_ms, 0.5), _quantile(e2e.routing_ms, 0.99)
+    routing_p50, routing_p99 = quantile(e2e.routing_ms, 0.5), quantile(e2e.routing_ms, 0.99)
     routing_table.add_row(
         f"{e2e.routed:,}",
         f"{e2e.routed / e2e.leads:.0%}",

@@ -87,6 +87,12 @@ def render(report: Report) -> Table:
     return table
 
 
+def quantile(values: list[float], q: float) -> float:
+    """The nearest-rank quantile ``q`` of ``values`` (in any order); NaN when there are none."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else math.nan
+
+
 def _ms(value: float) -> str:
     return "–" if math.isnan(value) else f"{value:.2f}"
 

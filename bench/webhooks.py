@@ -30,7 +30,7 @@ from rich.table import Table
 from sqlalchemy import insert, text
 
 from bench.intake import bench_database
-from bench.suite import DEFAULT_PG_URL
+from bench.suite import DEFAULT_PG_URL, quantile
 from services.scoring.main import activate_sample_rules
 from services.webhooks import subscriptions
 from services.webhooks.models import WebhookMessage
@@ -254,7 +254,7 @@ async def _stages(
         for index, (a, b) in enumerate(itertools.pairwise(points)):
             gaps[index].append((b - a) * 1000)
     return [
-        (name, _quantile(sorted(g), 0.5), _quantile(sorted(g), 0.99))
+        (name, quantile(g, 0.5), quantile(g, 0.99))
         for name, g in zip(STAGE_NAMES, gaps, strict=True)
     ]
 
@@ -279,10 +279,6 @@ async def _read_response(reader: asyncio.StreamReader) -> tuple[int, bytes]:
         if name.strip().lower() == b"content-length":
             length = int(value)
     return int(head.split(b" ", 2)[1]), await reader.readexactly(length)
-
-
-def _quantile(values: list[float], q: float) -> float:
-    return values[min(len(values) - 1, int(q * len(values)))] if values else float("nan")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -315,7 +311,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         broker.stop()
     _report(args, rate, accepted, latencies, burst)
-    p50, p99 = _quantile(latencies, 0.5), _quantile(latencies, 0.99)
+    p50, p99 = quantile(latencies, 0.5), quantile(latencies, 0.99)
     return 0 if len(latencies) == len(accepted) and p50 < 50 and p99 < 250 else 1
 
 
@@ -335,7 +331,7 @@ def _report(args, rate, accepted, latencies, burst) -> None:  # type: ignore[no-
         f"{rate:,.0f}",
         f"{len(accepted):,}",
         f"{len(latencies):,}",
-        *(f"{_quantile(latencies, q):.1f}" for q in (0.5, 0.9, 0.99)),
+        *(f"{quantile(latencies, q):.1f}" for q in (0.5, 0.9, 0.99)),
         f"{max(latencies):.1f}" if latencies else "–",
     )
     console.print(table)
