@@ -30,6 +30,7 @@ from rich.table import Table
 from sqlalchemy import insert, text
 
 from bench.intake import bench_database
+from bench.loadgen import CpuProbe, _cpu_ticks
 from bench.suite import DEFAULT_PG_URL, quantile
 from services.scoring.main import activate_sample_rules
 from services.webhooks import subscriptions
@@ -105,6 +106,76 @@ async def _wait_ready(client: httpx.AsyncClient, ports: dict[str, int]) -> None:
             await asyncio.sleep(0.2)
 
 
+class CpuWindow:
+    """CPU time of each process of the pipeline over the measured window, from ``/proc``: the
+    three services (and their children), PostgreSQL's backends for the bench database, the
+    broker (this process's other children) and this process (load generator and receiver)."""
+
+    def __init__(self, services: dict[str, int], database: str) -> None:
+        self.services = services
+        self.database = database
+        self.start: tuple[float, dict[str, dict[int, int]], list[int]] | None = None
+        self.cores: dict[str, float] = {}
+        self.seconds: dict[str, float] = {}
+
+    def _probes(self) -> list[CpuProbe]:
+        children = _children()
+        ours = set(self.services.values())
+        probes = [
+            CpuProbe(name, (pid, *_descendants(pid, children)))
+            for name, pid in self.services.items()
+        ]
+        broker = [p for p in children.get(os.getpid(), []) if p not in ours]
+        probes.append(CpuProbe("PostgreSQL", cmdline_contains=f" {self.database} "))
+        probes.append(CpuProbe("broker", tuple(broker)))
+        probes.append(CpuProbe("bench (loadgen, receiver)", (os.getpid(),)))
+        return probes
+
+    def sample(self) -> None:
+        """The first call starts the window, the second ends it."""
+        now = time.perf_counter()
+        ticks = {probe.label: _cpu_ticks(probe) for probe in self._probes()}
+        machine = _machine_ticks()
+        if self.start is None:
+            self.start = (now, ticks, machine)
+            return
+        then, before, machine_before = self.start
+        hz, wall = os.sysconf("SC_CLK_TCK"), now - then
+        for label, sample in ticks.items():
+            used = sum(t - before[label].get(pid, t) for pid, t in sample.items()) / hz
+            self.seconds[label], self.cores[label] = used, used / wall
+        busy = [b - a for a, b in zip(machine_before, machine, strict=True)]
+        self.seconds["machine (all processes)"] = sum(busy) / hz
+        self.cores["machine (all processes)"] = sum(busy) / hz / wall
+
+
+def _children() -> dict[int, list[int]]:
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat", "rb") as file:
+                    parent = int(file.read().rsplit(b")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(parent, []).append(int(entry))
+    return children
+
+
+def _descendants(pid: int, children: dict[int, list[int]]) -> list[int]:
+    found = list(children.get(pid, []))
+    for child in list(found):
+        found.extend(_descendants(child, children))
+    return found
+
+
+def _machine_ticks() -> list[int]:
+    """user, nice, system, irq, softirq, steal ticks of all cores (``/proc/stat``)."""
+    with open("/proc/stat") as file:
+        fields = [int(f) for f in file.readline().split()[1:]]
+    return [fields[i] for i in (0, 1, 2, 5, 6, 7)]
+
+
 async def _latency_run(args: argparse.Namespace, env: dict[str, str], ports: dict[str, int]):  # type: ignore[no-untyped-def]
     accepted: dict[str, float] = {}
     accepted_wall: dict[str, float] = {}
@@ -145,11 +216,15 @@ async def _latency_run(args: argparse.Namespace, env: dict[str, str], ports: dic
         warm = int(args.rate * args.warmup)
         posters = [asyncio.create_task(poster()) for _ in range(args.connections)]
         start = time.perf_counter()
+        cpu: CpuWindow = bench_state["cpu"]  # type: ignore[assignment]
         for index in range(total):
             delay = start + index / args.rate - time.perf_counter()
             if delay > 0:
                 await asyncio.sleep(delay)
+            if index == warm:
+                cpu.sample()
             due.put_nowait((index, index >= warm))
+        cpu.sample()
         for _ in posters:
             due.put_nowait(None)
         await asyncio.gather(*posters)
@@ -301,6 +376,8 @@ def main(argv: list[str] | None = None) -> int:
             for name in ports:
                 leadflow = os.path.join(os.path.dirname(sys.executable), "leadflow")
                 processes.append(subprocess.Popen([leadflow, name], env=env))
+            services = {name: p.pid for name, p in zip(ports, processes, strict=True)}
+            bench_state["cpu"] = CpuWindow(services, str(url.database))
             try:
                 rate, accepted, latencies, burst = uvloop.run(_latency_run(args, env, ports))
             finally:
@@ -343,12 +420,32 @@ def _report(args, rate, accepted, latencies, burst) -> None:  # type: ignore[no-
     )
     if latencies:
         console.print(f"  mean {statistics.fmean(latencies):.1f} ms")
+    _report_cpu(bench_state["cpu"], len(accepted))  # type: ignore[arg-type]
     stages = Table(title="Where the time goes (database timestamps; clocks of one machine)")
     for heading in ("stage", "p50 ms", "p99 ms"):
         stages.add_column(heading, justify="left" if heading == "stage" else "right")
     for name, p50, p99 in bench_state.get("stages") or []:
         stages.add_row(name, f"{p50:.1f}", f"{p99:.1f}")
     console.print(stages)
+
+
+def _report_cpu(cpu: CpuWindow, leads: int) -> None:
+    table = Table(title=f"CPU over the measured window (/proc), {leads:,} leads posted in it")
+    for heading in ("process", "cores busy", "CPU ms per lead"):
+        table.add_column(heading, justify="left" if heading == "process" else "right")
+    per_lead = {label: s * 1000 / max(leads, 1) for label, s in cpu.seconds.items()}
+    machine = "machine (all processes)"
+    for label in cpu.cores:
+        if label != machine:
+            table.add_row(label, f"{cpu.cores[label]:.2f}", f"{per_lead[label]:.3f}")
+    ours = [label for label in cpu.cores if label != machine]
+    table.add_row(
+        "pipeline (the above)",
+        f"{sum(cpu.cores[k] for k in ours):.2f}",
+        f"{sum(per_lead[k] for k in ours):.3f}",
+    )
+    table.add_row(machine, f"{cpu.cores[machine]:.2f}", f"{per_lead[machine]:.3f}")
+    console.print(table)
 
 
 if __name__ == "__main__":
