@@ -225,7 +225,7 @@ def route_pending(as_json: JsonOption = False) -> None:
     async def work(session: AsyncSession, settings: Settings) -> dict[str, int]:
         query = select(Lead.id, Lead.routing_status).where(
             Lead.stage.in_(("mql", "sal", "sql")),
-            (Lead.routing_status.is_(None)) | (Lead.routing_status == "queued"),
+            Lead.routing_status.is_(None) | Lead.routing_status.in_(("pending", "queued")),
         )
         counts: dict[str, int] = {}
         for lead_id, status in (await session.execute(query)).all():

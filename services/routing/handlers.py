@@ -1,9 +1,9 @@
 """Where routing hooks into event handling (all in the caller's transaction, never committing).
 
 - ``after_scoring``: scoring calls it once per batch, after its own events are staged: leads that
-  became qualified are routed (so ``lead.routed`` follows ``lead.mql`` in the outbox), leads
-  rejected by their owner *as the wrong owner* are reassigned (scoring keeps their stage: see
-  ``lifecycle.by_outcome``), closed leads are released.
+  became qualified are marked pending (routed right after the commit: services/routing/pending.py),
+  leads rejected by their owner *as the wrong owner* are reassigned (scoring keeps their stage:
+  see ``lifecycle.by_outcome``), closed leads are released.
 - ``on_sla_escalated``: an SLA escalation moves the lead from an owner who did not respond.
 - ``RoutingHandler``: the consumer of the SLA topic (``sla.escalated``, shared/events/sla.py).
 """
@@ -18,20 +18,17 @@ from uuid import UUID
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.routing.pending import QUALIFIED, mark_pending
 from services.routing.service import (
     CLOSED_STAGES,
     LeadNotFound,
     RoutingDecision,
     reassign_lead,
     release_leads,
-    route_leads,
 )
 from shared.config import Settings
 from shared.events import WRONG_OWNER_REASONS, CloudEvent, LeadOutcome, SlaEscalated
 
-QUALIFIED = frozenset({"mql", "sal", "sql"})
-"""Reaching one of these routes a lead that has no owner yet (an MQL, usually)."""
-"""Reaching one of these takes the lead off its owner's open count."""
 log = logging.getLogger(__name__)
 
 
@@ -43,11 +40,10 @@ async def after_scoring(
     settings: Settings,
     now: datetime,
 ) -> list[RoutingDecision]:
+    """The reassignments' decisions (routing the qualified leads comes after the commit)."""
     moves = list(moves)
-    qualified = list(dict.fromkeys(m["lead_id"] for m in moves if m["to_stage"] in QUALIFIED))
-    decisions = (
-        await route_leads(session, qualified, now=now, settings=settings) if qualified else []
-    )
+    await mark_pending(session, [m["lead_id"] for m in moves if m["to_stage"] in QUALIFIED])
+    decisions: list[RoutingDecision] = []
     await release_leads(session, [m["lead_id"] for m in moves if m["to_stage"] in CLOSED_STAGES])
     for event in events:
         if isinstance(event, LeadOutcome) and _wrong_owner(event):

@@ -10,7 +10,8 @@ from datetime import UTC, datetime
 
 from sqlalchemy import select
 
-from services.routing.handlers import QUALIFIED, RoutingHandler
+from services.routing.handlers import RoutingHandler
+from services.routing.pending import QUALIFIED
 from services.routing.service import route_leads
 from shared.models import Lead
 from shared.runtime import Runtime

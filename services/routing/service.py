@@ -92,8 +92,9 @@ async def route_leads(
         if lead_id not in found:
             raise LeadNotFound(f"no lead {lead_id}")
         lead, submissions = found[lead_id]
-        # "closed": released when it was recycled, and now qualified again: route it anew.
-        wanted = ("queued",) if trigger == "queue" else (None, "closed")
+        # "pending": qualified by scoring (pending.py); "closed": released when it was
+        # recycled, and now qualified again: route it anew.
+        wanted = ("queued",) if trigger == "queue" else (None, "closed", "pending")
         # Routed already; a platform's test lead (never counted); or routing is off until a
         # team exists (the CRM may route): nothing to do.
         if lead.routing_status not in wanted or lead.is_test or not directory.teams:

@@ -1,9 +1,11 @@
-"""Wiring of the scoring service: a consumer of the intake topic with its own relay."""
+"""Wiring of the scoring service: a consumer of the intake topic, and the routing of the leads it
+qualifies right after each commit (services/routing/pending.py); the runtime's relay publishes."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from services.routing.pending import PendingRouter
 from services.scoring import store, versions
 from services.scoring.handlers import ScoringHandler
 from shared.runtime import Runtime
@@ -11,10 +13,19 @@ from shared.runtime import Runtime
 CONSUMER = "scoring"
 
 
-def start_scoring(runtime: Runtime, *, name: str = CONSUMER) -> None:
-    """Consume the intake topic in the background; the runtime's relay publishes what it emits."""
+def start_scoring(runtime: Runtime, *, name: str = CONSUMER) -> PendingRouter:
+    """Consume the intake topic in the background and route what it qualifies."""
+    router = PendingRouter(runtime.sessions, runtime.settings, on_routed=runtime.notify_relay)
+    runtime.spawn(router.run(), name=f"{name}-routing")
+
+    def committed() -> None:
+        runtime.notify_relay()
+        router.notify()
+
     topics = [runtime.settings.topics.intake]
-    runtime.start_consumer(CONSUMER, topics, ScoringHandler(runtime.settings), name=name)
+    handler = ScoringHandler(runtime.settings)
+    runtime.start_consumer(CONSUMER, topics, handler, name=name, on_commit=committed)
+    return router
 
 
 async def activate_sample_rules(runtime: Runtime) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import timedelta
-from uuid import uuid4
+from uuid import UUID, uuid4
 
 import pytest
 from sqlalchemy import select, update
@@ -14,13 +14,16 @@ from services.routing.explain import routing_explanation
 from services.routing.handlers import after_scoring, on_sla_escalated
 from services.routing.main import sweep_queue
 from services.routing.models import Rep
+from services.routing.pending import route_pending
 from services.routing.repository import forget_cached_directories
 from services.routing.service import (
     LeadNotFound,
+    RoutingDecision,
     reassign_lead,
     route_lead,
     route_leads,
 )
+from shared.config import Settings
 from shared.events import LeadOutcome, LeadOutcomeData
 from shared.models import Lead, OutboxMessage
 from shared.runtime import Runtime
@@ -51,6 +54,17 @@ async def directory(db: Database) -> None:
         await rep(s, "owner@co.com")
         await account(s, "Globex Corporation", "globex.com", "owner@co.com")
         await activate_rules(s, RULES, settings)
+
+
+async def qualified(db: Database, settings: Settings, lead_id: UUID) -> RoutingDecision:
+    """Scoring qualifies the lead (its transaction marks it pending), then the routing that
+    follows the commit."""
+    async with db.sessions.begin() as s:
+        moves = [{"lead_id": lead_id, "to_stage": "mql"}]
+        assert await after_scoring(s, [], moves, settings=settings, now=NOW) == []
+    taken, [decision] = await route_pending(db.sessions, settings, now=NOW)
+    assert taken == 1 and decision.lead_id == lead_id
+    return decision
 
 
 async def events(db: Database, kind: str) -> list[dict]:
@@ -211,9 +225,7 @@ async def test_a_wrong_owner_rejection_and_an_sla_escalation_reassign_a_stale_on
         await rep(s, "cy@co.com", "inside")
         await activate_rules(s, "name: t\ndefault_queue: inside\n", settings)
         lead_id = await add_lead(s)
-        [first] = await after_scoring(
-            s, [], [{"lead_id": lead_id, "to_stage": "mql"}], settings=settings, now=NOW
-        )
+    first = await qualified(db, settings, lead_id)
     rejected = LeadOutcome.about_lead(
         lead_id,
         LeadOutcomeData(lead_id=lead_id, outcome="rejected", occurred_at=NOW, reason="not_mine"),
@@ -250,9 +262,8 @@ async def test_an_sla_escalation_on_a_closed_lead_changes_nothing(db: Database) 
         await rep(s, "cy@co.com", "inside")
         await activate_rules(s, "name: t\ndefault_queue: inside\n", settings)
         lead_id = await add_lead(s)
-        [routed] = await after_scoring(
-            s, [], [{"lead_id": lead_id, "to_stage": "mql"}], settings=settings, now=NOW
-        )
+    routed = await qualified(db, settings, lead_id)
+    async with db.sessions.begin() as s:
         await s.execute(update(Lead).where(Lead.id == lead_id).values(stage="won"))
         escalated = await on_sla_escalated(
             s, lead_id, owner_id=routed.owner_id, reason="breached", now=NOW, settings=settings
@@ -268,19 +279,14 @@ async def test_a_recycled_lead_is_released_and_routed_again_when_it_requalifies(
     async with db.sessions.begin() as s:
         await activate_rules(s, "name: t\ndefault_queue: inside\n", settings)
         lead_id = await add_lead(s)
-        await after_scoring(
-            s, [], [{"lead_id": lead_id, "to_stage": "mql"}], settings=settings, now=NOW
-        )
+    await qualified(db, settings, lead_id)
     async with db.sessions.begin() as s:
         await after_scoring(
             s, [], [{"lead_id": lead_id, "to_stage": "recycled"}], settings=settings, now=NOW
         )
     async with db.sessions() as s:
         assert sum((await s.execute(select(Rep.open_leads))).scalars()) == 0
-    async with db.sessions.begin() as s:
-        [again] = await after_scoring(
-            s, [], [{"lead_id": lead_id, "to_stage": "mql"}], settings=settings, now=NOW
-        )
+    again = await qualified(db, settings, lead_id)
     assert again.outcome == "routed"
     async with db.sessions() as s:
         assert sum((await s.execute(select(Rep.open_leads))).scalars()) == 1

@@ -1,0 +1,131 @@
+"""Qualified leads waiting for their first owner: marked by scoring, routed right after its commit.
+
+Scoring's transaction marks the leads it qualifies ``routing_status = 'pending'`` (durable, in the
+same transaction as ``lead.mql``); the scoring process's ``PendingRouter``, woken by each scoring
+commit, routes them in a short transaction of its own. Routing used to run inside each scoring
+transaction and hold the routing lock (services/routing/txn.py) until that transaction
+committed, so scoring's concurrent lanes queued on it for hundreds of milliseconds; now the lock
+is held only while routing.
+
+Nothing is lost on a crash: a pending lead is picked up by the next round of any scoring process
+(``FOR UPDATE SKIP LOCKED`` on PostgreSQL, so replicas take different leads). ``lead.routed``
+still follows ``lead.mql`` for a lead: it is staged in a later transaction.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from uuid import UUID
+
+from sqlalchemy import or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from services.routing import repository as repo
+from services.routing.service import RoutingDecision, route_leads
+from shared.config import Settings
+from shared.models import Lead
+
+PENDING = "pending"
+QUALIFIED = frozenset({"mql", "sal", "sql"})
+"""Reaching one of these routes a lead that has no owner yet (an MQL, usually)."""
+BATCH = 500
+POLL_INTERVAL_S = 1.0
+"""Between rounds with nothing to wake it: picks up what a crashed process left pending."""
+leads_t = Lead.__table__
+log = logging.getLogger(__name__)
+
+
+async def mark_pending(session: AsyncSession, lead_ids: Sequence[UUID]) -> None:
+    """In the caller's (scoring's) transaction: these leads qualified and wait for an owner.
+    Leads routed already, test leads, and every lead while routing is off (no team) are left
+    as they are."""
+    if not lead_ids or await repo.routing_off(session):
+        return
+    status = leads_t.c.routing_status
+    await session.execute(
+        update(leads_t)
+        .where(
+            leads_t.c.id.in_(sorted(set(lead_ids))),
+            or_(status.is_(None), status == "closed"),
+            leads_t.c.is_test.is_(False),
+        )
+        .values(routing_status=PENDING)
+    )
+
+
+async def route_pending(
+    sessions: async_sessionmaker[AsyncSession],
+    settings: Settings,
+    *,
+    now: datetime,
+    limit: int = BATCH,
+) -> tuple[int, list[RoutingDecision]]:
+    """One transaction: up to ``limit`` pending leads, oldest qualification first, routed.
+    Returns how many pending leads it took and the decisions. A lead no longer qualified (closed
+    meanwhile), or every lead while routing is off, is simply no longer pending."""
+    async with sessions.begin() as session:
+        query = (
+            select(leads_t.c.id, leads_t.c.stage)
+            .where(leads_t.c.routing_status == PENDING)
+            .order_by(leads_t.c.stage_changed_at, leads_t.c.id)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        rows = (await session.execute(query)).all()
+        if not rows:
+            return 0, []
+        off = await repo.routing_off(session)
+        ready = [] if off else [row.id for row in rows if row.stage in QUALIFIED]
+        if stale := [row.id for row in rows if row.id not in set(ready)]:
+            await session.execute(
+                update(leads_t).where(leads_t.c.id.in_(stale)).values(routing_status=None)
+            )
+        decisions = await route_leads(session, ready, now=now, settings=settings) if ready else []
+    return len(rows), decisions
+
+
+class PendingRouter:
+    """The scoring process's routing of what its (or a crashed replica's) scoring qualified."""
+
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        settings: Settings,
+        *,
+        on_routed: Callable[[], None] = lambda: None,
+    ) -> None:
+        self.sessions = sessions
+        self.settings = settings
+        self.on_routed = on_routed
+        """Called after a round that staged routing events (the relay's cue)."""
+        self.wakeup = asyncio.Event()
+
+    def notify(self) -> None:
+        """Called after a scoring commit that may have marked leads pending."""
+        self.wakeup.set()
+
+    async def run(self) -> None:
+        backoff = 0.0
+        while True:
+            self.wakeup.clear()
+            try:
+                taken, decisions = await route_pending(
+                    self.sessions, self.settings, now=datetime.now(UTC)
+                )
+                backoff = 0.0
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # the database is away: the leads stay pending; try again
+                backoff = min(max(backoff * 2, 0.05), self.settings.outbox.max_backoff_s)
+                log.warning("routing pending leads failed; retry in %.2fs", backoff, exc_info=True)
+                await asyncio.sleep(backoff)
+                continue
+            if decisions:
+                self.on_routed()
+            if taken < BATCH:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.wakeup.wait(), POLL_INTERVAL_S)
