@@ -192,11 +192,11 @@ def run(
         title="Scoring end to end: broker → one scoring process (with routing) → PostgreSQL",
         caption=(
             f"{e2e.leads:,} lead.received events produced before scoring starts; the real "
-            "EventConsumer + ScoringHandler (one transaction per batch, routing the leads that "
-            "qualify) and the outbox relay in this process. Scored: first batch committed → "
-            "last. Scored and published: first batch committed → the relay has published every "
-            "event scoring staged (what the process sustains; the target's figure). CPU: average "
-            "cores busy over the second window."
+            "EventConsumer + ScoringHandler (one transaction per batch), the routing of the "
+            "leads it qualifies after each commit, and the outbox relay, in this process. "
+            "Scored: first batch committed → last. Scored and published: first batch committed "
+            "→ every lead routed and every event published (what the process sustains; the "
+            "target's figure). CPU: average cores busy over the second window."
         ),
         caption_justify="left",
     )
@@ -218,10 +218,10 @@ def run(
         f"{e2e.cpu['postgres']:.2f}",
     )
     routing_table = Table(
-        title="Routing inside those scoring transactions",
+        title="Routing in that scoring process",
         caption=(
-            "Per batch that routed: (route_leads as scoring calls it + routing's commit-time "
-            f"write) / leads routed in it; p50/p99 over batches. Budget: p99 < {ROUTING_BUDGET_MS}"
+            "Per routing round (one transaction: take the pending leads, route them, commit): "
+            f"its time / leads it routed; p50/p99 over rounds. Budget: p99 < {ROUTING_BUDGET_MS}"
             " ms per lead, at the scoring target."
         ),
         caption_justify="left",

@@ -7,13 +7,14 @@ caps and the fairness ledger, 2,000 customer accounts, 10 co-signed routing rule
 embedded broker (``shared.broker.EmbeddedBroker``) before scoring starts. Then this process runs
 what ``leadflow scoring`` runs — the real ``EventConsumer`` with the ``ScoringHandler`` (each
 batch in one transaction: dedupe, lock, activities, qualify, lead state, history, transitions,
-outbox, routing of the leads that qualify) and the outbox relay publishing what scoring emits.
+outbox, the leads that qualify marked pending), the routing of those right after each commit
+(``PendingRouter``) and the outbox relay publishing what scoring and routing emit.
 
 Two clocks, both from the first batch committed: to the last batch committed ("scored"), and to
 the moment the relay has published every event scoring staged ("scored and published", the rate
-the process sustains). Routing's share: per batch, the time in ``route_leads`` plus routing's
-commit-time write, divided by the leads it routed (p50/p99 over batches). CPU is this process's
-(the scoring process) and the database backends'.
+the process sustains: every lead routed too). Routing's share: per routing round (its whole
+transaction: take the pending leads, route, commit), the time divided by the leads it routed
+(p50/p99 over rounds). CPU is this process's (the scoring process) and the database backends'.
 """
 
 from __future__ import annotations
@@ -38,8 +39,7 @@ from bench.intake import _dsn, bench_database
 from bench.loadgen import CpuProbe, _cpu_ticks
 from bench.routing import routing_directory
 from bench.suite import Check, Log
-from services.routing import handlers as routing_handlers
-from services.routing import txn as routing_txn
+from services.routing import pending
 from services.scoring import versions
 from services.scoring.handlers import ScoringHandler
 from services.scoring.main import CONSUMER
@@ -65,7 +65,7 @@ class Result:
     sustained_seconds: float  # first batch committed → every staged event published
     sustained: float  # leads/s over that window
     routed: int  # leads routed (qualified in this run)
-    routing_ms: list[float]  # per batch that routed: routing time / leads routed in it
+    routing_ms: list[float]  # per routing round: its time / leads it routed
     cpu: dict[str, float]  # average cores busy over the window
     scored: int
     outbox: int
@@ -195,10 +195,13 @@ async def _score(runtime: Runtime, settings: Settings, url: URL, count: int, log
     commits: list[tuple[float, int]] = []  # (when, leads scored so far), after each commit
     first, done = asyncio.Event(), asyncio.Event()
 
-    def committed() -> None:
+    router = pending.PendingRouter(runtime.sessions, settings, on_routed=runtime.notify_relay)
+
+    def committed() -> None:  # as start_scoring's
         commits.append((time.perf_counter(), handler.seen))
         first.set()
         runtime.notify_relay()
+        router.notify()
         if handler.seen >= count:
             done.set()
 
@@ -216,6 +219,7 @@ async def _score(runtime: Runtime, settings: Settings, url: URL, count: int, log
     )
     postgres = CpuProbe("postgres", cmdline_contains=f" {url.database} ")
     freeze_heap()  # as every leadflow server does once started (services.serve)
+    runtime.spawn(router.run(), name="scoring-routing")
     runtime.spawn(consumer.run(), name="scoring")
     log("  scoring (the consumer group's first join takes a few seconds)…")
     await first.wait()
@@ -250,10 +254,14 @@ async def _score(runtime: Runtime, settings: Settings, url: URL, count: int, log
 
 
 async def _all_published(url: URL) -> None:
-    """Wait until no staged event is left unpublished (checked every 10 ms)."""
+    """Wait until no lead waits for routing and no staged event is left unpublished (checked
+    every 10 ms)."""
     connection = await asyncpg.connect(_dsn(url), timeout=10)
     try:
-        query = "SELECT EXISTS (SELECT 1 FROM outbox WHERE published_at IS NULL)"
+        query = (
+            "SELECT EXISTS (SELECT 1 FROM leads WHERE routing_status = 'pending')"
+            " OR EXISTS (SELECT 1 FROM outbox WHERE published_at IS NULL)"
+        )
         while await connection.fetchval(query, timeout=30):  # noqa: ASYNC110 (the database)
             await asyncio.sleep(0.01)
     finally:
@@ -261,41 +269,31 @@ async def _all_published(url: URL) -> None:
 
 
 class _RoutingClock:
-    """Times routing inside scoring's transactions: ``route_leads`` (as scoring calls it) plus
-    routing's commit-time write, per batch, divided by the leads routed in that batch."""
+    """Times each round of the scoring process's routing (``pending.route_pending``: take the
+    pending leads, route them, commit), divided by the leads it routed or queued."""
 
     def __init__(self) -> None:
         self.routed = 0
         self.per_lead_ms: list[float] = []
-        self._pending: dict[int, tuple[float, int]] = {}  # session id → (seconds, leads)
-        self._saved: tuple[Any, Any] | None = None
+        self._saved: Any = None
 
     def install(self) -> None:
-        route_leads, flush = routing_handlers.route_leads, routing_txn._flush  # noqa: SLF001
-        self._saved = (route_leads, flush)
+        self._saved = route_pending = pending.route_pending
 
-        async def timed_route(session: Any, lead_ids: Any, **kwargs: Any) -> Any:
+        async def timed(*args: Any, **kwargs: Any) -> Any:
             started = time.perf_counter()
-            decisions = await route_leads(session, lead_ids, **kwargs)
-            routed = sum(d.outcome in ("routed", "queued") for d in decisions)
-            self._pending[id(session.sync_session)] = (time.perf_counter() - started, routed)
-            return decisions
-
-        def timed_flush(session: Any, txn: Any) -> None:
-            started = time.perf_counter()
-            flush(session, txn)
-            spent, routed = self._pending.pop(id(session), (0.0, 0))
-            if routed:
+            taken, decisions = await route_pending(*args, **kwargs)
+            spent = time.perf_counter() - started
+            if routed := sum(d.outcome in ("routed", "queued") for d in decisions):
                 self.routed += routed
-                spent += time.perf_counter() - started
                 self.per_lead_ms.append(spent * 1000 / routed)
+            return taken, decisions
 
-        routing_handlers.route_leads = timed_route  # type: ignore[assignment]
-        routing_txn._flush = timed_flush  # type: ignore[assignment]  # noqa: SLF001
+        pending.route_pending = timed  # type: ignore[assignment]
 
     def remove(self) -> None:
         if self._saved is not None:
-            routing_handlers.route_leads, routing_txn._flush = self._saved  # noqa: SLF001
+            pending.route_pending = self._saved
 
 
 class _Counting:
