@@ -252,7 +252,7 @@ def run(
         Check(
             f"routing under {ROUTING_BUDGET_MS} ms p99 per routed lead, at the scoring target",
             routing_p99 < ROUTING_BUDGET_MS and e2e.sustained >= E2E_TARGET and e2e.routed > 0,
-            f"p99 {routing_p99:.3f} ms over {len(e2e.routing_ms)} batches; "
+            f"p99 {routing_p99:.3f} ms over {len(e2e.routing_ms)} routing rounds; "
             f"{e2e.sustained:,.0f} leads/s scored and published",
         )
     )

@@ -75,9 +75,11 @@ class Situation:
     """``target(directory, facts)`` when the caller has it already (it evaluates the rules)."""
 
 
-def target(
-    directory: Directory, facts: Mapping[str, Any]
-) -> tuple[str, TeamInfo | None, RouteRule | None]:
+Target = tuple[str, TeamInfo | None, RouteRule | None]
+"""The rule that applies (or ``default_queue``), its team (None: no such team), the rule."""
+
+
+def target(directory: Directory, facts: Mapping[str, Any]) -> Target:
     """Which rule applies and its team (None: the team named does not exist)."""
     rule = directory.routing.first_match(dict(facts))
     if rule is not None:

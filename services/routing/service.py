@@ -21,7 +21,7 @@ from services.routing.directory import Directory
 from services.routing.emit import RoutingEvent, routing_event
 from services.routing.facts import routing_facts
 from services.routing.models import Assignment
-from services.routing.router import Decision, Situation, route, target
+from services.routing.router import Decision, Situation, Target, route, target
 from services.routing.txn import RoutingTxn
 from shared.config import Settings
 from shared.ids import new_id
@@ -87,20 +87,28 @@ async def route_leads(
     found = await _leads(session, lead_ids)
     txn = await routing_txn.begin(session)
     directory = await repo.directory(session, txn.token)
+    # "pending": qualified by scoring (pending.py); "closed": released when it was recycled, and
+    # now qualified again: route it anew.
+    wanted = ("queued",) if trigger == "queue" else (None, "closed", "pending")
+    # Routed already; a platform's test lead (never counted); or routing is off until a team
+    # exists (the CRM may route): nothing to do.
+    to_route = {
+        lead_id: _Plan(lead, submissions, directory)
+        for lead_id in lead_ids
+        for lead, submissions in [_found(found, lead_id)]
+        if lead.routing_status in wanted and not lead.is_test and directory.teams
+    }
+    await routing_txn.load(session, txn, [p.target[1] for p in to_route.values() if p.target[1]])
     results, events, updates = [], [], []
     for lead_id in lead_ids:
-        if lead_id not in found:
-            raise LeadNotFound(f"no lead {lead_id}")
         lead, submissions = found[lead_id]
-        # "pending": qualified by scoring (pending.py); "closed": released when it was
-        # recycled, and now qualified again: route it anew.
-        wanted = ("queued",) if trigger == "queue" else (None, "closed", "pending")
-        # Routed already; a platform's test lead (never counted); or routing is off until a
-        # team exists (the CRM may route): nothing to do.
-        if lead.routing_status not in wanted or lead.is_test or not directory.teams:
+        if lead_id not in to_route or lead.routing_status not in wanted:
             results.append(_unchanged(lead))
             continue
-        decision = await _decide(session, txn, directory, lead, submissions, now=now)
+        plan = to_route[lead_id]
+        decision = await _decide(
+            session, txn, directory, lead, submissions, now=now, facts=plan.facts, to=plan.target
+        )
         if trigger == "queue" and decision.outcome == "queued":
             results.append(_unchanged(lead))
             continue
@@ -191,9 +199,12 @@ async def _decide(
     now: datetime,
     exclude: frozenset[UUID] = frozenset(),
     count: int = 0,
+    facts: dict[str, Any] | None = None,
+    to: Target | None = None,
 ) -> Decision:
-    facts = routing_facts(lead, submissions)
-    matched = target(directory, facts)
+    """``facts`` and ``to``: the lead's facts and target when already worked out."""
+    facts = facts if facts is not None else routing_facts(lead, submissions)
+    matched = to or target(directory, facts)
     team = matched[1]
     loads, ledger = await routing_txn.loads_and_ledger(session, txn, team)
     situation = Situation(
@@ -337,6 +348,15 @@ async def _leads(
         if row.submission is not None:
             submissions.append(row.submission)
     return found
+
+
+class _Plan:
+    """A lead to route: its facts and the rule and team it goes to (worked out before the
+    decisions, so that every team's loads and ledger are read at once)."""
+
+    def __init__(self, lead: Any, submissions: list[dict[str, Any]], directory: Directory) -> None:
+        self.facts = routing_facts(lead, submissions)
+        self.target = target(directory, self.facts)
 
 
 class _Routed:

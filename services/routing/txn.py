@@ -15,12 +15,13 @@ a concurrent release that did not take the lock is never lost). A rollback drops
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import event, insert, select, update
+from sqlalchemy import Integer, String, bindparam, event, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session, SessionTransaction
 
@@ -84,30 +85,50 @@ async def begin(session: AsyncSession) -> RoutingTxn:
 async def loads_and_ledger(
     session: AsyncSession, txn: RoutingTxn, team: TeamInfo | None
 ) -> tuple[dict[UUID, RepLoad], fair.PoolLedger | None]:
-    missing = sorted(set(team.members if team else ()) - set(txn.loads))
+    if team is None:
+        return txn.loads, None
+    await load(session, txn, [team])
+    return txn.loads, txn.ledgers[team.id]
+
+
+async def load(session: AsyncSession, txn: RoutingTxn, teams: Iterable[TeamInfo]) -> None:
+    """Read, for the teams not read yet in this transaction, their members' loads and their
+    ledgers: three statements however many teams (a round trip is what a routing round waits
+    on, and the scoring process's other work runs in between)."""
+    teams = list({t.id: t for t in teams if t.id not in txn.ledgers}.values())
+    missing = sorted({rep for team in teams for rep in team.members} - set(txn.loads))
     if missing:
         query = select(
             reps_t.c.id, reps_t.c.open_leads, reps_t.c.assigned_day, reps_t.c.assigned_today
         ).where(reps_t.c.id.in_(missing))
         for row in await session.execute(query):
             txn.loads[row.id] = RepLoad(row.open_leads, row.assigned_day, row.assigned_today)
-    if team is None:
-        return txn.loads, None
-    if team.id not in txn.ledgers:
-        txn.ledgers[team.id] = txn.stored[team.id] = await read_ledger(session, team.id)
-    return txn.loads, txn.ledgers[team.id]
+    if teams:
+        ledgers = await read_ledgers(session, [team.id for team in teams])
+        for team in teams:
+            txn.ledgers[team.id] = txn.stored[team.id] = ledgers[team.id]
 
 
-async def read_ledger(session: AsyncSession, team_id: UUID) -> fair.PoolLedger:
-    pool = (await session.execute(select(pools_t).where(pools_t.c.team_id == team_id))).first()
-    standings = {
-        row.rep_id: fair.Standing(row.credited, row.assigned, row.window_count)
-        for row in await session.execute(select(ledger_t).where(ledger_t.c.team_id == team_id))
+async def read_ledgers(session: AsyncSession, team_ids: list[UUID]) -> dict[UUID, fair.PoolLedger]:
+    pools = {
+        row.team_id: row
+        for row in await session.execute(select(pools_t).where(pools_t.c.team_id.in_(team_ids)))
     }
-    if pool is None:
-        return fair.PoolLedger(standings=standings)
-    roster = tuple((UUID(str(rep)), int(weight)) for rep, weight in pool.roster)
-    return fair.PoolLedger(roster, pool.position, pool.routed, standings)
+    standings: dict[UUID, dict[UUID, fair.Standing]] = {team: {} for team in team_ids}
+    query = select(ledger_t).where(ledger_t.c.team_id.in_(team_ids))
+    for row in await session.execute(query):
+        standings[row.team_id][row.rep_id] = fair.Standing(
+            row.credited, row.assigned, row.window_count
+        )
+    ledgers = {}
+    for team_id in team_ids:
+        pool = pools.get(team_id)
+        if pool is None:
+            ledgers[team_id] = fair.PoolLedger(standings=standings[team_id])
+            continue
+        roster = tuple((UUID(str(rep)), int(weight)) for rep, weight in pool.roster)
+        ledgers[team_id] = fair.PoolLedger(roster, pool.position, pool.routed, standings[team_id])
+    return ledgers
 
 
 async def write_rows(session: AsyncSession, txn: RoutingTxn) -> None:
@@ -118,43 +139,76 @@ async def write_rows(session: AsyncSession, txn: RoutingTxn) -> None:
 
 
 def _flush(session: Session, txn: RoutingTxn) -> None:
+    """One statement per table: the rows, the reps' counters, the pools, the standings."""
     rows, txn.rows = txn.rows, {}
     for table, values in rows.items():
         session.execute(insert(table), values)
-    for rep, delta in txn.opened.items():
-        day, today = txn.days.get(rep, (None, None))
-        values: dict[str, Any] = {"open_leads": reps_t.c.open_leads + delta}
-        if day is not None:
-            values |= {"assigned_day": day, "assigned_today": today}
-        session.execute(update(reps_t).where(reps_t.c.id == rep).values(**values))
-    for team_id, after in txn.ledgers.items():
-        before = txn.stored[team_id]
-        if after is not before:
-            _write_ledger(session, team_id, before, after, txn.now)
+    if txn.opened:
+        counters = [
+            {"b_id": rep, "b_delta": delta}
+            | dict(zip(("b_day", "b_today"), txn.days.get(rep, (None, None)), strict=True))
+            for rep, delta in txn.opened.items()
+        ]
+        session.execute(_COUNTERS, counters)
+    changed = {
+        team_id: (txn.stored[team_id], after)
+        for team_id, after in txn.ledgers.items()
+        if after is not txn.stored[team_id]
+    }
+    if changed:
+        _write_ledgers(session, changed, txn.now)
 
 
-def _write_ledger(
-    session: Session, team_id: UUID, before: fair.PoolLedger, after: fair.PoolLedger, now: Any
+_COUNTERS = (
+    update(reps_t)
+    .where(reps_t.c.id == bindparam("b_id"))
+    .values(
+        open_leads=reps_t.c.open_leads + bindparam("b_delta"),
+        assigned_day=func.coalesce(bindparam("b_day", type_=String), reps_t.c.assigned_day),
+        assigned_today=func.coalesce(bindparam("b_today", type_=Integer), reps_t.c.assigned_today),
+    )
+)
+"""Open-lead counts as deltas; the day's count only for reps given a lead (released: kept)."""
+
+
+def _write_ledgers(
+    session: Session,
+    changed: dict[UUID, tuple[fair.PoolLedger, fair.PoolLedger]],
+    now: Any,
 ) -> None:
-    roster = [[str(rep), weight] for rep, weight in after.roster]
-    values = {"roster": roster, "position": after.position, "routed": after.routed}
-    values["updated_at"] = now
-    stmt = upsert(session, pools_t).values(team_id=team_id, **values)  # type: ignore[arg-type]
-    session.execute(stmt.on_conflict_do_update(index_elements=["team_id"], set_=values))
-    changed = [
+    pools = [
+        {
+            "team_id": team_id,
+            "roster": [[str(rep), weight] for rep, weight in after.roster],
+            "position": after.position,
+            "routed": after.routed,
+            "updated_at": now,
+        }
+        for team_id, (_, after) in changed.items()
+    ]
+    stmt = upsert(session, pools_t)  # type: ignore[arg-type]
+    columns = ("roster", "position", "routed", "updated_at")
+    session.execute(
+        stmt.on_conflict_do_update(
+            index_elements=["team_id"], set_={c: stmt.excluded[c] for c in columns}
+        ),
+        pools,
+    )
+    standings = [
         {"team_id": team_id, "rep_id": rep, "credited": s.credited, "assigned": s.assigned}
         | {"window_count": s.window_count}
+        for team_id, (before, after) in changed.items()
         for rep, s in after.standings.items()
         if before.standings.get(rep) != s
     ]
-    if changed:
+    if standings:
         stmt = upsert(session, ledger_t)  # type: ignore[arg-type]
         columns = ("credited", "assigned", "window_count")
         session.execute(
             stmt.on_conflict_do_update(
                 index_elements=["team_id", "rep_id"], set_={c: stmt.excluded[c] for c in columns}
             ),
-            changed,
+            standings,
         )
 
 
