@@ -17,7 +17,9 @@ rules:
 ```
 
 All conditions are compiled into ONE CEL program returning a list of booleans (converting the
-facts costs more than evaluating, see REFERENCE.md). Pure: no I/O, no clock.
+facts costs more than evaluating, see REFERENCE.md), fed, where the rules allow, only the fields
+they name as top-level variables (``lead.country`` read from ``lead__country``, as scoring does:
+services/scoring/flat.py). Pure: no I/O, no clock.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from services.routing.facts import EMPTY_FACTS, SAMPLE_FACTS
+from services.scoring.flat import FlatProgram, flat_program
 
 RuleId = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_\-]{0,63}$")]
 TeamName = Annotated[str, Field(min_length=1, max_length=100)]
@@ -92,21 +95,35 @@ class CompiledRouting:
     text: str
     content_hash: str
     program: Any
+    fast: FlatProgram | None = None
     context: Any = field(default_factory=cel.Context)
 
     def first_match(self, lead: dict[str, Any]) -> RouteRule | None:
         """The first rule whose condition holds; a rule failing on these facts does not match."""
         if self.program is None:
             return None
-        try:
-            self.context.update({"lead": lead})
-            values = list(self.program.execute(self.context))
-        except Exception:  # noqa: BLE001 — evaluate one by one so one bad rule can't sink all
-            values = [_alone(rule.when, lead) for rule in self.spec.rules]
+        values = self.values(lead)
         for rule, value in zip(self.spec.rules, values, strict=True):
             if value is True:
                 return rule
         return None
+
+    def values(self, lead: dict[str, Any]) -> list[Any]:
+        """Every condition's value, in rule order (``False`` for one that fails on ``lead``)."""
+        if self.fast is not None:
+            try:
+                return self.fast.run(self.fast.variables({"lead": lead}))
+            except Exception:  # noqa: BLE001, S110 — the nested form below says which rule failed
+                pass
+        return self.nested_values(lead)
+
+    def nested_values(self, lead: dict[str, Any]) -> list[Any]:
+        """As ``values``, always from the ``lead`` map (the form every rule was checked in)."""
+        try:
+            self.context.update({"lead": lead})
+            return list(self.program.execute(self.context))
+        except Exception:  # noqa: BLE001 — evaluate one by one so one bad rule can't sink all
+            return [_alone(rule.when, lead) for rule in self.spec.rules]
 
 
 def _alone(source: str, lead: dict[str, Any]) -> bool:
@@ -138,10 +155,14 @@ def compile_routing(text: str) -> CompiledRouting:
     problems = [p for rule in spec.rules if (p := _check(rule)) is not None]
     if problems:
         raise RoutingInvalid(problems)
-    program = None
+    program = fast = None
     if spec.rules:
-        program = cel.compile("[" + ", ".join(f"({r.when})" for r in spec.rules) + "]")
-    return CompiledRouting(spec, text, hashlib.sha256(text.encode()).hexdigest(), program)
+        sources = [rule.when for rule in spec.rules]
+        program = cel.compile("[" + ", ".join(f"({s})" for s in sources) + "]")
+        samples = [{"lead": SAMPLE_FACTS}, {"lead": EMPTY_FACTS}]
+        fast = flat_program(sources, program, samples)
+    digest = hashlib.sha256(text.encode()).hexdigest()
+    return CompiledRouting(spec, text, digest, program, fast)
 
 
 def _check(rule: RouteRule) -> str | None:
