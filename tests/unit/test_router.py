@@ -235,6 +235,51 @@ def test_fuzzy_account_names_match_as_comparing_every_name_would(threshold: int)
             assert found.score == round(float(expected[1]), 1)
 
 
+def _edited(rng: random.Random, text: str, edits: int) -> str:
+    for _ in range(edits):
+        at = rng.randrange(len(text) + 1)
+        letter = rng.choice("aeiorstn 0123")
+        text = rng.choice([text[:at] + letter + text[at:], text[:at] + text[at + 1 :]])
+    return text
+
+
+@pytest.mark.parametrize("threshold", [80, 85, 88, 90, 92.5, 95, 97, 100])
+def test_names_without_a_piece_of_the_lead_name_are_skipped_without_changing_the_match(
+    threshold: float,
+) -> None:
+    """Only names containing one of the lead name's pieces are scored (see accounts.py): on
+    longer names and near misses a few edits away, the same match and tie-break as scoring
+    every name, and fewer names scored."""
+    rng = random.Random(int(threshold * 10))
+    words = "acme global systems solutions data cloud labs north star blue river tech".split()
+    names = [
+        f"{' '.join(rng.sample(words, rng.randint(1, 3)))} {rng.randint(0, 999)}"
+        for _ in range(1500)
+    ]
+    accounts = [AccountInfo(UUID(int=i + 1), n, None, None) for i, n in enumerate(names)]
+    index = AccountIndex(accounts)
+    everyone = list(index.by_name)
+    queries = [_edited(rng, rng.choice(names), rng.randint(0, 4)) for _ in range(400)]
+    queries += [f"prospect {i} ltd" for i in range(50)]
+    narrowed = 0
+    for query in queries:
+        name = normalise_name(query)
+        if not name:
+            continue
+        expected = process.extractOne(name, everyone, scorer=fuzz.ratio, score_cutoff=threshold)
+        found = index.match("", query, min_similarity=threshold)
+        if expected is None:
+            assert found is None, query
+        else:
+            assert found is not None, query
+            assert found.account is index.by_name[expected[0]], query
+            assert found.score == round(float(expected[1]), 1)
+        low, high = index._window(name, threshold)
+        narrowed += low < high and len(index._candidates(name, threshold, low, high)) < high - low
+    if threshold >= 90:  # the default; lower, the pieces get too short to narrow much
+        assert narrowed > len(queries) * 3 // 4
+
+
 def test_an_away_account_owner_is_skipped_but_the_lead_stays_expansion() -> None:
     owner = make_rep(9, away_until=NOW + timedelta(days=1))
     accounts = [AccountInfo(UUID(int=50), "Globex", "globex.com", owner.id)]
