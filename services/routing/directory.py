@@ -74,9 +74,16 @@ class Directory:
     routing: CompiledRouting
     ruleset_version: int | None = None
     teams_by_name: dict[str, TeamInfo] = field(init=False)
+    members: dict[UUID, tuple[RepInfo, ...]] = field(init=False)
+    """Per team id, its members in rep id order (those in ``reps``)."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "teams_by_name", {t.name: t for t in self.teams.values()})
+        members = {
+            team.id: tuple(self.reps[r] for r in sorted(team.members) if r in self.reps)
+            for team in self.teams.values()
+        }
+        object.__setattr__(self, "members", members)
 
 
 def territory_matches(territories: frozenset[str], country: str, region: str, postal: str) -> bool:

@@ -28,6 +28,7 @@ from services.routing.facts import account_domain
 from services.routing.rules import RouteRule
 
 Outcome = Literal["routed", "queued"]
+NO_LOAD = RepLoad()
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,25 +153,30 @@ def _within_team(
     directory: Directory, situation: Situation, team: TeamInfo, rule: RouteRule | None
 ) -> Decision:
     strategy = (rule.strategy if rule is not None else None) or team.strategy
-    candidates: list[Candidate] = []
+    members = directory.members.get(team.id)
+    if members is None:
+        members = tuple(directory.reps[r] for r in sorted(team.members) if r in directory.reps)
+    skipped: list[Candidate | None] = []  # None: eligible, in rep id order as the members
     eligible: list[RepInfo] = []
-    for rep_id in sorted(team.members):
-        rep = directory.reps.get(rep_id)
-        if rep is None:
-            continue
+    for rep in members:
         why = _skip_reason(rep, team, rule, situation)
         if why is None:
             eligible.append(rep)
+            skipped.append(None)
         else:
-            candidates.append(Candidate(rep.id, rep.name, "skipped", why))
+            skipped.append(Candidate(rep.id, rep.name, "skipped", why))
     if not eligible:
         reason = "nobody eligible in " + team.name
-        return _queued("", reason, team, False, None, tuple(candidates))
+        nobody = tuple(note for note in skipped if note is not None)
+        return _queued("", reason, team, False, None, nobody)
     chosen, pool = _choose(strategy, eligible, team, situation)
-    for rep in eligible:
-        status: Literal["chosen", "eligible"] = "chosen" if rep.id == chosen.id else "eligible"
-        candidates.append(Candidate(rep.id, rep.name, status))
-    candidates.sort(key=lambda c: (c.status != "chosen", c.rep_id))
+    # The chosen first, then everyone else in rep id order.
+    candidates = [Candidate(rep.id, rep.name, "chosen") for rep in eligible if rep.id == chosen.id]
+    for rep, note in zip(members, skipped, strict=True):
+        if note is not None:
+            candidates.append(note)
+        elif rep.id != chosen.id:
+            candidates.append(Candidate(rep.id, rep.name, "eligible"))
     return Decision(
         "routed",
         "",
@@ -196,7 +202,7 @@ def _choose(
         loads = situation.loads
 
         def load(rep: RepInfo) -> float:
-            current = loads.get(rep.id, RepLoad())
+            current = loads.get(rep.id, NO_LOAD)
             if strategy == "capacity" and rep.max_open:
                 return current.open_leads / rep.max_open
             return current.open_leads / rep.weight
@@ -234,11 +240,12 @@ def _skip_reason(
                 return attribute
     if team.outside_hours == "skip" and not rep.hours.is_open(now):
         return "outside_hours"
-    load = situation.loads.get(rep.id, RepLoad())
+    load = situation.loads.get(rep.id, NO_LOAD)
     if rep.max_open is not None and load.open_leads >= rep.max_open:
         return "at_capacity"
     if (
         rep.max_per_day is not None
+        and load.today >= rep.max_per_day  # what assigned_on gives at most: no need for the day
         and load.assigned_on(rep.hours.local_day(now)) >= rep.max_per_day
     ):
         return "daily_cap"

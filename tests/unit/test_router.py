@@ -125,6 +125,33 @@ def test_each_skip_reason_is_recorded_and_with_nobody_left_the_lead_is_queued(
     ]
 
 
+@pytest.mark.parametrize("seed", range(5))
+def test_candidates_list_the_chosen_first_then_every_member_by_rep_id(seed: int) -> None:
+    rng = random.Random(seed)
+    reps = [
+        make_rep(
+            n,
+            status=rng.choice(["active", "active", "deactivated"]),
+            max_open=rng.choice([None, 2]),
+            max_per_day=rng.choice([None, 0, 1]),
+        )
+        for n in rng.sample(range(1, 60), 15)
+    ]
+    directory = make_directory(reps, strategy=rng.choice(["round_robin", "least_loaded"]))
+    for _ in range(30):
+        loads = {
+            r.id: RepLoad(rng.randint(0, 3), rng.choice(["2026-11-24", "2026-11-23"]), 1)
+            for r in rng.sample(reps, 8)
+        }
+        decision = route(directory, Situation(lead(), NOW, loads=loads))
+        shown = [(c.status != "chosen", c.rep_id) for c in decision.candidates]
+        assert shown == sorted(shown)
+        assert sorted(c.rep_id for c in decision.candidates) == sorted(r.id for r in reps)
+        assert [c.rep_id for c in decision.candidates if c.status == "chosen"] == (
+            [decision.owner_id] if decision.owner_id else []
+        )
+
+
 def test_away_until_in_the_past_and_yesterdays_daily_count_do_not_skip() -> None:
     rep = make_rep(1, away_until=NOW - timedelta(seconds=1), max_per_day=2)
     loads = {rep_id(1): RepLoad(0, "2026-11-23", 2)}
