@@ -80,7 +80,7 @@ async def route_pending(
             return 0, []
         off = await repo.routing_off(session)
         ready = [] if off else [row.id for row in rows if row.stage in QUALIFIED]
-        if stale := [row.id for row in rows if row.id not in set(ready)]:
+        if stale := sorted({row.id for row in rows} - set(ready)):
             await session.execute(
                 update(leads_t).where(leads_t.c.id.in_(stale)).values(routing_status=None)
             )
