@@ -25,26 +25,29 @@ def routing_facts(lead: Any, submissions: Iterable[Mapping[str, Any]] = ()) -> d
         merged.update({k: v for k, v in (submission.get("custom") or {}).items() if v is not None})
         merged.update({k: v for k, v in submission.items() if k != "custom" and v is not None})
     for name, aliases in _ALIASES.items():
-        merged.setdefault(name, next((merged[a] for a in aliases if a in merged), None))
+        if name not in merged:
+            merged[name] = next((merged[a] for a in aliases if a in merged), None)
     email = (getattr(lead, "email", None) or "").lower()
     domain = email.rpartition("@")[2] if "@" in email else ""
-    facts: dict[str, Any] = {name: str(merged.get(name) or "").strip() for name in _TEXT}
-    facts["country"] = facts["country"].upper()
-    facts["region"] = facts["region"].upper()
-    facts["language"] = facts["language"].lower()[:2]
-    facts["product"] = facts["product"].lower()
-    facts["industry"] = facts["industry"].lower()
-    facts.update(
-        email=email,
-        email_domain=domain,
-        free_mail=domain in FREE_MAIL_DOMAINS,
-        company=getattr(lead, "company", None) or "",
-        employees=_int(merged.get("employees")),
-        source=getattr(lead, "source", None) or "",
-        stage=getattr(lead, "stage", None) or "",
-        score=int(getattr(lead, "score", None) or 0),
-    )
-    return facts
+    text = {name: str(merged.get(name) or "").strip() for name in _TEXT}
+    return {
+        "title": text["title"],
+        "country": text["country"].upper(),
+        "industry": text["industry"].lower(),
+        "product": text["product"].lower(),
+        "region": text["region"].upper(),
+        "postal_code": text["postal_code"],
+        "language": text["language"].lower()[:2],
+        "website": text["website"],
+        "email": email,
+        "email_domain": domain,
+        "free_mail": domain in FREE_MAIL_DOMAINS,
+        "company": getattr(lead, "company", None) or "",
+        "employees": _int(merged.get("employees")),
+        "source": getattr(lead, "source", None) or "",
+        "stage": getattr(lead, "stage", None) or "",
+        "score": int(getattr(lead, "score", None) or 0),
+    }
 
 
 def account_domain(facts: Mapping[str, Any]) -> str:

@@ -43,6 +43,10 @@ class Standing:
     window_count: int = 0
 
 
+NOBODY = Standing()
+"""The standing of a rep the pool has no record of."""
+
+
 @dataclass(frozen=True)
 class PoolLedger:
     roster: Roster = ()
@@ -51,7 +55,7 @@ class PoolLedger:
     standings: dict[UUID, Standing] = field(default_factory=dict)
 
     def standing(self, rep: UUID) -> Standing:
-        return self.standings.get(rep, Standing())
+        return self.standings.get(rep, NOBODY)
 
     def credited(self, rep: UUID) -> float:
         """Share credited so far, including the current window's."""
@@ -66,7 +70,12 @@ class PoolLedger:
 
 
 def make_roster(weights: Sequence[tuple[UUID, int]]) -> Roster:
-    return tuple(sorted((rep, max(int(w), 1)) for rep, w in weights))
+    # Sorted by the ids' integers: the order of the UUIDs, without a Python call per comparison.
+    return tuple(sorted(((rep, max(int(w), 1)) for rep, w in weights), key=_by_rep))
+
+
+def _by_rep(entry: tuple[UUID, int]) -> tuple[int, int]:
+    return entry[0].int, entry[1]
 
 
 def open_window(ledger: PoolLedger, roster: Roster) -> PoolLedger:
@@ -101,7 +110,7 @@ def pick(ledger: PoolLedger) -> UUID:
     best: tuple[int, float, UUID] | None = None
     fallback: tuple[int, float, UUID] | None = None
     for rep, weight in ledger.roster:
-        s = ledger.standings.get(rep) or Standing()
+        s = ledger.standings.get(rep, NOBODY)
         count = s.window_count
         release = (count * total) // weight
         deadline = -((-(count + 1) * total) // weight)
@@ -119,10 +128,8 @@ def pick(ledger: PoolLedger) -> UUID:
 def record(ledger: PoolLedger, rep: UUID) -> PoolLedger:
     """Count a lead given to ``rep`` in the current window."""
     s = ledger.standing(rep)
-    in_window = rep in dict(ledger.roster)
+    in_window = rep in (member for member, _ in ledger.roster)
     standings = dict(ledger.standings)
-    standings[rep] = replace(
-        s, assigned=s.assigned + 1, window_count=s.window_count + (1 if in_window else 0)
-    )
+    standings[rep] = Standing(s.credited, s.assigned + 1, s.window_count + (1 if in_window else 0))
     position = ledger.position + (1 if in_window else 0)
     return PoolLedger(ledger.roster, position, ledger.routed + 1, standings)

@@ -29,6 +29,7 @@ from services.routing.rules import RouteRule
 
 Outcome = Literal["routed", "queued"]
 NO_LOAD = RepLoad()
+NO_LEDGER = fair.PoolLedger()
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,11 +194,11 @@ def _within_team(
 def _choose(
     strategy: str, eligible: list[RepInfo], team: TeamInfo, situation: Situation
 ) -> tuple[RepInfo, fair.PoolLedger]:
-    ledger = situation.ledgers.get(team.id, fair.PoolLedger())
+    ledger = situation.ledgers.get(team.id, NO_LEDGER)
     ledger = fair.open_window(ledger, fair.make_roster([(r.id, r.weight) for r in eligible]))
-    by_id = {rep.id: rep for rep in eligible}
     if strategy == "round_robin":
-        chosen = by_id[fair.pick(ledger)]
+        picked = fair.pick(ledger)
+        chosen = next(rep for rep in eligible if rep.id == picked)
     else:
         loads = situation.loads
 
@@ -218,7 +219,7 @@ def _unavailable(rep: RepInfo, now: datetime, exclude: frozenset[UUID]) -> str |
         return "deactivated"
     if rep.is_away(now):
         return "away"
-    if rep.id in exclude:
+    if exclude and rep.id in exclude:
         return "excluded"
     return None
 
