@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
 from services.routing.directory import Directory
@@ -15,6 +16,7 @@ from shared.events import (
     LeadRouted,
     LeadRoutedData,
 )
+from shared.events.routing import CandidateData
 
 SOURCE = "/leadflow/routing"
 RoutingEvent = LeadRouted | LeadQueued | LeadReassigned
@@ -42,10 +44,8 @@ def routing_event(
         "is_expansion": decision.is_expansion,
         "account_id": decision.account_id,
         "reason": decision.reason,
-        # Validated with the rest of the data, in one call: cheaper than constructing each.
         "candidates": [
-            {"rep_id": c.rep_id, "name": c.name, "status": c.status, "reason": c.reason}
-            for c in decision.candidates
+            _candidate(c.rep_id, c.name, c.status, c.reason) for c in decision.candidates
         ],
     }
     if previous is not None:
@@ -68,3 +68,11 @@ def routing_event(
         )
         return LeadRouted.about_lead(lead.id, routed, source=SOURCE, time=now)
     return LeadQueued.about_lead(lead.id, LeadQueuedData(**common), source=SOURCE, time=now)
+
+
+@lru_cache(maxsize=8192)
+def _candidate(rep_id: Any, name: str, status: str, reason: str | None) -> CandidateData:
+    """One (frozen) candidate per rep, status and reason, shared by the events that list it: a
+    rep's few standings are built once rather than for every lead, and not kept once per event
+    in a batch waiting to be written (which is what made the garbage collector run)."""
+    return CandidateData(rep_id=rep_id, name=name, status=status, reason=reason)
