@@ -3,8 +3,8 @@ to scoring, per lead.
 
 1. The pure decision (``router.route``): 10 CEL rules, 2,000 customer accounts (domain, then
    fuzzy name), a pool of 20 reps with hours, caps and the fairness ledger. One core, no I/O.
-2. ``route_leads`` inside the transaction, as scoring calls it: one call per batch of B leads
-   (scoring's ``consumer.max_batch``, 500), on SQLite and on PostgreSQL: one read of the leads
+2. ``route_leads`` inside the transaction, as the scoring process's router calls it: one call
+   per round of B leads (``pending.BATCH``, 500), on SQLite and on PostgreSQL: one read of the leads
    and their submissions, the decisions, one update, one outbox write; plus the commit-time
    write of loads, ledger, assignments and history. "Added per lead" = (call + commit-time
    write) / B, one value per batch, so p50/p99 are over batches. Budget: 2 ms p99 per lead.
@@ -245,7 +245,7 @@ def run(options: Options, log: Log, *, leads: int = 20_000, batch: int = 500) ->
     table = Table(
         title="Routing: time added to scoring per lead",
         caption=(
-            "Database rows: route_leads once per scoring-sized transaction; per lead = (call + "
+            "Database rows: route_leads once per routing round's transaction; per lead = (call + "
             "commit-time write) / batch, p50/p99 over batches; leads/s = routing alone, one "
             "process, one connection. Pure row: per lead, CPU. Budget: p99 < 2 ms per lead."
         ),
