@@ -3,7 +3,7 @@
 1. Evaluation alone, one core, CPU time, no I/O, 30 rules: REFERENCE.md's way (ONE program, a
    nested dict per call — the ~47,000/s it quotes) measured in the same run as the way the
    service evaluates (``ruleset.evaluate``: one program over top-level variables in a reused
-   ``cel.Context``, ``services.scoring.flat``), the full ``qualify`` and, for contrast, the 30
+   ``cel.Context``, ``shared.cel_flat``), the full ``qualify`` and, for contrast, the 30
    conditions as 30 programs. Rounds are interleaved and the best of each kept; on a shared
    machine compare the ratios.
 2. End to end through the broker on PostgreSQL (``bench.scoring_e2e``).

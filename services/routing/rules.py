@@ -19,7 +19,7 @@ rules:
 All conditions are compiled into ONE CEL program returning a list of booleans (converting the
 facts costs more than evaluating, see REFERENCE.md), fed, where the rules allow, only the fields
 they name as top-level variables (``lead.country`` read from ``lead__country``, as scoring does:
-services/scoring/flat.py). Pure: no I/O, no clock.
+shared/cel_flat.py). Pure: no I/O, no clock.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from services.routing.facts import EMPTY_FACTS, SAMPLE_FACTS
-from services.scoring.flat import FlatProgram, flat_program
+from shared.cel_flat import FlatProgram, flat_program
 
 RuleId = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_\-]{0,63}$")]
 TeamName = Annotated[str, Field(min_length=1, max_length=100)]

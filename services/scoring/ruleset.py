@@ -26,7 +26,7 @@ from pydantic import (
 )
 
 from services.scoring.facts import ACTIVITY_KINDS, REQUIRABLE, sample_variables
-from services.scoring.flat import FlatProgram, flat_program
+from shared.cel_flat import FlatProgram, flat_program
 
 RuleId = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_\-]{0,63}$")]
 Code = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_]{0,63}$")]
@@ -165,7 +165,7 @@ class CompiledRuleset:
         """Every condition's value, in slot order; one program run for the lot.
 
         Only the fields the conditions name are handed over, as top-level variables where the
-        ruleset allows (``services.scoring.flat``): converting values into CEL is what costs."""
+        ruleset allows (``shared.cel_flat``): converting values into CEL is what costs."""
         if not self.slots:
             return []
         if self.fast is not None:

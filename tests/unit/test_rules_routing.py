@@ -1,4 +1,4 @@
-"""Routing rules fed as top-level variables (services/scoring/flat.py) decide as the ``lead`` map
+"""Routing rules fed as top-level variables (shared/cel_flat.py) decide as the ``lead`` map
 does: the same value for every rule on many generated leads, and the nested form kept where the
 rewrite would not be exact."""
 

@@ -1,4 +1,5 @@
-"""The fast form of a compiled ruleset: ``lead.title`` read from a top-level variable.
+"""The fast form of compiled CEL conditions (scoring rulesets, routing rules): ``lead.title`` read
+from a top-level variable.
 
 Handing a lead to CEL costs more than running 30 conditions. The ``cel`` package converts each
 Python value by trying bool, int, unsigned, float, timestamps and duration before text, and each
