@@ -55,8 +55,9 @@ class Recorded:
     leased: list[Claimed] = field(default_factory=list)
     """Leased in this transaction (new ones, and a backlog's oldest): the dispatcher that
     reserved their slots sends them once it commits (``accept``)."""
-    waiting: frozenset[UUID] = frozenset()
-    """The endpoints of the messages inserted without a lease: claims are to find them."""
+    waiting: frozenset[tuple[UUID, str]] = frozenset()
+    """The (endpoint, lead) queues of the messages inserted without a lease: claims are to find
+    them (some once the message ahead of them in their queue is settled)."""
 
 
 async def record_many(
@@ -85,7 +86,7 @@ async def record_many(
     if slots is None or not rows:
         if rows:
             await session.execute(statement, rows)
-        return Recorded(len(rows), waiting=frozenset(r["subscription_id"] for r in rows))
+        return Recorded(len(rows), waiting=_queues(rows))
     endpoints = {s.id: s for s in wanted}
     chosen = _take(_heads(rows, await _queued(session, rows)), endpoints, slots, settings, now)
     for row in chosen:
@@ -112,12 +113,16 @@ async def record_many(
         else:
             slots.unreserve(row["subscription_id"])
     lent = {row["id"] for row in chosen}
-    waiting = _endpoints(r for r in rows if r["id"] in inserted and r["id"] not in lent)
-    return Recorded(len(rows), leased + claimed, frozenset(waiting))
+    waiting = _queues(r for r in rows if r["id"] in inserted and r["id"] not in lent)
+    return Recorded(len(rows), leased + claimed, waiting)
 
 
 def _endpoints(rows: Iterable[dict[str, Any]]) -> set[UUID]:
     return {row["subscription_id"] for row in rows}
+
+
+def _queues(rows: Iterable[dict[str, Any]]) -> frozenset[tuple[UUID, str]]:
+    return frozenset((row["subscription_id"], row["lead_id"]) for row in rows)
 
 
 def _subscriptions() -> Select[Any]:

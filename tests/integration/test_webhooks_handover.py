@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 from datetime import UTC, datetime, timedelta
+from typing import Any
 from uuid import UUID, uuid4
 
 import pytest
@@ -65,11 +66,27 @@ async def test_a_message_leased_as_it_is_recorded_is_sent_at_once_without_a_clai
             assert await _leases(session) == {str(event.id): True}
             assert dispatcher.in_flight == {created.id: 1}
         assert not dispatcher.wakeup.is_set()  # all handed over: no claim asked for
+        claims = _count_claims(dispatcher)
         [request] = await eventually(lambda: receiver.received, within=5)
         assert request.headers["webhook-id"] == str(event.id)
         await eventually(lambda: _delivered(db, created.id, 1), within=5)
+        await eventually(lambda: not dispatcher.tasks, within=5)
         [attempt] = await attempts(db, created.id)
         assert attempt.outcome == "delivered"
+        assert claims == []  # nor after its answer: nothing of its endpoint waits
+
+
+def _count_claims(dispatcher: Dispatcher) -> list[int]:
+    """The claims the dispatcher makes from now on (each still made)."""
+    claims: list[int] = []
+    claim = dispatcher._claim  # noqa: SLF001
+
+    async def counted(free: int) -> list[Any]:
+        claims.append(free)
+        return await claim(free)
+
+    dispatcher._claim = counted  # type: ignore[method-assign]  # noqa: SLF001
+    return claims
 
 
 async def test_a_lead_keeps_its_order_behind_a_message_that_is_retrying(db: Database) -> None:
