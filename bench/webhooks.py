@@ -22,6 +22,7 @@ import time
 from datetime import UTC, datetime
 from uuid import uuid4
 
+import asyncpg
 import httpx
 import orjson
 import uvloop
@@ -117,6 +118,17 @@ class CpuWindow:
         self.start: tuple[float, dict[str, dict[int, int]], list[int]] | None = None
         self.cores: dict[str, float] = {}
         self.seconds: dict[str, float] = {}
+        self.commits: list[int] = []
+        """The bench database's committed transactions (``pg_stat_database.xact_commit``, as
+        the backends last reported them: within about a second) at the window's edges."""
+
+    async def count_transactions(self) -> None:
+        connection = await asyncpg.connect(str(bench_state["dsn"]))
+        try:
+            query = "SELECT xact_commit FROM pg_stat_database WHERE datname = $1"
+            self.commits.append(await connection.fetchval(query, self.database))
+        finally:
+            await connection.close()
 
     def _probes(self) -> list[CpuProbe]:
         children = _children()
@@ -125,7 +137,7 @@ class CpuWindow:
             CpuProbe(name, (pid, *_descendants(pid, children)))
             for name, pid in self.services.items()
         ]
-        broker = [p for p in children.get(os.getpid(), []) if p not in ours]
+        broker = [p for p in children.get(os.getpid(), []) if p not in ours | PROFILERS]
         probes.append(CpuProbe("PostgreSQL", cmdline_contains=f" {self.database} "))
         probes.append(CpuProbe("broker", tuple(broker)))
         probes.append(CpuProbe("bench (loadgen, receiver)", (os.getpid(),)))
@@ -147,6 +159,25 @@ class CpuWindow:
         busy = [b - a for a, b in zip(machine_before, machine, strict=True)]
         self.seconds["machine (all processes)"] = sum(busy) / hz
         self.cores["machine (all processes)"] = sum(busy) / hz / wall
+
+
+PROFILERS: set[int] = set()
+
+
+def _profile(services: dict[str, int], seconds: float) -> None:
+    """With ``BENCH_PROFILE_DIR`` set: py-spy records each service over the measured window
+    (``<dir>/<service>.raw``, collapsed stacks), beside the CPU it measures."""
+    folder = os.environ.get("BENCH_PROFILE_DIR")
+    if not folder:
+        return
+    py_spy = os.path.join(os.path.dirname(sys.executable), "py-spy")
+    for name, pid in services.items():
+        output = os.path.join(folder, f"{name}.raw")
+        command = [py_spy, "record", "-r", "200", "-f", "raw", "-o", output, "--pid", str(pid)]
+        profiler = subprocess.Popen(  # noqa: ASYNC220 - not waited for: it stops by itself
+            [*command, "--duration", str(int(seconds))], stdout=subprocess.DEVNULL
+        )
+        PROFILERS.add(profiler.pid)
 
 
 def _children() -> dict[int, list[int]]:
@@ -222,9 +253,12 @@ async def _latency_run(args: argparse.Namespace, env: dict[str, str], ports: dic
             if delay > 0:
                 await asyncio.sleep(delay)
             if index == warm:
+                await cpu.count_transactions()
                 cpu.sample()
+                _profile(cpu.services, args.seconds)
             due.put_nowait((index, index >= warm))
         cpu.sample()
+        await cpu.count_transactions()
         for _ in posters:
             due.put_nowait(None)
         await asyncio.gather(*posters)
@@ -291,6 +325,16 @@ STAGES_SQL = text(
     WHERE o1.type = 'lead.received'
     """
 )
+BATCHES_SQL = text(
+    """
+    SELECT (SELECT count(*)::float / greatest(count(DISTINCT xmin::text), 1) FROM inquiries)
+               AS per_intake_commit,
+           (SELECT count(*)::float / greatest(count(DISTINCT xmin::text), 1)
+            FROM webhook_attempts) AS per_settle_commit
+    """
+)
+"""Rows written by one transaction share its ``xmin``: inquiries per intake transaction, attempts
+per settling transaction (neither table's rows are updated later), over the latency run."""
 STAGE_NAMES = (
     "202 → intake relay published lead.received",
     "→ scoring consumed it (transaction start)",
@@ -311,6 +355,7 @@ async def _stages(
     engine = create_async_engine(str(bench_state["db_url"]))
     async with engine.connect() as connection:
         rows = (await connection.execute(STAGES_SQL)).all()
+        bench_state["batches"] = (await connection.execute(BATCHES_SQL)).one()
     await engine.dispose()
     gaps: list[list[float]] = [[] for _ in STAGE_NAMES]
     for row in rows:
@@ -378,6 +423,7 @@ def main(argv: list[str] | None = None) -> int:
                 processes.append(subprocess.Popen([leadflow, name], env=env))
             services = {name: p.pid for name, p in zip(ports, processes, strict=True)}
             bench_state["cpu"] = CpuWindow(services, str(url.database))
+            bench_state["dsn"] = url.set(drivername="postgresql").render_as_string(False)
             try:
                 rate, accepted, latencies, burst = uvloop.run(_latency_run(args, env, ports))
             finally:
@@ -446,6 +492,17 @@ def _report_cpu(cpu: CpuWindow, leads: int) -> None:
     )
     table.add_row(machine, f"{cpu.cores[machine]:.2f}", f"{per_lead[machine]:.3f}")
     console.print(table)
+    if len(cpu.commits) == 2:
+        commits = cpu.commits[1] - cpu.commits[0]
+        console.print(
+            f"  PostgreSQL: {commits:,} transactions committed in the window, "
+            f"{commits / max(leads, 1):.2f} per lead (pg_stat_database, ±1 s)"
+        )
+    if batches := bench_state.get("batches"):
+        console.print(
+            f"  leads per intake transaction {batches[0]:.2f}, "  # type: ignore[index]
+            f"attempts per settling transaction {batches[1]:.2f}"  # type: ignore[index]
+        )
 
 
 if __name__ == "__main__":
