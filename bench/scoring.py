@@ -220,20 +220,31 @@ def run(
     routing_table = Table(
         title="Routing in that scoring process",
         caption=(
-            "Per routing round (one transaction: take the pending leads, route them, commit): "
-            f"its time / leads it routed; p50/p99 over rounds. Budget: p99 < {ROUTING_BUDGET_MS}"
-            " ms per lead, at the scoring target."
+            "Each routed lead: its routing round's time (one transaction: take the pending "
+            "leads, route them, commit) / the leads routed in that round; p50/p99 over routed "
+            "leads. Worst round: the highest per-lead figure of any round, however few leads it "
+            f"routed. Budget: p99 < {ROUTING_BUDGET_MS} ms per lead, at the scoring target."
         ),
         caption_justify="left",
     )
-    for heading in ("Leads routed", "Share of leads", "p50 ms/lead", "p99 ms/lead"):
+    for heading in (
+        "Leads routed",
+        "Share of leads",
+        "Rounds",
+        "p50 ms/lead",
+        "p99 ms/lead",
+        "Worst round ms/lead",
+    ):
         routing_table.add_column(heading, justify="right")
-    routing_p50, routing_p99 = quantile(e2e.routing_ms, 0.5), quantile(e2e.routing_ms, 0.99)
+    per_lead = [ms for ms, leads in e2e.routing_ms for _ in range(leads)]
+    routing_p50, routing_p99 = quantile(per_lead, 0.5), quantile(per_lead, 0.99)
     routing_table.add_row(
         f"{e2e.routed:,}",
         f"{e2e.routed / e2e.leads:.0%}",
+        f"{len(e2e.routing_ms)}",
         f"{routing_p50:.3f}",
         f"{routing_p99:.3f}",
+        f"{max((ms for ms, _ in e2e.routing_ms), default=0.0):.3f}",
     )
     evaluate = results[EVALUATE_WAY]
     report = Report(title="Scoring", caption="", tables=[evaluation, end_to_end, routing_table])
@@ -252,7 +263,8 @@ def run(
         Check(
             f"routing under {ROUTING_BUDGET_MS} ms p99 per routed lead, at the scoring target",
             routing_p99 < ROUTING_BUDGET_MS and e2e.sustained >= E2E_TARGET and e2e.routed > 0,
-            f"p99 {routing_p99:.3f} ms over {len(e2e.routing_ms)} routing rounds; "
+            f"p99 {routing_p99:.3f} ms over {len(per_lead):,} leads in {len(e2e.routing_ms)} "
+            f"routing rounds; "
             f"{e2e.sustained:,.0f} leads/s scored and published",
         )
     )

@@ -65,7 +65,7 @@ class Result:
     sustained_seconds: float  # first batch committed → every staged event published
     sustained: float  # leads/s over that window
     routed: int  # leads routed (qualified in this run)
-    routing_ms: list[float]  # per routing round: its time / leads it routed
+    routing_ms: list[tuple[float, int]]  # per routing round: (its time / leads it routed, leads)
     cpu: dict[str, float]  # average cores busy over the window
     scored: int
     outbox: int
@@ -270,11 +270,12 @@ async def _all_published(url: URL) -> None:
 
 class _RoutingClock:
     """Times each round of the scoring process's routing (``pending.route_pending``: take the
-    pending leads, route them, commit), divided by the leads it routed or queued."""
+    pending leads, route them, commit), divided by the leads it routed or queued; kept with
+    that number of leads, so that quantiles can be taken over leads."""
 
     def __init__(self) -> None:
         self.routed = 0
-        self.per_lead_ms: list[float] = []
+        self.per_lead_ms: list[tuple[float, int]] = []
         self._saved: Any = None
 
     def install(self) -> None:
@@ -286,7 +287,7 @@ class _RoutingClock:
             spent = time.perf_counter() - started
             if routed := sum(d.outcome in ("routed", "queued") for d in decisions):
                 self.routed += routed
-                self.per_lead_ms.append(spent * 1000 / routed)
+                self.per_lead_ms.append((spent * 1000 / routed, routed))
             return taken, decisions
 
         pending.route_pending = timed  # type: ignore[assignment]

@@ -24,6 +24,7 @@ from services.routing.models import Assignment
 from services.routing.router import Decision, Situation, Target, route, target
 from services.routing.txn import RoutingTxn
 from shared.config import Settings
+from shared.db import driver_connection, translated
 from shared.ids import new_id
 from shared.models import Inquiry, Lead, LeadHistory
 from shared.outbox import stage
@@ -313,11 +314,36 @@ async def _write(
     updates: list[dict[str, Any]],
     events: list[RoutingEvent],
 ) -> None:
-    if updates:
+    if updates and session.get_bind().dialect.name == "postgresql":
+        # One Bind for the round, arrays as parameters (as scoring's store.save).
+        driver = await driver_connection(session)
+        with translated(_ROUTED):
+            await driver.execute(_ROUTED, *([u[c] for u in updates] for c in _ROUTED_COLUMNS))
+    elif updates:
         columns = {k: bindparam(k) for k in updates[0] if k != "b_id"}
         statement = update(leads_t).where(leads_t.c.id == bindparam("b_id")).values(**columns)
         await session.execute(statement, updates)
     await stage(session, settings, *events)
+
+
+_ROUTED_COLUMNS = {
+    "b_id": "uuid",
+    "owner_id": "uuid",
+    "owner_team_id": "uuid",
+    "routing_status": "text",
+    "routed_at": "timestamptz",
+    "is_expansion": "bool",
+    "account_id": "uuid",
+    "updated_at": "timestamptz",
+}
+"""The lead's values ``_record`` returns, with their PostgreSQL types."""
+_ROUTED = (
+    "UPDATE leads AS l SET "
+    + ", ".join(f"{c} = v.{c}" for c in list(_ROUTED_COLUMNS)[1:])
+    + " FROM unnest("
+    + ", ".join(f"${i}::{t}[]" for i, t in enumerate(_ROUTED_COLUMNS.values(), start=1))
+    + f") AS v(id, {', '.join(list(_ROUTED_COLUMNS)[1:])}) WHERE l.id = v.id"
+)
 
 
 async def _lead(session: AsyncSession, lead_id: UUID) -> tuple[Any, list[dict[str, Any]]]:
