@@ -172,6 +172,13 @@ class IntakeSettings(_Group):
     max_batch: int = Field(
         256, ge=1, le=5000, description="Most inquiries committed together in one transaction"
     )
+    linger_ms: float = Field(
+        5.0,
+        ge=0,
+        le=1000,
+        description="While inquiries keep arriving, a transaction waits this long at most for "
+        "more (fewer, larger transactions at moderate rates); 0: never",
+    )
     require_key: bool = Field(
         True,
         description="POST /v1/leads needs a public key (X-API-Key or `key`) or a secret key "

@@ -2,9 +2,15 @@
 
 A request hands its arrival to a writer and waits. Each of a few writer tasks takes everything
 waiting (up to ``max_batch``), stores it in one transaction and commits, then answers every request
-of the batch. Nobody waits for a batch to fill: a lone request is written at once; under load,
-requests gather while the previous transaction commits. If a batch fails, its arrivals are stored
-one by one, so a bad one fails alone and the others are still answered 202 — after their commit.
+of the batch. Under load, requests gather while the previous transaction commits. At moderate rates
+a writer would take them one at a time (another writer is always free), and a transaction's fixed
+cost (its round trips, the relay's round after each commit) would be paid per lead: so when
+requests are arriving (the previous batch began less than ``2 * linger_ms`` ago) and the queue
+runs dry, the gathering writer waits for more until ``linger_ms`` after its first arrival. One
+writer gathers at a time; the others write meanwhile. A lone request is written at once.
+
+If a batch fails, its arrivals are stored one by one, so a bad one fails alone and the others are
+still answered 202 — after their commit.
 """
 
 from __future__ import annotations
@@ -37,6 +43,8 @@ class GroupCommitWriter:
         self.spawn = spawn
         self.on_commit = on_commit
         self.queue: asyncio.Queue[Pending] = asyncio.Queue()
+        self._gathering = asyncio.Lock()
+        self._last_batch = float("-inf")
         self._started = False
 
     async def submit(self, arrival: Arrival) -> LeadAccepted:
@@ -51,12 +59,33 @@ class GroupCommitWriter:
 
     async def _write_batches(self) -> None:
         while True:
-            batch = [await self.queue.get()]
-            while len(batch) < self.settings.intake.max_batch and not self.queue.empty():
-                batch.append(self.queue.get_nowait())
+            async with self._gathering:
+                batch = await self._gather()
             batch = [(arrival, future) for arrival, future in batch if not future.cancelled()]
             if batch:
                 await self._write(batch)
+
+    async def _gather(self) -> list[Pending]:
+        """What is waiting; and, when the previous batch began less than two ``linger_ms``
+        before this one, what else arrives within ``linger_ms`` of this batch's first."""
+        batch = [await self.queue.get()]
+        limit, linger = self.settings.intake.max_batch, self.settings.intake.linger_ms / 1000
+        loop = asyncio.get_running_loop()
+        started, previous = loop.time(), self._last_batch
+        self._last_batch = started
+        arriving = started - previous < 2 * linger
+        while len(batch) < limit:
+            if not self.queue.empty():
+                batch.append(self.queue.get_nowait())
+                continue
+            wait = started + linger - loop.time()
+            if not arriving or wait <= 0:
+                break
+            try:
+                batch.append(await asyncio.wait_for(self.queue.get(), wait))
+            except TimeoutError:
+                break
+        return batch
 
     async def _write(self, batch: list[Pending]) -> None:
         try:

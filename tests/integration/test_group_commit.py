@@ -13,10 +13,10 @@ from sqlalchemy.exc import IntegrityError
 
 from services.intake.schemas import LeadSubmission
 from services.intake.store import Arrival
-from services.intake.writer import GroupCommitWriter
+from services.intake.writer import GroupCommitWriter, Pending
 from shared.models import Inquiry, Lead, OutboxMessage
 from shared.runtime import Runtime
-from tests.conftest import Database, make_settings
+from tests.conftest import Database, eventually, make_settings
 
 
 @pytest.fixture
@@ -94,3 +94,35 @@ async def test_later_facts_fill_in_within_one_batch(
         ada = (await session.scalars(select(Lead).where(Lead.email == "ada@example.com"))).one()
         assert (ada.first_name, ada.company) == ("Ada", "Analytical Engines")
     assert await total(runtime, Lead) == 2
+
+
+class CountedQueue(asyncio.Queue[Pending]):
+    """The writer's queue, counting the arrivals its writers have taken."""
+
+    taken = 0
+
+    def get_nowait(self) -> Pending:  # which ``get`` calls too
+        item = super().get_nowait()
+        self.taken += 1
+        return item
+
+
+async def test_requests_arriving_one_after_another_share_a_transaction(db: Database) -> None:
+    """Not concurrent, but close together: the second waits (``linger_ms``) for the third."""
+    settings = make_settings(db, intake={"writers": 2, "max_batch": 2, "linger_ms": 1000})
+    runtime = Runtime.create(settings)
+    commits: list[int] = []
+    writer = GroupCommitWriter(
+        runtime.sessions, settings, spawn=runtime.spawn, on_commit=lambda: commits.append(1)
+    )
+    writer.queue = queue = CountedQueue()
+    try:
+        await writer.submit(arrival("first@example.com"))  # after nothing: written at once
+        assert len(commits) == 1
+        second = asyncio.create_task(writer.submit(arrival("second@example.com")))
+        await eventually(lambda: queue.taken == 2)
+        third = await writer.submit(arrival("third@example.com"))
+        assert len(commits) == 2 and (await second).lead_id != third.lead_id
+        assert await total(runtime, Inquiry) == 3
+    finally:
+        await runtime.close()
