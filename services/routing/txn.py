@@ -28,7 +28,7 @@ from sqlalchemy.orm import Session, SessionTransaction
 from services.routing import ledger as fair
 from services.routing.directory import RepLoad, TeamInfo
 from services.routing.models import LedgerEntry, PoolState, Rep, RoutingState
-from shared.db import insert_ignoring_conflicts, insert_rows, upsert
+from shared.db import insert_ignoring_conflicts, upsert
 from shared.ids import new_id
 
 KEY = "leadflow.routing"
@@ -132,11 +132,10 @@ async def read_ledgers(session: AsyncSession, team_ids: list[UUID]) -> dict[UUID
 
 
 async def write_rows(session: AsyncSession, txn: RoutingTxn) -> None:
-    """Insert the rows kept so far (COPY on PostgreSQL): at the end of a round, and before
-    reading assignments back in this transaction. What is left goes at commit."""
+    """Insert the rows kept so far (before reading assignments back in this transaction)."""
     rows, txn.rows = txn.rows, {}
     for table, values in rows.items():
-        await insert_rows(session, table, values)
+        await session.execute(insert(table), values)
 
 
 def _flush(session: Session, txn: RoutingTxn) -> None:
