@@ -216,6 +216,7 @@ async def _score(runtime: Runtime, settings: Settings, url: URL, count: int, log
         producer=await runtime.connected_producer(),
         settings=settings,
         on_commit=committed,
+        before_poll=router.caught_up.wait,
     )
     postgres = CpuProbe("postgres", cmdline_contains=f" {url.database} ")
     freeze_heap()  # as every leadflow server does once started (services.serve)

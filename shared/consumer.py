@@ -71,7 +71,11 @@ class EventConsumer:
         settings: Settings,
         on_commit: Callable[[], None] | None = None,
         assigned: asyncio.Event | None = None,
+        before_poll: Callable[[], Awaitable[object]] | None = None,
     ) -> None:
+        """``before_poll``: awaited before each poll, so that work that follows this consumer's
+        commits in the same process (scoring's routing) can hold it back until it has caught
+        up; records already polled go on meanwhile."""
         self.name = name
         self.topics = list(topics)
         self.handler = handler
@@ -79,6 +83,7 @@ class EventConsumer:
         self.producer = producer
         self.settings = settings
         self.on_commit = on_commit or (lambda: None)
+        self.before_poll = before_poll
         self.group_id = f"{settings.topics.prefix}.{name}"
         self.assigned = assigned or asyncio.Event()
         self.lanes = LANES if sessions.kw["bind"].dialect.name == "postgresql" else 1
@@ -97,6 +102,8 @@ class EventConsumer:
         await consumer.start()
         try:
             while True:
+                if self.before_poll is not None:
+                    await self.before_poll()
                 batches = await consumer.getmany(
                     timeout_ms=200,
                     max_records=self.settings.consumer.max_batch * LANES,

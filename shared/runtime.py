@@ -74,6 +74,7 @@ class Runtime:
         *,
         name: str | None = None,
         on_commit: Callable[[], None] | None = None,
+        before_poll: Callable[[], Awaitable[object]] | None = None,
     ) -> None:
         """Consume ``topics`` in the background as consumer ``group``; readiness waits for its
         partitions, and what it stages wakes the relay (or ``on_commit``)."""
@@ -90,6 +91,7 @@ class Runtime:
                 settings=self.settings,
                 on_commit=on_commit or self.notify_relay,
                 assigned=assigned,
+                before_poll=before_poll,
             )
             await consumer.run()
 

@@ -103,6 +103,11 @@ class PendingRouter:
         self.on_routed = on_routed
         """Called after a round that staged routing events (the relay's cue)."""
         self.wakeup = asyncio.Event()
+        self.caught_up = asyncio.Event()
+        """Clear while the last round was full (more leads pending than one round takes):
+        scoring's consumer waits for it before polling more (``EventConsumer.before_poll``),
+        so that a backlog does not leave qualified leads waiting for an owner behind it."""
+        self.caught_up.set()
 
     def notify(self) -> None:
         """Called after a scoring commit that may have marked leads pending."""
@@ -120,12 +125,17 @@ class PendingRouter:
             except asyncio.CancelledError:
                 raise
             except Exception:  # the database is away: the leads stay pending; try again
+                self.caught_up.set()  # never hold scoring back on routing's trouble
                 backoff = min(max(backoff * 2, 0.05), self.settings.outbox.max_backoff_s)
                 log.warning("routing pending leads failed; retry in %.2fs", backoff, exc_info=True)
                 await asyncio.sleep(backoff)
                 continue
             if decisions:
                 self.on_routed()
+            if taken < BATCH:
+                self.caught_up.set()
+            else:
+                self.caught_up.clear()
             if taken < BATCH:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.wakeup.wait(), POLL_INTERVAL_S)

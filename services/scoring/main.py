@@ -24,7 +24,14 @@ def start_scoring(runtime: Runtime, *, name: str = CONSUMER) -> PendingRouter:
 
     topics = [runtime.settings.topics.intake]
     handler = ScoringHandler(runtime.settings)
-    runtime.start_consumer(CONSUMER, topics, handler, name=name, on_commit=committed)
+    runtime.start_consumer(
+        CONSUMER,
+        topics,
+        handler,
+        name=name,
+        on_commit=committed,
+        before_poll=router.caught_up.wait,
+    )
     return router
 
 
