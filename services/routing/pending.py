@@ -130,12 +130,12 @@ class PendingRouter:
                 log.warning("routing pending leads failed; retry in %.2fs", backoff, exc_info=True)
                 await asyncio.sleep(backoff)
                 continue
-            if decisions:
-                self.on_routed()
             if taken < BATCH:
                 self.caught_up.set()
             else:
                 self.caught_up.clear()
+            if decisions:
+                self.on_routed()
             if taken < BATCH:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.wakeup.wait(), POLL_INTERVAL_S)

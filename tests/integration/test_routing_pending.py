@@ -11,7 +11,7 @@ from uuid import UUID
 from sqlalchemy import func, select, update
 
 from services.routing.models import Assignment, Rep
-from services.routing.pending import PendingRouter, mark_pending, route_pending
+from services.routing.pending import BATCH, PendingRouter, mark_pending, route_pending
 from services.routing.repository import forget_cached_directories
 from shared.config import Settings
 from shared.models import Lead, OutboxMessage
@@ -119,6 +119,28 @@ async def test_what_a_crashed_process_left_pending_is_routed_by_the_next_router(
         router.notify()  # as each scoring commit does
         await asyncio.wait_for(rounds.get(), 10)
         assert await statuses(db, [woken]) == ["routed"]
+
+
+async def test_scoring_is_held_back_while_a_round_leaves_leads_pending(db: Database):
+    settings = make_settings(db)
+    async with db.sessions.begin() as s:
+        await team(s, "default")
+        await rep(s, "ann@co.com", "default")
+        leads = await add_leads(s, BATCH + 10)
+        await mark_pending(s, leads)
+    rounds: asyncio.Queue[bool] = asyncio.Queue()  # after each round: may scoring poll?
+    router = PendingRouter(db.sessions, settings)
+    router.on_routed = lambda: rounds.put_nowait(router.caught_up.is_set())
+    assert router.caught_up.is_set()  # nothing known yet: scoring polls
+    task = asyncio.create_task(router.run())
+    try:
+        full, rest = [await asyncio.wait_for(rounds.get(), 10) for _ in range(2)]
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    assert (full, rest) == (False, True)  # a full round: scoring waits; the rest: it goes on
+    assert "pending" not in await statuses(db, leads)
 
 
 async def test_two_scoring_processes_route_the_same_pending_leads_once_within_capacity(
