@@ -8,7 +8,10 @@ for one lead lock the lead row first, so ``seq`` order is commit order for that 
 Broker loss: the embedded broker keeps topics in memory only. Before publishing, the relay checks
 that the sentinel topic (which nothing but ``ensure_topics`` creates) is still there; when it is
 gone, the relay recreates the topics and publishes again every row still retained. Consumers
-deduplicate by event id, so publishing twice changes nothing.
+deduplicate by event id, so publishing twice changes nothing. The check asks the broker only when
+the producer talks to it over a connection the last check did not go through (a broker that
+restarted has dropped every connection to it, so a batch sent over a connection the check saw
+reaches the broker the check saw), and at least every ``BROKER_WATCH_INTERVAL_S``.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from datetime import UTC, datetime, timedelta
 from aiokafka import AIOKafkaProducer
 from aiokafka.partitioner import DefaultPartitioner
 from aiokafka.producer.message_accumulator import BatchBuilder
-from sqlalchemy import Row, delete, select, update
+from sqlalchemy import Row, bindparam, delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shared.config import Settings
@@ -38,6 +41,28 @@ PARTITIONER = DefaultPartitioner()
 """Kafka's murmur2 of the key, as ``producer.send`` (and the Java client) would place it."""
 outbox = OutboxMessage.__table__
 shards = OutboxShard.__table__
+
+_pending_shards = select(outbox.c.shard).where(outbox.c.published_at.is_(None)).distinct()
+LOCK_PENDING_SHARDS = (
+    select(shards.c.shard)
+    .where(shards.c.shard.in_(_pending_shards))
+    .order_by(shards.c.shard)
+    .with_for_update(skip_locked=True)  # PostgreSQL; SQLite has one writer and no FOR UPDATE
+)
+PENDING_IN = (
+    select(outbox.c.seq, outbox.c.topic, outbox.c.aggregate_id, outbox.c.payload)
+    .where(outbox.c.published_at.is_(None), outbox.c.shard.in_(bindparam("owned", expanding=True)))
+    .order_by(outbox.c.seq)
+    .limit(bindparam("limit"))
+)
+"""A round's rows, read after the shards are locked: in a statement of its own, so that its
+snapshot sees what the relay that held a shard before committed (in one statement with the lock,
+PostgreSQL would read with a snapshot taken before it, and publish those rows again)."""
+MARK_PUBLISHED = (
+    update(outbox)
+    .where(outbox.c.seq.in_(bindparam("seqs", expanding=True)))
+    .values(published_at=bindparam("now"))
+)
 
 
 def shard_of(key: str) -> int:
@@ -77,6 +102,8 @@ class Relay:
         self.name = name
         self.wakeup = asyncio.Event()
         self._backoff = 0.0
+        self._checked_over: tuple[object, ...] | None = None
+        """The producer's open broker connections when the sentinel was last seen there."""
 
     def notify(self) -> None:
         """Called after a commit that staged events, to publish without waiting for the poll."""
@@ -122,39 +149,23 @@ class Relay:
     async def publish_pending(self) -> int:
         """Publish one batch from the shards this relay can lock; return how many went out."""
         async with self.sessions.begin() as session:
-            owned = await self._lock_pending_shards(session)
+            owned = list((await session.scalars(LOCK_PENDING_SHARDS)).all())
             if not owned:
                 return 0
-            rows = (
-                await session.execute(
-                    select(outbox.c.seq, outbox.c.topic, outbox.c.aggregate_id, outbox.c.payload)
-                    .where(outbox.c.published_at.is_(None), outbox.c.shard.in_(owned))
-                    .order_by(outbox.c.seq)
-                    .limit(self.settings.outbox.batch_size)
-                )
-            ).all()
+            chosen = {"owned": owned, "limit": self.settings.outbox.batch_size}
+            rows = (await session.execute(PENDING_IN, chosen)).all()
             if not rows:
                 return 0
-            lost = await self._sentinel_missing()
+            lost = await self._lost_since_checked()
             if not lost:
                 await self._send(rows)
-                await session.execute(
-                    update(outbox)
-                    .where(outbox.c.seq.in_([row.seq for row in rows]))
-                    .values(published_at=datetime.now(UTC))
-                )
+                published = {"seqs": [row.seq for row in rows], "now": datetime.now(UTC)}
+                await session.execute(MARK_PUBLISHED, published)
         if lost:
             await self._requeue_retained()
             return 0  # the next round publishes, in seq order, everything retained
         OUTBOX_PUBLISHED.inc(len(rows))
         return len(rows)
-
-    async def _lock_pending_shards(self, session: AsyncSession) -> list[int]:
-        pending = select(outbox.c.shard).where(outbox.c.published_at.is_(None)).distinct()
-        query = select(shards.c.shard).where(shards.c.shard.in_(pending)).order_by(shards.c.shard)
-        if session.get_bind().dialect.name == "postgresql":
-            query = query.with_for_update(skip_locked=True)
-        return list((await session.scalars(query)).all())
 
     async def _send(self, rows: Sequence[Row]) -> None:
         """Each partition's rows as batches (in ``seq`` order), all submitted before waiting for
@@ -187,9 +198,34 @@ class Relay:
         if await self._sentinel_missing():
             await self._requeue_retained()
 
+    async def _lost_since_checked(self) -> bool:
+        """Whether the broker lost its topics; asked of the broker only when the producer's
+        connections are not all ones the last check went through."""
+        if self._checked_over is not None:
+            current = self._connections()
+            if current and all(
+                any(link is seen for seen in self._checked_over) for link in current
+            ):
+                return False
+        return await self._sentinel_missing()
+
+    def _connections(self) -> tuple[object, ...] | None:
+        """The producer's open broker connections (aiokafka keeps them in ``_conns``); None when
+        that cannot be told, and then every batch asks the broker."""
+        conns = getattr(self.producer.client, "_conns", None)
+        if not isinstance(conns, dict):
+            return None
+        return tuple(c for c in conns.values() if c.connected())
+
     async def _sentinel_missing(self) -> bool:
+        # The connections open before the broker answered lead to that broker or to one that
+        # is gone (where nothing can be published); one opened later may lead to a new one.
+        before, self._checked_over = self._connections(), None
         topics = await self.producer.client.fetch_all_metadata()
-        return self.settings.topics.sentinel not in topics.topics()
+        missing = self.settings.topics.sentinel not in topics.topics()
+        if not missing:
+            self._checked_over = before
+        return missing
 
     async def _requeue_retained(self) -> None:
         # Queue first, then recreate the sentinel: a crash in between only queues them twice.

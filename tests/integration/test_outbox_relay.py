@@ -8,12 +8,14 @@ from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 from uuid import uuid4
 
+import pytest
 from sqlalchemy import func, select, update
 
+import shared.outbox as outbox_module
 from shared.broker import EmbeddedBroker
 from shared.config import Settings
 from shared.events import LeadReceived, LeadReceivedData
-from shared.kafka import make_producer
+from shared.kafka import ensure_topics, make_producer
 from shared.models import OutboxMessage
 from shared.outbox import Relay, shard_of, stage
 from tests.conftest import Database, eventually, make_settings
@@ -190,6 +192,40 @@ async def test_rows_wait_while_the_broker_is_away_and_go_out_when_it_returns(
     finally:
         await stop(tasks)
         away.stop()
+
+
+async def test_a_broker_restarted_under_a_running_relay_gets_the_lost_events_before_new_ones(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The relay asks the broker for the sentinel only over connections it has not checked yet:
+    after a restart (topics lost, the intake topic back at once as a consumer would create it)
+    what was published before goes out again ahead of what is staged after. The periodic watch
+    is put out of reach, so only the check before a batch can notice."""
+    monkeypatch.setattr(outbox_module, "BROKER_WATCH_INTERVAL_S", 3600.0)
+    restarting = EmbeddedBroker()
+    restarting.start()
+    settings = make_settings(db, restarting)
+    earlier, later = [uuid4() for _ in range(4)], [uuid4() for _ in range(4)]
+    tasks = await run_relays(db, settings, 1)
+    try:
+        async with db.sessions.begin() as session:
+            await stage(session, settings, *(received(lead_id, 0) for lead_id in earlier))
+        await eventually(lambda: _none_left(db))
+        restarting.stop()
+        restarting.start()
+        await ensure_topics(settings.kafka, [settings.topics.intake])
+        async with db.sessions.begin() as session:
+            await stage(session, settings, *(received(lead_id, 0) for lead_id in later))
+            await stage(session, settings, *(received(lead_id, 1) for lead_id in earlier))
+        await eventually(lambda: _none_left(db), within=60)
+        records = await read_topic(settings, settings.topics.intake, expect=12)
+    finally:
+        await stop(tasks)
+        restarting.stop()
+    order = in_key_order(records)
+    assert len(records) == 12
+    assert {key: order[str(key)] for key in earlier} == {key: [0, 1] for key in earlier}
+    assert {key: order[str(key)] for key in later} == {key: [0] for key in later}
 
 
 async def test_prune_deletes_only_rows_published_before_the_retention_window(
