@@ -15,6 +15,7 @@ from services.webhooks.models import DELIVERED, EXHAUSTED, PENDING, DeliveryAtte
 from services.webhooks.queue import PENDING_LITERAL, Claimed, messages
 from services.webhooks.schedule import Verdict, classify, next_due, retry_after_s
 from shared.config import Settings
+from shared.db import insert_rows
 from shared.events import SubscriptionDisabled, SubscriptionDisabledData
 from shared.ids import new_id
 from shared.outbox import stage
@@ -70,14 +71,14 @@ async def settle_delivered(
     session: AsyncSession, batch: list[tuple[Claimed, Outcome]], *, now: datetime
 ) -> None:
     """Settle many successful attempts to one endpoint at once: one lock of the endpoint, one
-    insert of the attempts, one update per distinct status code (the common case of a healthy
-    endpoint costs a handful of statements per batch, not three per delivery)."""
+    insert of the attempts (COPY on PostgreSQL), one update per distinct status code (the common
+    case of a healthy endpoint costs a handful of statements per batch, not three per delivery)."""
     endpoint = batch[0][0].subscription_id
     subscription = await session.get(Subscription, endpoint, with_for_update=True)
     if subscription is None:
         return
     rows = [_attempt_row(claimed, outcome, Verdict.DELIVERED) for claimed, outcome in batch]
-    await session.execute(insert(attempts), rows)
+    await insert_rows(session, attempts, rows)
     by_status: dict[int | None, list[int]] = {}
     for claimed, outcome in batch:
         by_status.setdefault(outcome.status, []).append(claimed.seq)
