@@ -132,7 +132,7 @@ class TopicSettings(_Group):
 
 class OutboxSettings(_Group):
     batch_size: int = Field(
-        2000, ge=1, le=10_000, description="Events the relay publishes per round"
+        5000, ge=1, le=10_000, description="Events the relay publishes per round"
     )
     poll_interval_ms: int = Field(
         100,
