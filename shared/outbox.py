@@ -23,7 +23,6 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.partitioner import DefaultPartitioner
 from aiokafka.producer.message_accumulator import BatchBuilder
 from sqlalchemy import Row, bindparam, delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -34,11 +33,10 @@ from shared.events import CloudEvent, topic_for
 from shared.kafka import ensure_topics
 from shared.metrics import OUTBOX_PUBLISHED, OUTBOX_REPUBLISHED
 from shared.models import OUTBOX_SHARDS, OutboxMessage, OutboxShard
+from shared.partitioning import partition_of
 
 log = logging.getLogger(__name__)
 BROKER_WATCH_INTERVAL_S = 2.0
-PARTITIONER = DefaultPartitioner()
-"""Kafka's murmur2 of the key, as ``producer.send`` (and the Java client) would place it."""
 outbox = OutboxMessage.__table__
 shards = OutboxShard.__table__
 
@@ -180,7 +178,8 @@ class Relay:
                 partitions[row.topic] = sorted(await producer.partitions_for(row.topic))
             everyone = partitions[row.topic]
             key, value = row.aggregate_id.encode(), row.payload.encode()
-            where = (row.topic, PARTITIONER(key, everyone, everyone))
+            # Kafka's murmur2 of the key, as ``producer.send`` (and the Java client) place it.
+            where = (row.topic, everyone[partition_of(key, len(everyone))])
             batch = filling.get(where)
             if batch is None:
                 batch = filling[where] = producer.create_batch()

@@ -31,6 +31,6 @@ def murmur2(data: bytes) -> int:
     return h ^ (h >> 15)
 
 
-def partition(key: bytes, partitions: int) -> int:
+def partition_of(key: bytes, partitions: int) -> int:
     """The partition (0 … ``partitions`` - 1) Kafka's default partitioner gives ``key``."""
     return (murmur2(key) & 0x7FFFFFFF) % partitions

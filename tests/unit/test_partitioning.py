@@ -8,7 +8,7 @@ from uuid import UUID
 from aiokafka.partitioner import DefaultPartitioner, murmur2
 
 from shared.partitioning import murmur2 as fast_murmur2
-from shared.partitioning import partition
+from shared.partitioning import partition_of
 
 
 def test_murmur2_matches_aiokafkas_on_every_length_and_tail() -> None:
@@ -25,4 +25,4 @@ def test_lead_keys_land_on_the_partition_the_default_partitioner_picks() -> None
         everyone = list(range(count))
         for _ in range(500):
             key = str(UUID(int=rng.getrandbits(128))).encode()
-            assert partition(key, count) == DefaultPartitioner()(key, everyone, everyone)
+            assert partition_of(key, count) == DefaultPartitioner()(key, everyone, everyone)
