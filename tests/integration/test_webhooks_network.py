@@ -194,3 +194,40 @@ async def test_send_keeps_no_cookies_and_follows_no_redirect() -> None:
     assert first.excerpt == "0123"
     assert len(requests) == 2  # no request to /elsewhere
     assert all(b"cookie" not in head.lower() for head in requests)
+
+
+async def test_attempts_timed_out_in_a_full_pool_leave_it_working() -> None:
+    """httpcore's pool on asyncio's events and no shield (``network.use_asyncio_primitives``):
+    attempts cut short by ``send``'s timeout, some sending and some still waiting for one of the
+    pool's two connections, give their connections back; the next attempts all get answers."""
+    slow = asyncio.Event()
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while not reader.at_eof():
+            with contextlib.suppress(asyncio.IncompleteReadError):
+                await read_request(reader)
+                if not slow.is_set():
+                    await asyncio.sleep(5)
+                writer.write(OK)
+
+    config = WebhookSettings(allowed_networks=["127.0.0.0/8"], concurrency=2, timeout_s=0.3)
+    async with server(serve) as port, make_transport(config) as transport:
+        claimed = Claimed(
+            seq=1,
+            id=uuid4(),
+            subscription_id=uuid4(),
+            event_id="evt_1",
+            event_type="lead.mql",
+            lead_id="lead-1",
+            payload='{"type":"lead.mql"}',
+            attempts=0,
+            url=f"http://127.0.0.1:{port}/hook",
+            secrets=["whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"],
+            half_open=False,
+        )
+        attempt = lambda: send(transport, claimed, config, datetime.now(UTC))  # noqa: E731
+        timed_out = await asyncio.gather(*(attempt() for _ in range(6)))
+        slow.set()
+        answered = await asyncio.gather(*(attempt() for _ in range(20)))
+    assert [o.error for o in timed_out] == ["timed out after 0.3s"] * 6
+    assert [(o.status, o.error) for o in answered] == [(200, None)] * 20
