@@ -4,10 +4,11 @@ to scoring, per lead.
 1. The pure decision (``router.route``): 10 CEL rules, 2,000 customer accounts (domain, then
    fuzzy name), a pool of 20 reps with hours, caps and the fairness ledger. One core, no I/O.
 2. ``route_leads`` inside the transaction, as the scoring process's router calls it: one call
-   per round of B leads (``pending.BATCH``, 500), on SQLite and on PostgreSQL: one read of the leads
-   and their submissions, the decisions, one update, one outbox write; plus the commit-time
-   write of loads, ledger, assignments and history. "Added per lead" = (call + commit-time
-   write) / B, one value per batch, so p50/p99 are over batches. Budget: 2 ms p99 per lead.
+   per round of B leads (a round takes up to ``pending.BATCH``), on SQLite and on PostgreSQL:
+   one read of the leads and their submissions, the decisions, one update, one outbox write;
+   plus the commit-time write of loads, ledger, assignments and history. "Added per lead" =
+   (call + commit-time write) / B, one value per batch, so p50/p99 are over batches. Budget:
+   2 ms p99 per lead.
 """
 
 from __future__ import annotations

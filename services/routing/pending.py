@@ -32,7 +32,7 @@ from shared.models import Lead
 PENDING = "pending"
 QUALIFIED = frozenset({"mql", "sal", "sql"})
 """Reaching one of these routes a lead that has no owner yet (an MQL, usually)."""
-BATCH = 500
+BATCH = 1000
 POLL_INTERVAL_S = 1.0
 """Between rounds with nothing to wake it: picks up what a crashed process left pending."""
 leads_t = Lead.__table__
