@@ -29,7 +29,7 @@ from prometheus_client import Counter, Histogram
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from services.webhooks import network, signing
+from services.webhooks import signing
 from services.webhooks.queue import Claimed, claim
 from services.webhooks.schedule import Verdict
 from services.webhooks.settle import Outcome, settle, settle_delivered
@@ -60,7 +60,6 @@ def make_transport(config: WebhookSettings) -> httpx.AsyncHTTPTransport:
         max_connections=config.concurrency, max_keepalive_connections=config.concurrency
     )
     transport = httpx.AsyncHTTPTransport(trust_env=False, limits=limits)
-    network.use_asyncio_primitives()
     # httpx has no parameter for httpcore's network backend: swap in a pool that has ours.
     transport._pool = httpcore.AsyncConnectionPool(  # noqa: SLF001
         ssl_context=httpx.create_ssl_context(trust_env=False),

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import ssl
 from collections.abc import Iterable
-from typing import Any, Literal
+from typing import Any
 
 import httpcore
 from httpcore import AsyncNetworkBackend, AsyncNetworkStream
@@ -175,38 +175,3 @@ class Backend(AsyncNetworkBackend):
 
     async def sleep(self, seconds: float) -> None:
         await asyncio.sleep(seconds)
-
-
-class _Event(asyncio.Event):
-    """httpcore's ``AsyncEvent``: ``wait(timeout)`` raising httpcore's ``PoolTimeout``."""
-
-    async def wait(self, timeout: float | None = None) -> Literal[True]:  # noqa: ASYNC109
-        try:
-            async with asyncio.timeout(timeout):
-                return await super().wait()
-        except TimeoutError:
-            raise httpcore.PoolTimeout("timed out waiting for a connection") from None
-
-
-class _NothingToShield:
-    """httpcore's ``AsyncShieldCancellation`` (around closing connections), as it behaved here:
-    anyio's shield holds back only anyio's cancel scopes, never asyncio's own ``cancel()``
-    (``send``'s timeout, a shutdown), and this process has no anyio scopes around requests."""
-
-    def __enter__(self) -> _NothingToShield:
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        return None
-
-
-def use_asyncio_primitives() -> None:
-    """Have httpcore's HTTP/1.1 connection pool wait and close on plain asyncio (this process
-    runs httpcore on asyncio only, over ``Backend``): anyio's events and cancel scopes were a
-    sixth of a request's CPU. Its locks stay anyio's: on asyncio's, connections of attempts cut
-    short while others queued for the pool stayed busy for good (see the network tests)."""
-    from httpcore._async import connection_pool, http11  # noqa: PLC0415
-
-    http11.AsyncShieldCancellation = _NothingToShield  # type: ignore[misc,assignment]
-    connection_pool.AsyncEvent = _Event  # type: ignore[misc,assignment]
-    connection_pool.AsyncShieldCancellation = _NothingToShield  # type: ignore[misc,assignment]

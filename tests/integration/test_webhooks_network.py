@@ -197,9 +197,8 @@ async def test_send_keeps_no_cookies_and_follows_no_redirect() -> None:
 
 
 async def test_attempts_timed_out_in_a_full_pool_leave_it_working() -> None:
-    """httpcore's pool on asyncio's events and no shield (``network.use_asyncio_primitives``):
-    attempts cut short by ``send``'s timeout, some sending and some still waiting for one of the
-    pool's two connections, give their connections back; the next attempts all get answers."""
+    """Attempts cut short by ``send``'s timeout, some sending and some still waiting for one of
+    the pool's two connections, give their connections back; the next attempts all get answers."""
     slow = asyncio.Event()
 
     async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
