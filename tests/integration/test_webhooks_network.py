@@ -174,19 +174,7 @@ async def test_send_keeps_no_cookies_and_follows_no_redirect() -> None:
 
     config = WebhookSettings(allowed_networks=["127.0.0.0/8"], max_response_bytes=4)
     async with server(serve) as port, make_transport(config) as transport:
-        claimed = Claimed(
-            seq=1,
-            id=uuid4(),
-            subscription_id=uuid4(),
-            event_id="evt_1",
-            event_type="lead.mql",
-            lead_id="lead-1",
-            payload='{"type":"lead.mql"}',
-            attempts=0,
-            url=f"http://127.0.0.1:{port}/hook",
-            secrets=["whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"],
-            half_open=False,
-        )
+        claimed = _claimed(port)
         first = await send(transport, claimed, config, datetime.now(UTC))
         await send(transport, claimed, config, datetime.now(UTC))
     assert first.status == 302
@@ -211,22 +199,27 @@ async def test_attempts_timed_out_in_a_full_pool_leave_it_working() -> None:
 
     config = WebhookSettings(allowed_networks=["127.0.0.0/8"], concurrency=2, timeout_s=0.3)
     async with server(serve) as port, make_transport(config) as transport:
-        claimed = Claimed(
-            seq=1,
-            id=uuid4(),
-            subscription_id=uuid4(),
-            event_id="evt_1",
-            event_type="lead.mql",
-            lead_id="lead-1",
-            payload='{"type":"lead.mql"}',
-            attempts=0,
-            url=f"http://127.0.0.1:{port}/hook",
-            secrets=["whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"],
-            half_open=False,
-        )
+        claimed = _claimed(port)
         attempt = lambda: send(transport, claimed, config, datetime.now(UTC))  # noqa: E731
         timed_out = await asyncio.gather(*(attempt() for _ in range(6)))
         slow.set()
         answered = await asyncio.gather(*(attempt() for _ in range(20)))
     assert [o.error for o in timed_out] == ["timed out after 0.3s"] * 6
     assert [(o.status, o.error) for o in answered] == [(200, None)] * 20
+
+
+def _claimed(port: int) -> Claimed:
+    """A message to the receiver on ``port``, as a claim hands it to ``send``."""
+    return Claimed(
+        seq=1,
+        id=uuid4(),
+        subscription_id=uuid4(),
+        event_id="evt_1",
+        event_type="lead.mql",
+        lead_id="lead-1",
+        payload='{"type":"lead.mql"}',
+        attempts=0,
+        url=f"http://127.0.0.1:{port}/hook",
+        secrets=["whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"],
+        half_open=False,
+    )
