@@ -219,13 +219,14 @@ def reassign(
 
 @owners_app.command("route-pending")
 def route_pending(as_json: JsonOption = False) -> None:
-    """Route qualified leads that have no routing yet (e.g. from before the first team), and
-    retry queued ones."""
+    """Route qualified leads that have no routing yet (e.g. from before the first team, or
+    whose routing failed), and retry queued ones."""
 
     async def work(session: AsyncSession, settings: Settings) -> dict[str, int]:
         query = select(Lead.id, Lead.routing_status).where(
             Lead.stage.in_(("mql", "sal", "sql")),
-            Lead.routing_status.is_(None) | Lead.routing_status.in_(("pending", "queued")),
+            Lead.routing_status.is_(None)
+            | Lead.routing_status.in_(("pending", "failed", "queued")),
         )
         counts: dict[str, int] = {}
         for lead_id, status in (await session.execute(query)).all():

@@ -19,17 +19,21 @@ import contextlib
 import logging
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
+from typing import Any
 from uuid import UUID
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import Select, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.routing import repository as repo
 from services.routing.service import RoutingDecision, route_leads
 from shared.config import Settings
+from shared.consumer import is_transient
 from shared.models import Lead
 
 PENDING = "pending"
+FAILED = "failed"
+"""A qualified lead whose routing raised an error (see the log); ``route-pending`` retries it."""
 QUALIFIED = frozenset({"mql", "sal", "sql"})
 """Reaching one of these routes a lead that has no owner yet (an MQL, usually)."""
 BATCH = 1000
@@ -66,16 +70,53 @@ async def route_pending(
 ) -> tuple[int, list[RoutingDecision]]:
     """One transaction: up to ``limit`` pending leads, oldest qualification first, routed.
     Returns how many pending leads it took and the decisions. A lead no longer qualified (closed
-    meanwhile), or every lead while routing is off, is simply no longer pending."""
+    meanwhile), or every lead while routing is off, is simply no longer pending.
+
+    If the round fails for a reason other than the database being away, its leads are routed
+    one by one, and a lead that cannot be routed is marked ``failed`` (logged with the error;
+    ``leadflow owners route-pending`` retries it), so that it does not hold up the others."""
+    try:
+        return await _round(sessions, settings, now=now, limit=limit)
+    except Exception as error:
+        if is_transient(error):
+            raise
+        log.warning("routing round failed; routing its leads one by one", exc_info=True)
+    async with sessions() as session:
+        ids = list(await session.scalars(_pending(limit, locked=False)))
+    decisions: list[RoutingDecision] = []
+    for lead_id in ids:
+        try:
+            decisions += (await _round(sessions, settings, now=now, limit=1, only=lead_id))[1]
+        except Exception as error:
+            if is_transient(error):
+                raise
+            log.error("lead %s cannot be routed; marked failed", lead_id, exc_info=True)
+            async with sessions.begin() as session:
+                failed = update(leads_t).where(
+                    leads_t.c.id == lead_id, leads_t.c.routing_status == PENDING
+                )
+                await session.execute(failed.values(routing_status=FAILED))
+    return len(ids), decisions
+
+
+def _pending(limit: int, *, locked: bool = True, only: UUID | None = None) -> Select[Any]:
+    query = select(leads_t.c.id, leads_t.c.stage).where(leads_t.c.routing_status == PENDING)
+    if only is not None:
+        query = query.where(leads_t.c.id == only)
+    query = query.order_by(leads_t.c.stage_changed_at, leads_t.c.id).limit(limit)
+    return query.with_for_update(skip_locked=True) if locked else query
+
+
+async def _round(
+    sessions: async_sessionmaker[AsyncSession],
+    settings: Settings,
+    *,
+    now: datetime,
+    limit: int,
+    only: UUID | None = None,
+) -> tuple[int, list[RoutingDecision]]:
     async with sessions.begin() as session:
-        query = (
-            select(leads_t.c.id, leads_t.c.stage)
-            .where(leads_t.c.routing_status == PENDING)
-            .order_by(leads_t.c.stage_changed_at, leads_t.c.id)
-            .limit(limit)
-            .with_for_update(skip_locked=True)
-        )
-        rows = (await session.execute(query)).all()
+        rows = (await session.execute(_pending(limit, only=only))).all()
         if not rows:
             return 0, []
         off = await repo.routing_off(session)

@@ -14,7 +14,7 @@ from services.routing.models import Assignment, Rep
 from services.routing.pending import BATCH, PendingRouter, mark_pending, route_pending
 from services.routing.repository import forget_cached_directories
 from shared.config import Settings
-from shared.models import Lead, OutboxMessage
+from shared.models import Inquiry, Lead, OutboxMessage
 from tests.conftest import Database, make_settings
 from tests.routing_support import NOW, add_lead, add_leads, rep, team
 
@@ -86,6 +86,23 @@ async def test_a_lead_closed_before_its_routing_or_with_routing_off_is_no_longer
     assert await statuses(db, [closed, waiting]) == [None, "queued"]
     assert await staged(db, "lead.routed") == []
     assert await staged(db, "lead.queued") == [str(waiting)]
+
+
+async def test_a_lead_that_cannot_be_routed_is_marked_failed_and_holds_up_nobody(db: Database):
+    settings = make_settings(db)
+    async with db.sessions.begin() as s:
+        await team(s, "default")
+        await rep(s, "ann@co.com", "default")
+        poison, fine = await add_lead(s), await add_lead(s)
+        # Stored by hand: a submission that is a list, not an object (nothing in the API does it).
+        await s.execute(
+            update(Inquiry).where(Inquiry.lead_id == poison).values(submission=["not", "a", "map"])
+        )
+        await mark_pending(s, [poison, fine])
+    taken, [decision] = await route_pending(db.sessions, settings, now=NOW)
+    assert taken == 2 and decision.lead_id == fine and decision.outcome == "routed"
+    assert await statuses(db, [poison, fine]) == ["failed", "routed"]
+    assert await route_pending(db.sessions, settings, now=NOW) == (0, [])
 
 
 @contextlib.asynccontextmanager
