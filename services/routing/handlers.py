@@ -44,7 +44,6 @@ async def after_scoring(
     moves = list(moves)
     await mark_pending(session, [m["lead_id"] for m in moves if m["to_stage"] in QUALIFIED])
     decisions: list[RoutingDecision] = []
-    await release_leads(session, [m["lead_id"] for m in moves if m["to_stage"] in CLOSED_STAGES])
     for event in events:
         if isinstance(event, LeadOutcome) and _wrong_owner(event):
             decisions.append(
@@ -57,6 +56,8 @@ async def after_scoring(
                     why=f"rejected by owner: {event.data.reason}",
                 )
             )
+    # After the reassignments (which take the routing lock): the lock, then reps' rows, always.
+    await release_leads(session, [m["lead_id"] for m in moves if m["to_stage"] in CLOSED_STAGES])
     return decisions
 
 

@@ -6,6 +6,7 @@ Scoring calls ``route_lead`` when a lead becomes an MQL (same transaction as the
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -20,7 +21,7 @@ from services.routing import txn as routing_txn
 from services.routing.directory import Directory
 from services.routing.emit import RoutingEvent, routing_event
 from services.routing.facts import routing_facts
-from services.routing.models import Assignment
+from services.routing.models import Assignment, Rep
 from services.routing.router import Decision, Situation, Target, route, target
 from services.routing.txn import RoutingTxn
 from shared.config import Settings
@@ -30,7 +31,7 @@ from shared.models import Inquiry, Lead, LeadHistory
 from shared.outbox import stage
 
 leads_t, inquiries_t, history_t = Lead.__table__, Inquiry.__table__, LeadHistory.__table__
-assignments_t = Assignment.__table__
+assignments_t, reps_t = Assignment.__table__, Rep.__table__
 CLOSED_STAGES = frozenset({"won", "lost", "recycled", "disqualified"})
 """A lead in one of these no longer counts against its owner and is not reassigned on its own."""
 
@@ -173,8 +174,11 @@ async def release_lead(session: AsyncSession, lead_id: UUID) -> None:
 
 
 async def release_leads(session: AsyncSession, lead_ids: Sequence[UUID]) -> None:
-    """Closed leads no longer count against their owners: one read, one update; the routing
-    lock only when one of them had an owner. The caller holds the lead rows' locks."""
+    """Closed leads no longer count against their owners: one read, two updates, and not the
+    routing lock: scoring's transactions release while the router routes. The counts go down
+    as deltas, reps in id order (as the router's writes, txn.py: no two transactions take two
+    reps' rows in opposite orders); a router that read a count just before sees it one too
+    high, which can delay a lead but never exceed a cap. The caller holds the lead rows' locks."""
     query = select(leads_t.c.id, leads_t.c.owner_id).where(
         leads_t.c.id.in_(sorted(set(lead_ids))),
         leads_t.c.routing_status == "routed",
@@ -183,9 +187,13 @@ async def release_leads(session: AsyncSession, lead_ids: Sequence[UUID]) -> None
     owned = (await session.execute(query)).all() if lead_ids else []
     if not owned:
         return
-    txn = await routing_txn.begin(session)
-    for _, owner in owned:
-        txn.release(owner)
+    released = Counter(owner for _, owner in owned)
+    await session.execute(
+        update(reps_t)
+        .where(reps_t.c.id == bindparam("b_id"))
+        .values(open_leads=reps_t.c.open_leads - bindparam("b_count")),
+        [{"b_id": rep, "b_count": count} for rep, count in sorted(released.items())],
+    )
     closed = update(leads_t).where(leads_t.c.id.in_([lead_id for lead_id, _ in owned]))
     await session.execute(closed.values(routing_status="closed"))
 

@@ -147,7 +147,7 @@ def _flush(session: Session, txn: RoutingTxn) -> None:
         counters = [
             {"b_id": rep, "b_delta": delta}
             | dict(zip(("b_day", "b_today"), txn.days.get(rep, (None, None)), strict=True))
-            for rep, delta in txn.opened.items()
+            for rep, delta in sorted(txn.opened.items())  # rows in id order: see release_leads
         ]
         session.execute(_COUNTERS, counters)
     changed = {

@@ -13,6 +13,7 @@ from sqlalchemy import func, select, update
 from services.routing.models import Assignment, Rep
 from services.routing.pending import BATCH, PendingRouter, mark_pending, route_pending
 from services.routing.repository import forget_cached_directories
+from services.routing.service import release_leads
 from shared.config import Settings
 from shared.models import Inquiry, Lead, OutboxMessage
 from tests.conftest import Database, make_settings
@@ -189,3 +190,48 @@ async def test_two_scoring_processes_route_the_same_pending_leads_once_within_ca
         loads = sorted((await s.scalars(select(Rep.open_leads))).all())
     assert len(per_lead) == 300 and {count for _, count in per_lead} == {1}
     assert loads == [40, 40, 40]
+
+
+async def test_releases_in_scoring_while_the_router_routes_keep_the_counts_right(
+    pg: Database,
+) -> None:
+    """Scoring's transactions release closed leads without the routing lock while the router
+    routes: no deadlock, no count lost, caps never exceeded."""
+    settings = make_settings(pg)
+    async with pg.sessions.begin() as s:
+        await team(s, "default")
+        for name in ("ann", "bob", "cy"):
+            await rep(s, f"{name}@co.com", "default", max_open=30)
+        first = await add_leads(s, 60)
+        await mark_pending(s, first)
+    await route_pending(pg.sessions, settings, now=NOW)  # 60 routed: 20 each
+    async with pg.sessions.begin() as s:
+        later = await add_leads(s, 120)
+        await mark_pending(s, later)
+
+    async def router() -> None:
+        while (await route_pending(pg.sessions, settings, now=NOW, limit=10))[0]:
+            pass
+
+    async def scoring() -> None:  # closes the first leads, a few per transaction
+        for start in range(0, len(first), 4):
+            async with pg.sessions.begin() as s:
+                chunk = first[start : start + 4]
+                await s.execute(update(Lead).where(Lead.id.in_(chunk)).values(stage="lost"))
+                await release_leads(s, chunk)
+
+    await asyncio.gather(router(), scoring())
+    async with pg.sessions() as s:
+        held = dict(
+            (
+                await s.execute(
+                    select(Lead.owner_id, func.count())
+                    .where(Lead.routing_status == "routed")
+                    .group_by(Lead.owner_id)
+                )
+            ).all()
+        )
+        counters = dict((await s.execute(select(Rep.id, Rep.open_leads))).all())
+    assert counters == held
+    assert all(count <= 30 for count in counters.values())
+    assert sum(counters.values()) >= 30  # the later leads got the room the first ones freed
