@@ -1,7 +1,8 @@
 """Routing inside the caller's transaction: decide, record the why, stage the event.
 
-Scoring calls ``route_lead`` when a lead becomes an MQL (same transaction as the promotion);
-``reassign_lead`` serves the API, SLA escalations and rejections by the owner. Neither commits.
+The scoring process's router calls ``route_leads`` for the leads scoring qualified, right after
+scoring's commit (services/routing/pending.py); ``reassign_lead`` serves the API, SLA escalations
+and rejections by the owner; ``release_leads`` runs in scoring's transaction. None commits.
 """
 
 from __future__ import annotations

@@ -1,16 +1,17 @@
 """Routing's state for one database transaction: the lock, then loads and ledgers read once and
 written once, when the transaction commits (so are the assignment and history rows).
 
-Why one lock for all of routing: a scoring batch routes many leads in ONE transaction, to pools
-in event order. Per-pool or per-rep row locks would be taken in different orders by two consumers
+Why one lock for all of routing: a routing round routes many leads in ONE transaction, to pools
+in lead order. Per-pool or per-rep row locks would be taken in different orders by two consumers
 and deadlock; one row (``routing_state`` id 1, ``SELECT … FOR UPDATE``) taken first makes the
 order fixed. Held to commit, it is what guarantees that two consumers never both see a rep under
 capacity and both give it a lead (the lead's own row lock guards against assigning it twice).
 On SQLite, ``BEGIN IMMEDIATE`` already serializes writers.
 
-Because nobody else can change loads or ledgers while the lock is held, they are read once per
-transaction and kept here; ``before_commit`` writes what changed (open-lead counts as deltas, so
-a concurrent release that did not take the lock is never lost). A rollback drops it all.
+Because nobody else can raise loads or change ledgers while the lock is held, they are read once
+per transaction and kept here; ``before_commit`` writes what changed (open-lead counts as deltas,
+reps in id order, so a concurrent release, which does not take the lock, is never lost and never
+deadlocks with it: see ``service.release_leads``). A rollback drops it all.
 """
 
 from __future__ import annotations
