@@ -80,6 +80,13 @@ async def rep(session: AsyncSession, email: str, *teams: str, **values: Any) -> 
     return await admin.put_rep(session, RepIn(email=email, teams=list(teams), **values), NOW)
 
 
+async def capped_pool(session: AsyncSession, max_open: int) -> None:
+    """The team ``default``: Ann, Bob and Cy, each with at most ``max_open`` open leads."""
+    await team(session, "default")
+    for name in ("ann", "bob", "cy"):
+        await rep(session, f"{name}@co.com", "default", max_open=max_open)
+
+
 async def account(session: AsyncSession, name: str, domain: str | None, owner: str) -> UUID:
     return await admin.put_account(
         session, AccountIn(name=name, domain=domain, owner_email=owner), NOW

@@ -12,7 +12,7 @@ from services.routing.service import route_lead
 from shared.config import Settings
 from shared.models import Lead, OutboxMessage
 from tests.conftest import Database, make_settings
-from tests.routing_support import NOW, add_leads, rep, team
+from tests.routing_support import NOW, add_leads, capped_pool
 
 
 async def consumer(db: Database, settings: Settings, leads: list[UUID], batch: int) -> list[str]:
@@ -29,9 +29,7 @@ async def consumer(db: Database, settings: Settings, leads: list[UUID], batch: i
 
 async def pool(db: Database) -> None:
     async with db.sessions.begin() as s:
-        await team(s, "default")
-        for name in ("ann", "bob", "cy"):
-            await rep(s, f"{name}@co.com", "default", max_open=5)
+        await capped_pool(s, max_open=5)
 
 
 async def test_two_consumers_routing_at_once_never_exceed_a_reps_capacity(pg: Database) -> None:

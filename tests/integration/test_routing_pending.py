@@ -17,7 +17,7 @@ from services.routing.service import release_leads
 from shared.config import Settings
 from shared.models import Inquiry, Lead, OutboxMessage
 from tests.conftest import Database, make_settings
-from tests.routing_support import NOW, add_lead, add_leads, rep, team
+from tests.routing_support import NOW, add_lead, add_leads, capped_pool, rep, team
 
 
 async def statuses(db: Database, leads: list[UUID]) -> list[str | None]:
@@ -166,9 +166,7 @@ async def test_two_scoring_processes_route_the_same_pending_leads_once_within_ca
 ) -> None:
     settings = make_settings(pg)
     async with pg.sessions.begin() as s:
-        await team(s, "default")
-        for name in ("ann", "bob", "cy"):
-            await rep(s, f"{name}@co.com", "default", max_open=40)
+        await capped_pool(s, max_open=40)
         leads = await add_leads(s, 300)
         await mark_pending(s, leads)
 
@@ -199,9 +197,7 @@ async def test_releases_in_scoring_while_the_router_routes_keep_the_counts_right
     routes: no deadlock, no count lost, caps never exceeded."""
     settings = make_settings(pg)
     async with pg.sessions.begin() as s:
-        await team(s, "default")
-        for name in ("ann", "bob", "cy"):
-            await rep(s, f"{name}@co.com", "default", max_open=30)
+        await capped_pool(s, max_open=30)
         first = await add_leads(s, 60)
         await mark_pending(s, first)
     await route_pending(pg.sessions, settings, now=NOW)  # 60 routed: 20 each
