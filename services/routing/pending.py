@@ -171,12 +171,13 @@ class PendingRouter:
                 log.warning("routing pending leads failed; retry in %.2fs", backoff, exc_info=True)
                 await asyncio.sleep(backoff)
                 continue
-            if taken < BATCH:
-                self.caught_up.set()
-            else:
+            full = taken >= BATCH
+            if full:
                 self.caught_up.clear()
+            else:
+                self.caught_up.set()
             if decisions:
                 self.on_routed()
-            if taken < BATCH:
+            if not full:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.wakeup.wait(), POLL_INTERVAL_S)
