@@ -23,13 +23,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
-import httpcore
 import httpx
 from prometheus_client import Counter, Histogram
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.webhooks import signing
+from services.webhooks.pool import Pool
 from services.webhooks.queue import Claimed, claim
 from services.webhooks.schedule import Verdict
 from services.webhooks.settle import Outcome, settle, settle_delivered
@@ -54,19 +54,15 @@ LATENCY = Histogram("leadflow_webhook_attempt_seconds", "Time from request to re
 
 
 def make_transport(config: WebhookSettings) -> httpx.AsyncHTTPTransport:
-    """httpx's transport over a pool that connects only to addresses the SSRF guard accepts
-    (checked at connect time, see ``ssrf``), ignoring proxy variables."""
-    limits = httpx.Limits(
-        max_connections=config.concurrency, max_keepalive_connections=config.concurrency
-    )
-    transport = httpx.AsyncHTTPTransport(trust_env=False, limits=limits)
-    # httpx has no parameter for httpcore's network backend: swap in a pool that has ours.
-    transport._pool = httpcore.AsyncConnectionPool(  # noqa: SLF001
-        ssl_context=httpx.create_ssl_context(trust_env=False),
-        max_connections=limits.max_connections,
-        max_keepalive_connections=limits.max_keepalive_connections,
-        keepalive_expiry=5.0,
+    """httpx's transport over a pool (``pool.Pool``) that connects only to addresses the SSRF
+    guard accepts (checked at connect time, see ``ssrf``), ignoring proxy variables."""
+    transport = httpx.AsyncHTTPTransport(trust_env=False)
+    # httpx has no parameter for the pool or httpcore's network backend: swap in ours.
+    transport._pool = Pool(  # type: ignore[assignment]  # noqa: SLF001
         network_backend=GuardedBackend(parse_networks(config.allowed_networks)),
+        ssl_context=httpx.create_ssl_context(trust_env=False),
+        keepalive_expiry=5.0,
+        max_idle=config.concurrency,
     )
     return transport
 

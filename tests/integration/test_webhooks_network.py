@@ -185,8 +185,9 @@ async def test_send_keeps_no_cookies_and_follows_no_redirect() -> None:
 
 
 async def test_attempts_timed_out_in_a_full_pool_leave_it_working() -> None:
-    """Attempts cut short by ``send``'s timeout, some sending and some still waiting for one of
-    the pool's two connections, give their connections back; the next attempts all get answers."""
+    """Attempts cut short by ``send``'s timeout (more at once than the process's concurrency:
+    the dispatcher bounds that, not the pool) leave no broken connection behind for the next
+    attempts, which all get answers."""
     slow = asyncio.Event()
 
     async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -206,6 +207,45 @@ async def test_attempts_timed_out_in_a_full_pool_leave_it_working() -> None:
         answered = await asyncio.gather(*(attempt() for _ in range(20)))
     assert [o.error for o in timed_out] == ["timed out after 0.3s"] * 6
     assert [(o.status, o.error) for o in answered] == [(200, None)] * 20
+
+
+async def test_the_dispatchers_pool_reuses_connections_by_origin() -> None:
+    """``pool.Pool``: one connection for sends in sequence; as many as were in flight at once,
+    all kept and reused afterwards; a response not read to its end (past the limit) closes its
+    connection instead of returning it."""
+    opened: list[int] = []
+
+    def serving(body: bytes) -> Serve:
+        async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            opened.append(1)
+            while not reader.at_eof():
+                with contextlib.suppress(asyncio.IncompleteReadError):
+                    await read_request(reader)
+                    writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(body))
+                    writer.write(body)
+
+        return serve
+
+    config = WebhookSettings(allowed_networks=["127.0.0.0/8"], max_response_bytes=4)
+    async with server(serving(b"ok")) as port, make_transport(config) as transport:
+        attempt = lambda: send(transport, _claimed(port), config, datetime.now(UTC))  # noqa: E731
+        for _ in range(3):
+            assert (await attempt()).status == 200
+        assert len(opened) == 1
+        outcomes = await asyncio.gather(*(attempt() for _ in range(5)))
+        assert [o.status for o in outcomes] == [200] * 5
+        at_once = len(opened)
+        assert 1 < at_once <= 5
+        outcomes = await asyncio.gather(*(attempt() for _ in range(at_once)))
+        assert [o.status for o in outcomes] == [200] * at_once
+        assert len(opened) == at_once  # every one of them was kept and reused
+
+    opened.clear()
+    async with server(serving(b"0123456789")) as port, make_transport(config) as transport:
+        for _ in range(2):
+            outcome = await send(transport, _claimed(port), config, datetime.now(UTC))
+            assert (outcome.status, outcome.excerpt) == (200, "0123")
+        assert len(opened) == 2  # the first connection still held the body's rest: closed
 
 
 def _claimed(port: int) -> Claimed:
