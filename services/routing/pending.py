@@ -29,6 +29,7 @@ from services.routing import repository as repo
 from services.routing.service import RoutingDecision, route_leads
 from shared.config import Settings
 from shared.consumer import is_transient
+from shared.db import driver_connection, translated
 from shared.models import Lead
 
 PENDING = "pending"
@@ -41,6 +42,10 @@ POLL_INTERVAL_S = 1.0
 """Between rounds with nothing to wake it: picks up what a crashed process left pending."""
 leads_t = Lead.__table__
 log = logging.getLogger(__name__)
+MARK_PENDING = (  # the batch's ids as one array: one statement text whatever their number
+    "UPDATE leads SET routing_status = 'pending' WHERE id = ANY($1::uuid[])"
+    " AND (routing_status IS NULL OR routing_status = 'closed') AND is_test IS false"
+)
 
 
 async def mark_pending(session: AsyncSession, lead_ids: Sequence[UUID]) -> None:
@@ -48,6 +53,11 @@ async def mark_pending(session: AsyncSession, lead_ids: Sequence[UUID]) -> None:
     Leads routed already, test leads, and every lead while routing is off (no team) are left
     as they are."""
     if not lead_ids or await repo.routing_off(session):
+        return
+    if session.get_bind().dialect.name == "postgresql":
+        driver = await driver_connection(session)
+        with translated(MARK_PENDING):
+            await driver.execute(MARK_PENDING, sorted(set(lead_ids)))
         return
     status = leads_t.c.routing_status
     await session.execute(
