@@ -21,14 +21,15 @@ import logging
 import zlib
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.producer.message_accumulator import BatchBuilder
-from sqlalchemy import Row, bindparam, delete, select, update
+from sqlalchemy import bindparam, delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shared.config import Settings
-from shared.db import insert_rows
+from shared.db import driver_connection, insert_rows, translated
 from shared.events import CloudEvent, topic_for
 from shared.kafka import ensure_topics
 from shared.metrics import OUTBOX_PUBLISHED, OUTBOX_REPUBLISHED
@@ -61,6 +62,15 @@ MARK_PUBLISHED = (
     .where(outbox.c.seq.in_(bindparam("seqs", expanding=True)))
     .values(published_at=bindparam("now"))
 )
+# On PostgreSQL the same two statements with arrays as parameters, straight to asyncpg: one
+# statement text whatever the number of shards and rows (an expanding IN of a round's thousands
+# of seqs was rendered, and prepared by the server, anew each round), and no per-row result
+# processing in SQLAlchemy.
+PENDING_IN_PG = (
+    "SELECT seq, topic, aggregate_id, payload FROM outbox"
+    " WHERE published_at IS NULL AND shard = ANY($1::smallint[]) ORDER BY seq LIMIT $2"
+)
+MARK_PUBLISHED_PG = "UPDATE outbox SET published_at = $2 WHERE seq = ANY($1::bigint[])"
 
 
 def shard_of(key: str) -> int:
@@ -150,22 +160,20 @@ class Relay:
             owned = list((await session.scalars(LOCK_PENDING_SHARDS)).all())
             if not owned:
                 return 0
-            chosen = {"owned": owned, "limit": self.settings.outbox.batch_size}
-            rows = (await session.execute(PENDING_IN, chosen)).all()
+            rows = await _pending_in(session, owned, self.settings.outbox.batch_size)
             if not rows:
                 return 0
             lost = await self._lost_since_checked()
             if not lost:
                 await self._send(rows)
-                published = {"seqs": [row.seq for row in rows], "now": datetime.now(UTC)}
-                await session.execute(MARK_PUBLISHED, published)
+                await _mark_published(session, [row[0] for row in rows], datetime.now(UTC))
         if lost:
             await self._requeue_retained()
             return 0  # the next round publishes, in seq order, everything retained
         OUTBOX_PUBLISHED.inc(len(rows))
         return len(rows)
 
-    async def _send(self, rows: Sequence[Row]) -> None:
+    async def _send(self, rows: Sequence[Sequence[Any]]) -> None:
         """Each partition's rows as batches (in ``seq`` order), all submitted before waiting for
         any: a third of the CPU per event of ``producer.send`` one by one. A key goes to the
         partition the producer's own partitioner picks, so a key's order holds."""
@@ -173,18 +181,18 @@ class Relay:
         partitions: dict[str, list[int]] = {}
         filling: dict[tuple[str, int], BatchBuilder] = {}
         submitted = []
-        for row in rows:
-            if row.topic not in partitions:
-                partitions[row.topic] = sorted(await producer.partitions_for(row.topic))
-            everyone = partitions[row.topic]
-            key, value = row.aggregate_id.encode(), row.payload.encode()
+        for _, topic, aggregate_id, payload in rows:
+            if topic not in partitions:
+                partitions[topic] = sorted(await producer.partitions_for(topic))
+            everyone = partitions[topic]
+            key, value = aggregate_id.encode(), payload.encode()
             # Kafka's murmur2 of the key, as ``producer.send`` (and the Java client) place it.
-            where = (row.topic, everyone[partition_of(key, len(everyone))])
+            where = (topic, everyone[partition_of(key, len(everyone))])
             batch = filling.get(where)
             if batch is None:
                 batch = filling[where] = producer.create_batch()
             if batch.append(key=key, value=value, timestamp=None) is None:  # full
-                submitted.append(await producer.send_batch(batch, row.topic, partition=where[1]))
+                submitted.append(await producer.send_batch(batch, topic, partition=where[1]))
                 batch = filling[where] = producer.create_batch()
                 batch.append(key=key, value=value, timestamp=None)  # a first one always fits
         for (topic, partition), batch in filling.items():
@@ -248,3 +256,21 @@ class Relay:
         async with self.sessions.begin() as session:
             result = await session.execute(delete(outbox).where(outbox.c.published_at < cutoff))
         return result.rowcount
+
+
+async def _pending_in(session: AsyncSession, owned: list[int], limit: int) -> Sequence[Any]:
+    """A round's rows (seq, topic, aggregate_id, payload) from the shards locked, in seq order."""
+    if session.get_bind().dialect.name != "postgresql":
+        return (await session.execute(PENDING_IN, {"owned": owned, "limit": limit})).all()
+    driver = await driver_connection(session)
+    with translated(PENDING_IN_PG):
+        return await driver.fetch(PENDING_IN_PG, owned, limit)
+
+
+async def _mark_published(session: AsyncSession, seqs: list[int], now: datetime) -> None:
+    if session.get_bind().dialect.name != "postgresql":
+        await session.execute(MARK_PUBLISHED, {"seqs": seqs, "now": now})
+        return
+    driver = await driver_connection(session)
+    with translated(MARK_PUBLISHED_PG):
+        await driver.execute(MARK_PUBLISHED_PG, seqs, now)
