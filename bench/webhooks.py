@@ -61,13 +61,14 @@ def _environment(db_url: str, bootstrap: str, ports: dict[str, int]) -> dict[str
         LEADFLOW_AUTH__SECRET_KEYS=f'["{SECRET_KEY}"]',
         LEADFLOW_WEBHOOKS__ALLOWED_NETWORKS='["127.0.0.0/8"]',
         LEADFLOW_LOG_LEVEL="WARNING",
-        LEADFLOW_WEBHOOKS__PER_ENDPOINT_CONCURRENCY=os.environ.get("BENCH_PER_ENDPOINT", "8"),
         LEADFLOW_INTAKE__RATE_LIMIT_PER_IP="",  # one load generator posts everything
         LEADFLOW_INTAKE__RATE_LIMIT_PER_KEY="",
         LEADFLOW_HTTP__INTAKE_PORT=str(ports["intake"]),
         LEADFLOW_HTTP__SCORING_PORT=str(ports["scoring"]),
         LEADFLOW_HTTP__WEBHOOKS_PORT=str(ports["webhooks"]),
     )
+    if per_endpoint := os.environ.get("BENCH_PER_ENDPOINT"):  # else the service's default
+        env["LEADFLOW_WEBHOOKS__PER_ENDPOINT_CONCURRENCY"] = per_endpoint
     return env
 
 
