@@ -45,6 +45,9 @@ log = logging.getLogger(__name__)
 MARK_PENDING = (  # the batch's ids as one array: one statement text whatever their number
     "UPDATE leads SET routing_status = 'pending' WHERE id = ANY($1::uuid[])"
     " AND (routing_status IS NULL OR routing_status = 'closed') AND is_test IS false"
+    # routing is on (``repository.routing_off``), in the same round trip
+    " AND EXISTS (SELECT FROM routing_state WHERE id = 1 AND directory_token IS NOT NULL)"
+    " AND EXISTS (SELECT FROM routing_teams)"
 )
 
 
@@ -52,12 +55,14 @@ async def mark_pending(session: AsyncSession, lead_ids: Sequence[UUID]) -> None:
     """In the caller's (scoring's) transaction: these leads qualified and wait for an owner.
     Leads routed already, test leads, and every lead while routing is off (no team) are left
     as they are."""
-    if not lead_ids or await repo.routing_off(session):
+    if not lead_ids:
         return
     if session.get_bind().dialect.name == "postgresql":
         driver = await driver_connection(session)
         with translated(MARK_PENDING):
             await driver.execute(MARK_PENDING, sorted(set(lead_ids)))
+        return
+    if await repo.routing_off(session):
         return
     status = leads_t.c.routing_status
     await session.execute(
@@ -135,7 +140,11 @@ async def _round(
             await session.execute(
                 update(leads_t).where(leads_t.c.id.in_(stale)).values(routing_status=None)
             )
-        decisions = await route_leads(session, ready, now=now, settings=settings) if ready else []
+        decisions = (
+            await route_leads(session, ready, now=now, settings=settings, routing_on=True)
+            if ready
+            else []
+        )
     return len(rows), decisions
 
 

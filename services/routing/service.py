@@ -75,13 +75,15 @@ async def route_leads(
     now: datetime,
     settings: Settings,
     trigger: str = "qualified",
+    routing_on: bool = False,
 ) -> list[RoutingDecision]:
     """Route several leads in one go (scoring's batch): one read, one update, one outbox write.
 
     Idempotent: a lead already routed or queued is left alone. ``trigger="queue"`` retries a
     queued lead (the queue sweep) and changes nothing while nobody is eligible yet.
+    ``routing_on``: the caller has just read, in this transaction, that routing is on.
     """
-    if await repo.routing_off(session):  # no lock, and not the leads' submissions either
+    if not routing_on and await repo.routing_off(session):  # no lock, nor the submissions
         query = select(leads_t.c.id, leads_t.c.owner_id, leads_t.c.is_expansion)
         rows = await session.execute(query.where(leads_t.c.id.in_(sorted(set(lead_ids)))))
         owners = {row.id: row for row in rows}

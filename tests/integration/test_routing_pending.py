@@ -12,7 +12,7 @@ from sqlalchemy import func, select, update
 
 from services.routing.models import Assignment, Rep
 from services.routing.pending import BATCH, PendingRouter, mark_pending, route_pending
-from services.routing.repository import forget_cached_directories
+from services.routing.repository import forget_cached_directories, touch_directory
 from services.routing.service import release_leads
 from shared.config import Settings
 from shared.models import Inquiry, Lead, OutboxMessage
@@ -63,6 +63,19 @@ async def test_scoring_marks_qualified_leads_pending_but_not_test_or_routed_ones
     assert await statuses(db, [fresh, recycled]) == ["routed", "routed"]
     assert sorted(await staged(db, "lead.routed")) == sorted([str(fresh), str(recycled)])
     assert await route_pending(db.sessions, settings, now=NOW) == (0, [])
+
+
+async def test_no_lead_is_marked_pending_while_the_directory_has_no_team(db: Database):
+    forget_cached_directories()
+    async with db.sessions.begin() as s:
+        await touch_directory(s)  # a directory token, as after an account import, but no team
+        lead = await add_lead(s)
+        await mark_pending(s, [lead])
+    assert await statuses(db, [lead]) == [None]
+    async with db.sessions.begin() as s:
+        await team(s, "default")
+        await mark_pending(s, [lead])
+    assert await statuses(db, [lead]) == ["pending"]
 
 
 async def test_a_lead_closed_before_its_routing_or_with_routing_off_is_no_longer_pending(
