@@ -173,7 +173,17 @@ class PendingRouter:
         """Called after a scoring commit that may have marked leads pending."""
         self.wakeup.set()
 
+    async def _read_directory(self) -> None:
+        """Into the process's cache before the first round: reading and compiling it (accounts,
+        rules) is a one-off that would otherwise lengthen the first round of routed leads."""
+        try:
+            async with self.sessions() as session:
+                await repo.routing_off(session)
+        except Exception:  # the database is away: the first round reads it
+            log.warning("reading the routing directory failed", exc_info=True)
+
     async def run(self) -> None:
+        await self._read_directory()
         backoff = 0.0
         while True:
             self.wakeup.clear()

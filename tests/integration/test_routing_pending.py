@@ -10,6 +10,7 @@ from uuid import UUID
 
 from sqlalchemy import func, select, update
 
+from services.routing import repository
 from services.routing.models import Assignment, Rep
 from services.routing.pending import BATCH, PendingRouter, mark_pending, route_pending
 from services.routing.repository import forget_cached_directories, touch_directory
@@ -172,6 +173,26 @@ async def test_scoring_is_held_back_while_a_round_leaves_leads_pending(db: Datab
             await task
     assert (full, rest) == (False, True)  # a full round: scoring waits; the rest: it goes on
     assert "pending" not in await statuses(db, leads)
+
+
+async def test_the_router_reads_the_directory_when_it_starts_not_in_its_first_round(
+    db: Database,
+):
+    async with db.sessions.begin() as s:
+        await team(s, "default")
+    forget_cached_directories()
+    task = asyncio.create_task(PendingRouter(db.sessions, make_settings(db)).run())
+    try:
+        deadline = asyncio.get_running_loop().time() + 10
+        while not repository._cache:  # no lead is pending: no round would read it
+            assert asyncio.get_running_loop().time() < deadline, "directory never read"
+            await asyncio.sleep(0.01)
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    [directory] = repository._cache.values()
+    assert [t.name for t in directory.teams.values()] == ["default"]
 
 
 async def test_two_scoring_processes_route_the_same_pending_leads_once_within_capacity(
