@@ -173,11 +173,12 @@ class IntakeSettings(_Group):
         256, ge=1, le=5000, description="Most inquiries committed together in one transaction"
     )
     linger_ms: float = Field(
-        5.0,
+        20.0,
         ge=0,
         le=1000,
         description="While inquiries keep arriving, a transaction waits this long at most for "
-        "more (fewer, larger transactions at moderate rates); 0: never",
+        "more (fewer, larger transactions at moderate rates, and so in every later hop); "
+        "0: never",
     )
     require_key: bool = Field(
         True,

@@ -4,10 +4,14 @@ A request hands its arrival to a writer and waits. Each of a few writer tasks ta
 waiting (up to ``max_batch``), stores it in one transaction and commits, then answers every request
 of the batch. Under load, requests gather while the previous transaction commits. At moderate rates
 a writer would take them one at a time (another writer is always free), and a transaction's fixed
-cost (its round trips, the relay's round after each commit) would be paid per lead: so when
-requests are arriving (the previous batch began less than ``2 * linger_ms`` ago) and the queue
-runs dry, the gathering writer waits for more until ``linger_ms`` after its first arrival. One
-writer gathers at a time; the others write meanwhile. A lone request is written at once.
+cost (its round trips, the relay's round after each commit, and every later hop's smaller batches)
+would be paid per lead: so when the queue runs dry, the gathering writer waits for the next
+arrival as long as the recent arrival rate says one is due (three mean gaps between the last
+``WINDOW`` arrivals), never past ``linger_ms`` after the batch's first. Clients that wait for
+their answers before sending again (a closed loop) send nothing more until this batch is
+answered: their burst's gaps are tiny, so the batch closes at once instead of lingering for
+nothing; a lone request after a quiet spell is written at once. One writer gathers at a time;
+the others write meanwhile.
 
 If a batch fails, its arrivals are stored one by one, so a bad one fails alone and the others are
 still answered 202 — after their commit.
@@ -17,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 from collections.abc import Callable
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -27,6 +32,8 @@ from shared.config import Settings
 
 log = logging.getLogger(__name__)
 Pending = tuple[Arrival, asyncio.Future[LeadAccepted]]
+WINDOW = 64
+"""Arrivals whose times give the recent rate."""
 
 
 class GroupCommitWriter:
@@ -44,7 +51,7 @@ class GroupCommitWriter:
         self.on_commit = on_commit
         self.queue: asyncio.Queue[Pending] = asyncio.Queue()
         self._gathering = asyncio.Lock()
-        self._last_batch = float("-inf")
+        self._arrivals: deque[float] = deque(maxlen=WINDOW)
         self._started = False
 
     async def submit(self, arrival: Arrival) -> LeadAccepted:
@@ -53,7 +60,9 @@ class GroupCommitWriter:
             self._started = True
             for index in range(self.settings.intake.writers):
                 self.spawn(self._write_batches(), name=f"intake-writer-{index}")
-        future: asyncio.Future[LeadAccepted] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[LeadAccepted] = loop.create_future()
+        self._arrivals.append(loop.time())
         await self.queue.put((arrival, future))
         return await future
 
@@ -66,26 +75,31 @@ class GroupCommitWriter:
                 await self._write(batch)
 
     async def _gather(self) -> list[Pending]:
-        """What is waiting; and, when the previous batch began less than two ``linger_ms``
-        before this one, what else arrives within ``linger_ms`` of this batch's first."""
+        """What is waiting; then each next arrival while one is due: within three mean gaps of
+        the recent arrivals, and within ``linger_ms`` of this batch's first."""
         batch = [await self.queue.get()]
         limit, linger = self.settings.intake.max_batch, self.settings.intake.linger_ms / 1000
         loop = asyncio.get_running_loop()
-        started, previous = loop.time(), self._last_batch
-        self._last_batch = started
-        arriving = started - previous < 2 * linger
+        deadline = loop.time() + linger
         while len(batch) < limit:
             if not self.queue.empty():
                 batch.append(self.queue.get_nowait())
                 continue
-            wait = started + linger - loop.time()
-            if not arriving or wait <= 0:
-                break
+            gap, left = self._mean_gap(loop.time()), deadline - loop.time()
+            if gap >= left:
+                break  # the next arrival is not due before the batch must go
             try:
-                batch.append(await asyncio.wait_for(self.queue.get(), wait))
+                batch.append(await asyncio.wait_for(self.queue.get(), min(3 * gap, left)))
             except TimeoutError:
                 break
         return batch
+
+    def _mean_gap(self, now: float) -> float:
+        """The mean time between the recent arrivals, counting the quiet since the last one."""
+        arrivals = self._arrivals
+        if len(arrivals) < 2:
+            return float("inf")
+        return (max(now, arrivals[-1]) - arrivals[0]) / (len(arrivals) - 1)
 
     async def _write(self, batch: list[Pending]) -> None:
         try:

@@ -16,7 +16,7 @@ from services.intake.store import Arrival
 from services.intake.writer import GroupCommitWriter, Pending
 from shared.models import Inquiry, Lead, OutboxMessage
 from shared.runtime import Runtime
-from tests.conftest import Database, eventually, make_settings
+from tests.conftest import Database, make_settings
 
 
 @pytest.fixture
@@ -108,21 +108,46 @@ class CountedQueue(asyncio.Queue[Pending]):
 
 
 async def test_requests_arriving_one_after_another_share_a_transaction(db: Database) -> None:
-    """Not concurrent, but close together: the second waits (``linger_ms``) for the third."""
-    settings = make_settings(db, intake={"writers": 2, "max_batch": 2, "linger_ms": 1000})
+    """Not concurrent, but at a steady pace (one every 30 ms): the first is written at once (no
+    rate known yet); then the writer waits for each next arrival that the pace says is due, up to
+    ``linger_ms`` (1 s) after a batch's first, so they share transactions."""
+    settings = make_settings(db, intake={"writers": 2, "max_batch": 4, "linger_ms": 1000})
     runtime = Runtime.create(settings)
     commits: list[int] = []
     writer = GroupCommitWriter(
         runtime.sessions, settings, spawn=runtime.spawn, on_commit=lambda: commits.append(1)
     )
-    writer.queue = queue = CountedQueue()
     try:
-        await writer.submit(arrival("first@example.com"))  # after nothing: written at once
+        await writer.submit(arrival("first@example.com"))
         assert len(commits) == 1
-        second = asyncio.create_task(writer.submit(arrival("second@example.com")))
-        await eventually(lambda: queue.taken == 2)
-        third = await writer.submit(arrival("third@example.com"))
-        assert len(commits) == 2 and (await second).lead_id != third.lead_id
-        assert await total(runtime, Inquiry) == 3
+        posted = []
+        for index in range(12):
+            posted.append(asyncio.create_task(writer.submit(arrival(f"p{index}@example.com"))))
+            await asyncio.sleep(0.03)  # the arrivals' pace, which is what is tested
+        await asyncio.gather(*posted)
+        assert len(commits) <= 1 + 6  # 1 + 3 at four per batch; one per request without waiting
+        assert await total(runtime, Inquiry) == 13
+    finally:
+        await runtime.close()
+
+
+async def test_a_closed_loop_is_not_held_back_by_the_linger(db: Database) -> None:
+    """Clients that post again only once answered (a load generator, a retrying importer): after
+    their burst nothing can arrive until the batch is answered, so it goes at once, although
+    requests keep arriving round after round (``linger_ms`` 1 s)."""
+    settings = make_settings(db, intake={"writers": 1, "max_batch": 50, "linger_ms": 1000})
+    runtime = Runtime.create(settings)
+    commits: list[int] = []
+    writer = GroupCommitWriter(
+        runtime.sessions, settings, spawn=runtime.spawn, on_commit=lambda: commits.append(1)
+    )
+    loop = asyncio.get_running_loop()
+    try:
+        for round_ in range(3):
+            started = loop.time()
+            emails = [f"r{round_}c{index}@example.com" for index in range(10)]
+            await asyncio.gather(*(writer.submit(arrival(email)) for email in emails))
+            assert loop.time() - started < 0.5, f"round {round_} waited for the linger"
+        assert len(commits) == 3
     finally:
         await runtime.close()
