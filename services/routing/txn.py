@@ -88,7 +88,8 @@ async def loads_and_ledger(
 ) -> tuple[dict[UUID, RepLoad], fair.PoolLedger | None]:
     if team is None:
         return txn.loads, None
-    await load(session, txn, [team])
+    if team.id not in txn.ledgers:  # read already in this transaction (a round: all at once)
+        await load(session, txn, [team])
     return txn.loads, txn.ledgers[team.id]
 
 
