@@ -105,6 +105,7 @@ async def route_leads(
     }
     await routing_txn.load(session, txn, [p.target[1] for p in to_route.values() if p.target[1]])
     results, events, updates = [], [], []
+    twice = {lead_id for lead_id, n in Counter(lead_ids).items() if n > 1}
     for lead_id in lead_ids:
         lead, submissions = found[lead_id]
         if lead_id not in to_route or lead.routing_status not in wanted:
@@ -117,7 +118,8 @@ async def route_leads(
         if trigger == "queue" and decision.outcome == "queued":
             results.append(_unchanged(lead))
             continue
-        found[lead_id] = (_Routed(lead, decision), submissions)  # a lead twice: the 2nd sees it
+        if lead_id in twice:  # the second time sees it routed
+            found[lead_id] = (_Routed(lead, decision), submissions)
         event, values, candidates = _record(
             txn, directory, lead, decision, now=now, trigger=trigger
         )
