@@ -127,6 +127,7 @@ async def route_leads(
         updates.append(values)
         results.append(_result(lead_id, decision, event.type, candidates))
     await _write(session, settings, updates, events)
+    await routing_txn.write_rows(session, txn)
     return results
 
 

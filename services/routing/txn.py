@@ -29,7 +29,7 @@ from sqlalchemy.orm import Session, SessionTransaction
 from services.routing import ledger as fair
 from services.routing.directory import RepLoad, TeamInfo
 from services.routing.models import LedgerEntry, PoolState, Rep, RoutingState
-from shared.db import insert_ignoring_conflicts, upsert
+from shared.db import insert_ignoring_conflicts, insert_many, upsert
 from shared.ids import new_id
 
 KEY = "leadflow.routing"
@@ -134,10 +134,12 @@ async def read_ledgers(session: AsyncSession, team_ids: list[UUID]) -> dict[UUID
 
 
 async def write_rows(session: AsyncSession, txn: RoutingTxn) -> None:
-    """Insert the rows kept so far (before reading assignments back in this transaction)."""
+    """Insert the rows kept so far, every table in one statement on PostgreSQL (at the end of a
+    round; before reading assignments back in this transaction). At commit, ``insert`` of the
+    round's assignments and history was rendered as one multi-row VALUES per table, a new
+    statement text (and server-side parse) for each round size."""
     rows, txn.rows = txn.rows, {}
-    for table, values in rows.items():
-        await session.execute(insert(table), values)
+    await insert_many(session, *rows.items())
 
 
 def _flush(session: Session, txn: RoutingTxn) -> None:
