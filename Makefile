@@ -34,7 +34,11 @@ schemas: $(STAMP) ## Regenerate the event JSON Schemas in docs/schemas
 bench: $(STAMP) ## Run the benchmarks and print their tables (not part of the tests)
 	$(BIN)/python -m bench
 
-.PHONY: help install dev test lint schemas bench
+bench-webhooks: $(STAMP) ## Webhook latency at 500 leads/s end to end, and the embedded broker's CPU
+	$(BIN)/python -m bench.webhooks
+	$(BIN)/python -m bench.broker
+
+.PHONY: help install dev test lint schemas bench bench-webhooks
 
 docs: $(STAMP) ## Regenerate the settings table in docs/configuration.md and the event schemas
 	$(BIN)/python -c "import pathlib; from shared.config import settings_reference as r; p = pathlib.Path('docs/configuration.md'); t = p.read_text(); i = t.index('| variable |'); p.write_text(t[:i] + r())"
