@@ -10,8 +10,9 @@ arrival as long as the recent arrival rate says one is due (three mean gaps betw
 ``WINDOW`` arrivals), never past ``linger_ms`` after the batch's first. Clients that wait for
 their answers before sending again (a closed loop) send nothing more until this batch is
 answered: their burst's gaps are tiny, so the batch closes at once instead of lingering for
-nothing; a lone request after a quiet spell is written at once. One writer gathers at a time;
-the others write meanwhile.
+nothing; a lone request after a quiet spell is written at once; and when lone requests waited
+for nothing twice in a row (one client posting one at a time looks like a steady stream),
+there is no waiting for a second. One writer gathers at a time; the others write meanwhile.
 
 If a batch fails, its arrivals are stored one by one, so a bad one fails alone and the others are
 still answered 202 — after their commit.
@@ -34,6 +35,7 @@ log = logging.getLogger(__name__)
 Pending = tuple[Arrival, asyncio.Future[LeadAccepted]]
 WINDOW = 64
 """Arrivals whose times give the recent rate."""
+FRUITLESS_PAUSE_S = 1.0
 
 
 class GroupCommitWriter:
@@ -52,6 +54,9 @@ class GroupCommitWriter:
         self.queue: asyncio.Queue[Pending] = asyncio.Queue()
         self._gathering = asyncio.Lock()
         self._arrivals: deque[float] = deque(maxlen=WINDOW)
+        self._fruitless = float("-inf")
+        """When lone requests last waited for nothing twice in a row."""
+        self._streak = 0
         self._started = False
 
     async def submit(self, arrival: Arrival) -> LeadAccepted:
@@ -76,23 +81,35 @@ class GroupCommitWriter:
 
     async def _gather(self) -> list[Pending]:
         """What is waiting; then each next arrival while one is due: within three mean gaps of
-        the recent arrivals, and within ``linger_ms`` of this batch's first."""
+        the recent arrivals, and within ``linger_ms`` of this batch's first. When lone requests
+        waited for nothing twice in a row (a client posting one at a time, waiting for each
+        answer, looks like a steady stream), there is no waiting for ``FRUITLESS_PAUSE_S``."""
         batch = [await self.queue.get()]
         limit, linger = self.settings.intake.max_batch, self.settings.intake.linger_ms / 1000
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + linger
+        deadline, gained = loop.time() + linger, 0
         while len(batch) < limit:
             if not self.queue.empty():
                 batch.append(self.queue.get_nowait())
                 continue
-            gap, left = self._mean_gap(loop.time()), deadline - loop.time()
-            if gap >= left:
+            now = loop.time()
+            gap, left = self._mean_gap(now), deadline - now
+            if gap >= left or now - self._fruitless < FRUITLESS_PAUSE_S:
                 break  # the next arrival is not due before the batch must go
             try:
                 batch.append(await asyncio.wait_for(self.queue.get(), min(3 * gap, left)))
+                gained += 1
             except TimeoutError:
+                self._waited_for_nothing(alone=len(batch) == 1 and not gained)
                 break
+            self._streak = 0
         return batch
+
+    def _waited_for_nothing(self, *, alone: bool) -> None:
+        """Twice in a row a lone request waited and nothing came: stop waiting for a while."""
+        self._streak = self._streak + 1 if alone else 0
+        if self._streak >= 2:
+            self._fruitless, self._streak = asyncio.get_running_loop().time(), 0
 
     def _mean_gap(self, now: float) -> float:
         """The mean time between the recent arrivals, counting the quiet since the last one."""

@@ -151,3 +151,24 @@ async def test_a_closed_loop_is_not_held_back_by_the_linger(db: Database) -> Non
         assert len(commits) == 3
     finally:
         await runtime.close()
+
+
+async def test_one_client_posting_one_at_a_time_is_not_held_back(db: Database) -> None:
+    """One client waiting for each answer before its next post looks like a steady stream, but
+    no other request can come: after two waits for nothing the writer stops waiting (for a
+    second), so ten posts do not each wait out ``linger_ms`` (1 s)."""
+    settings = make_settings(db, intake={"writers": 2, "max_batch": 50, "linger_ms": 1000})
+    runtime = Runtime.create(settings)
+    commits: list[int] = []
+    writer = GroupCommitWriter(
+        runtime.sessions, settings, spawn=runtime.spawn, on_commit=lambda: commits.append(1)
+    )
+    loop = asyncio.get_running_loop()
+    try:
+        started = loop.time()
+        for index in range(10):
+            await writer.submit(arrival(f"one{index}@example.com"))
+        assert loop.time() - started < 0.6
+        assert len(commits) == 10
+    finally:
+        await runtime.close()
