@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 
 import pytest
@@ -13,7 +14,7 @@ from sqlalchemy.exc import IntegrityError
 
 from services.intake.schemas import LeadSubmission
 from services.intake.store import Arrival
-from services.intake.writer import GroupCommitWriter, Pending
+from services.intake.writer import GroupCommitWriter
 from shared.models import Inquiry, Lead, OutboxMessage
 from shared.runtime import Runtime
 from tests.conftest import Database, make_settings
@@ -96,28 +97,27 @@ async def test_later_facts_fill_in_within_one_batch(
     assert await total(runtime, Lead) == 2
 
 
-class CountedQueue(asyncio.Queue[Pending]):
-    """The writer's queue, counting the arrivals its writers have taken."""
-
-    taken = 0
-
-    def get_nowait(self) -> Pending:  # which ``get`` calls too
-        item = super().get_nowait()
-        self.taken += 1
-        return item
+@asynccontextmanager
+async def lingering(
+    db: Database, **intake: object
+) -> AsyncIterator[tuple[GroupCommitWriter, Runtime, list[int]]]:
+    """A writer with these intake settings, its runtime and the commits it made."""
+    runtime = Runtime.create(make_settings(db, intake=intake))
+    commits: list[int] = []
+    writer = GroupCommitWriter(
+        runtime.sessions, runtime.settings, spawn=runtime.spawn, on_commit=lambda: commits.append(1)
+    )
+    try:
+        yield writer, runtime, commits
+    finally:
+        await runtime.close()
 
 
 async def test_requests_arriving_one_after_another_share_a_transaction(db: Database) -> None:
     """Not concurrent, but at a steady pace (one every 30 ms): the first is written at once (no
     rate known yet); then the writer waits for each next arrival that the pace says is due, up to
     ``linger_ms`` (1 s) after a batch's first, so they share transactions."""
-    settings = make_settings(db, intake={"writers": 2, "max_batch": 4, "linger_ms": 1000})
-    runtime = Runtime.create(settings)
-    commits: list[int] = []
-    writer = GroupCommitWriter(
-        runtime.sessions, settings, spawn=runtime.spawn, on_commit=lambda: commits.append(1)
-    )
-    try:
+    async with lingering(db, writers=2, max_batch=4, linger_ms=1000) as (writer, runtime, commits):
         await writer.submit(arrival("first@example.com"))
         assert len(commits) == 1
         posted = []
@@ -127,48 +127,30 @@ async def test_requests_arriving_one_after_another_share_a_transaction(db: Datab
         await asyncio.gather(*posted)
         assert len(commits) <= 1 + 6  # 1 + 3 at four per batch; one per request without waiting
         assert await total(runtime, Inquiry) == 13
-    finally:
-        await runtime.close()
 
 
 async def test_a_closed_loop_is_not_held_back_by_the_linger(db: Database) -> None:
     """Clients that post again only once answered (a load generator, a retrying importer): after
     their burst nothing can arrive until the batch is answered, so it goes at once, although
     requests keep arriving round after round (``linger_ms`` 1 s)."""
-    settings = make_settings(db, intake={"writers": 1, "max_batch": 50, "linger_ms": 1000})
-    runtime = Runtime.create(settings)
-    commits: list[int] = []
-    writer = GroupCommitWriter(
-        runtime.sessions, settings, spawn=runtime.spawn, on_commit=lambda: commits.append(1)
-    )
     loop = asyncio.get_running_loop()
-    try:
+    async with lingering(db, writers=1, max_batch=50, linger_ms=1000) as (writer, _, commits):
         for round_ in range(3):
             started = loop.time()
             emails = [f"r{round_}c{index}@example.com" for index in range(10)]
             await asyncio.gather(*(writer.submit(arrival(email)) for email in emails))
             assert loop.time() - started < 0.5, f"round {round_} waited for the linger"
         assert len(commits) == 3
-    finally:
-        await runtime.close()
 
 
 async def test_one_client_posting_one_at_a_time_is_not_held_back(db: Database) -> None:
     """One client waiting for each answer before its next post looks like a steady stream, but
     no other request can come: after two waits for nothing the writer stops waiting (for a
     second), so ten posts do not each wait out ``linger_ms`` (1 s)."""
-    settings = make_settings(db, intake={"writers": 2, "max_batch": 50, "linger_ms": 1000})
-    runtime = Runtime.create(settings)
-    commits: list[int] = []
-    writer = GroupCommitWriter(
-        runtime.sessions, settings, spawn=runtime.spawn, on_commit=lambda: commits.append(1)
-    )
     loop = asyncio.get_running_loop()
-    try:
+    async with lingering(db, writers=2, max_batch=50, linger_ms=1000) as (writer, _, commits):
         started = loop.time()
         for index in range(10):
             await writer.submit(arrival(f"one{index}@example.com"))
         assert loop.time() - started < 0.6
         assert len(commits) == 10
-    finally:
-        await runtime.close()
