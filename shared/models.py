@@ -168,7 +168,12 @@ class OutboxMessage(Base):
             postgresql_where=text("published_at IS NULL"),
             sqlite_where=text("published_at IS NULL"),
         ),
-        Index("ix_outbox_published_at", "published_at"),
+        Index(  # published rows only: see migration 0008
+            "ix_outbox_published_at",
+            "published_at",
+            postgresql_where=text("published_at IS NOT NULL"),
+            sqlite_where=text("published_at IS NOT NULL"),
+        ),
     )
 
 

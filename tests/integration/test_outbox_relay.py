@@ -257,3 +257,23 @@ async def test_prune_deletes_only_rows_published_before_the_retention_window(
 
 async def _none_left(db: Database) -> bool:
     return await unpublished(db) == 0
+
+
+async def test_the_relays_read_cannot_walk_the_published_rows(pg: Database) -> None:
+    """Migration 0008: ``ix_outbox_published_at`` holds published rows only, so no plan of the
+    relay's ``published_at IS NULL`` read, not even a generic one cached while the table was
+    small, goes through it (one that did walked every row published since the last vacuum)."""
+    async with pg.engine.connect() as connection:
+        await connection.exec_driver_sql("SET plan_cache_mode = force_generic_plan")
+        await connection.exec_driver_sql(
+            "PREPARE pending_read(smallint[], int) AS " + outbox_module.PENDING_IN_PG
+        )
+        plan = "\n".join(
+            row[0]
+            for row in await connection.exec_driver_sql(
+                "EXPLAIN EXECUTE pending_read('{0,1,2,3}', 5000)"
+            )
+        )
+        await connection.exec_driver_sql("DEALLOCATE pending_read")
+        await connection.rollback()
+    assert "ix_outbox_published_at" not in plan, plan
