@@ -87,7 +87,7 @@ class GroupCommitWriter:
         batch = [await self.queue.get()]
         limit, linger = self.settings.intake.max_batch, self.settings.intake.linger_ms / 1000
         loop = asyncio.get_running_loop()
-        deadline, gained = loop.time() + linger, 0
+        deadline = loop.time() + linger
         while len(batch) < limit:
             if not self.queue.empty():
                 batch.append(self.queue.get_nowait())
@@ -98,9 +98,8 @@ class GroupCommitWriter:
                 break  # the next arrival is not due before the batch must go
             try:
                 batch.append(await asyncio.wait_for(self.queue.get(), min(3 * gap, left)))
-                gained += 1
             except TimeoutError:
-                self._waited_for_nothing(alone=len(batch) == 1 and not gained)
+                self._waited_for_nothing(alone=len(batch) == 1)
                 break
             self._streak = 0
         return batch
