@@ -78,8 +78,16 @@ class KafkaSettings(_Group):
         20,
         ge=1,
         le=10_000,
-        description="Longest a consumer's fetch waits for data; the embedded broker answers "
-        "only when it ends (a latency floor per hop), Apache Kafka as soon as data arrives",
+        description="Longest a consumer's fetch waits for data. Apache Kafka answers as soon as "
+        "data arrives; the embedded broker notices it only at its next check within the wait "
+        "(about 5 ms per hop with 20), so a longer wait costs latency there, a shorter one CPU",
+    )
+    sla_fetch_max_wait_ms: int = Field(
+        500,
+        ge=1,
+        le=10_000,
+        description="The same for routing's consumer of the SLA topic: escalations come minutes "
+        "apart, and each fetch, answered or not, costs the broker and the consumer CPU",
     )
     commit_timeout_s: float = Field(10.0, gt=0, description="Upper bound on one offset commit")
 

@@ -72,8 +72,10 @@ class EventConsumer:
         on_commit: Callable[[], None] | None = None,
         assigned: asyncio.Event | None = None,
         before_poll: Callable[[], Awaitable[object]] | None = None,
+        fetch_max_wait_ms: int | None = None,
     ) -> None:
-        """``before_poll``: awaited before each poll, so that work that follows this consumer's
+        """``fetch_max_wait_ms``: this consumer's, if not ``kafka.fetch_max_wait_ms``.
+        ``before_poll``: awaited before each poll, so that work that follows this consumer's
         commits in the same process (scoring's routing) can hold it back until it has caught
         up; records already polled go on meanwhile."""
         self.name = name
@@ -84,6 +86,7 @@ class EventConsumer:
         self.settings = settings
         self.on_commit = on_commit or (lambda: None)
         self.before_poll = before_poll
+        self.fetch_max_wait_ms = fetch_max_wait_ms
         self.group_id = f"{settings.topics.prefix}.{name}"
         self.assigned = assigned or asyncio.Event()
         self.lanes = LANES if sessions.kw["bind"].dialect.name == "postgresql" else 1
@@ -98,7 +101,12 @@ class EventConsumer:
         await self._retrying_transient(
             lambda: ensure_topics(self.settings.kafka, [*self.topics, topics.dead_letter])
         )
-        consumer = make_consumer(self.settings.kafka, *self.topics, group_id=self.group_id)
+        consumer = make_consumer(
+            self.settings.kafka,
+            *self.topics,
+            group_id=self.group_id,
+            fetch_max_wait_ms=self.fetch_max_wait_ms,
+        )
         await consumer.start()
         try:
             while True:

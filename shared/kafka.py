@@ -33,7 +33,9 @@ def make_producer(settings: KafkaSettings, *, client_id: str | None = None) -> A
     )
 
 
-def make_consumer(settings: KafkaSettings, *topics: str, group_id: str) -> AIOKafkaConsumer:
+def make_consumer(
+    settings: KafkaSettings, *topics: str, group_id: str, fetch_max_wait_ms: int | None = None
+) -> AIOKafkaConsumer:
     # Offsets are committed by hand, after the database commit of the batch's effects.
     return AIOKafkaConsumer(
         *topics,
@@ -44,7 +46,7 @@ def make_consumer(settings: KafkaSettings, *topics: str, group_id: str) -> AIOKa
         auto_offset_reset="earliest",
         session_timeout_ms=settings.session_timeout_ms,
         heartbeat_interval_ms=settings.heartbeat_interval_ms,
-        fetch_max_wait_ms=settings.fetch_max_wait_ms,
+        fetch_max_wait_ms=fetch_max_wait_ms or settings.fetch_max_wait_ms,
         request_timeout_ms=max(settings.request_timeout_ms, settings.session_timeout_ms + 5000),
         max_poll_interval_ms=300_000,
     )

@@ -75,6 +75,7 @@ class Runtime:
         name: str | None = None,
         on_commit: Callable[[], None] | None = None,
         before_poll: Callable[[], Awaitable[object]] | None = None,
+        fetch_max_wait_ms: int | None = None,
     ) -> None:
         """Consume ``topics`` in the background as consumer ``group``; readiness waits for its
         partitions, and what it stages wakes the relay (or ``on_commit``)."""
@@ -92,6 +93,7 @@ class Runtime:
                 on_commit=on_commit or self.notify_relay,
                 assigned=assigned,
                 before_poll=before_poll,
+                fetch_max_wait_ms=fetch_max_wait_ms,
             )
             await consumer.run()
 

@@ -24,7 +24,13 @@ SWEEP_BATCH = 200
 
 def start_routing(runtime: Runtime, *, name: str = CONSUMER) -> None:
     topics = [runtime.settings.topics.sla]
-    runtime.start_consumer(CONSUMER, topics, RoutingHandler(runtime.settings), name=name)
+    runtime.start_consumer(
+        CONSUMER,
+        topics,
+        RoutingHandler(runtime.settings),
+        name=name,
+        fetch_max_wait_ms=runtime.settings.kafka.sla_fetch_max_wait_ms,
+    )
     runtime.spawn(sweep_forever(runtime), name=f"{name}-queue-sweep")
 
 
