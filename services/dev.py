@@ -17,7 +17,7 @@ from services.routing.main import start_routing
 from services.scoring.main import activate_sample_rules, start_scoring
 from services.serve import serve
 from services.webhooks.main import start_webhooks
-from shared.broker import EmbeddedBroker
+from shared.broker import EmbeddedBroker, embedded_kafka
 from shared.config import Settings
 from shared.migrate import upgrade
 from shared.runtime import Runtime
@@ -44,12 +44,8 @@ async def run_dev(settings: Settings) -> int:
         broker = EmbeddedBroker(log_path=settings.data_dir / "broker.log")
         broker.start()
     try:
-        kafka = settings.kafka.model_copy(
-            update={
-                "bootstrap_servers": broker.bootstrap_servers
-                if broker
-                else settings.kafka.bootstrap_servers
-            }
+        kafka = (
+            embedded_kafka(settings.kafka, broker.bootstrap_servers) if broker else settings.kafka
         )
         auth = settings.auth.model_copy(update={"secret_keys": [SecretStr(key)]})
         settings = settings.model_copy(update={"kafka": kafka, "auth": auth})

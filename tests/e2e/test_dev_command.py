@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from aiokafka import AIOKafkaConsumer
 
 from shared.broker import free_port
 
@@ -30,15 +32,27 @@ def _wait_ready(base: str, process: subprocess.Popen[bytes], within: float = 60)
     raise AssertionError("leadflow dev did not become ready")
 
 
-def _brokers_of(parent: int) -> set[int]:
-    """The embedded brokers that process ``parent`` started (other test runs may have theirs)."""
-    out = subprocess.run(["ps", "-eo", "pid,ppid,args"], capture_output=True, text=True).stdout
-    found = set()
+def _brokers_of(parent: int) -> dict[int, str]:
+    """The embedded brokers that process ``parent`` started (other test runs may have theirs),
+    each with the host:port it listens on."""
+    out = subprocess.run(["ps", "-ww", "-eo", "pid,ppid,args"], capture_output=True, text=True).stdout
+    found = {}
     for line in out.splitlines()[1:]:
         pid, ppid, args = line.split(None, 2)
         if int(ppid) == parent and "tansu" in args and "broker" in args:
-            found.add(int(pid))
+            found[int(pid)] = args.split("--listener-url tcp://", 1)[1].split()[0]
     return found
+
+
+async def _partitions(bootstrap_servers: str) -> dict[str, int]:
+    """Each Leadflow topic on the broker, with its number of partitions."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers)
+    await consumer.start()
+    try:
+        topics = {t for t in await consumer.topics() if t.startswith("leadflow.")}
+        return {t: len(consumer.partitions_for_topic(t) or ()) for t in topics}
+    finally:
+        await consumer.stop()
 
 
 def _alive(pid: int) -> bool:
@@ -88,6 +102,10 @@ def test_dev_runs_the_slice_and_stops_cleanly_on_ctrl_c(
         assert (data_dir / "leadflow.db").exists() == (database == "sqlite")
         brokers = _brokers_of(process.pid)
         assert len(brokers) == 1
+        # One partition per topic on the embedded broker (see shared.broker).
+        partitions = asyncio.run(_partitions(*brokers.values()))
+        assert {"leadflow.intake", "leadflow.lifecycle", "leadflow.sla"} <= set(partitions)
+        assert set(partitions.values()) == {1}
     finally:
         process.send_signal(signal.SIGINT)
         output = process.communicate(timeout=30)[0].decode()
