@@ -6,7 +6,9 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import statistics
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -91,6 +93,20 @@ def quantile(values: list[float], q: float) -> float:
     """The nearest-rank quantile ``q`` of ``values`` (in any order); NaN when there are none."""
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else math.nan
+
+
+def machine_pace() -> float:
+    """Milliseconds a fixed pure-Python loop takes, the median of five: on this shared machine
+    the same code runs up to twice as slow at some hours as at others, so figures taken on
+    different days are comparable only beside it (lower is faster)."""
+    timings = []
+    for _ in range(5):
+        started = time.perf_counter()
+        total = 0
+        for i in range(1_000_000):
+            total += i
+        timings.append((time.perf_counter() - started) * 1000)
+    return statistics.median(timings)
 
 
 def _ms(value: float) -> str:

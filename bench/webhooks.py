@@ -1,6 +1,7 @@
 """``python -m bench.webhooks [--rate R] [--seconds S] [--burst N]``: webhook latency, throughput.
 
-Production-like: PostgreSQL (a fresh database), the embedded broker, and ``leadflow intake``,
+Production-like: PostgreSQL (a fresh database), the embedded broker (topics of one partition,
+as ``leadflow dev`` makes them; ``BENCH_PARTITIONS`` sets another number), and ``leadflow intake``,
 ``leadflow scoring`` and ``leadflow webhooks`` as three processes. This process posts leads at a
 fixed rate (open loop) and runs the CRM receiver, subscribed to ``lead.mql`` (every posted lead
 qualifies). Latency: from the intake's 202 to the receiver's 200 for that lead's ``lead.mql``.
@@ -32,17 +33,20 @@ from sqlalchemy import insert, text
 
 from bench.intake import bench_database
 from bench.loadgen import CpuProbe, _cpu_ticks
-from bench.suite import DEFAULT_PG_URL, quantile
+from bench.suite import DEFAULT_PG_URL, machine_pace, quantile
 from services.scoring.main import activate_sample_rules
 from services.webhooks import subscriptions
 from services.webhooks.models import WebhookMessage
 from services.webhooks.schemas import SubscriptionIn
-from shared.broker import EmbeddedBroker
+from shared.broker import EMBEDDED_PARTITIONS, EmbeddedBroker
 from shared.config import load_settings
 from shared.runtime import Runtime
 from tests.webhook_receiver import Receiver
 
 SECRET_KEY = "sk_bench"
+IDLE_RECONNECT_S = 4.0
+"""A poster idle this long connects again: uvicorn closes a connection idle for 5 s (at low
+``--rate``, with many ``--connections``, each waits that long between posts)."""
 console = Console(width=None if sys.stdout.isatty() else 120)
 
 
@@ -67,6 +71,8 @@ def _environment(db_url: str, bootstrap: str, ports: dict[str, int]) -> dict[str
         LEADFLOW_HTTP__SCORING_PORT=str(ports["scoring"]),
         LEADFLOW_HTTP__WEBHOOKS_PORT=str(ports["webhooks"]),
     )
+    # The embedded broker as `leadflow dev` sets it up (see shared.broker), unless overridden.
+    env["LEADFLOW_KAFKA__PARTITIONS"] = os.environ.get("BENCH_PARTITIONS", str(EMBEDDED_PARTITIONS))
     if per_endpoint := os.environ.get("BENCH_PER_ENDPOINT"):  # else the service's default
         env["LEADFLOW_WEBHOOKS__PER_ENDPOINT_CONCURRENCY"] = per_endpoint
     return env
@@ -233,9 +239,13 @@ async def _latency_run(args: argparse.Namespace, env: dict[str, str], ports: dic
             """One keep-alive connection, one request in flight: raw bytes, not httpx, whose
             CPU per request would make this process the bottleneck it is meant to measure."""
             reader, writer = await asyncio.open_connection("127.0.0.1", ports["intake"])
+            done = time.perf_counter()
             try:
                 while (item := await due.get()) is not None:
                     index, measured = item
+                    if time.perf_counter() - done > IDLE_RECONNECT_S:
+                        writer.close()
+                        reader, writer = await asyncio.open_connection("127.0.0.1", ports["intake"])
                     sent = time.perf_counter()
                     writer.write(_lead_request(ports["intake"], index))
                     status, body = await _read_response(reader)
@@ -417,6 +427,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--burst", type=int, default=20_000, help="messages for throughput")
     parser.add_argument("--pg-url", default=os.environ.get("BENCH_PG_URL", DEFAULT_PG_URL))
     args = parser.parse_args(argv)
+    bench_state["pace"] = [machine_pace()]
     broker = EmbeddedBroker()
     broker.start()
     processes: list[subprocess.Popen[bytes]] = []
@@ -440,6 +451,7 @@ def main(argv: list[str] | None = None) -> int:
                     process.wait(timeout=30)
     finally:
         broker.stop()
+    bench_state["pace"].append(machine_pace())  # type: ignore[attr-defined]
     _report(args, rate, accepted, latencies, burst)
     p50, p99 = quantile(latencies, 0.5), quantile(latencies, 0.99)
     return 0 if len(latencies) == len(accepted) and p50 < 50 and p99 < 250 else 1
@@ -478,6 +490,11 @@ def _report(args, rate, accepted, latencies, burst) -> None:  # type: ignore[no-
     )
     if latencies:
         console.print(f"  mean {statistics.fmean(latencies):.1f} ms")
+    before, after = bench_state["pace"]  # type: ignore[misc]
+    console.print(
+        f"  machine pace (bench.suite.machine_pace, idle machine): {before:.0f} ms before, "
+        f"{after:.0f} ms after; figures from runs at different paces do not compare"
+    )
     _report_cpu(bench_state["cpu"], len(accepted))  # type: ignore[arg-type]
     stages = Table(title="Where the time goes (database timestamps; clocks of one machine)")
     for heading in ("stage", "p50 ms", "p99 ms"):
