@@ -35,7 +35,8 @@ def _wait_ready(base: str, process: subprocess.Popen[bytes], within: float = 60)
 def _brokers_of(parent: int) -> dict[int, str]:
     """The embedded brokers that process ``parent`` started (other test runs may have theirs),
     each with the host:port it listens on."""
-    out = subprocess.run(["ps", "-ww", "-eo", "pid,ppid,args"], capture_output=True, text=True).stdout
+    command = ["ps", "-ww", "-eo", "pid,ppid,args"]  # -ww: whole command lines, not cut
+    out = subprocess.run(command, capture_output=True, text=True).stdout
     found = {}
     for line in out.splitlines()[1:]:
         pid, ppid, args = line.split(None, 2)
