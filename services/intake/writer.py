@@ -7,7 +7,9 @@ a writer would take them one at a time (another writer is always free), and a tr
 cost (its round trips, the relay's round after each commit, and every later hop's smaller batches)
 would be paid per lead: so when the queue runs dry, the gathering writer waits for the next
 arrival as long as the recent arrival rate says one is due (three mean gaps between the last
-``WINDOW`` arrivals), never past ``linger_ms`` after the batch's first. Clients that wait for
+``WINDOW`` arrivals), never past ``linger_ms`` after the batch's first, and no longer once it
+holds ``linger_batch`` (what is already queued still joins): at those sizes a transaction's
+fixed cost is spread thin, and a fast stream of requests is not held back. Clients that wait for
 their answers before sending again (a closed loop) send nothing more until this batch is
 answered: their burst's gaps are tiny, so the batch closes at once instead of lingering for
 nothing; a lone request after a quiet spell is written at once; and when lone requests waited
@@ -81,17 +83,21 @@ class GroupCommitWriter:
 
     async def _gather(self) -> list[Pending]:
         """What is waiting; then each next arrival while one is due: within three mean gaps of
-        the recent arrivals, and within ``linger_ms`` of this batch's first. When lone requests
+        the recent arrivals, within ``linger_ms`` of this batch's first, and while the batch is
+        smaller than ``linger_batch``. When lone requests
         waited for nothing twice in a row (a client posting one at a time, waiting for each
         answer, looks like a steady stream), there is no waiting for ``FRUITLESS_PAUSE_S``."""
         batch = [await self.queue.get()]
-        limit, linger = self.settings.intake.max_batch, self.settings.intake.linger_ms / 1000
+        intake = self.settings.intake
+        limit, enough, linger = intake.max_batch, intake.linger_batch, intake.linger_ms / 1000
         loop = asyncio.get_running_loop()
         deadline = loop.time() + linger
         while len(batch) < limit:
             if not self.queue.empty():
                 batch.append(self.queue.get_nowait())
                 continue
+            if len(batch) >= enough:
+                break  # what is queued joined; waiting for more would save little
             now = loop.time()
             gap, left = self._mean_gap(now), deadline - now
             if gap >= left or now - self._fruitless < FRUITLESS_PAUSE_S:

@@ -129,6 +129,25 @@ async def test_requests_arriving_one_after_another_share_a_transaction(db: Datab
         assert await total(runtime, Inquiry) == 13
 
 
+async def test_a_batch_stops_waiting_once_it_holds_linger_batch(db: Database) -> None:
+    """The same steady pace, but a batch of ``linger_batch`` (3) goes without waiting for the
+    rest of ``linger_ms``: twelve arrivals make at least four transactions, where lingering up
+    to 1 s would put them all in one or two."""
+    async with lingering(db, writers=2, max_batch=50, linger_ms=1000, linger_batch=3) as (
+        writer,
+        runtime,
+        commits,
+    ):
+        await writer.submit(arrival("first@example.com"))
+        posted = []
+        for index in range(12):
+            posted.append(asyncio.create_task(writer.submit(arrival(f"b{index}@example.com"))))
+            await asyncio.sleep(0.03)  # the arrivals' pace, which is what is tested
+        await asyncio.gather(*posted)
+        assert len(commits) >= 1 + 4
+        assert await total(runtime, Inquiry) == 13
+
+
 async def test_a_closed_loop_is_not_held_back_by_the_linger(db: Database) -> None:
     """Clients that post again only once answered (a load generator, a retrying importer): after
     their burst nothing can arrive until the batch is answered, so it goes at once, although
