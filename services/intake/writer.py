@@ -84,9 +84,9 @@ class GroupCommitWriter:
     async def _gather(self) -> list[Pending]:
         """What is waiting; then each next arrival while one is due: within three mean gaps of
         the recent arrivals, within ``linger_ms`` of this batch's first, and while the batch is
-        smaller than ``linger_batch``. When lone requests
-        waited for nothing twice in a row (a client posting one at a time, waiting for each
-        answer, looks like a steady stream), there is no waiting for ``FRUITLESS_PAUSE_S``."""
+        smaller than ``linger_batch``. When lone requests waited for nothing twice in a row (a
+        client posting one at a time, waiting for each answer, looks like a steady stream),
+        there is no waiting for ``FRUITLESS_PAUSE_S``."""
         batch = [await self.queue.get()]
         intake = self.settings.intake
         limit, enough, linger = intake.max_batch, intake.linger_batch, intake.linger_ms / 1000

@@ -130,9 +130,9 @@ async def test_requests_arriving_one_after_another_share_a_transaction(db: Datab
 
 
 async def test_a_batch_stops_waiting_once_it_holds_linger_batch(db: Database) -> None:
-    """The same steady pace, but a batch of ``linger_batch`` (3) goes without waiting for the
-    rest of ``linger_ms``: twelve arrivals make at least four transactions, where lingering up
-    to 1 s would put them all in one or two."""
+    """A steady pace again (one every 30 ms), but a batch of ``linger_batch`` (3) goes without
+    waiting out ``linger_ms`` (1 s): twelve arrivals make at least four transactions, where
+    lingering would put them in one or two."""
     async with lingering(db, writers=2, max_batch=50, linger_ms=1000, linger_batch=3) as (
         writer,
         runtime,
