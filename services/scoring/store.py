@@ -112,13 +112,18 @@ ADD_ACTIVITIES = (
     " SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::timestamptz[], $5::uuid[])"
     " ON CONFLICT DO NOTHING"
 )
-ACTIVITIES = (  # a join, not ``= ANY``: the generic plan of that was 10× slower here
-    "SELECT a.lead_id, a.kind, a.occurred_at"
-    " FROM unnest($1::uuid[]) AS b(id) JOIN scoring_activities AS a ON a.lead_id = b.id"
+# A batch's activities and submissions: one index probe per lead, whatever the statistics. As
+# plain joins (chosen over ``= ANY``, whose generic plan was 10× slower here), the generic plans
+# made while the tables were nearly empty (a fresh database: no autoanalyze in its first minute)
+# were hash joins over sequential scans of the whole table, at every batch until the next
+# analyze. ``OFFSET 0`` keeps each LATERAL subquery from being flattened into such a join.
+ACTIVITIES = (
+    "SELECT b.id, a.kind, a.occurred_at FROM unnest($1::uuid[]) AS b(id) CROSS JOIN LATERAL"
+    " (SELECT kind, occurred_at FROM scoring_activities WHERE lead_id = b.id OFFSET 0) AS a"
 )
 SUBMISSIONS = (
-    "SELECT i.lead_id, i.submission"
-    " FROM unnest($1::uuid[]) AS b(id) JOIN inquiries AS i ON i.lead_id = b.id"
+    "SELECT b.id, i.submission FROM unnest($1::uuid[]) AS b(id) CROSS JOIN LATERAL"
+    " (SELECT submission, received_at FROM inquiries WHERE lead_id = b.id OFFSET 0) AS i"
     " ORDER BY i.received_at"
 )
 
