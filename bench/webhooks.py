@@ -1,8 +1,8 @@
 """``python -m bench.webhooks [--rate R] [--seconds S] [--burst N]``: webhook latency, throughput.
 
 Production-like: PostgreSQL (a fresh database), the embedded broker (topics of one partition,
-as ``leadflow dev`` makes them; ``BENCH_PARTITIONS`` sets another number), and ``leadflow intake``,
-``leadflow scoring`` and ``leadflow webhooks`` as three processes. This process posts leads at a
+as ``leadflow dev`` makes them), and ``leadflow intake``, ``leadflow scoring`` and
+``leadflow webhooks`` as three processes. This process posts leads at a
 fixed rate (open loop) and runs the CRM receiver, subscribed to ``lead.mql`` (every posted lead
 qualifies). Latency: from the intake's 202 to the receiver's 200 for that lead's ``lead.mql``.
 Then throughput: ``--burst`` messages queued at once for one fast receiver, drained by the
@@ -72,10 +72,10 @@ def _environment(db_url: str, bootstrap: str, ports: dict[str, int]) -> dict[str
         LEADFLOW_HTTP__WEBHOOKS_PORT=str(ports["webhooks"]),
     )
     # The embedded broker as `leadflow dev` sets it up (see shared.broker), unless overridden.
-    env["LEADFLOW_KAFKA__PARTITIONS"] = os.environ.get("BENCH_PARTITIONS", str(EMBEDDED_PARTITIONS))
+    env["LEADFLOW_KAFKA__PARTITIONS"] = str(EMBEDDED_PARTITIONS)
     if per_endpoint := os.environ.get("BENCH_PER_ENDPOINT"):  # else the service's default
         env["LEADFLOW_WEBHOOKS__PER_ENDPOINT_CONCURRENCY"] = per_endpoint
-    # Any other setting of the services: BENCH_LEADFLOW_INTAKE__LINGER_MS=40 sets theirs to 40.
+    # Any setting of the services: BENCH_LEADFLOW_KAFKA__PARTITIONS=4 sets theirs to 4.
     env.update({k[6:]: v for k, v in os.environ.items() if k.startswith("BENCH_LEADFLOW_")})
     return env
 
