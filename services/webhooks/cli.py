@@ -16,7 +16,7 @@ import typer
 from pydantic import BaseModel, ValidationError
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
+from rich.table import Column, Table
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.webhooks import deliveries, subscriptions
@@ -32,6 +32,16 @@ console = Console()
 T = TypeVar("T")
 JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable output")]
 REPLAY_CHUNK = 500
+
+
+def _id(header: str) -> Column:
+    """A column of ids, which are copied into the next command: never cut short or wrapped."""
+    return Column(header, no_wrap=True, min_width=36)
+
+
+def _folded(header: str) -> Column:
+    """A column whose long values break across lines instead of ending in an ellipsis."""
+    return Column(header, overflow="fold")
 
 
 def _run(work: Callable[[async_sessionmaker[AsyncSession], Settings], Awaitable[T]]) -> T:
@@ -117,7 +127,7 @@ def list_(as_json: JsonOption = False) -> None:
     rows = _run(work)
 
     def table() -> Table:
-        out = Table("id", "url", "event types", "enabled", "failures", "paused until")
+        out = Table(_id("id"), _folded("url"), "event types", "enabled", "failures", "paused until")
         for s in rows:
             state = "yes" if s.enabled else f"no ({s.disabled_reason})"
             paused = f"{s.paused_until:%H:%M:%S}" if s.paused_until else ""
@@ -218,10 +228,13 @@ def log(
     rows = _run(work)
 
     def table() -> Table:
-        out = Table("time", "lead", "event", "status", "ms", "outcome", "error")
+        out = Table(
+            "time", _id("message"), _folded("lead"), "event", "status", "ms", "outcome", "error"
+        )
         for a in rows:
             out.add_row(
                 f"{a.attempted_at:%Y-%m-%d %H:%M:%S}",
+                str(a.message_id),
                 a.lead_id,
                 a.event_type,
                 str(a.status_code or ""),
