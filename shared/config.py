@@ -29,7 +29,9 @@ class DatabaseSettings(_Group):
     pool_size: int = Field(20, ge=1, le=500, description="Fixed connection pool size")
     max_overflow: int = Field(0, ge=0, le=500, description="Extra connections above pool_size")
     pool_timeout_s: float = Field(30.0, gt=0, description="Wait this long for a free connection")
-    echo: bool = Field(False, description="Log every SQL statement (debugging only)")
+    echo: bool = Field(
+        False, description="Log every SQL statement, its parameters hidden (debugging only)"
+    )
 
     @field_validator("url")
     @classmethod

@@ -34,6 +34,8 @@ def unavailable(error: BaseException) -> bool:
 
 
 def make_engine(settings: DatabaseSettings) -> AsyncEngine:
+    """An engine that keeps statement parameters (secrets, personal data) out of its log lines
+    and out of the text of its errors (``hide_parameters``)."""
     if settings.is_sqlite:
         return _sqlite_engine(settings)
     # A fixed pool: SQLAlchemy's default 5+10 churned connections under 64 concurrent requests here
@@ -45,6 +47,7 @@ def make_engine(settings: DatabaseSettings) -> AsyncEngine:
         pool_timeout=settings.pool_timeout_s,
         pool_pre_ping=False,
         echo=settings.echo,
+        hide_parameters=True,
         json_serializer=_json_dumps,
         json_deserializer=orjson.loads,
     )
@@ -60,6 +63,7 @@ def _sqlite_engine(settings: DatabaseSettings) -> AsyncEngine:
         max_overflow=settings.max_overflow,
         pool_timeout=settings.pool_timeout_s,
         echo=settings.echo,
+        hide_parameters=True,
         connect_args={"timeout": 30},
         json_serializer=_json_dumps,
         json_deserializer=orjson.loads,

@@ -6,6 +6,11 @@ import logging
 
 import structlog
 
+# Libraries whose debug or info lines carry statement parameters, result rows or full URLs, and so
+# signing secrets, tokens in a CRM's URL and personal data. They log warnings and errors only,
+# whatever the level. (``db.echo`` still shows statements: SQLAlchemy's echo sets its own level.)
+QUIET_LIBRARIES = ("aiokafka", "aiosqlite", "asyncpg", "sqlalchemy", "httpx", "httpcore")
+
 
 def configure_logging(level: str = "INFO", *, json: bool = False) -> None:
     renderer = structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer()
@@ -22,4 +27,5 @@ def configure_logging(level: str = "INFO", *, json: bool = False) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    logging.getLogger("aiokafka").setLevel(max(logging.WARNING, root.level))
+    for name in QUIET_LIBRARIES:
+        logging.getLogger(name).setLevel(max(logging.WARNING, root.level))

@@ -237,8 +237,6 @@ class Dispatcher:
             self.wakeup.set()
 
     async def run(self) -> None:
-        # httpx logs every request's URL at INFO; a CRM URL may carry a token.
-        logging.getLogger("httpx").setLevel(max(logging.WARNING, logging.getLogger().level))
         backoff = 0.0
         async with make_transport(self.config) as transport:
             self._transport = transport

@@ -257,7 +257,7 @@ async def test_a_graph_api_that_fails_for_a_while_keeps_the_lead_and_a_later_swe
     client: httpx.AsyncClient, runtime: Runtime, graph: GraphStub, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)
-    # Worst case: httpx logging its request lines (the webhooks module turns them off).
+    # Worst case: httpx logging its request lines (the services' logging turns them off).
     caplog.set_level(logging.DEBUG, logger="httpx")
     leadgen_id = uuid4().hex
     graph.leads[leadgen_id] = field_data("hedy@example.com")

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import logging
+from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
+from uuid import UUID
 
 import httpx
 import pytest
+from sqlalchemy import insert
+from sqlalchemy.exc import IntegrityError
 from standardwebhooks import Webhook
 
 from services.intake.app import create_app
+from services.webhooks.models import Subscription
+from shared.logs import QUIET_LIBRARIES, configure_logging
 from shared.runtime import Runtime
 from tests.conftest import Database, eventually
 from tests.integration.webhook_helpers import dispatching, emit, scored, webhook_settings
@@ -148,3 +154,61 @@ async def test_log_per_subscription_and_per_lead_and_replay_since(
         assert len(receiver.received) == 6
         ids = [r.headers["webhook-id"] for r in receiver.received]
         assert sorted(set(ids)) == sorted(str(e.id) for e in events)
+
+
+@pytest.fixture
+def service_logs(caplog: pytest.LogCaptureFixture) -> Iterator[pytest.LogCaptureFixture]:
+    """The services' own logging set up at DEBUG, captured; the logging as it was after."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    libraries = {name: logging.getLogger(name).level for name in QUIET_LIBRARIES}
+    configure_logging("DEBUG")
+    root.addHandler(caplog.handler)
+    caplog.handler.setLevel(logging.DEBUG)
+    yield caplog
+    root.handlers[:] = handlers
+    root.setLevel(level)
+    for name, was in libraries.items():
+        logging.getLogger(name).setLevel(was)
+
+
+async def test_secrets_stay_out_of_the_logs_at_debug(
+    api: httpx.AsyncClient, db: Database, service_logs: pytest.LogCaptureFixture
+) -> None:
+    """Signing secrets, and a token in the target's query: creation, rotation, a retry and the
+    endpoint's disabling, with every library's lines that the services let through."""
+    settings = webhook_settings(db, retry_schedule_s=[0, 0])
+    answers = iter([Reply(500, body=b"nope"), Reply(410)])
+    async with Receiver(lambda _r: next(answers)) as receiver, dispatching(db, settings):
+        url = receiver.url("/hook?token=crm-token-4711")
+        created = (await _create(api, url=url, event_types=["lead.*"])).json()
+        path = f"/v1/subscriptions/{created['id']}"
+        rotated = (await api.post(f"{path}/rotate-secret", headers=AUTH)).json()
+        await emit(db, settings, scored())
+
+        async def disabled() -> bool:
+            shown = (await api.get(path, headers=AUTH)).json()
+            return shown["enabled"] is False
+
+        await eventually(disabled)
+    assert len(receiver.received) == 2
+    text = "\n".join(logging.Formatter().format(r) for r in service_logs.records)
+    assert "subscription" in text and "disabled" in text  # the capture saw the work
+    for secret in (created["secret"], rotated["secret"]):
+        assert secret.removeprefix("whsec_") not in text
+    assert "crm-token-4711" not in text
+
+
+async def test_a_database_error_does_not_carry_the_secret(
+    api: httpx.AsyncClient, db: Database
+) -> None:
+    """An error's text is logged with its traceback: it names the statement, not its values."""
+    created = (await _create(api, url="http://127.0.0.1:9/", event_types=["*"])).json()
+    again = {"id": UUID(created["id"]), "url": "http://127.0.0.1:9/", "event_types": ["*"]}
+    now = datetime.now(UTC)
+    row = {**again, "secret": created["secret"], "created_at": now, "updated_at": now}
+    with pytest.raises(IntegrityError) as refused:
+        async with db.sessions.begin() as session:
+            await session.execute(insert(Subscription).values(**row))
+    assert "webhook_subscriptions" in str(refused.value)
+    assert created["secret"] not in str(refused.value)
