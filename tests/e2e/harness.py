@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from uuid import uuid4
+from uuid import UUID, uuid4
 
 import httpx
 import orjson
@@ -18,6 +18,8 @@ from services.intake.app import create_app
 from services.intake.keys import create_key
 from services.scoring.main import activate_sample_rules, start_scoring
 from shared.config import Settings
+from shared.events import SlaEscalated, SlaEscalatedData
+from shared.kafka import make_producer
 from shared.models import Lead, LeadHistory, OutboxMessage
 from shared.runtime import Runtime
 
@@ -171,3 +173,20 @@ async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> set[int]:
             return set(partitions)
         await consumer._client.force_metadata_update()  # noqa: SLF001
     raise AssertionError(f"topic {topic} has no partitions")
+
+
+async def publish_escalation(
+    settings: Settings, lead_id: UUID, owner_id: UUID | None = None, *, reassign: bool = True
+) -> SlaEscalated:
+    """What the SLA monitor (not built yet) will publish when an owner lets a deadline pass."""
+    data = SlaEscalatedData(
+        lead_id=lead_id, owner_id=owner_id, policy="first_response", reassign=reassign
+    )
+    event = SlaEscalated.about_lead(lead_id, data, source="/test/sla", time=datetime.now(UTC))
+    producer = make_producer(settings.kafka)
+    await producer.start()
+    try:
+        await producer.send_and_wait(settings.topics.sla, event.encode(), key=event.key.encode())
+    finally:
+        await producer.stop()
+    return event

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
@@ -17,11 +16,15 @@ from sqlalchemy import select
 from services.routing.main import start_routing
 from shared.broker import EmbeddedBroker
 from shared.config import Settings
-from shared.events import SlaEscalated, SlaEscalatedData
-from shared.kafka import make_producer
 from shared.models import Lead, OutboxMessage
 from tests.conftest import Database, eventually, make_settings
-from tests.e2e.harness import Stack, distinct_events, read_topic, running_stack
+from tests.e2e.harness import (
+    Stack,
+    distinct_events,
+    publish_escalation,
+    read_topic,
+    running_stack,
+)
 
 pytestmark = pytest.mark.e2e
 AUTH = {"Authorization": "Bearer sk_test"}
@@ -143,7 +146,7 @@ async def test_an_sla_escalation_on_the_sla_topic_reassigns_the_lead(
         assert first == owners["bob@seller.example"]  # weight 2: due first
 
         await eventually(worker.consumers["routing"].is_set)
-        await _publish_escalation(settings, UUID(lead_id), UUID(first))
+        await publish_escalation(settings, UUID(lead_id), UUID(first))
 
         [moved] = await eventually(lambda: _staged(stack, "lead.reassigned", lead_id))
         assert moved["data"]["trigger"] == "sla_escalation"
@@ -254,18 +257,6 @@ async def _staged(stack: Stack, kind: str, lead_id: str) -> list[dict]:
             )
         )
         return [json.loads(p) for p in rows]
-
-
-async def _publish_escalation(settings: Settings, lead_id: UUID, owner_id: UUID) -> None:
-    """What the SLA monitor (not built yet) will publish when an owner lets a deadline pass."""
-    data = SlaEscalatedData(lead_id=lead_id, owner_id=owner_id, policy="first_response")
-    event = SlaEscalated.about_lead(lead_id, data, source="/test/sla", time=datetime.now(UTC))
-    producer = make_producer(settings.kafka)
-    await producer.start()
-    try:
-        await producer.send_and_wait(settings.topics.sla, event.encode(), key=event.key.encode())
-    finally:
-        await producer.stop()
 
 
 async def _post(client, body: dict) -> str:  # noqa: ANN001

@@ -1,6 +1,9 @@
-"""End to end through the broker: a form post reaches a subscribed CRM receiver, signed."""
+"""End to end through the broker: a form post reaches a subscribed CRM receiver, signed, and so
+does an escalation on the SLA topic."""
 
 from __future__ import annotations
+
+from uuid import UUID
 
 import pytest
 from standardwebhooks import Webhook
@@ -9,7 +12,7 @@ from services.webhooks.main import start_webhooks
 from shared.broker import EmbeddedBroker
 from shared.runtime import Runtime
 from tests.conftest import Database, eventually, make_settings
-from tests.e2e.harness import running_stack
+from tests.e2e.harness import publish_escalation, running_stack
 from tests.webhook_receiver import Receiver
 
 pytestmark = pytest.mark.e2e
@@ -46,6 +49,12 @@ async def test_a_form_post_reaches_a_subscribed_receiver_as_a_signed_lead_mql(
 
             await eventually(lambda: _logged(stack.client, lead_id), within=10)
             assert len(crm.received) == 1  # lead.received and lead.scored were not subscribed
+
+            sent = await publish_escalation(settings, UUID(lead_id), reassign=False)
+            await eventually(lambda: len(crm.received) == 2, within=30)
+            escalation = Webhook(secret).verify(crm.received[1].body, crm.received[1].headers)
+            assert escalation["type"] == "sla.escalated" and escalation["id"] == str(sent.id)
+            assert escalation["data"]["policy"] == "first_response"
     finally:
         failed = [t for t in webhooks.tasks if t.done() and not t.cancelled() and t.exception()]
         await webhooks.close()
