@@ -12,6 +12,7 @@ from standardwebhooks import Webhook
 from services.webhooks import deliveries
 from services.webhooks.models import Subscription
 from services.webhooks.queue import claim
+from shared.events import LeadErased, LeadErasedData
 from shared.models import OutboxMessage
 from tests.conftest import Database, eventually
 from tests.integration.webhook_helpers import (
@@ -320,3 +321,29 @@ async def test_an_event_recorded_twice_is_delivered_once(db: Database) -> None:
         async with db.sessions() as session:
             count = await session.scalar(select(func.count()).select_from(Subscription))
         assert count == 1 and len(await messages(db, created.id)) == 1
+
+
+async def test_lead_erased_reaches_every_lead_subscriber_whatever_its_types_or_filter(
+    db: Database,
+) -> None:
+    settings = webhook_settings(db)
+    url = "http://127.0.0.1:9/hook"
+    enterprise = 'data.segment == "enterprise"'
+    filtered = await subscribe(db, settings, url, ["lead.mql"], filter=enterprise)
+    everything = await subscribe(db, settings, url, ["*"])
+    sla_only = await subscribe(db, settings, url, ["sla.*"])
+    lead = uuid4()
+    erased = LeadErased.about_lead(
+        lead,
+        LeadErasedData(lead_id=lead, reason="erasure request"),
+        source="/t",
+        time=datetime.now(UTC),
+    )
+    await emit(db, settings, scored(lead), erased)
+
+    assert [m.event_type for m in await messages(db, filtered.id)] == ["lead.erased"]
+    assert [m.event_type for m in await messages(db, everything.id)] == [
+        "lead.scored",
+        "lead.erased",
+    ]
+    assert await messages(db, sla_only.id) == []
