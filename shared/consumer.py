@@ -28,11 +28,11 @@ from shared.db import driver_connection, insert_ignoring_conflicts, translated, 
 from shared.events import Event, UndecodableEvent, UnknownEventType, decode
 from shared.kafka import ensure_topics, make_consumer
 from shared.metrics import BATCH_SECONDS, DEAD_LETTERED, EVENTS_PROCESSED
-from shared.models import ProcessedEvent
+from shared.models import ProcessedEvent, table_of
 from shared.shutdown import bounded
 
 log = logging.getLogger(__name__)
-processed = ProcessedEvent.__table__
+processed = table_of(ProcessedEvent)
 LANES = 4
 """Transactions applied at once for a backlog (records fetched at once: this many
 ``consumer.max_batch``); see ``_consume_in_lanes``."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 from uuid import UUID
 
 from sqlalchemy import (
@@ -16,6 +16,7 @@ from sqlalchemy import (
     MetaData,
     SmallInteger,
     String,
+    Table,
     Text,
     TypeDecorator,
     false,
@@ -66,6 +67,12 @@ Sequence = BigInteger().with_variant(Integer, "sqlite")
 
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
+
+
+def table_of(model: type[Base]) -> Table:
+    """The model's ``Table``. SQLAlchemy types ``__table__`` as a ``FromClause``, which
+    ``insert()``, ``update()``, ``delete()`` and the helpers in ``shared.db`` do not accept."""
+    return cast(Table, model.__table__)
 
 
 class Lead(Base):

@@ -33,13 +33,13 @@ from shared.db import driver_connection, insert_rows, translated
 from shared.events import CloudEvent, topic_for
 from shared.kafka import ensure_topics
 from shared.metrics import OUTBOX_PUBLISHED, OUTBOX_REPUBLISHED
-from shared.models import OUTBOX_SHARDS, OutboxMessage, OutboxShard
+from shared.models import OUTBOX_SHARDS, OutboxMessage, OutboxShard, table_of
 from shared.partitioning import partition_of
 
 log = logging.getLogger(__name__)
 BROKER_WATCH_INTERVAL_S = 2.0
-outbox = OutboxMessage.__table__
-shards = OutboxShard.__table__
+outbox = table_of(OutboxMessage)
+shards = table_of(OutboxShard)
 
 _pending_shards = select(outbox.c.shard).where(outbox.c.published_at.is_(None)).distinct()
 LOCK_PENDING_SHARDS = (

@@ -26,13 +26,13 @@ from services.webhooks.models import DeliveryAttempt, WebhookMessage
 from shared.config import Settings
 from shared.events import LeadErased, LeadErasedData
 from shared.ids import new_id
-from shared.models import Inquiry, Lead, LeadHistory, OutboxMessage
+from shared.models import Inquiry, Lead, LeadHistory, OutboxMessage, table_of
 from shared.outbox import stage
 
-leads, inquiries, history = Lead.__table__, Inquiry.__table__, LeadHistory.__table__
-activities, outcomes = LeadActivityRow.__table__, LeadOutcomeRow.__table__
-platform_leads, outbox = PlatformLead.__table__, OutboxMessage.__table__
-messages, attempts = WebhookMessage.__table__, DeliveryAttempt.__table__
+leads, inquiries, history = table_of(Lead), table_of(Inquiry), table_of(LeadHistory)
+activities, outcomes = table_of(LeadActivityRow), table_of(LeadOutcomeRow)
+platform_leads, outbox = table_of(PlatformLead), table_of(OutboxMessage)
+messages, attempts = table_of(WebhookMessage), table_of(DeliveryAttempt)
 SOURCE = "/leadflow/intake"
 PERSONAL_COLUMNS = (
     "email",

@@ -23,9 +23,10 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.intake.models import IdempotencyRecord
+from shared.models import table_of
 from shared.problems import Problem
 
-records = IdempotencyRecord.__table__
+records = table_of(IdempotencyRecord)
 ANSWERED = 202
 
 

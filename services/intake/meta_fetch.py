@@ -37,9 +37,10 @@ from services.intake.platform_mapping import (
 from services.intake.platform_models import PlatformFetch
 from services.intake.platform_store import PlatformArrival, mark_invalid, store_platform_lead
 from shared.config import PlatformSettings, Settings
+from shared.models import table_of
 
 log = logging.getLogger(__name__)
-fetches = PlatformFetch.__table__
+fetches = table_of(PlatformFetch)
 _TOKEN = re.compile(r"(access_token=)[^&\s'\"]+")
 
 

@@ -21,9 +21,10 @@ from services.intake.store import Arrival, store_inquiries
 from shared.config import Settings
 from shared.db import insert_ignoring_conflicts
 from shared.ids import new_id
+from shared.models import table_of
 
-platform_leads = PlatformLead.__table__
-fetches = PlatformFetch.__table__
+platform_leads = table_of(PlatformLead)
+fetches = table_of(PlatformFetch)
 
 
 @dataclass(frozen=True, slots=True)

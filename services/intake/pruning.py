@@ -19,10 +19,11 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.intake.models import IdempotencyRecord
 from shared.config import Settings
+from shared.models import table_of
 from shared.runtime import Runtime
 
 log = logging.getLogger(__name__)
-records = IdempotencyRecord.__table__
+records = table_of(IdempotencyRecord)
 
 
 class IdempotencyPruner:

@@ -31,13 +31,13 @@ from services.intake.store import Arrival, store_inquiries
 from shared.auth import authenticate
 from shared.config import Settings
 from shared.ids import new_id
-from shared.models import Inquiry, Lead, LeadHistory
+from shared.models import Inquiry, Lead, LeadHistory, table_of
 from shared.problems import Problem
 from shared.runtime import Runtime
 
 log = logging.getLogger(__name__)
-leads, inquiries, history = Lead.__table__, Inquiry.__table__, LeadHistory.__table__
-activities, outcomes = LeadActivityRow.__table__, LeadOutcomeRow.__table__
+leads, inquiries, history = table_of(Lead), table_of(Inquiry), table_of(LeadHistory)
+activities, outcomes = table_of(LeadActivityRow), table_of(LeadOutcomeRow)
 RELEASED = "lead.released"
 REPLAYED = "Idempotent-Replayed"
 router = APIRouter(

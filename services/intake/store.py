@@ -33,14 +33,14 @@ from shared.config import Settings
 from shared.db import insert_many, unnest_arrays
 from shared.events import LeadReceived, LeadReceivedData
 from shared.ids import new_id
-from shared.models import Inquiry, Lead, LeadHistory
+from shared.models import Inquiry, Lead, LeadHistory, table_of
 from shared.outbox import outbox, outbox_row
 from shared.problems import Problem
 
-leads = Lead.__table__
-inquiries = Inquiry.__table__
-history = LeadHistory.__table__
-records = IdempotencyRecord.__table__
+leads = table_of(Lead)
+inquiries = table_of(Inquiry)
+history = table_of(LeadHistory)
+records = table_of(IdempotencyRecord)
 SOURCE = "/leadflow/intake"
 LEAD_FIELDS = ("phone", "first_name", "last_name", "company", "country", "company_domain")
 QUARANTINED = "lead.quarantined"

@@ -16,10 +16,10 @@ from services.routing.models import Account, Membership, Rep, Team
 from services.routing.repository import touch_directory
 from services.routing.schemas import AccountIn, RepIn, TeamIn
 from shared.ids import new_id
-from shared.models import Lead
+from shared.models import Lead, table_of
 
-reps_t, teams_t, members_t = Rep.__table__, Team.__table__, Membership.__table__
-accounts_t = Account.__table__
+reps_t, teams_t, members_t = table_of(Rep), table_of(Team), table_of(Membership)
+accounts_t = table_of(Account)
 
 
 class DirectoryInvalid(ValueError):
@@ -129,7 +129,7 @@ async def delete_account(session: AsyncSession, account_id: UUID) -> bool:
 
 async def recount_open_leads(session: AsyncSession, closed_stages: tuple[str, ...]) -> int:
     """Rebuild each rep's open-lead count from the leads table; returns the reps changed."""
-    leads = Lead.__table__
+    leads = table_of(Lead)
     counts = dict(
         (
             await session.execute(

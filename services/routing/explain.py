@@ -10,8 +10,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.routing import txn as routing_txn
 from services.routing.models import Assignment
+from shared.models import table_of
 
-assignments_t = Assignment.__table__
+assignments_t = table_of(Assignment)
 
 
 async def routing_explanation(session: AsyncSession, lead_id: UUID) -> list[dict[str, Any]]:

@@ -30,7 +30,7 @@ from services.routing.service import RoutingDecision, route_leads
 from shared.config import Settings
 from shared.consumer import is_transient
 from shared.db import driver_connection, translated
-from shared.models import Lead
+from shared.models import Lead, table_of
 
 PENDING = "pending"
 FAILED = "failed"
@@ -40,7 +40,7 @@ QUALIFIED = frozenset({"mql", "sal", "sql"})
 BATCH = 1000
 POLL_INTERVAL_S = 1.0
 """Between rounds with nothing to wake it: picks up what a crashed process left pending."""
-leads_t = Lead.__table__
+leads_t = table_of(Lead)
 log = logging.getLogger(__name__)
 MARK_PENDING = (  # the batch's ids as one array: one statement text whatever their number
     "UPDATE leads SET routing_status = 'pending' WHERE id = ANY($1::uuid[])"

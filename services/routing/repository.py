@@ -24,14 +24,15 @@ from services.routing.models import (
 from services.routing.rules import BUILT_IN, compile_routing
 from shared.db import upsert
 from shared.ids import new_id
+from shared.models import table_of
 
-reps_t, teams_t, members_t = Rep.__table__, Team.__table__, Membership.__table__
+reps_t, teams_t, members_t = table_of(Rep), table_of(Team), table_of(Membership)
 accounts_t, rulesets_t, state_t = (
-    Account.__table__,
-    RoutingRuleset.__table__,
-    RoutingState.__table__,
+    table_of(Account),
+    table_of(RoutingRuleset),
+    table_of(RoutingState),
 )
-pools_t, ledger_t = PoolState.__table__, LedgerEntry.__table__
+pools_t, ledger_t = table_of(PoolState), table_of(LedgerEntry)
 LOCKED = "routing.locked"
 _cache: dict[tuple[str, str], Directory] = {}
 

@@ -28,11 +28,11 @@ from services.routing.txn import RoutingTxn
 from shared.config import Settings
 from shared.db import driver_connection, translated
 from shared.ids import new_id
-from shared.models import Inquiry, Lead, LeadHistory
+from shared.models import Inquiry, Lead, LeadHistory, table_of
 from shared.outbox import stage
 
-leads_t, inquiries_t, history_t = Lead.__table__, Inquiry.__table__, LeadHistory.__table__
-assignments_t, reps_t = Assignment.__table__, Rep.__table__
+leads_t, inquiries_t, history_t = table_of(Lead), table_of(Inquiry), table_of(LeadHistory)
+assignments_t, reps_t = table_of(Assignment), table_of(Rep)
 CLOSED_STAGES = frozenset({"won", "lost", "recycled", "disqualified"})
 """A lead in one of these no longer counts against its owner and is not reassigned on its own."""
 

@@ -31,10 +31,11 @@ from services.routing.directory import RepLoad, TeamInfo
 from services.routing.models import LedgerEntry, PoolState, Rep, RoutingState
 from shared.db import insert_ignoring_conflicts, insert_many, upsert
 from shared.ids import new_id
+from shared.models import table_of
 
 KEY = "leadflow.routing"
-reps_t, state_t = Rep.__table__, RoutingState.__table__
-pools_t, ledger_t = PoolState.__table__, LedgerEntry.__table__
+reps_t, state_t = table_of(Rep), table_of(RoutingState)
+pools_t, ledger_t = table_of(PoolState), table_of(LedgerEntry)
 
 
 @dataclass

@@ -23,15 +23,15 @@ from services.scoring.models import LeadTransition, Ruleset, ScoringActivity
 from services.scoring.ruleset import CompiledRuleset, compile_ruleset
 from shared.consumer import NotReady
 from shared.db import driver_connection, insert_ignoring_conflicts, insert_rows, translated
-from shared.models import Inquiry, Lead, LeadHistory
+from shared.models import Inquiry, Lead, LeadHistory, table_of
 
 DEFAULT_RULESET = Path(__file__).resolve().parents[2] / "rules" / "default.yaml"
-leads = Lead.__table__
-inquiries = Inquiry.__table__
-history = LeadHistory.__table__
-activities = ScoringActivity.__table__
-transitions = LeadTransition.__table__
-rulesets = Ruleset.__table__
+leads = table_of(Lead)
+inquiries = table_of(Inquiry)
+history = table_of(LeadHistory)
+activities = table_of(ScoringActivity)
+transitions = table_of(LeadTransition)
+rulesets = table_of(Ruleset)
 LEAD_STATE = (
     "score",
     "fit_grade",

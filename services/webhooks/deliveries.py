@@ -19,9 +19,10 @@ from services.webhooks.models import (
 )
 from services.webhooks.schemas import AttemptView, MessageView
 from services.webhooks.subscriptions import find
+from shared.models import table_of
 from shared.problems import Problem
 
-messages = WebhookMessage.__table__
+messages = table_of(WebhookMessage)
 
 
 async def list_messages(

@@ -20,12 +20,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.webhooks.models import Subscription, WebhookMessage
 from services.webhooks.signing import signing_secrets
+from shared.models import table_of
 
-messages = WebhookMessage.__table__
+messages = table_of(WebhookMessage)
 PENDING_LITERAL = literal_column("'pending'")
 """A literal, not a bound parameter: PostgreSQL uses the partial indexes (``WHERE status =
 'pending'``) only when it can see the value in the statement."""
-subscriptions = Subscription.__table__
+subscriptions = table_of(Subscription)
 
 
 @dataclass(frozen=True)

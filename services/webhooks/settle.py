@@ -18,10 +18,11 @@ from shared.config import Settings
 from shared.db import insert_rows
 from shared.events import SubscriptionDisabled, SubscriptionDisabledData
 from shared.ids import new_id
+from shared.models import table_of
 from shared.outbox import stage
 
 SOURCE = "/leadflow/webhooks"
-attempts = DeliveryAttempt.__table__
+attempts = table_of(DeliveryAttempt)
 
 
 @dataclass(frozen=True)
