@@ -6,12 +6,13 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import asyncpg
 import orjson
 from sqlalchemy import JSON, event, insert, text
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import CursorResult, Result
 from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -105,6 +106,12 @@ def insert_ignoring_conflicts(session: AsyncSession, table: Table) -> Insert:
     if dialect == "sqlite":
         return sqlite.insert(table).on_conflict_do_nothing()
     return insert(table)
+
+
+def rowcount(result: Result[Any]) -> int:
+    """The rows an UPDATE or DELETE matched. ``execute`` is typed to return a ``Result``; for
+    those statements it is a ``CursorResult``, which carries the count."""
+    return cast(CursorResult[Any], result).rowcount
 
 
 def upsert(session: AsyncSession, table: Table) -> postgresql.Insert | sqlite.Insert:

@@ -29,7 +29,7 @@ from sqlalchemy import bindparam, delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shared.config import Settings
-from shared.db import driver_connection, insert_rows, translated
+from shared.db import driver_connection, insert_rows, rowcount, translated
 from shared.events import CloudEvent, topic_for
 from shared.kafka import ensure_topics
 from shared.metrics import OUTBOX_PUBLISHED, OUTBOX_REPUBLISHED
@@ -241,21 +241,21 @@ class Relay:
                 update(outbox).where(outbox.c.published_at.is_not(None)).values(published_at=None)
             )
         created = await ensure_topics(self.settings.kafka, self.settings.topics.all())
-        if result.rowcount:
+        if rowcount(result):
             log.warning(
                 "%s: broker lost topics %s; republishing %d retained events",
                 self.name,
                 created,
-                result.rowcount,
+                rowcount(result),
             )
-        OUTBOX_REPUBLISHED.inc(result.rowcount)
+        OUTBOX_REPUBLISHED.inc(rowcount(result))
 
     async def prune(self, now: datetime) -> int:
         """Delete rows published longer ago than the retention window."""
         cutoff = now - timedelta(hours=self.settings.outbox.retention_hours)
         async with self.sessions.begin() as session:
             result = await session.execute(delete(outbox).where(outbox.c.published_at < cutoff))
-        return result.rowcount
+        return rowcount(result)
 
 
 async def _pending_in(session: AsyncSession, owned: list[int], limit: int) -> Sequence[Any]:

@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.intake.models import ApiKey
 from shared.auth import ADMIN, Caller
+from shared.db import rowcount
 from shared.ids import new_id
 
 PUBLIC, SECRET = "public", "secret"
@@ -101,7 +102,7 @@ async def revoke_key(session: AsyncSession, key_id: UUID, *, now: datetime) -> b
         .where(ApiKey.id == key_id, ApiKey.revoked_at.is_(None))
         .values(revoked_at=now)
     )
-    return bool(result.rowcount)  # type: ignore[attr-defined]
+    return bool(rowcount(result))
 
 
 class KeyRing:

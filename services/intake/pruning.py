@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.intake.models import IdempotencyRecord
 from shared.config import Settings
+from shared.db import rowcount
 from shared.models import table_of
 from shared.runtime import Runtime
 
@@ -68,7 +69,7 @@ class IdempotencyPruner:
             result = await session.execute(
                 delete(records).where(records.c.key.in_(doomed.scalar_subquery()), expired)
             )
-        return result.rowcount  # type: ignore[attr-defined, no-any-return]
+        return rowcount(result)
 
 
 def start_idempotency_pruner(runtime: Runtime) -> IdempotencyPruner:

@@ -15,6 +15,7 @@ from services.routing.accounts import normalise_domain
 from services.routing.models import Account, Membership, Rep, Team
 from services.routing.repository import touch_directory
 from services.routing.schemas import AccountIn, RepIn, TeamIn
+from shared.db import rowcount
 from shared.ids import new_id
 from shared.models import Lead, table_of
 
@@ -124,7 +125,7 @@ async def put_account(session: AsyncSession, account: AccountIn, now: datetime) 
 async def delete_account(session: AsyncSession, account_id: UUID) -> bool:
     result = await session.execute(delete(accounts_t).where(accounts_t.c.id == account_id))
     await touch_directory(session)
-    return bool(result.rowcount)
+    return bool(rowcount(result))
 
 
 async def recount_open_leads(session: AsyncSession, closed_stages: tuple[str, ...]) -> int:

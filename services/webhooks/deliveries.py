@@ -19,6 +19,7 @@ from services.webhooks.models import (
 )
 from services.webhooks.schemas import AttemptView, MessageView
 from services.webhooks.subscriptions import find
+from shared.db import rowcount
 from shared.models import table_of
 from shared.problems import Problem
 
@@ -112,7 +113,7 @@ async def requeue(session: AsyncSession, seqs: Sequence[int], *, now: datetime) 
         .where(messages.c.seq.in_(list(seqs)))
         .values(status=PENDING, attempts=0, due_at=now, locked_until=None, delivered_at=None)
     )
-    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+    return int(rowcount(result) or 0)
 
 
 def _message_view(message: WebhookMessage) -> MessageView:
