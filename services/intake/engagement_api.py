@@ -33,7 +33,7 @@ from shared.auth import Caller, authenticate
 from shared.runtime import Runtime
 
 PROBLEM = {"content": {problems.PROBLEM_JSON: {}}, "description": "RFC 9457 problem details"}
-ERRORS = {401: PROBLEM, 403: PROBLEM, 404: PROBLEM, 409: PROBLEM, 413: PROBLEM, 422: PROBLEM}
+ERRORS: dict[int | str, dict[str, Any]] = dict.fromkeys((401, 403, 404, 409, 413, 422), PROBLEM)
 
 
 def _runtime(request: Request) -> Runtime:
@@ -44,7 +44,7 @@ RuntimeDep = Annotated[Runtime, Depends(_runtime)]
 router = APIRouter(prefix="/v1/leads", tags=["engagement"], dependencies=[Depends(authenticate)])
 
 
-POST = {
+POST: dict[str, Any] = {
     "status_code": status.HTTP_202_ACCEPTED,
     "responses": ERRORS
     | {

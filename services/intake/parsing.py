@@ -77,7 +77,10 @@ def parse_json(payload: Any, *, honeypot: str) -> Parsed:
 def parse_form(items: Iterable[tuple[str, str]], *, honeypot: str) -> Parsed:
     """A web form's fields: known names map to the canonical fields, the rest is ``custom``."""
     parsed = Parsed("form", raw={})
-    data, custom, consent, utm = parsed.data, {}, {}, {}
+    data = parsed.data
+    custom: dict[str, Any] = {}
+    consent: dict[str, Any] = {}
+    utm: dict[str, str] = {}
     for name, value in items:
         if name == "key":
             parsed.key = parsed.key or value.strip() or None
@@ -101,9 +104,9 @@ def parse_form(items: Iterable[tuple[str, str]], *, honeypot: str) -> Parsed:
             _split_name(data, value)
         else:
             _keep(custom, name, value)
-    for part, value in (("utm", utm), ("consent", consent), ("custom", custom)):
-        if value:
-            data[part] = value
+    for part, collected in (("utm", utm), ("consent", consent), ("custom", custom)):
+        if collected:
+            data[part] = collected
     return parsed
 
 
@@ -111,11 +114,12 @@ def _hubspot(payload: dict[str, Any], *, honeypot: str) -> Parsed:
     try:
         body = HubSpotSubmission.model_validate(payload)
     except ValidationError as error:
-        item = error.errors()[0]
-        where = ".".join(str(part) for part in item["loc"]) or "body"
-        raise InputError(where, item["msg"]) from None
+        first = error.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "body"
+        raise InputError(where, first["msg"]) from None
     parsed = Parsed("hubspot", raw=dict(payload))
-    data, custom = parsed.data, {}
+    data = parsed.data
+    custom: dict[str, Any] = {}
     for index, item in enumerate(body.fields):
         value = "" if item.value is None else str(item.value)
         name = item.name
@@ -133,13 +137,13 @@ def _hubspot(payload: dict[str, Any], *, honeypot: str) -> Parsed:
         context = body.context
         if context.pageUri:
             data["page_url"] = context.pageUri
-        for name, value in (
+        for name, given in (
             ("hutk", context.hutk),
             ("page_name", context.pageName),
             ("ip_address", context.ipAddress),
         ):
-            if value:
-                custom.setdefault(name, value)
+            if given:
+                custom.setdefault(name, given)
     consent = body.legalConsentOptions and body.legalConsentOptions.consent
     if consent:
         data["consent"] = {

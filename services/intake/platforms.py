@@ -166,7 +166,7 @@ async def google_ads_lead(request: Request, response: Response, runtime: Runtime
     async with runtime.sessions.begin() as session:
         if await claim(session, arrival, status="pending", now=now):
             raw = {k: v for k, v in body.items() if k.lower() != "google_key"}
-            accepted = await store_platform_lead(
+            accepted: LeadAccepted | None = await store_platform_lead(
                 session, arrival, submission, settings=runtime.settings, now=now, raw=raw
             )
         else:

@@ -168,7 +168,7 @@ async def _claim_keys(
     if not leaders:
         return followers
     cutoff = arrivals[0].received_at - timedelta(hours=settings.intake.idempotency_hours)
-    rows = [
+    rows: list[dict[str, Any]] = [
         {
             "key": key,
             "fingerprint": leaders[key].idempotency.fingerprint,  # type: ignore[union-attr]
