@@ -9,13 +9,13 @@ delivery is at least once and receivers dedupe on ``webhook-id``.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import func, literal_column, or_, select, text, update
+from sqlalchemy import ColumnClause, func, literal_column, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.webhooks.models import Subscription, WebhookMessage
@@ -23,7 +23,7 @@ from services.webhooks.signing import signing_secrets
 from shared.models import table_of
 
 messages = table_of(WebhookMessage)
-PENDING_LITERAL = literal_column("'pending'")
+PENDING_LITERAL: ColumnClause[str] = literal_column("'pending'")
 """A literal, not a bound parameter: PostgreSQL uses the partial indexes (``WHERE status =
 'pending'``) only when it can see the value in the statement."""
 subscriptions = table_of(Subscription)
@@ -127,7 +127,11 @@ async def claim(
 
 
 def _within_limits(
-    rows: list[Any], in_flight: Mapping[UUID, int], per_endpoint: int, threshold: int, now: datetime
+    rows: Sequence[Any],
+    in_flight: Mapping[UUID, int],
+    per_endpoint: int,
+    threshold: int,
+    now: datetime,
 ) -> list[Claimed]:
     taken: dict[UUID, int] = dict(in_flight)
     chosen = []
