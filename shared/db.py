@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
+from sqlalchemy.orm import Session
 from sqlalchemy.sql.dml import Insert
 from sqlalchemy.sql.schema import Table
 
@@ -114,7 +115,7 @@ def rowcount(result: Result[Any]) -> int:
     return cast(CursorResult[Any], result).rowcount
 
 
-def upsert(session: AsyncSession, table: Table) -> postgresql.Insert | sqlite.Insert:
+def upsert(session: AsyncSession | Session, table: Table) -> postgresql.Insert | sqlite.Insert:
     dialect = session.get_bind().dialect.name
     return postgresql.insert(table) if dialect == "postgresql" else sqlite.insert(table)
 

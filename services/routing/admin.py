@@ -131,7 +131,7 @@ async def delete_account(session: AsyncSession, account_id: UUID) -> bool:
 async def recount_open_leads(session: AsyncSession, closed_stages: tuple[str, ...]) -> int:
     """Rebuild each rep's open-lead count from the leads table; returns the reps changed."""
     leads = table_of(Lead)
-    counts = dict(
+    counts: dict[UUID, int] = dict(
         (
             await session.execute(
                 select(leads.c.owner_id, func.count())

@@ -61,7 +61,7 @@ async def routing_off(session: AsyncSession) -> bool:
 
 
 async def directory(session: AsyncSession, token: str) -> Directory:
-    key = (str(session.get_bind().url), token)
+    key = (str(session.get_bind().engine.url), token)
     cached = _cache.get(key)
     if cached is None:
         cached = await load_directory(session, token)

@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import bindparam, func, select, update
+from sqlalchemy import BindParameter, bindparam, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.routing import repository as repo
@@ -334,7 +334,9 @@ async def _write(
         with translated(_ROUTED):
             await driver.execute(_ROUTED, *([u[c] for u in updates] for c in _ROUTED_COLUMNS))
     elif updates:
-        columns = {k: bindparam(k) for k in updates[0] if k != "b_id"}
+        columns: dict[str, BindParameter[Any]] = {
+            k: bindparam(k) for k in updates[0] if k != "b_id"
+        }
         statement = update(leads_t).where(leads_t.c.id == bindparam("b_id")).values(**columns)
         await session.execute(statement, updates)
     await stage(session, settings, *events)

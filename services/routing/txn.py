@@ -191,8 +191,8 @@ def _write_ledgers(
         }
         for team_id, (_, after) in changed.items()
     ]
-    stmt = upsert(session, pools_t)  # type: ignore[arg-type]
-    columns = ("roster", "position", "routed", "updated_at")
+    stmt = upsert(session, pools_t)
+    columns: tuple[str, ...] = ("roster", "position", "routed", "updated_at")
     session.execute(
         stmt.on_conflict_do_update(
             index_elements=["team_id"], set_={c: stmt.excluded[c] for c in columns}
@@ -207,7 +207,7 @@ def _write_ledgers(
         if before.standings.get(rep) != s
     ]
     if standings:
-        stmt = upsert(session, ledger_t)  # type: ignore[arg-type]
+        stmt = upsert(session, ledger_t)
         columns = ("credited", "assigned", "window_count")
         session.execute(
             stmt.on_conflict_do_update(
