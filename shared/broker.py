@@ -70,7 +70,7 @@ class EmbeddedBroker:
             stdin=subprocess.DEVNULL,
             start_new_session=True,  # Ctrl-C goes to us; we stop the broker ourselves
         )
-        if output is not subprocess.DEVNULL:
+        if not isinstance(output, int):  # a log file we opened, not subprocess.DEVNULL
             output.close()
         self._wait_listening(timeout_s)
 

@@ -259,7 +259,7 @@ class EventConsumer:
         attempts = self.settings.consumer.max_attempts
         for attempt in range(1, attempts + 1):
             try:
-                await self._retrying_transient(lambda event=event: self._apply([event]))
+                await self._retrying_transient(lambda: self._apply([event]))
                 return
             except Exception as error:
                 if attempt == attempts:

@@ -60,10 +60,10 @@ _registry: dict[str, type[CloudEvent]] = {}
 _adapter: TypeAdapter[Any] | None = None
 
 
-E = TypeVar("E", bound=type["CloudEvent"])
+E = TypeVar("E", bound=CloudEvent)
 
 
-def register(cls: E) -> E:
+def register(cls: type[E]) -> type[E]:
     """Make an event type known to ``decode`` and to the published JSON Schemas."""
     global _adapter
     event_type = cls.model_fields["type"].default
@@ -82,7 +82,9 @@ def _union() -> TypeAdapter[Any]:
     global _adapter
     if _adapter is None:
         members = tuple(_registry.values())
-        _adapter = TypeAdapter(Annotated[Union[members], Field(discriminator="type")])  # noqa: UP007
+        # A union of the types registered at run time: no static type to check it against.
+        union: Any = Annotated[Union[members], Field(discriminator="type")]  # noqa: UP007
+        _adapter = TypeAdapter(union)
     return _adapter
 
 
