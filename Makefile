@@ -24,9 +24,10 @@ dev: $(STAMP) ## Run everything in one process (embedded broker + SQLite) on por
 test: $(STAMP) ## Run the whole test suite (PostgreSQL, SQLite, embedded broker)
 	$(BIN)/python -m pytest
 
-lint: $(STAMP) ## ruff lint and format check
+lint: $(STAMP) ## ruff lint and format check, mypy type check
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy services shared
 
 schemas: $(STAMP) ## Regenerate the event JSON Schemas in docs/schemas
 	$(BIN)/leadflow events schemas --out docs/schemas
