@@ -113,7 +113,7 @@ async def requeue(session: AsyncSession, seqs: Sequence[int], *, now: datetime) 
         .where(messages.c.seq.in_(list(seqs)))
         .values(status=PENDING, attempts=0, due_at=now, locked_until=None, delivered_at=None)
     )
-    return int(rowcount(result) or 0)
+    return rowcount(result)
 
 
 def _message_view(message: WebhookMessage) -> MessageView:
