@@ -71,7 +71,7 @@ class FlatProgram:
 
     def run(self, variables: dict[str, Any]) -> list[bool]:
         self.context.update(variables)
-        return self.program.execute(self.context)  # type: ignore[no-any-return]
+        return self.program.execute(self.context)
 
 
 def flat_program(

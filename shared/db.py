@@ -154,7 +154,7 @@ async def driver_connection(session: AsyncSession) -> asyncpg.Connection:
         # SQLAlchemy's asyncpg adapter sends BEGIN lazily, with its own first statement: a
         # statement sent straight to asyncpg before that would run, and commit, on its own.
         await adapted._start_transaction()
-    return raw.driver_connection  # type: ignore[return-value]
+    return raw.driver_connection
 
 
 @contextmanager

@@ -21,7 +21,7 @@ PROBLEM = {"content": {problems.PROBLEM_JSON: {}}, "description": "RFC 9457 prob
 
 async def runtime_of(request: Request) -> Runtime:
     # async: a plain def dependency would be run in the thread pool, on every request.
-    return request.app.state.runtime  # type: ignore[no-any-return]
+    return request.app.state.runtime
 
 
 RuntimeDep = Annotated[Runtime, Depends(runtime_of)]

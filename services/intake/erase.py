@@ -135,7 +135,7 @@ async def erase_lead(
     if row is None:
         return None
     if row.erased_at is not None:
-        return row.erased_at  # type: ignore[no-any-return]
+        return row.erased_at
     await session.execute(
         update(leads)
         .where(leads.c.id == lead_id)

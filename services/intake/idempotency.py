@@ -92,7 +92,7 @@ async def first_answer(
         answer = answer or body
     if answer is not None and len(taken) < len(keys):
         await remember(session, [k for k in keys if k.key not in taken], answer)
-    return answer  # type: ignore[no-any-return]
+    return answer
 
 
 async def remember(session: AsyncSession, keys: Sequence[Key], answer: dict[str, Any]) -> None:

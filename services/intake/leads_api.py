@@ -42,11 +42,11 @@ router = APIRouter(prefix="/v1", tags=["leads"])
 
 
 def _runtime(request: Request) -> Runtime:
-    return request.app.state.runtime  # type: ignore[no-any-return]
+    return request.app.state.runtime
 
 
 def _guard(request: Request) -> Guard:
-    return request.app.state.guard  # type: ignore[no-any-return]
+    return request.app.state.guard
 
 
 @router.post(

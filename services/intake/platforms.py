@@ -91,7 +91,7 @@ def _json_body(example: dict[str, Any]) -> dict[str, Any]:
 
 
 def _runtime(request: Request) -> Runtime:
-    return request.app.state.runtime  # type: ignore[no-any-return]
+    return request.app.state.runtime
 
 
 RuntimeDep = Annotated[Runtime, Depends(_runtime)]

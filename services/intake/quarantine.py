@@ -72,7 +72,7 @@ class Discarded(BaseModel):
 
 
 def _runtime(request: Request) -> Runtime:
-    return request.app.state.runtime  # type: ignore[no-any-return]
+    return request.app.state.runtime
 
 
 RuntimeDep = Annotated[Runtime, Depends(_runtime)]

@@ -151,9 +151,9 @@ def put_team(
     try:
         team = TeamIn(
             name=name,
-            strategy=strategy,  # type: ignore[arg-type]
-            outside_hours=outside_hours,  # type: ignore[arg-type]
-            kind=kind,  # type: ignore[arg-type]
+            strategy=strategy,
+            outside_hours=outside_hours,
+            kind=kind,
             manager_email=manager,
         )
     except ValueError as error:

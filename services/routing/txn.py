@@ -72,7 +72,7 @@ async def begin(session: AsyncSession) -> RoutingTxn:
     """Take the routing lock (once per transaction) and return this transaction's state."""
     txn = session.info.get(KEY)
     if txn is not None:
-        return txn  # type: ignore[no-any-return]
+        return txn
     query = select(state_t.c.directory_token).where(state_t.c.id == 1).with_for_update()
     token = await session.scalar(query)
     if token is None:

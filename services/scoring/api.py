@@ -26,14 +26,14 @@ ERRORS: dict[int | str, dict[str, Any]] = dict.fromkeys((401, 403, 404, 409, 422
 
 
 def _runtime(request: Request) -> Runtime:
-    return request.app.state.runtime  # type: ignore[no-any-return]
+    return request.app.state.runtime
 
 
 def _rulesets(request: Request) -> store.RulesetCache:
     state = request.app.state
     if not hasattr(state, "rulesets"):
         state.rulesets = store.RulesetCache()
-    return state.rulesets  # type: ignore[no-any-return]
+    return state.rulesets
 
 
 RuntimeDep = Annotated[Runtime, Depends(_runtime)]

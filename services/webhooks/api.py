@@ -29,7 +29,7 @@ ERRORS: dict[int | str, dict[str, Any]] = dict.fromkeys((401, 403, 404, 422), PR
 
 
 def _runtime(request: Request) -> Runtime:
-    return request.app.state.runtime  # type: ignore[no-any-return]
+    return request.app.state.runtime
 
 
 RuntimeDep = Annotated[Runtime, Depends(_runtime)]

@@ -126,7 +126,7 @@ class Stream(AsyncNetworkStream):
             raise httpcore.ConnectError(str(error)) from error
         if transport is None:
             raise httpcore.ConnectError("connection closed during the TLS handshake")
-        return Stream(transport, self.protocol)  # type: ignore[arg-type]
+        return Stream(transport, self.protocol)
 
     def get_extra_info(self, info: str) -> Any:
         if info == "is_readable":

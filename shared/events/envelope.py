@@ -99,7 +99,7 @@ class UndecodableEvent(Exception):
 def decode(raw: bytes) -> CloudEvent:
     try:
         # The usual case in one pass (pydantic parses the JSON itself): 2.9 µs, not 4.3.
-        return _union().validate_json(raw)  # type: ignore[no-any-return]
+        return _union().validate_json(raw)
     except ValidationError:
         pass  # not a valid event of a known type: find out which, to say so precisely
     try:
@@ -113,7 +113,7 @@ def decode(raw: bytes) -> CloudEvent:
             raise UnknownEventType(document["type"])
         raise UndecodableEvent(f"not a known CloudEvent: type={document.get('type')!r}")
     try:
-        return _union().validate_python(document)  # type: ignore[no-any-return]
+        return _union().validate_python(document)
     except ValidationError as error:
         raise UndecodableEvent(str(error)) from None
 
