@@ -165,11 +165,13 @@ async def test_a_closed_loop_is_not_held_back_by_the_linger(db: Database) -> Non
 async def test_one_client_posting_one_at_a_time_is_not_held_back(db: Database) -> None:
     """One client waiting for each answer before its next post looks like a steady stream, but
     no other request can come: after two waits for nothing the writer stops waiting (for a
-    second), so ten posts do not each wait out ``linger_ms`` (1 s)."""
+    second). Twenty such posts take about 0.2 s here; waiting each time for the next arrival,
+    as the steady stream suggests, they took 10–14 s. The bound leaves room for a loaded
+    machine (ten posts once took 0.8 s under a benchmark)."""
     loop = asyncio.get_running_loop()
     async with lingering(db, writers=2, max_batch=50, linger_ms=1000) as (writer, _, commits):
         started = loop.time()
-        for index in range(10):
+        for index in range(20):
             await writer.submit(arrival(f"one{index}@example.com"))
-        assert loop.time() - started < 0.6
-        assert len(commits) == 10
+        assert loop.time() - started < 2.0
+        assert len(commits) == 20
