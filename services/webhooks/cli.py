@@ -9,6 +9,7 @@ import asyncio
 import json
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Annotated, Any, TypeVar
 from uuid import UUID
 
@@ -207,6 +208,58 @@ def delete(subscription_id: UUID) -> None:
     typer.echo(f"deleted {subscription_id}")
 
 
+class MessageStatus(StrEnum):
+    pending = "pending"
+    delivered = "delivered"
+    exhausted = "exhausted"
+
+
+@subscriptions_app.command("messages")
+def messages(
+    subscription_id: UUID,
+    status: Annotated[
+        MessageStatus | None, typer.Option(help="Only messages in this state")
+    ] = None,
+    lead: Annotated[str | None, typer.Option(help="Only this lead's messages")] = None,
+    since: Annotated[
+        datetime | None, typer.Option(help="Created at or after (ISO time, UTC)")
+    ] = None,
+    limit: Annotated[int, typer.Option(min=1, max=1000)] = 50,
+    as_json: JsonOption = False,
+) -> None:
+    """A subscription's messages, newest first: what is queued, delivered or exhausted."""
+
+    async def work(sessions: async_sessionmaker[AsyncSession], _settings: Settings) -> Any:
+        async with sessions() as session:
+            return await deliveries.list_messages(
+                session,
+                subscription_id,
+                status=status.value if status else None,
+                lead_id=lead,
+                since=_utc(since),
+                limit=limit,
+            )
+
+    rows = _run(work)
+
+    def table() -> Table:
+        out = Table("created", _id("message"), _folded("lead"), "event", "status", "tries", "last")
+        for m in rows:
+            last = f"{m.last_status or ''} {m.last_error or ''}".strip()
+            out.add_row(
+                f"{m.created_at:%Y-%m-%d %H:%M:%S}",
+                str(m.id),
+                m.lead_id,
+                m.event_type,
+                m.status,
+                str(m.attempts),
+                last,
+            )
+        return out
+
+    _print(rows, as_json, table)
+
+
 @subscriptions_app.command("log")
 def log(
     subscription_id: Annotated[UUID | None, typer.Argument()] = None,
@@ -269,8 +322,8 @@ def replay(
             async with sessions.begin() as session:
                 await deliveries.replay_message(session, subscription_id, message, now=now)
             return 1
-        assert since is not None
-        moment = since if since.tzinfo else since.replace(tzinfo=UTC)
+        moment = _utc(since)
+        assert moment is not None
         async with sessions() as session:
             seqs = await deliveries.replay_candidates(
                 session, subscription_id, since=moment, include_delivered=include_delivered
@@ -294,6 +347,11 @@ async def _requeue_with_progress(
                 done += await deliveries.requeue(session, chunk, now=datetime.now(UTC))
             progress.advance(task, len(chunk))
     return done
+
+
+def _utc(moment: datetime | None) -> datetime | None:
+    """A time given without an offset is UTC."""
+    return moment.replace(tzinfo=UTC) if moment and moment.tzinfo is None else moment
 
 
 def _detail(values: dict[str, Any]) -> Table:

@@ -86,6 +86,8 @@ def test_bad_input_is_refused_naming_the_option_and_changes_nothing(cli: CliRunn
     missing = str(uuid4())
     assert "Not Found" in run(cli, "update", missing, "--disable", code=1)
     assert "name a subscription" in run(cli, "log", code=2)
+    assert "Not Found" in run(cli, "messages", missing, code=1)
+    assert "'bogus' is not one of" in run(cli, "messages", missing, "--status", "bogus", code=2)
     assert "either --message or --since" in run(cli, "replay", missing, code=2)
     both = ("replay", missing, "--message", missing, "--since", "2026-01-01T00:00:00")
     assert "either --message or --since" in run(cli, *both, code=2)
@@ -141,6 +143,11 @@ def test_log_and_replay_with_a_progress_bar(cli: CliRunner, db: Database) -> Non
 
     log = json.loads(run(cli, "log", sid, "--json"))
     assert len(log) == 3 and {a["status_code"] for a in log} == {500}
+    exhausted = json.loads(run(cli, "messages", sid, "--status", "exhausted", "--json"))
+    assert sorted(m["event_id"] for m in exhausted) == sorted(str(e.id) for e in events)
+    assert {(m["attempts"], m["last_status"]) for m in exhausted} == {(1, 500)}
+    assert json.loads(run(cli, "messages", sid, "--status", "pending", "--json")) == []
+    assert exhausted[0]["id"] in run(cli, "messages", sid)
     lead = str(events[0].subject)
     [only] = json.loads(run(cli, "log", "--lead", lead, "--json"))
     assert only["lead_id"] == lead
@@ -161,3 +168,5 @@ def test_log_and_replay_with_a_progress_bar(cli: CliRunner, db: Database) -> Non
     assert receiver.received[6].headers["webhook-id"] == str(events[0].id)
     statuses = sorted(a["status_code"] for a in json.loads(run(cli, "log", sid, "--json")))
     assert statuses == [200] * 4 + [500] * 3
+    delivered = json.loads(run(cli, "messages", sid, "--status", "delivered", "--json"))
+    assert len(delivered) == 3 and {m["last_status"] for m in delivered} == {200}
