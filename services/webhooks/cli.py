@@ -145,6 +145,18 @@ def list_(as_json: JsonOption = False) -> None:
     _print(rows, as_json, table)
 
 
+@subscriptions_app.command("show")
+def show(subscription_id: UUID, as_json: JsonOption = False) -> None:
+    """One subscription, with its health (never its secret)."""
+
+    async def work(sessions: async_sessionmaker[AsyncSession], _settings: Settings) -> Any:
+        async with sessions() as session:
+            return subscriptions.view(await subscriptions.find(session, subscription_id))
+
+    shown = _run(work)
+    _print(shown, as_json, lambda: _detail(shown.model_dump()))
+
+
 @subscriptions_app.command("update")
 def update(
     subscription_id: UUID,

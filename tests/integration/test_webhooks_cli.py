@@ -58,6 +58,9 @@ def test_create_list_update_rotate_and_delete(
     assert len(listed) == 2 and "secret" not in listed[sid]
     assert listed[sid]["event_types"] == ["lead.mql", "sla.*"]
     assert "http://127.0.0.1:9/other" in run(cli, "list")
+    shown = json.loads(run(cli, "show", sid, "--json"))
+    assert shown == listed[sid] and "secret" not in shown
+    assert "lead.mql" in run(cli, "show", sid) and "whsec_" not in run(cli, "show", sid)
     monkeypatch.setenv("COLUMNS", "80")
     assert sid in run(cli, "list")  # an id is never cut short, even in a narrow terminal
 
@@ -87,6 +90,7 @@ def test_bad_input_is_refused_naming_the_option_and_changes_nothing(cli: CliRunn
     assert "Not Found" in run(cli, "update", missing, "--disable", code=1)
     assert "name a subscription" in run(cli, "log", code=2)
     assert "Not Found" in run(cli, "messages", missing, code=1)
+    assert "Not Found" in run(cli, "show", missing, code=1)
     assert "'bogus' is not one of" in run(cli, "messages", missing, "--status", "bogus", code=2)
     assert "either --message or --since" in run(cli, "replay", missing, code=2)
     both = ("replay", missing, "--message", missing, "--since", "2026-01-01T00:00:00")
