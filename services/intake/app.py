@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import Depends, FastAPI, Request
+from fastapi import FastAPI
 
 from services.intake import engagement_api, leads_api, platforms, quarantine
 from services.intake.writer import GroupCommitWriter
@@ -17,14 +15,6 @@ from shared.limits import BodySizeLimit
 from shared.runtime import Runtime
 
 PROBLEM = {"content": {problems.PROBLEM_JSON: {}}, "description": "RFC 9457 problem details"}
-
-
-async def runtime_of(request: Request) -> Runtime:
-    # async: a plain def dependency would be run in the thread pool, on every request.
-    return request.app.state.runtime
-
-
-RuntimeDep = Annotated[Runtime, Depends(runtime_of)]
 
 
 def create_app(runtime: Runtime) -> FastAPI:

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 from uuid import UUID
 
-from fastapi import APIRouter, Body, Depends, FastAPI, Header, Request, Response, status
+from fastapi import APIRouter, Body, Depends, FastAPI, Header, Response, status
 
 from services.intake.engagement import (
     IDEMPOTENCY_KEY,
@@ -30,17 +30,13 @@ from services.intake.schemas import LeadView
 from services.intake.service import find_lead
 from shared import problems
 from shared.auth import Caller, authenticate
+from shared.deps import RuntimeDep
 from shared.runtime import Runtime
 
 PROBLEM = {"content": {problems.PROBLEM_JSON: {}}, "description": "RFC 9457 problem details"}
 ERRORS: dict[int | str, dict[str, Any]] = dict.fromkeys((401, 403, 404, 409, 413, 422), PROBLEM)
 
 
-def _runtime(request: Request) -> Runtime:
-    return request.app.state.runtime
-
-
-RuntimeDep = Annotated[Runtime, Depends(_runtime)]
 router = APIRouter(prefix="/v1/leads", tags=["engagement"], dependencies=[Depends(authenticate)])
 
 

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import orjson
-from fastapi import APIRouter, BackgroundTasks, Depends, FastAPI, Query, Request, Response
+from fastapi import APIRouter, BackgroundTasks, FastAPI, Query, Request, Response
 from fastapi.responses import PlainTextResponse
 
 from services.intake.meta_fetch import FetchSweeper
@@ -37,6 +37,7 @@ from services.intake.platform_store import (
 from services.intake.schemas import LeadAccepted
 from shared import problems
 from shared.config import PlatformSettings
+from shared.deps import RuntimeDep
 from shared.problems import Problem
 from shared.runtime import Runtime
 
@@ -88,13 +89,6 @@ def _json_body(example: dict[str, Any]) -> dict[str, Any]:
     schema = {"type": "object", "additionalProperties": True}
     content = {"application/json": {"schema": schema, "example": example}}
     return {"requestBody": {"required": True, "content": content}}
-
-
-def _runtime(request: Request) -> Runtime:
-    return request.app.state.runtime
-
-
-RuntimeDep = Annotated[Runtime, Depends(_runtime)]
 
 
 async def _json_object(request: Request, *, lenient: bool) -> dict[str, Any]:

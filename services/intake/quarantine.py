@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, FastAPI, Query, Request, Response
+from fastapi import APIRouter, Depends, FastAPI, Query, Response
 from pydantic import BaseModel, Field, ValidationError
 from sqlalchemy import Row, delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -30,10 +30,10 @@ from services.intake.schemas import LeadAccepted, LeadSubmission
 from services.intake.store import Arrival, store_inquiries
 from shared.auth import authenticate
 from shared.config import Settings
+from shared.deps import RuntimeDep
 from shared.ids import new_id
 from shared.models import Inquiry, Lead, LeadHistory, table_of
 from shared.problems import Problem
-from shared.runtime import Runtime
 
 log = logging.getLogger(__name__)
 leads, inquiries, history = table_of(Lead), table_of(Inquiry), table_of(LeadHistory)
@@ -69,13 +69,6 @@ class Released(LeadAccepted):
 class Discarded(BaseModel):
     inquiry_id: UUID
     status: str = "discarded"
-
-
-def _runtime(request: Request) -> Runtime:
-    return request.app.state.runtime
-
-
-RuntimeDep = Annotated[Runtime, Depends(_runtime)]
 
 
 async def held(session: AsyncSession, *, limit: int, before: UUID | None) -> QuarantineList:

@@ -32,18 +32,11 @@ from services.routing.schemas import (
 from services.routing.service import LeadNotFound, reassign_lead
 from shared import problems
 from shared.auth import secret_key
+from shared.deps import RuntimeDep
 from shared.problems import Problem
-from shared.runtime import Runtime
 
 PROBLEM = {"content": {problems.PROBLEM_JSON: {}}, "description": "RFC 9457 problem details"}
 ERRORS: dict[int | str, dict[str, Any]] = dict.fromkeys((401, 403, 404, 422), PROBLEM)
-
-
-async def _runtime(request: Request) -> Runtime:
-    return request.app.state.runtime
-
-
-RuntimeDep = Annotated[Runtime, Depends(_runtime)]
 
 
 router = APIRouter(

@@ -9,21 +9,15 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request, status
+from fastapi import APIRouter, Depends, Query, status
 from pydantic import BaseModel, ConfigDict, Field
 
 from services.routing import versions
 from shared import problems
 from shared.auth import Caller, authenticate
 from shared.cosign import ApprovalRequest
-from shared.runtime import Runtime
+from shared.deps import RuntimeDep
 
-
-def _runtime(request: Request) -> Runtime:
-    return request.app.state.runtime
-
-
-RuntimeDep = Annotated[Runtime, Depends(_runtime)]
 CallerDep = Annotated[Caller, Depends(authenticate)]
 CONFLICT = {"content": {problems.PROBLEM_JSON: {}}, "description": "RFC 9457 problem details"}
 router = APIRouter(prefix="/routing/rulesets", responses={409: CONFLICT})

@@ -18,15 +18,11 @@ from services.scoring.ruleset import RulesetInvalid, compile_ruleset
 from shared import problems
 from shared.auth import Caller, authenticate
 from shared.cosign import ApprovalRequest
+from shared.deps import RuntimeDep
 from shared.problems import Problem
-from shared.runtime import Runtime
 
 PROBLEM = {"content": {problems.PROBLEM_JSON: {}}, "description": "RFC 9457 problem details"}
 ERRORS: dict[int | str, dict[str, Any]] = dict.fromkeys((401, 403, 404, 409, 422), PROBLEM)
-
-
-def _runtime(request: Request) -> Runtime:
-    return request.app.state.runtime
 
 
 def _rulesets(request: Request) -> store.RulesetCache:
@@ -36,7 +32,6 @@ def _rulesets(request: Request) -> store.RulesetCache:
     return state.rulesets
 
 
-RuntimeDep = Annotated[Runtime, Depends(_runtime)]
 CallerDep = Annotated[Caller, Depends(authenticate)]
 router = APIRouter(prefix="/v1", tags=["qualification"], responses=ERRORS)
 

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, Query, Request, Response, status
+from fastapi import APIRouter, Depends, Query, Response, status
 
 from services.webhooks import deliveries, subscriptions
 from services.webhooks.schemas import (
@@ -22,17 +22,12 @@ from services.webhooks.schemas import (
 )
 from shared import problems
 from shared.auth import secret_key
-from shared.runtime import Runtime
+from shared.deps import RuntimeDep
 
 PROBLEM = {"content": {problems.PROBLEM_JSON: {}}, "description": "RFC 9457 problem details"}
 ERRORS: dict[int | str, dict[str, Any]] = dict.fromkeys((401, 403, 404, 422), PROBLEM)
 
 
-def _runtime(request: Request) -> Runtime:
-    return request.app.state.runtime
-
-
-RuntimeDep = Annotated[Runtime, Depends(_runtime)]
 StatusQuery = Annotated[
     str | None, Query(alias="status", pattern=r"^(pending|delivered|exhausted)$")
 ]
