@@ -130,7 +130,8 @@ def _hubspot(payload: dict[str, Any], *, honeypot: str) -> Parsed:
                 data[FORM_FIELDS[name]] = value
                 parsed.locations[FORM_FIELDS[name]] = f"fields.{index}.value"
         elif name in UTM:
-            data.setdefault("utm", {})[name.removeprefix("utm_")] = value
+            if value.strip():
+                data.setdefault("utm", {}).setdefault(name.removeprefix("utm_"), value)
         else:
             custom[name] = item.value
     if body.context:

@@ -121,6 +121,15 @@ def test_a_form_maps_known_fields_and_keeps_the_rest() -> None:
     assert parsed.where(("first_name",)) == ("firstname",)
 
 
+def test_utm_values_are_read_alike_from_a_form_and_from_hubspot() -> None:
+    """The first non-blank value of each; a blank one is no source (it would count apart)."""
+    pairs = [("utm_source", " "), ("utm_medium", "cpc"), ("utm_medium", "email")]
+    form = parse_form([("utm_campaign", "q4"), *pairs], honeypot="_gotcha")
+    fields = [{"name": n, "value": v} for n, v in [("utm_campaign", "q4"), *pairs]]
+    hubspot = parse_json({"fields": fields}, honeypot="_gotcha")
+    assert form.data["utm"] == hubspot.data["utm"] == {"campaign": "q4", "medium": "cpc"}
+
+
 def test_json_bodies_tell_hubspot_apart_and_pop_the_honeypot() -> None:
     assert parse_json({"email": "a@b.co", "_gotcha": "bot"}, honeypot="_gotcha").honeypot
     hubspot = parse_json({"fields": [{"name": "email", "value": "a@b.co"}]}, honeypot="_gotcha")
