@@ -1,6 +1,6 @@
 """``python -m bench.webhooks_send [--sends N]``: the dispatcher's CPU per HTTP attempt.
 
-``services.webhooks.dispatcher.send`` (signing, httpx, the SSRF-guarded network layer) against
+``services.webhooks.sending.send`` (signing, httpx, the SSRF-guarded network layer) against
 the test receiver running in another process, 8 requests at a time over keep-alive connections;
 reports this process's CPU time per send. No database, no broker: only the HTTP path.
 """
@@ -18,8 +18,8 @@ from uuid import uuid4
 
 import uvloop
 
-from services.webhooks.dispatcher import make_transport, send
 from services.webhooks.queue import Claimed
+from services.webhooks.sending import make_transport, send
 from shared.config import WebhookSettings
 
 RECEIVER = """

@@ -1,4 +1,4 @@
-"""The dispatcher: claims due messages, POSTs them signed, settles each attempt.
+"""The dispatcher: claims due messages, POSTs them signed (``sending``), settles each attempt.
 
 HTTP happens outside any database transaction: claim (lease, commit) → POST → settle (commit).
 A new message that can go at once skips the claim: the consumer leases it as it records it, in a
@@ -15,8 +15,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-import sys
-import time
 from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -28,107 +26,19 @@ from prometheus_client import Counter, Histogram
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from services.webhooks import signing
-from services.webhooks.pool import Pool
 from services.webhooks.queue import Claimed, claim
 from services.webhooks.schedule import Verdict
+from services.webhooks.sending import make_transport, send
 from services.webhooks.settle import Outcome, settle, settle_delivered
-from services.webhooks.ssrf import ForbiddenTarget, GuardedBackend, parse_networks
-from shared.config import Settings, WebhookSettings
+from shared.config import Settings
 from shared.consumer import is_transient
 
 log = logging.getLogger(__name__)
 
-try:
-    import sniffio  # noqa: F401
-except ImportError:
-    # httpcore runs ``import sniffio`` each time it makes a lock or an event (several times per
-    # request); without the package every such import searches sys.path again, which was most
-    # of an attempt's CPU. A None entry makes the import fail at once (httpcore then assumes
-    # asyncio, which is what runs it here).
-    sys.modules["sniffio"] = None  # type: ignore[assignment]
 ATTEMPTS = Counter("leadflow_webhook_attempts_total", "Webhook delivery attempts", ["outcome"])
 DISABLED = Counter("leadflow_webhook_endpoints_disabled_total", "Endpoints disabled")
 SETTLE_BATCH = 500
 LATENCY = Histogram("leadflow_webhook_attempt_seconds", "Time from request to response")
-
-
-def make_transport(config: WebhookSettings) -> httpx.AsyncHTTPTransport:
-    """httpx's transport over a pool (``pool.Pool``) that connects only to addresses the SSRF
-    guard accepts (checked at connect time, see ``ssrf``), ignoring proxy variables."""
-    transport = httpx.AsyncHTTPTransport(trust_env=False)
-    # httpx has no parameter for the pool or httpcore's network backend: swap in ours.
-    transport._pool = Pool(  # type: ignore[assignment]  # noqa: SLF001
-        network_backend=GuardedBackend(parse_networks(config.allowed_networks)),
-        ssl_context=httpx.create_ssl_context(trust_env=False),
-        keepalive_expiry=5.0,
-        max_idle=config.concurrency,
-    )
-    return transport
-
-
-def make_client(config: WebhookSettings) -> httpx.AsyncClient:
-    """A client on that transport that follows no redirects (for callers other than ``send``)."""
-    transport = make_transport(config)
-    return httpx.AsyncClient(transport=transport, follow_redirects=False, trust_env=False)
-
-
-async def send(
-    transport: httpx.AsyncBaseTransport, claimed: Claimed, config: WebhookSettings, now: datetime
-) -> Outcome:
-    """One attempt. The headers carry signatures, never the secret; nothing here logs them.
-
-    The request goes to the transport, not through an ``AsyncClient``: the client's layers are
-    redirects (never followed here), cookies (a CRM's cookies must not ride along on the next
-    delivery) and auth (none), and they were a fifth of the CPU per delivery."""
-    headers = signing.headers(claimed.secrets, claimed.event_id, now, claimed.payload)
-    request = httpx.Request(
-        "POST",
-        claimed.url,
-        content=claimed.payload.encode(),
-        headers=headers,
-        extensions={"timeout": httpx.Timeout(config.timeout_s).as_dict()},
-    )
-    started = time.perf_counter()
-
-    def outcome(status: int | None = None, **extra: object) -> Outcome:
-        elapsed = (time.perf_counter() - started) * 1000
-        return Outcome(attempted_at=now, status=status, latency_ms=elapsed, **extra)  # type: ignore[arg-type]
-
-    try:
-        async with asyncio.timeout(config.timeout_s):
-            response = await transport.handle_async_request(request)
-            try:
-                body = await _read_at_most(response, config.max_response_bytes)
-            finally:
-                await response.aclose()
-    except ForbiddenTarget as error:
-        return outcome(error=f"refused: {error}", refused=True)
-    except TimeoutError:
-        return outcome(error=f"timed out after {config.timeout_s:g}s")
-    except httpx.HTTPError as error:
-        return outcome(error=f"{error.__class__.__name__}: {error}"[:500])
-    excerpt = body[: config.excerpt_chars * 4].decode(errors="replace")[: config.excerpt_chars]
-    problem = None
-    if response.is_redirect:
-        problem = f"HTTP {response.status_code}: redirects are not followed"
-    return outcome(
-        response.status_code,
-        retry_after=response.headers.get("retry-after"),
-        excerpt=excerpt or None,
-        error=problem,
-    )
-
-
-async def _read_at_most(response: httpx.Response, limit: int) -> bytes:
-    """The start of the body; the rest is not read (the connection is dropped if need be)."""
-    chunks, size = [], 0
-    async for chunk in response.aiter_bytes():
-        chunks.append(chunk[: limit - size])
-        size += len(chunks[-1])
-        if size >= limit:
-            break
-    return b"".join(chunks)
 
 
 class Dispatcher:

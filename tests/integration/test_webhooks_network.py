@@ -19,8 +19,8 @@ import httpx
 import pytest
 
 from services.webhooks import network
-from services.webhooks.dispatcher import make_client, make_transport, send
 from services.webhooks.queue import Claimed
+from services.webhooks.sending import make_client, make_transport, send
 from shared.config import WebhookSettings
 
 Serve = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
