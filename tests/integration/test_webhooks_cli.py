@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 from datetime import UTC, datetime
 from uuid import uuid4
 
@@ -18,14 +17,13 @@ from sqlalchemy import func, select
 from typer.testing import CliRunner
 
 from services.cli import app
-from services.webhooks.dispatcher import Dispatcher
 from services.webhooks.models import DeliveryAttempt
-from services.webhooks.recording import record
+from shared.broker import free_port
 from shared.config import Settings
 from shared.db import make_engine, make_sessions
 from shared.events import CloudEvent
 from tests.conftest import Database, eventually
-from tests.integration.webhook_helpers import scored, webhook_settings
+from tests.integration.webhook_helpers import dispatching, emit, scored, webhook_settings
 from tests.webhook_receiver import Receiver, Reply
 
 
@@ -98,52 +96,38 @@ def test_bad_input_is_refused_naming_the_option_and_changes_nothing(cli: CliRunn
 
 
 async def _dispatch(
-    settings: Settings, receiver: Receiver, port: int, total: int, *events: CloudEvent
+    db: Database, settings: Settings, receiver: Receiver, port: int, total: int, *events: CloudEvent
 ) -> None:
     """Record ``events`` as the consumer does, then serve and dispatch until ``total`` attempts
-    in all are logged (settled)."""
+    in all are logged (settled). The test's fixtures live in another event loop: this one gets
+    an engine of its own on the same database."""
     engine = make_engine(settings.db)
-    sessions = make_sessions(engine)
+    here = Database(kind=db.kind, url=db.url, engine=engine, sessions=make_sessions(engine))
     await receiver.start(port)
     try:
-        for event in events:
-            async with sessions.begin() as session:
-                await record(session, event, settings=settings, now=datetime.now(UTC))
-        dispatcher = Dispatcher(sessions, settings)
-        task = asyncio.create_task(dispatcher.run())
-        try:
-
-            async def settled() -> bool:
-                async with sessions() as session:
-                    logged = await session.scalar(select(func.count()).select_from(DeliveryAttempt))
-                return logged == total or task.done()
-
-            await eventually(settled)
-            assert not task.done(), task
-        finally:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+        await emit(here, settings, *events)
+        async with dispatching(here, settings):
+            await eventually(lambda: _logged(here, total))
     finally:
         await receiver.stop()
         await engine.dispose()
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+async def _logged(db: Database, total: int) -> bool:
+    async with db.sessions() as session:
+        return await session.scalar(select(func.count()).select_from(DeliveryAttempt)) == total
 
 
 def test_log_and_replay_with_a_progress_bar(cli: CliRunner, db: Database) -> None:
     settings = webhook_settings(db, retry_schedule_s=[0])
     answer = 500
     receiver = Receiver(lambda _request: Reply(answer))
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}/hook"
     sid = json.loads(run(cli, "create", url, "-e", "lead.*", "--json"))["id"]
     since = datetime.now(UTC).replace(tzinfo=None).isoformat()  # naive: read as UTC
     events = [scored() for _ in range(3)]
-    asyncio.run(_dispatch(settings, receiver, port, 3, *events))
+    asyncio.run(_dispatch(db, settings, receiver, port, 3, *events))
 
     log = json.loads(run(cli, "log", sid, "--json"))
     assert len(log) == 3 and {a["status_code"] for a in log} == {500}
@@ -162,13 +146,13 @@ def test_log_and_replay_with_a_progress_bar(cli: CliRunner, db: Database) -> Non
     assert result.stdout == "replaying 3 message(s)\n"
     assert "replay" in result.stderr and "3/3" in result.stderr  # the progress bar, on stderr
     answer = 200
-    asyncio.run(_dispatch(settings, receiver, port, 6))
+    asyncio.run(_dispatch(db, settings, receiver, port, 6))
     again = [r.headers["webhook-id"] for r in receiver.received[3:]]
     assert sorted(again) == sorted(str(e.id) for e in events)
 
     assert run(cli, "replay", sid, "--message", only["message_id"]) == "replaying 1 message(s)\n"
     assert "still queued" in run(cli, "replay", sid, "--message", only["message_id"], code=1)
-    asyncio.run(_dispatch(settings, receiver, port, 7))
+    asyncio.run(_dispatch(db, settings, receiver, port, 7))
     assert receiver.received[6].headers["webhook-id"] == str(events[0].id)
     statuses = sorted(a["status_code"] for a in json.loads(run(cli, "log", sid, "--json")))
     assert statuses == [200] * 4 + [500] * 3
