@@ -174,13 +174,21 @@ class Relay:
         return len(rows)
 
     async def _send(self, rows: Sequence[Sequence[Any]]) -> None:
-        """Each partition's rows as batches (in ``seq`` order), all submitted before waiting for
-        any: a third of the CPU per event of ``producer.send`` one by one. A key goes to the
-        partition the producer's own partitioner picks, so a key's order holds."""
+        """Each partition's rows as batches, in ``seq`` order: a third of the CPU per event of
+        ``producer.send`` one by one. A key goes to the partition the producer's own
+        partitioner picks, so a key's order holds.
+
+        Partitions are sent to at once, but a partition's batches one after another, each once
+        the one before it is acknowledged: when a batch fails for good (aiokafka does not retry
+        every error: ``UnknownError`` from a broker that restarted empty), none behind it on its
+        partition goes out, and the round, published again from the first row, keeps the order
+        (a batch that did land before the failed one lands again, which consumers deduplicate).
+        Submitted all at once, the batches behind a failed one landed, and their events reached
+        consumers before the failed batch's events did. (aiokafka sends one batch per partition
+        per request anyway, so the next batch waits for little more than it did.)"""
         producer = self.producer
         partitions: dict[str, list[int]] = {}
-        filling: dict[tuple[str, int], BatchBuilder] = {}
-        submitted = []
+        batches: dict[tuple[str, int], list[BatchBuilder]] = {}
         for _, topic, aggregate_id, payload in rows:
             if topic not in partitions:
                 partitions[topic] = sorted(await producer.partitions_for(topic))
@@ -188,17 +196,27 @@ class Relay:
             key, value = aggregate_id.encode(), payload.encode()
             # Kafka's murmur2 of the key, as ``producer.send`` (and the Java client) place it.
             where = (topic, everyone[partition_of(key, len(everyone))])
-            batch = filling.get(where)
-            if batch is None:
-                batch = filling[where] = producer.create_batch()
-            if batch.append(key=key, value=value, timestamp=None) is None:  # full
-                submitted.append(await producer.send_batch(batch, topic, partition=where[1]))
-                batch = filling[where] = producer.create_batch()
+            filling = batches.setdefault(where, [])
+            if not filling or filling[-1].append(key=key, value=value, timestamp=None) is None:
+                filling.append(batch := producer.create_batch())
                 batch.append(key=key, value=value, timestamp=None)  # a first one always fits
-        for (topic, partition), batch in filling.items():
-            batch.close()  # nothing else joins it (``send`` could add to an open batch)
-            submitted.append(await producer.send_batch(batch, topic, partition=partition))
-        await asyncio.gather(*submitted)
+        for filled in batches.values():
+            for batch in filled:
+                batch.close()  # nothing else joins it (``send`` could add to an open batch)
+        # Every partition's chain runs to its end before the round fails: a retry must not
+        # overtake a batch of this round still in flight.
+        results = await asyncio.gather(
+            *(self._send_in_turn(where, filled) for where, filled in batches.items()),
+            return_exceptions=True,
+        )
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+
+    async def _send_in_turn(self, where: tuple[str, int], batches: list[BatchBuilder]) -> None:
+        topic, partition = where
+        for batch in batches:
+            await (await self.producer.send_batch(batch, topic, partition=partition))
 
     async def watch_broker(self) -> None:
         """Republish what the broker lost, even when nothing new waits to be published."""

@@ -9,6 +9,8 @@ from datetime import UTC, datetime, timedelta
 from uuid import uuid4
 
 import pytest
+from aiokafka.errors import UnknownError
+from aiokafka.producer.message_accumulator import BatchBuilder
 from sqlalchemy import func, select, update
 
 import shared.outbox as outbox_module
@@ -19,7 +21,7 @@ from shared.kafka import ensure_topics, make_producer
 from shared.models import OutboxMessage
 from shared.outbox import Relay, shard_of, stage
 from tests.conftest import Database, eventually, make_settings
-from tests.e2e.harness import read_topic
+from tests.e2e.harness import distinct_events, read_topic
 
 
 def received(lead_id: object, n: int) -> LeadReceived:
@@ -122,6 +124,60 @@ async def test_keys_go_where_producer_send_puts_them_in_order_through_full_batch
     finally:
         await producer.stop()
     assert len({record.partition for record in records}) > 1
+
+
+async def test_a_batch_that_fails_for_good_holds_back_the_batches_behind_it(
+    db: Database, broker: EmbeddedBroker
+) -> None:
+    """A round of several batches on one partition whose second batch fails with an error
+    aiokafka does not retry (as after the memory-only broker restarted empty): none of the
+    batches behind it may reach the broker before it, or a consumer that deduplicates by id
+    applies a lead's later events first. The other batches really go to the broker."""
+    settings = make_settings(
+        db, broker, kafka={"bootstrap_servers": broker.bootstrap_servers, "partitions": 1}
+    )
+    lead_ids = [uuid4() for _ in range(6)]
+    padding = "/test/" + "x" * 100_000  # two rows to a 256 KB batch
+    for n in range(4):
+        async with db.sessions.begin() as session:
+            events = [received(lead_id, n) for lead_id in lead_ids]
+            await stage(
+                session, settings, *(e.model_copy(update={"source": padding}) for e in events)
+            )
+    producer = make_producer(settings.kafka)
+    await producer.start()
+    submitted = 0
+    send_batch = producer.send_batch
+
+    async def second_fails(batch: BatchBuilder, topic: str, *, partition: int) -> asyncio.Future:  # type: ignore[type-arg]
+        nonlocal submitted
+        submitted += 1
+        if submitted != 2:
+            return await send_batch(batch, topic, partition=partition)
+        failed = asyncio.get_running_loop().create_future()
+        failed.set_exception(UnknownError("the broker lost the partition"))
+        return failed
+
+    producer.send_batch = second_fails  # type: ignore[method-assign]
+    relay = Relay(db.sessions, producer, settings)
+    task = asyncio.create_task(relay.run())
+    try:
+        await eventually(lambda: _none_left(db))
+        records = await read_topic(
+            settings,
+            settings.topics.intake,
+            until=lambda read: len(distinct_events(read)) >= 24,
+        )
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await producer.stop()
+    assert submitted > 12  # the round failed and was published again
+    assert {r.partition for r in records} == {0}
+    first_seen: dict[str, list[int]] = defaultdict(list)
+    for event in distinct_events(records):
+        first_seen[event["subject"]].append(int(event["data"]["source"][1:]))
+    assert first_seen == {str(lead_id): [0, 1, 2, 3] for lead_id in lead_ids}
 
 
 async def test_two_relays_share_the_work_without_reordering_or_duplicates(
