@@ -24,11 +24,12 @@ from aiokafka.errors import KafkaError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shared.config import Settings
-from shared.db import driver_connection, insert_ignoring_conflicts, translated, unavailable
+from shared.db import driver_connection, insert_ignoring_conflicts, translated
 from shared.events import Event, UndecodableEvent, UnknownEventType, decode
 from shared.kafka import ensure_topics, make_consumer
 from shared.metrics import BATCH_SECONDS, DEAD_LETTERED, EVENTS_PROCESSED
 from shared.models import ProcessedEvent, table_of
+from shared.outages import describe, unavailable
 from shared.shutdown import bounded
 
 log = logging.getLogger(__name__)
@@ -101,13 +102,7 @@ class EventConsumer:
         await self._retrying_transient(
             lambda: ensure_topics(self.settings.kafka, [*self.topics, topics.dead_letter])
         )
-        consumer = make_consumer(
-            self.settings.kafka,
-            *self.topics,
-            group_id=self.group_id,
-            fetch_max_wait_ms=self.fetch_max_wait_ms,
-        )
-        await consumer.start()
+        consumer = await self._started()
         try:
             while True:
                 if self.before_poll is not None:
@@ -130,6 +125,27 @@ class EventConsumer:
             await asyncio.gather(*self._polls, return_exceptions=True)
             # Offsets are committed poll by poll; nothing to lose if the goodbye never arrives.
             await bounded(consumer.stop(), f"{self.name}: consumer stop")
+
+    async def _started(self) -> AIOKafkaConsumer:
+        """A consumer connected to the broker, waiting for one that is down at start."""
+        backoff = 0.05
+        while True:
+            consumer = make_consumer(
+                self.settings.kafka,
+                *self.topics,
+                group_id=self.group_id,
+                fetch_max_wait_ms=self.fetch_max_wait_ms,
+            )
+            try:
+                await consumer.start()
+                return consumer
+            except KafkaError as error:
+                await bounded(consumer.stop(), f"{self.name}: consumer stop")
+                log.warning(
+                    "%s: broker unavailable (%r); retrying in %.2fs", self.name, error, backoff
+                )
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
 
     async def _consume_together(
         self, consumer: AIOKafkaConsumer, batches: dict[TopicPartition, list[ConsumerRecord]]
@@ -276,9 +292,7 @@ class EventConsumer:
             except Exception as error:
                 if not is_transient(error):
                     raise
-                log.warning(
-                    "%s: %s; retrying in %.2fs", self.name, error.__class__.__name__, backoff
-                )
+                log.warning("%s: %s; retrying in %.2fs", self.name, describe(error), backoff)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
 

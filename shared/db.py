@@ -13,7 +13,7 @@ import orjson
 from sqlalchemy import JSON, event, insert, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import CursorResult, Result
-from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
+from sqlalchemy.exc import DBAPIError, DisconnectionError, IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -27,14 +27,6 @@ from sqlalchemy.sql.schema import Table
 from shared.config import DatabaseSettings
 
 
-def unavailable(error: BaseException) -> bool:
-    """The database (or the network to it) is down: a retry later will do, unlike a bug or a bad
-    request. HTTP answers 503 for it, consumers wait it out."""
-    if isinstance(error, OperationalError | InterfaceError | OSError | TimeoutError):
-        return True
-    return isinstance(error, DBAPIError) and error.connection_invalidated
-
-
 def make_engine(settings: DatabaseSettings) -> AsyncEngine:
     """An engine that keeps statement parameters (secrets, personal data) out of its log lines
     and out of the text of its errors (``hide_parameters``)."""
@@ -42,7 +34,7 @@ def make_engine(settings: DatabaseSettings) -> AsyncEngine:
         return _sqlite_engine(settings)
     # A fixed pool: SQLAlchemy's default 5+10 churned connections under 64 concurrent requests here
     # and halved throughput; 20 kept open doubled it.
-    return create_async_engine(
+    engine = create_async_engine(
         settings.url,
         pool_size=settings.pool_size,
         max_overflow=settings.max_overflow,
@@ -53,6 +45,18 @@ def make_engine(settings: DatabaseSettings) -> AsyncEngine:
         json_serializer=_json_dumps,
         json_deserializer=orjson.loads,
     )
+    event.listen(engine.sync_engine, "checkout", _refuse_closed)
+    return engine
+
+
+def _refuse_closed(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
+    """A pooled connection the server closed (a restart) is replaced at checkout, without a
+    round trip (unlike ``pool_pre_ping``): asyncpg knows when its socket is gone. SQLAlchemy
+    invalidates a connection whose statement fails, but not one whose failure it never saw: a
+    ``BEGIN`` sent by ``driver_connection`` straight to asyncpg, which left the dead connection
+    to be pooled and handed out again, failing every transaction after the server came back."""
+    if dbapi_connection.driver_connection.is_closed():
+        raise DisconnectionError("the server closed this connection")
 
 
 def _sqlite_engine(settings: DatabaseSettings) -> AsyncEngine:

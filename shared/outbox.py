@@ -34,6 +34,7 @@ from shared.events import CloudEvent, topic_for
 from shared.kafka import ensure_topics
 from shared.metrics import OUTBOX_PUBLISHED, OUTBOX_REPUBLISHED
 from shared.models import OUTBOX_SHARDS, OutboxMessage, OutboxShard, table_of
+from shared.outages import describe
 from shared.partitioning import partition_of
 
 log = logging.getLogger(__name__)
@@ -139,7 +140,7 @@ class Relay:
                 log.warning(
                     "%s: publish failed (%s); retrying in %.2fs",
                     self.name,
-                    error.__class__.__name__,
+                    describe(error),
                     self._backoff,
                 )
                 await asyncio.sleep(self._backoff)

@@ -29,6 +29,7 @@ from shared.config import Settings, load_settings
 from shared.db import make_engine, make_sessions
 from shared.migrate import upgrade
 from shared.models import Base, import_all_models
+from tests.support.postgres_server import PostgresServer, PostgresUnavailable
 
 PG_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
@@ -161,6 +162,39 @@ async def pg(pg_database: Database) -> AsyncIterator[Database]:
     """PostgreSQL only (row locks, SKIP LOCKED, many connections at once)."""
     await pg_database.clear()
     yield pg_database
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[PostgresServer]:
+    """A PostgreSQL server of this run's own, which outage tests stop and start (the machine's
+    server is everyone's). Under ``CI=true`` missing server binaries fail the run."""
+    try:
+        server = PostgresServer()
+    except PostgresUnavailable as error:
+        if IN_CI:
+            pytest.fail(f"{error}; CI must run the database outage tests", pytrace=False)
+        pytest.skip(str(error))
+    with server:
+        yield server
+
+
+@pytest.fixture
+async def outage_db(pg_server: PostgresServer) -> AsyncIterator[Database]:
+    """A migrated, empty database on ``pg_server``, which the test may take down; the server is
+    running again after the test."""
+    if not pg_server.running:
+        pg_server.start()
+    name = f"outage_{uuid4().hex[:12]}"
+    admin = make_url(pg_server.url).render_as_string(hide_password=False)
+    await _admin(admin, f'CREATE DATABASE "{name}"')
+    database = await _migrated("postgresql", make_url(admin).set(database=name).render_as_string())
+    try:
+        yield database
+    finally:
+        await database.engine.dispose()
+        if not pg_server.running:
+            pg_server.start()
+        await _admin(admin, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture(scope="session")

@@ -38,6 +38,7 @@ from services.intake.platform_models import PlatformFetch
 from services.intake.platform_store import PlatformArrival, mark_invalid, store_platform_lead
 from shared.config import PlatformSettings, Settings
 from shared.models import table_of
+from shared.outages import unavailable
 
 log = logging.getLogger(__name__)
 fetches = table_of(PlatformFetch)
@@ -157,6 +158,8 @@ class FetchSweeper:
                 try:
                     await self._process(client, item, now)
                 except Exception as error:  # one bad row must not stop the others
+                    if unavailable(error):
+                        raise  # nor is it the row's fault: its lease runs out, then it is retried
                     log.exception("pending fetch %s failed", item.fetch.id)
                     await self._reschedule(item, f"internal: {error.__class__.__name__}", now)
         return len(claimed)

@@ -14,6 +14,7 @@ from services.routing.handlers import RoutingHandler
 from services.routing.pending import QUALIFIED
 from services.routing.service import route_leads
 from shared.models import Lead
+from shared.outages import report
 from shared.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -62,6 +63,6 @@ async def sweep_forever(runtime: Runtime) -> None:
             await sweep_queue(runtime, now=datetime.now(UTC))
         except asyncio.CancelledError:
             raise
-        except Exception:  # the database is away: try again next round
-            log.warning("routing queue sweep failed", exc_info=True)
+        except Exception as error:  # the database is away: try again next round
+            report(log, "routing queue sweep failed", error)
         await asyncio.sleep(SWEEP_INTERVAL_S)

@@ -31,6 +31,7 @@ from shared.config import Settings
 from shared.consumer import is_transient
 from shared.db import driver_connection, translated
 from shared.models import Lead, table_of
+from shared.outages import report
 
 PENDING = "pending"
 FAILED = "failed"
@@ -179,8 +180,8 @@ class PendingRouter:
         try:
             async with self.sessions() as session:
                 await repo.routing_off(session)
-        except Exception:  # the database is away: the first round reads it
-            log.warning("reading the routing directory failed", exc_info=True)
+        except Exception as error:  # the database is away: the first round reads it
+            report(log, "reading the routing directory failed", error)
 
     async def run(self) -> None:
         await self._read_directory()
@@ -194,10 +195,10 @@ class PendingRouter:
                 backoff = 0.0
             except asyncio.CancelledError:
                 raise
-            except Exception:  # the database is away: the leads stay pending; try again
+            except Exception as error:  # the database is away: the leads stay pending; try again
                 self.caught_up.set()  # never hold scoring back on routing's trouble
                 backoff = min(max(backoff * 2, 0.05), self.settings.outbox.max_backoff_s)
-                log.warning("routing pending leads failed; retry in %.2fs", backoff, exc_info=True)
+                report(log, f"routing pending leads failed; retry in {backoff:.2f}s", error)
                 await asyncio.sleep(backoff)
                 continue
             full = taken >= BATCH

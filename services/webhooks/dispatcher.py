@@ -23,7 +23,6 @@ from uuid import UUID
 
 import httpx
 from prometheus_client import Counter, Histogram
-from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.webhooks.queue import Claimed, claim
@@ -32,6 +31,7 @@ from services.webhooks.sending import make_transport, send
 from services.webhooks.settle import Outcome, settle, settle_delivered
 from shared.config import Settings
 from shared.consumer import is_transient
+from shared.outages import conflict, describe
 
 log = logging.getLogger(__name__)
 
@@ -160,7 +160,7 @@ class Dispatcher:
                         if not is_transient(error):
                             raise
                         backoff = min(max(backoff * 2, 0.05), 5.0)
-                        log.warning("webhooks: claim failed (%r); retrying", error)
+                        log.warning("webhooks: claim failed (%s); retrying", describe(error))
                         await asyncio.sleep(backoff)
                         continue
                     if not started or self._free() == 0:
@@ -367,9 +367,9 @@ class Dispatcher:
                 async with self.sessions.begin() as session:
                     return await self._settle_in(session, batch, datetime.now(UTC))
             except Exception as error:
-                if not (is_transient(error) or _is_conflict(error)):
+                if not (is_transient(error) or conflict(error)):
                     raise
-                log.warning("webhooks: settling failed (%r); retrying", error)
+                log.warning("webhooks: settling failed (%s); retrying", describe(error))
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
 
@@ -397,9 +397,3 @@ class Dispatcher:
                     session, message, outcome, settings=self.settings, now=now, rand=self.rand()
                 )
         return results
-
-
-def _is_conflict(error: BaseException) -> bool:
-    """A deadlock or serialization failure: the transaction can simply run again."""
-    code = getattr(getattr(error, "orig", None), "sqlstate", None)
-    return isinstance(error, DBAPIError) and code in {"40001", "40P01"}
