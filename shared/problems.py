@@ -10,8 +10,9 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from shared.db import unavailable
+from shared.outages import describe, unavailable
 
 log = logging.getLogger(__name__)
 PROBLEM_JSON = "application/problem+json"
@@ -101,16 +102,58 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, error: Exception) -> JSONResponse:
         if unavailable(error):
-            log.warning("%s %s: %r", request.method, request.url.path, error)
-            return problem_response(
-                503,
-                "Service Unavailable",
-                "the database is unavailable; nothing was stored, retry shortly",
-                instance=request.url.path,
-                headers={"Retry-After": str(RETRY_AFTER_S)},
-            )
+            raise error  # answered by OutageAnswers, around the whole app
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         return problem_response(500, "Internal Server Error", instance=request.url.path)
+
+    build = app.build_middleware_stack
+    app.build_middleware_stack = lambda: OutageAnswers(build())  # type: ignore[method-assign]
+
+
+def unavailable_response(path: str) -> JSONResponse:
+    return problem_response(
+        503,
+        "Service Unavailable",
+        "the database is unavailable; nothing was stored, retry shortly",
+        instance=path,
+        headers={"Retry-After": str(RETRY_AFTER_S)},
+    )
+
+
+class OutageAnswers:
+    """A database outage (``shared.outages``), raised by a route or by a middleware that reads
+    the database (CORS origins, keys), answered 503 with ``Retry-After``, logged as one warning
+    line. It wraps Starlette's outermost middleware, which would answer too, but then re-raise the
+    error to the server, which logs it as "Exception in ASGI application" with a traceback: a
+    thousand tracebacks in an outage of a few seconds, for a condition that is handled."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracked(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracked)
+        except Exception as error:
+            if not unavailable(error):
+                raise
+            log.warning(
+                "%s %s: 503, database unavailable (%s)",
+                scope["method"],
+                scope["path"],
+                describe(error),
+            )
+            if not started:
+                await unavailable_response(scope["path"])(scope, receive, send)
 
 
 def _title(status: int) -> str:

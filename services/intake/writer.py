@@ -17,7 +17,8 @@ for nothing twice in a row (one client posting one at a time looks like a steady
 there is no waiting for a second. One writer gathers at a time; the others write meanwhile.
 
 If a batch fails, its arrivals are stored one by one, so a bad one fails alone and the others are
-still answered 202 — after their commit.
+still answered 202 — after their commit; if the database is unavailable, every request of the
+batch is answered 503 at once.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from services.intake.schemas import LeadAccepted
 from services.intake.store import Arrival, store_inquiries
 from shared.config import Settings
+from shared.outages import unavailable
 
 log = logging.getLogger(__name__)
 Pending = tuple[Arrival, asyncio.Future[LeadAccepted]]
@@ -130,9 +132,10 @@ class GroupCommitWriter:
                     session, [arrival for arrival, _ in batch], settings=self.settings
                 )
         except Exception as error:
-            if len(batch) == 1:
-                if not batch[0][1].done():
-                    batch[0][1].set_exception(error)
+            if len(batch) == 1 or unavailable(error):  # an outage fails each of them alike
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(error)
             else:
                 log.warning("a batch of %d inquiries failed; storing them one by one", len(batch))
                 for pending in batch:

@@ -6,6 +6,7 @@ import asyncio
 import json
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
+from pathlib import Path
 from uuid import uuid4
 
 import httpx
@@ -202,15 +203,17 @@ async def test_a_body_over_the_limit_is_413_and_stores_nothing(
     assert await count(runtime, Lead) == 0
 
 
-async def test_an_unreachable_database_is_a_503_to_retry_not_a_500(db: Database) -> None:
-    unreachable = (
+async def test_an_unreachable_database_is_a_503_to_retry_not_a_500(
+    db: Database, tmp_path: Path
+) -> None:
+    unreachable = (  # SQLite cannot open a folder (a path in a missing one, root can make)
         "postgresql://postgres@127.0.0.1:1/test"
         if db.kind == "postgresql"
-        else "sqlite:////nonexistent-dir/leadflow.db"
+        else f"sqlite:///{tmp_path}"
     )
     runtime = Runtime.create(make_settings(db, db={"url": unreachable}))
     try:
-        transport = httpx.ASGITransport(app=create_app(runtime), raise_app_exceptions=False)
+        transport = httpx.ASGITransport(app=create_app(runtime))  # the app raises nothing
         async with httpx.AsyncClient(transport=transport, base_url="http://intake") as client:
             response = await client.post("/v1/leads", json=lead(), headers=AUTH)
     finally:
