@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import gc
 import signal
@@ -47,7 +46,8 @@ def freeze_heap() -> None:
 
 
 async def serve(runtime: Runtime, app: FastAPI, *, port: int, host: str | None = None) -> int:
-    """Serve until a signal (exit 0) or until a background task dies (exit 1)."""
+    """Serve until a signal (exit 0) or until a background task ends (exit 1): it waited out
+    every outage, so whatever ended it will not pass by itself (``Runtime.spawn``)."""
     config = uvicorn.Config(
         app,
         host=host or runtime.settings.http.host,
@@ -59,19 +59,18 @@ async def serve(runtime: Runtime, app: FastAPI, *, port: int, host: str | None =
         timeout_graceful_shutdown=10,
     )
     server = GracefulServer(config)
-    failed = False
 
-    def on_done(task: asyncio.Task[None]) -> None:
-        nonlocal failed
-        if not task.cancelled() and task.exception() is not None:
-            failed = True
-            server.should_exit = True
+    def on_stopped(_name: str) -> None:
+        server.should_exit = (
+            True  # a process that no longer does its job makes way for one that will
+        )
 
-    for task in runtime.tasks:
-        task.add_done_callback(on_done)
+    runtime.on_stopped = on_stopped
+    for name in runtime.stopped:  # ended before the server started
+        on_stopped(name)
     freeze_heap()
     try:
         await server.serve()
     finally:
         await runtime.close()
-    return 1 if failed else 0
+    return 1 if runtime.stopped else 0

@@ -32,6 +32,10 @@ class Runtime:
     relay: Relay | None = None
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     consumers: dict[str, asyncio.Event] = field(default_factory=dict)
+    stopped: dict[str, BaseException | None] = field(default_factory=dict)
+    """Background tasks that ended on their own (with their error): each should run until the
+    process stops, so readiness fails while any is here, and ``on_stopped`` is told."""
+    on_stopped: Callable[[str], None] = field(default=lambda _name: None)
     _producer_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     @classmethod
@@ -104,10 +108,23 @@ class Runtime:
             self.relay.notify()
 
     def spawn(self, work: Coroutine[Any, Any, None], *, name: str) -> asyncio.Task[None]:
+        """Run ``work`` for as long as the process runs: it waits out outages itself, so its end
+        (an error it could not handle, or a return) means this process no longer does its job."""
         task = asyncio.create_task(work, name=name)
-        task.add_done_callback(_report_crash)
+        task.add_done_callback(self._ended)
         self.tasks.append(task)
         return task
+
+    def _ended(self, task: asyncio.Task[None]) -> None:
+        if task.cancelled():
+            return
+        error = task.exception()
+        if error is not None:
+            log.critical("background task %s stopped", task.get_name(), exc_info=error)
+        else:
+            log.critical("background task %s returned", task.get_name())
+        self.stopped[task.get_name()] = error
+        self.on_stopped(task.get_name())
 
     async def readiness(self) -> dict[str, str]:
         checks: dict[str, Callable[[], Awaitable[Any]]] = {"database": lambda: ping(self.engine)}
@@ -118,6 +135,11 @@ class Runtime:
         for name, assigned in self.consumers.items():
             checks[name] = partial(_assigned, assigned)
         results = {}
+        if self.stopped:
+            results["tasks"] = "stopped: " + ", ".join(
+                f"{name} ({'returned' if error is None else error.__class__.__name__})"
+                for name, error in self.stopped.items()
+            )
         for name, check in checks.items():
             try:
                 await asyncio.wait_for(check(), timeout=2.0)
@@ -145,8 +167,3 @@ class Runtime:
 async def _assigned(assigned: asyncio.Event) -> None:
     if not assigned.is_set():
         raise ConnectionError("no partitions assigned yet")
-
-
-def _report_crash(task: asyncio.Task[None]) -> None:
-    if not task.cancelled() and task.exception() is not None:
-        log.critical("background task %s stopped", task.get_name(), exc_info=task.exception())
