@@ -13,9 +13,16 @@ QUIET_LIBRARIES = ("aiokafka", "aiosqlite", "asyncpg", "sqlalchemy", "httpx", "h
 
 
 def configure_logging(level: str = "INFO", *, json: bool = False) -> None:
-    renderer = structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer()
+    # Tracebacks as plain text: the console renderer's default (rich) prints each frame's local
+    # variables, among them passwords, signing secrets and keys; JSON lines carry the same text
+    # in ``exception`` (without ``format_exc_info`` they carried only the exception's repr).
+    renderers: list[structlog.typing.Processor] = (
+        [structlog.processors.format_exc_info, structlog.processors.JSONRenderer()]
+        if json
+        else [structlog.dev.ConsoleRenderer(exception_formatter=structlog.dev.plain_traceback)]
+    )
     formatter = structlog.stdlib.ProcessorFormatter(
-        processor=renderer,
+        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, *renderers],
         foreign_pre_chain=[
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.stdlib.add_log_level,
