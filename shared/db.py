@@ -157,7 +157,14 @@ async def driver_connection(session: AsyncSession) -> asyncpg.Connection:
     if adapted._transaction is None:
         # SQLAlchemy's asyncpg adapter sends BEGIN lazily, with its own first statement: a
         # statement sent straight to asyncpg before that would run, and commit, on its own.
-        await adapted._start_transaction()
+        try:
+            await adapted._start_transaction()
+        except Exception as error:
+            # A BEGIN on a sound connection does not fail: this one is lost, or being lost (the
+            # server's goodbye read, its socket not yet seen closed: asyncpg's "cannot switch to
+            # state 15"). SQLAlchemy never saw the error, so it is invalidated here, not pooled.
+            await connection.invalidate(error)
+            raise OperationalError("BEGIN", None, error, connection_invalidated=True) from error
     return raw.driver_connection
 
 

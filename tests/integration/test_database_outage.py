@@ -21,7 +21,7 @@ from services.intake.keys import create_key
 from shared.broker import EmbeddedBroker
 from shared.config import load_settings
 from shared.consumer import EventConsumer
-from shared.db import make_engine
+from shared.db import driver_connection, make_engine
 from shared.events import Event, LeadReceived, LeadReceivedData
 from shared.kafka import ensure_topics, make_producer
 from shared.metrics import DEAD_LETTERED
@@ -67,6 +67,22 @@ async def test_postgresql_stopping_or_starting_is_an_outage(
     assert sqlstate(refused.orig) == "57P03"  # type: ignore[attr-defined]
     assert isinstance(stopped, OSError)
     assert unavailable(terminated) and unavailable(refused) and unavailable(stopped)
+
+
+async def test_a_lost_connection_under_a_begin_sent_straight_to_asyncpg_is_an_outage(
+    pg: Database,
+) -> None:
+    """``driver_connection`` sends BEGIN to asyncpg itself, where SQLAlchemy does not see it
+    fail: the connection must be invalidated (not pooled again) and the error an outage."""
+    async with pg.sessions() as session:
+        connection = await session.connection()
+        raw = await connection.get_raw_connection()
+        await raw.driver_connection.close()  # lost, and SQLAlchemy does not know
+        error = await _failure(driver_connection(session))
+        assert connection.invalidated
+    assert unavailable(error), repr(error)
+    async with pg.sessions() as session:
+        assert await session.scalar(text("SELECT 1")) == 1
 
 
 async def test_a_bug_or_bad_data_is_not_an_outage(outage_db: Database) -> None:
