@@ -39,7 +39,10 @@ bench-webhooks: $(STAMP) ## Webhook latency at 500 leads/s end to end, and the e
 	$(BIN)/python -m bench.webhooks
 	$(BIN)/python -m bench.broker
 
-.PHONY: help install dev test lint schemas bench bench-webhooks
+chaos: $(STAMP) ## Fault run of the production processes: PostgreSQL and broker restarts, services killed
+	$(BIN)/python -m bench.chaos
+
+.PHONY: help install dev test lint schemas bench bench-webhooks chaos
 
 docs: $(STAMP) ## Regenerate the settings table in docs/configuration.md and the event schemas
 	$(BIN)/python -c "import pathlib; from shared.config import settings_reference as r; p = pathlib.Path('docs/configuration.md'); t = p.read_text(); i = t.index('| variable |'); p.write_text(t[:i] + r())"
