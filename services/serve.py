@@ -61,9 +61,7 @@ async def serve(runtime: Runtime, app: FastAPI, *, port: int, host: str | None =
     server = GracefulServer(config)
 
     def on_stopped(_name: str) -> None:
-        server.should_exit = (
-            True  # a process that no longer does its job makes way for one that will
-        )
+        server.should_exit = True  # make way for a process that does its job
 
     runtime.on_stopped = on_stopped
     for name in runtime.stopped:  # ended before the server started
