@@ -24,10 +24,11 @@ dev: $(STAMP) ## Run everything in one process (embedded broker + SQLite) on por
 test: $(STAMP) ## Run the whole test suite (PostgreSQL, SQLite, embedded broker)
 	$(BIN)/python -m pytest
 
-lint: $(STAMP) ## ruff lint and format check, mypy type check
+lint: $(STAMP) ## ruff lint and format check, mypy type check, the import contract
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy services shared
+	$(BIN)/lint-imports --no-cache
 
 schemas: $(STAMP) ## Regenerate the event JSON Schemas in docs/schemas
 	$(BIN)/leadflow events schemas --out docs/schemas
