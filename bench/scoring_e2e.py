@@ -43,7 +43,7 @@ from services.routing import pending
 from services.scoring import versions
 from services.scoring.handlers import ScoringHandler
 from services.scoring.main import CONSUMER
-from services.serve import freeze_heap
+from shared.serve import freeze_heap
 from shared.broker import EmbeddedBroker
 from shared.config import Settings, load_settings
 from shared.consumer import EventConsumer
@@ -219,7 +219,7 @@ async def _score(runtime: Runtime, settings: Settings, url: URL, count: int, log
         before_poll=router.caught_up.wait,
     )
     postgres = CpuProbe("postgres", cmdline_contains=f" {url.database} ")
-    freeze_heap()  # as every leadflow server does once started (services.serve)
+    freeze_heap()  # as every leadflow server does once started (shared.serve)
     runtime.spawn(router.run(), name="scoring-routing")
     runtime.spawn(consumer.run(), name="scoring")
     log("  scoring (the consumer group's first join takes a few seconds)…")

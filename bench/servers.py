@@ -30,7 +30,7 @@ from fastapi import FastAPI
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.types import ASGIApp
 
-from services.serve import GracefulServer, freeze_heap
+from shared.serve import GracefulServer, freeze_heap
 
 HOST = "127.0.0.1"
 START_TIMEOUT_S = 60.0
@@ -197,7 +197,7 @@ def _serve_asgi(factory: AppFactory, pipe: Connection) -> None:
         timeout_graceful_shutdown=5,
     )
     server = GracefulServer(config)
-    freeze_heap()  # as services.serve does before serving, for every server measured
+    freeze_heap()  # as shared.serve does before serving, for every server measured
 
     async def main() -> None:
         try:

@@ -15,12 +15,12 @@ from services.intake.platforms import start_fetch_sweeper
 from services.intake.pruning import start_idempotency_pruner
 from services.routing.main import start_routing
 from services.scoring.main import activate_sample_rules, start_scoring
-from services.serve import serve
 from services.webhooks.main import start_webhooks
 from shared.broker import EmbeddedBroker, embedded_kafka
 from shared.config import Settings
 from shared.migrate import upgrade
 from shared.runtime import Runtime
+from shared.serve import serve
 
 log = logging.getLogger("leadflow.dev")
 

@@ -7,11 +7,11 @@ from services.intake.platforms import start_fetch_sweeper
 from services.intake.pruning import start_idempotency_pruner
 from services.routing.main import start_routing
 from services.scoring.main import start_scoring
-from services.serve import serve
 from services.webhooks.main import start_webhooks
 from shared.config import Settings
 from shared.health import health_app
 from shared.runtime import Runtime
+from shared.serve import serve
 
 
 async def run_intake(settings: Settings) -> int:

@@ -3,7 +3,6 @@ alone on stdout (``KEY=$(leadflow keys create --kind public --origin https://www
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -17,8 +16,7 @@ from rich.table import Table
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.intake.keys import create_key, list_keys, revoke_key
-from shared.config import SettingsError, load_settings
-from shared.db import make_engine, make_sessions
+from shared.cli import on_db
 
 keys_app = typer.Typer(help="API keys: public form keys and secret server keys.")
 T = TypeVar("T")
@@ -30,21 +28,7 @@ class Kind(StrEnum):
 
 
 def _in_transaction(work: Callable[[AsyncSession], Awaitable[T]]) -> T:
-    try:
-        settings = load_settings()
-    except SettingsError as error:
-        typer.echo(f"leadflow: {error}", err=True)
-        raise typer.Exit(2) from None
-
-    async def main() -> T:
-        engine = make_engine(settings.db)
-        try:
-            async with make_sessions(engine).begin() as session:
-                return await work(session)
-        finally:
-            await engine.dispose()
-
-    return asyncio.run(main())
+    return on_db(lambda session, _settings: work(session), write=True)
 
 
 @keys_app.command("create")

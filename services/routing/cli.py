@@ -6,7 +6,6 @@ The same service functions as the API, straight on the database; ``--json`` for 
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -26,8 +25,8 @@ from services.routing.models import Membership, Rep, Team
 from services.routing.rules import RoutingInvalid
 from services.routing.schemas import AccountIn, TeamIn
 from services.routing.service import CLOSED_STAGES, reassign_lead, route_lead
-from shared.config import Settings, SettingsError, load_settings
-from shared.db import make_engine, make_sessions
+from shared.cli import Failures, on_db
+from shared.config import Settings
 from shared.models import Lead
 
 owners_app = typer.Typer(
@@ -38,30 +37,15 @@ T = TypeVar("T")
 JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable output")]
 
 
-def _settings() -> Settings:
-    try:
-        return load_settings()
-    except SettingsError as error:
-        typer.echo(f"leadflow: {error}", err=True)
-        raise typer.Exit(2) from None
-
-
 def _in_transaction(work: Callable[[AsyncSession, Settings], Awaitable[T]]) -> T:
-    settings = _settings()
+    return on_db(work, write=True, failures=REFUSED)
 
-    async def main() -> T:
-        engine = make_engine(settings.db)
-        try:
-            async with make_sessions(engine).begin() as session:
-                return await work(session, settings)
-        finally:
-            await engine.dispose()
 
-    try:
-        return asyncio.run(main())
-    except (admin.DirectoryInvalid, RoutingInvalid) as error:
-        typer.echo(f"leadflow: {error}", err=True)
-        raise typer.Exit(1) from None
+def _refused(error: Exception) -> list[str]:
+    return [str(error)]
+
+
+REFUSED: Failures = {admin.DirectoryInvalid: _refused, RoutingInvalid: _refused}
 
 
 def _now() -> datetime:

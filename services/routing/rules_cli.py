@@ -15,8 +15,8 @@ import typer
 from rich.table import Table
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.cli_support import console, on_db, principal, show, show_diff, signed_and_activated
 from services.routing import versions
+from shared.cli import console, on_db, principal, show, show_diff, signed_and_activated
 from shared.config import Settings
 
 routing_rules_app = typer.Typer(

@@ -17,9 +17,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.cli_support import on_db, principal, show, show_diff, signed_and_activated
 from services.scoring import backtest, store, versions
 from services.scoring.ruleset import RulesetInvalid, compile_ruleset
+from shared.cli import on_db, principal, show, show_diff, signed_and_activated
 from shared.config import Settings
 
 rules_app = typer.Typer(help="Qualification rulesets: validate, propose, approve, activate.")

@@ -5,7 +5,6 @@ The same service functions as the API. ``--json`` prints what the API would answ
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -22,8 +21,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.webhooks import deliveries, subscriptions
 from services.webhooks.schemas import SubscriptionIn, SubscriptionPatch
-from shared.config import Settings, SettingsError, load_settings
-from shared.db import make_engine, make_sessions
+from shared.cli import with_sessions
+from shared.config import Settings
 from shared.problems import Problem
 
 subscriptions_app = typer.Typer(
@@ -46,25 +45,12 @@ def _folded(header: str) -> Column:
 
 
 def _run(work: Callable[[async_sessionmaker[AsyncSession], Settings], Awaitable[T]]) -> T:
-    try:
-        settings = load_settings()
-    except SettingsError as error:
-        typer.echo(f"leadflow: {error}", err=True)
-        raise typer.Exit(2) from None
+    return with_sessions(work, failures={Problem: _problem})
 
-    async def main() -> T:
-        engine = make_engine(settings.db)
-        try:
-            return await work(make_sessions(engine), settings)
-        finally:
-            await engine.dispose()
 
-    try:
-        return asyncio.run(main())
-    except Problem as problem:
-        where = f" ({problem.extra['field']})" if "field" in problem.extra else ""
-        typer.echo(f"leadflow: {problem.title}{where}: {problem.detail}", err=True)
-        raise typer.Exit(1) from None
+def _problem(problem: Problem) -> list[str]:
+    where = f" ({problem.extra['field']})" if "field" in problem.extra else ""
+    return [f"{problem.title}{where}: {problem.detail}"]
 
 
 def _print(value: BaseModel | list[Any], as_json: bool, table: Callable[[], Table]) -> None:

@@ -7,7 +7,7 @@ import asyncio
 
 import httpx
 
-from services.serve import serve
+from shared.serve import serve
 from shared.broker import free_port
 from shared.health import health_app
 from shared.runtime import Runtime
