@@ -5,7 +5,7 @@ machine:
 
 1. the load generator against a trivial responder — its own ceiling;
 2. (a) the ceiling: FastAPI validating the same body and answering 202 with no I/O;
-3. (b) the real intake app (``services.intake.app.create_app``) on a fresh PostgreSQL database,
+3. (b) the real intake app (``services.api.create_app``) on a fresh PostgreSQL database,
    migrated with ``shared.migrate.upgrade`` and dropped at the end. Its outbox relay does not
    run: this is the durable 202 path (the lead, inquiry, history and outbox rows are committed
    before the answer). Every request posts a distinct email, so each creates a lead, and
@@ -29,7 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 from bench.loadgen import CpuProbe, LoadSpec, RequestTemplate, Stats, run_load
 from bench.servers import Served, asgi_server, bare_app, raw_server
 from bench.suite import Check, Log, Options, Report, Row
-from services.intake.app import create_app
+from services.api import create_app
 from services.intake.keys import create_key
 from shared.config import load_settings
 from shared.migrate import upgrade

@@ -43,7 +43,6 @@ from services.routing import pending
 from services.scoring import versions
 from services.scoring.handlers import ScoringHandler
 from services.scoring.main import CONSUMER
-from shared.serve import freeze_heap
 from shared.broker import EmbeddedBroker
 from shared.config import Settings, load_settings
 from shared.consumer import EventConsumer
@@ -52,6 +51,7 @@ from shared.ids import new_id
 from shared.kafka import ensure_topics, make_producer
 from shared.models import Inquiry, Lead
 from shared.runtime import Runtime
+from shared.serve import freeze_heap
 
 SOURCE = "/leadflow/intake"
 

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 
 from pydantic import SecretStr
 
-from services.intake.app import create_app as intake_app
+from services.api import create_app as intake_app
 from services.intake.keys import dev_public_key
 from services.intake.platforms import start_fetch_sweeper
 from services.intake.pruning import start_idempotency_pruner

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from services.intake.app import create_app as intake_app
+from services.api import create_app as intake_app
 from services.intake.platforms import start_fetch_sweeper
 from services.intake.pruning import start_idempotency_pruner
 from services.routing.main import start_routing

@@ -14,7 +14,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from sqlalchemy import func, select
 
-from services.intake.app import create_app
+from services.api import create_app
 from services.intake.keys import create_key
 from services.scoring.main import activate_sample_rules, start_scoring
 from shared.config import Settings

@@ -11,7 +11,7 @@ import httpx
 from fastapi import FastAPI
 from sqlalchemy import func, select
 
-from services.intake.app import create_app
+from services.api import create_app
 from services.intake.keys import create_key
 from shared.runtime import Runtime
 from tests.conftest import Database, make_settings

@@ -7,10 +7,10 @@ import asyncio
 
 import httpx
 
-from shared.serve import serve
 from shared.broker import free_port
 from shared.health import health_app
 from shared.runtime import Runtime
+from shared.serve import serve
 from tests.conftest import Database, eventually, make_settings
 
 

@@ -16,7 +16,7 @@ import pytest
 from aiokafka import AIOKafkaProducer
 from sqlalchemy import func, select, text
 
-from services.intake.app import create_app
+from services.api import create_app
 from services.intake.keys import create_key
 from shared.broker import EmbeddedBroker
 from shared.config import load_settings

@@ -12,7 +12,7 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
-from services.intake.app import create_app
+from services.api import create_app
 from services.intake.platform_models import LeadActivityRow, LeadOutcomeRow
 from shared.models import Lead, LeadHistory, OutboxMessage
 from shared.runtime import Runtime

@@ -11,7 +11,7 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
-from services.intake.app import create_app
+from services.api import create_app
 from services.intake.platform_models import PlatformLead
 from shared.models import Inquiry, Lead, OutboxMessage
 from shared.runtime import Runtime

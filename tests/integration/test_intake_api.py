@@ -13,7 +13,7 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
-from services.intake.app import create_app
+from services.api import create_app
 from services.intake.keys import create_key
 from shared.models import Inquiry, Lead, LeadHistory, OutboxMessage
 from shared.runtime import Runtime

@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import select
 
-from services.intake.app import create_app
+from services.api import create_app
 from shared.models import Inquiry
 from tests.conftest import Database
 from tests.integration.intake_support import client_for, intake, new_key

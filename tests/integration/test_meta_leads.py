@@ -23,7 +23,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from services.intake.app import create_app
+from services.api import create_app
 from services.intake.meta_fetch import FetchSweeper
 from services.intake.platform_models import PlatformFetch, PlatformLead
 from shared.models import Inquiry, Lead, OutboxMessage

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
-from services.intake.app import create_app
+from services.api import create_app
 from shared.runtime import Runtime
 from tests.conftest import Database, make_settings
 

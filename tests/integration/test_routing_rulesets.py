@@ -12,8 +12,8 @@ import pytest
 from sqlalchemy import select, update
 from typer.testing import CliRunner
 
+from services.api import create_app
 from services.cli import app
-from services.intake.app import create_app
 from services.routing.models import RoutingRuleset
 from services.routing.service import route_lead
 from shared.models import OutboxMessage

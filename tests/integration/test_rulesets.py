@@ -11,7 +11,7 @@ import httpx
 import pytest
 from sqlalchemy import select, update
 
-from services.intake.app import create_app
+from services.api import create_app
 from services.scoring.models import Ruleset
 from shared.models import OutboxMessage
 from shared.runtime import Runtime

@@ -232,7 +232,7 @@ async def test_cors_preflight_and_headers_follow_the_keys_origins(db: Database) 
 async def test_rate_limits_per_address_and_per_key_answer_429_with_retry_after(
     db: Database,
 ) -> None:
-    from services.intake.app import create_app
+    from services.api import create_app
 
     limits = {"rate_limit_per_ip": "3/minute", "rate_limit_per_key": "5/minute"}
     async with intake(db, intake=limits) as runtime:

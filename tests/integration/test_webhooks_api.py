@@ -13,7 +13,7 @@ from sqlalchemy import insert
 from sqlalchemy.exc import IntegrityError
 from standardwebhooks import Webhook
 
-from services.intake.app import create_app
+from services.api import create_app
 from services.webhooks.models import Subscription
 from shared.logs import QUIET_LIBRARIES, configure_logging
 from shared.runtime import Runtime

@@ -17,8 +17,8 @@ from typing import Any
 import click
 import typer.main
 
+from services.api import create_app
 from services.cli import app as cli_app
-from services.intake.app import create_app
 from shared.config import load_settings
 from shared.runtime import Runtime
 

@@ -1,0 +1,34 @@
+"""The public HTTP app: every service's routes on one port (composition root).
+
+Services never mount each other: this module does, in an order that decides which route matches
+first for overlapping paths (``/v1/leads/{id}/routing`` before ``/v1/leads/by-crm-id/{id}``).
+"""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from services.intake import api as intake
+from services.routing.api import router as routing
+from services.scoring.api import router as qualification
+from services.webhooks.api import router as webhooks
+from shared import problems
+from shared.health import health_router
+from shared.runtime import Runtime
+
+
+def create_app(runtime: Runtime) -> FastAPI:
+    app = FastAPI(
+        title="Leadflow intake",
+        version="0.1.0",
+        description="Inquiries from web forms and ad platforms, stored before they are answered.",
+    )
+    app.state.runtime = runtime
+    problems.install(app)
+    intake.install_leads(app, runtime)
+    app.include_router(webhooks)
+    app.include_router(qualification)
+    app.include_router(routing)
+    intake.install_inbound(app, runtime)
+    app.include_router(health_router())
+    return app
