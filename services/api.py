@@ -10,8 +10,10 @@ from fastapi import FastAPI
 
 from services.intake import api as intake
 from services.routing.api import router as routing
+from services.routing.explain import routing_explanation
 from services.scoring.api import router as qualification
 from services.webhooks.api import router as webhooks
+from services.webhooks.deliveries import erase_copies as erase_webhook_copies
 from shared import problems
 from shared.health import health_router
 from shared.runtime import Runtime
@@ -24,6 +26,10 @@ def create_app(runtime: Runtime) -> FastAPI:
         description="Inquiries from web forms and ad platforms, stored before they are answered.",
     )
     app.state.runtime = runtime
+    # What one service adds to another's work: routing's part of a lead's explanation, the
+    # webhook messages' part of erasing a lead (in intake's transaction).
+    app.state.explain_sections = {"routing": routing_explanation}
+    app.state.erasure_steps = [erase_webhook_copies]
     problems.install(app)
     intake.install_leads(app, runtime)
     app.include_router(webhooks)

@@ -197,7 +197,11 @@ async def delete_lead(lead_id: UUID, request: Request) -> LeadErasure:
     runtime = _runtime(request)
     async with runtime.sessions.begin() as session:
         erased_at = await erase_lead(
-            session, lead_id, settings=runtime.settings, now=datetime.now(UTC)
+            session,
+            lead_id,
+            settings=runtime.settings,
+            now=datetime.now(UTC),
+            steps=getattr(request.app.state, "erasure_steps", ()),
         )
     if erased_at is None:
         raise Problem(404, "Not Found", f"no lead {lead_id}", field="lead_id")

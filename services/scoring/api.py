@@ -142,7 +142,13 @@ async def explain_lead(
     lead_id: UUID, caller: CallerDep, runtime: RuntimeDep, request: Request
 ) -> dict[str, Any]:
     async with runtime.sessions() as session:
-        return await explain(session, lead_id, _rulesets(request), now=datetime.now(UTC))
+        return await explain(
+            session,
+            lead_id,
+            _rulesets(request),
+            now=datetime.now(UTC),
+            sections=getattr(request.app.state, "explain_sections", {}),
+        )
 
 
 async def _active_version(session: AsyncSession) -> int:

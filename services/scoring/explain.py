@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -9,7 +10,6 @@ from uuid import UUID
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.routing.explain import routing_explanation
 from services.scoring import store
 from services.scoring.facts import facts_of
 from services.scoring.models import LeadTransition
@@ -33,8 +33,18 @@ NEXT = {
 }
 
 
+Section = Callable[[AsyncSession, UUID], Awaitable[Any]]
+"""Another service's part of a lead's explanation (routing: who owns it and why), added by the
+composition root (services/api.py)."""
+
+
 async def explain(
-    session: AsyncSession, lead_id: UUID, rulesets: store.RulesetCache, *, now: datetime
+    session: AsyncSession,
+    lead_id: UUID,
+    rulesets: store.RulesetCache,
+    *,
+    now: datetime,
+    sections: Mapping[str, Section] = {},  # noqa: B006 - read only
 ) -> dict[str, Any]:
     lead = await session.get(Lead, lead_id)
     if lead is None:
@@ -57,7 +67,7 @@ async def explain(
         )
     )
     promoted = next((m for m in reversed(moves) if m.to_stage == lead.stage), None)
-    return {
+    explanation = {
         "lead_id": lead_id,
         "stage": lead.stage,
         "stage_reason": lead.stage_reason,
@@ -74,8 +84,10 @@ async def explain(
         "next_stage": NEXT.get(lead.stage),
         "missing": _missing(lead.stage, decision),
         "transitions": [_move(m) for m in moves],
-        "routing": await routing_explanation(session, lead_id),  # services/routing: who, why
     }
+    for name, section in sections.items():
+        explanation[name] = await section(session, lead_id)
+    return explanation
 
 
 def _rules(decision: Decision, kind: str) -> list[dict[str, Any]]:

@@ -1,5 +1,7 @@
-"""The delivery log and replay. Replaying puts a message back in the queue, due now, with a
-fresh schedule; it keeps its ``webhook-id``, so a receiver that already has it can drop it."""
+"""The delivery log, replay and erasure. Replaying puts a message back in the queue, due now,
+with a fresh schedule; it keeps its ``webhook-id``, so a receiver that already has it can drop
+it. Erasing a lead (``erase_copies``, a step of intake's erasure) redacts its messages and the
+answers logged with their attempts."""
 
 from __future__ import annotations
 
@@ -21,9 +23,20 @@ from services.webhooks.schemas import AttemptView, MessageView
 from services.webhooks.subscriptions import find
 from shared.db import rowcount
 from shared.models import table_of
+from shared.privacy import scrub_payloads
 from shared.problems import Problem
 
-messages = table_of(WebhookMessage)
+messages, attempts = table_of(WebhookMessage), table_of(DeliveryAttempt)
+
+
+async def erase_copies(session: AsyncSession, lead_id: UUID) -> None:
+    """The lead's personal data in its webhook messages and in the receivers' answers logged
+    with their attempts, in the erasure's transaction."""
+    key = str(lead_id)
+    await scrub_payloads(session, messages, messages.c.lead_id == key)
+    await session.execute(
+        update(attempts).where(attempts.c.lead_id == key).values(response_excerpt=None)
+    )
 
 
 async def list_messages(
