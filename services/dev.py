@@ -13,8 +13,9 @@ from services.api import create_app as intake_app
 from services.intake.keys import dev_public_key
 from services.intake.platforms import start_fetch_sweeper
 from services.intake.pruning import start_idempotency_pruner
+from services.processes import start_scoring_with_routing
 from services.routing.main import start_routing
-from services.scoring.main import activate_sample_rules, start_scoring
+from services.scoring.main import activate_sample_rules
 from services.webhooks.main import start_webhooks
 from shared.broker import EmbeddedBroker, embedded_kafka
 from shared.config import Settings
@@ -55,7 +56,7 @@ async def run_dev(settings: Settings) -> int:
         runtime.start_relay("relay")
         start_fetch_sweeper(runtime)
         start_idempotency_pruner(runtime)
-        start_scoring(runtime)
+        start_scoring_with_routing(runtime)
         start_routing(runtime)
         start_webhooks(runtime)
         public = await dev_public_key(

@@ -5,7 +5,8 @@ from __future__ import annotations
 from services.api import create_app as intake_app
 from services.intake.platforms import start_fetch_sweeper
 from services.intake.pruning import start_idempotency_pruner
-from services.routing.main import start_routing
+from services.routing import handlers as routing
+from services.routing.main import start_pending_router, start_routing
 from services.scoring.main import start_scoring
 from services.webhooks.main import start_webhooks
 from shared.config import Settings
@@ -25,7 +26,7 @@ async def run_intake(settings: Settings) -> int:
 async def run_scoring(settings: Settings) -> int:
     runtime = Runtime.create(settings)
     runtime.start_relay("scoring-relay")
-    start_scoring(runtime)
+    start_scoring_with_routing(runtime)
     start_routing(runtime)
     app = health_app("Leadflow scoring", runtime)
     return await serve(runtime, app, port=settings.http.scoring_port)
@@ -43,3 +44,18 @@ async def run_webhooks(settings: Settings) -> int:
     start_webhooks(runtime)
     app = health_app("Leadflow webhooks", runtime)
     return await serve(runtime, app, port=settings.http.webhooks_port)
+
+
+def start_scoring_with_routing(runtime: Runtime, *, name: str = "scoring") -> None:
+    """Scoring, with routing plugged into it: in each batch's transaction (mark the qualified
+    leads pending, reassign rejected ones, release closed ones), then the routing of the pending
+    leads after each commit, which holds scoring back when it falls behind. (Routing's consumer
+    of escalations and its queue sweep: ``start_routing``.)"""
+    router = start_pending_router(runtime, name=name)
+    start_scoring(
+        runtime,
+        name=name,
+        after_scoring=[routing.after_scoring],
+        on_commit=[router.notify],
+        before_poll=router.caught_up.wait,
+    )

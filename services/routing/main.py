@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from sqlalchemy import select
 
 from services.routing.handlers import RoutingHandler
-from services.routing.pending import QUALIFIED
+from services.routing.pending import QUALIFIED, PendingRouter
 from services.routing.service import route_leads
 from shared.models import Lead
 from shared.outages import report
@@ -21,6 +21,14 @@ log = logging.getLogger(__name__)
 CONSUMER = "routing"
 SWEEP_INTERVAL_S = 30.0
 SWEEP_BATCH = 200
+
+
+def start_pending_router(runtime: Runtime, *, name: str) -> PendingRouter:
+    """Route the leads scoring qualified, each round right after a scoring commit (``notify``)
+    or a crashed replica's leftovers on its poll; ``caught_up`` holds scoring back meanwhile."""
+    router = PendingRouter(runtime.sessions, runtime.settings, on_routed=runtime.notify_relay)
+    runtime.spawn(router.run(), name=f"{name}-routing")
+    return router
 
 
 def start_routing(runtime: Runtime, *, name: str = CONSUMER) -> None:

@@ -2,19 +2,20 @@
 
 Everything happens in the caller's transaction (the consumer's batch): lock the leads, record
 activities, judge each lead with the active ruleset, move it through the lifecycle, write its
-state, history and transitions, and stage ``lead.scored`` plus any stage event in the outbox.
+state, history and transitions, and stage ``lead.scored`` plus any stage event in the outbox;
+then the ``after_scoring`` hooks run, in the same transaction (the composition root plugs
+routing in: services/processes.py).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 from uuid import UUID
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.routing.handlers import after_scoring
 from services.scoring import lifecycle, store
 from services.scoring.facts import facts_of
 from services.scoring.lifecycle import Transition, TransitionRefused
@@ -42,10 +43,32 @@ class LeadMissing(LookupError):
     """The event names a lead the database does not hold."""
 
 
+class AfterScoring(Protocol):
+    """Another service's work on a scored batch, in scoring's transaction, after its events are
+    staged so that what it stages follows them (routing: ``lead.routed`` after ``lead.mql``)."""
+
+    async def __call__(
+        self,
+        session: AsyncSession,
+        events: Sequence[CloudEvent],
+        moves: Sequence[dict[str, Any]],
+        *,
+        settings: Settings,
+        now: datetime,
+    ) -> object: ...
+
+
 class ScoringHandler:
-    def __init__(self, settings: Settings, rulesets: store.RulesetCache | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        rulesets: store.RulesetCache | None = None,
+        *,
+        after_scoring: Sequence[AfterScoring] = (),
+    ) -> None:
         self.settings = settings
         self.rulesets = rulesets or store.RulesetCache()
+        self.after_scoring = tuple(after_scoring)
 
     async def __call__(self, event: Event, *, session: AsyncSession, now: datetime) -> None:
         await self.handle_batch([event], session=session, now=now)
@@ -77,8 +100,8 @@ class ScoringHandler:
             batch.scored(lead, decision, engaged_since_recycled=engaged)
         await store.save(session, [states[i] for i in batch.touched], batch.history, batch.moves)
         await stage(session, self.settings, *batch.events)
-        # Routing, after the stage events so lead.routed follows lead.mql (services/routing).
-        await after_scoring(session, relevant, batch.moves, settings=self.settings, now=now)
+        for hook in self.after_scoring:
+            await hook(session, relevant, batch.moves, settings=self.settings, now=now)
 
 
 class _Row:

@@ -1,38 +1,45 @@
-"""Wiring of the scoring service: a consumer of the intake topic, and the routing of the leads it
-qualifies right after each commit (services/routing/pending.py); the runtime's relay publishes."""
+"""Wiring of the scoring service: a consumer of the intake topic, with the hooks the composition
+root plugs in (routing: services/processes.py); the runtime's relay publishes."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 
-from services.routing.pending import PendingRouter
 from services.scoring import store, versions
-from services.scoring.handlers import ScoringHandler
+from services.scoring.handlers import AfterScoring, ScoringHandler
 from shared.runtime import Runtime
 
 CONSUMER = "scoring"
 
 
-def start_scoring(runtime: Runtime, *, name: str = CONSUMER) -> PendingRouter:
-    """Consume the intake topic in the background and route what it qualifies."""
-    router = PendingRouter(runtime.sessions, runtime.settings, on_routed=runtime.notify_relay)
-    runtime.spawn(router.run(), name=f"{name}-routing")
+def start_scoring(
+    runtime: Runtime,
+    *,
+    name: str = CONSUMER,
+    after_scoring: Sequence[AfterScoring] = (),
+    on_commit: Sequence[Callable[[], None]] = (),
+    before_poll: Callable[[], Awaitable[object]] | None = None,
+) -> None:
+    """Consume the intake topic in the background. What other services add (routing) comes in
+    as hooks: ``after_scoring`` in each batch's transaction, ``on_commit`` after it commits,
+    ``before_poll`` awaited before each poll (to hold scoring back while they catch up)."""
 
     def committed() -> None:
         runtime.notify_relay()
-        router.notify()
+        for call in on_commit:
+            call()
 
     topics = [runtime.settings.topics.intake]
-    handler = ScoringHandler(runtime.settings)
+    handler = ScoringHandler(runtime.settings, after_scoring=after_scoring)
     runtime.start_consumer(
         CONSUMER,
         topics,
         handler,
         name=name,
         on_commit=committed,
-        before_poll=router.caught_up.wait,
+        before_poll=before_poll,
     )
-    return router
 
 
 async def activate_sample_rules(runtime: Runtime) -> None:

@@ -16,7 +16,8 @@ from sqlalchemy import func, select
 
 from services.api import create_app
 from services.intake.keys import create_key
-from services.scoring.main import activate_sample_rules, start_scoring
+from services.processes import start_scoring_with_routing
+from services.scoring.main import activate_sample_rules
 from shared.config import Settings
 from shared.events import SlaEscalated, SlaEscalatedData
 from shared.kafka import make_producer
@@ -103,7 +104,7 @@ async def running_stack(
     for index in range(scoring_processes):
         worker = Runtime.create(settings)
         worker.start_relay(f"scoring-relay-{index}")
-        start_scoring(worker, name=f"scoring-{index}")
+        start_scoring_with_routing(worker, name=f"scoring-{index}")
         workers.append(worker)
     transport = httpx.ASGITransport(app=create_app(intake))
     try:

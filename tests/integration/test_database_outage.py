@@ -281,8 +281,9 @@ async def test_background_work_goes_on_after_the_outage(
     runtime, which keeps every task and stays ready; a lead posted after the outage is scored."""
     from services.intake.platforms import start_fetch_sweeper
     from services.intake.pruning import start_idempotency_pruner
+    from services.processes import start_scoring_with_routing
     from services.routing.main import start_routing
-    from services.scoring.main import activate_sample_rules, start_scoring
+    from services.scoring.main import activate_sample_rules
     from services.webhooks.main import start_webhooks
 
     settings = make_settings(
@@ -297,7 +298,7 @@ async def test_background_work_goes_on_after_the_outage(
     runtime.start_relay()
     start_fetch_sweeper(runtime)
     start_idempotency_pruner(runtime)
-    start_scoring(runtime)
+    start_scoring_with_routing(runtime)
     start_routing(runtime)
     start_webhooks(runtime)
     app = create_app(runtime)
