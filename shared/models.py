@@ -200,21 +200,3 @@ class ProcessedEvent(Base):
     consumer: Mapped[str] = mapped_column(String(100), primary_key=True)
     event_id: Mapped[str] = mapped_column(String(100), primary_key=True)
     processed_at: Mapped[datetime] = mapped_column(Timestamp)
-
-
-MODEL_MODULES: tuple[str, ...] = (
-    "services.intake.models",
-    "services.webhooks.models",
-    "services.scoring.models",
-    "services.intake.platform_models",
-    "services.routing.models",
-)
-"""Modules outside this one that declare tables on ``Base`` (one per owning service)."""
-
-
-def import_all_models() -> None:
-    """Import every module with tables, so ``Base.metadata`` is complete (migrations, tests)."""
-    import importlib
-
-    for module in MODEL_MODULES:
-        importlib.import_module(module)

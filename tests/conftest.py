@@ -24,17 +24,16 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from services.tables import metadata
 from shared.broker import EmbeddedBroker
 from shared.config import Settings, load_settings
 from shared.db import make_engine, make_sessions
 from shared.migrate import upgrade
-from shared.models import Base, import_all_models
 from tests.support.postgres_server import PostgresServer, PostgresUnavailable
 
 PG_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 KEPT_TABLES = {"alembic_version", "outbox_shards"}
-import_all_models()
 
 
 def _start_local_postgres() -> None:
@@ -93,7 +92,7 @@ class Database:
 
     async def clear(self) -> None:
         async with self.engine.begin() as connection:
-            tables = [t for t in reversed(Base.metadata.sorted_tables) if t.name not in KEPT_TABLES]
+            tables = [t for t in reversed(metadata.sorted_tables) if t.name not in KEPT_TABLES]
             if self.kind == "postgresql":
                 names = ", ".join(t.name for t in tables)
                 await connection.execute(text(f"TRUNCATE {names} RESTART IDENTITY"))

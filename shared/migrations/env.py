@@ -9,11 +9,10 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from shared.config import get_settings
-from shared.models import Base, import_all_models
 
-import_all_models()
-
-target_metadata = Base.metadata
+# Every service's tables (services/tables.py) when the caller hands them in, for comparing the
+# models with the migrations; applying migrations needs none.
+target_metadata = context.config.attributes.get("target_metadata")
 
 
 def _run(connection: Connection) -> None:
