@@ -29,13 +29,15 @@ from sqlalchemy import event, insert
 import services.tables  # noqa: F401 - every table on the metadata
 from bench.intake import bench_database
 from bench.suite import Check, Log, Options, Report, quantile, run_standalone
-from services.routing import admin, versions
+from services.routing import admin
 from services.routing.repository import forget_cached_directories, load_directory
 from services.routing.router import Situation, route
 from services.routing.schemas import AccountIn, RepIn, TeamIn
 from services.routing.service import route_leads
+from services.routing.versions import ROUTING
 from shared.auth import Caller
 from shared.config import Settings, load_settings
+from shared.cosign import store as cosigned
 from shared.db import make_engine, make_sessions
 from shared.ids import new_id
 from shared.migrate import upgrade
@@ -107,13 +109,19 @@ async def routing_directory(session: Any, settings: Settings) -> None:
             ),
             NOW,
         )
-    row = await versions.propose(session, RULES, by="bench", now=NOW)
+    row = await cosigned.propose(session, ROUTING, RULES, by="bench", now=NOW)
     for side in ("marketing", "sales"):
         signer = Caller(f"bench-{side}", frozenset({f"approver:{side}"}))
-        await versions.approve(
-            session, row.version, caller=signer, side=side, signed_hash=row.content_hash, now=NOW
+        await cosigned.approve(
+            session,
+            ROUTING,
+            row.version,
+            caller=signer,
+            side=side,
+            signed_hash=row.content_hash,
+            now=NOW,
         )
-    await versions.activate(session, settings, row.version, by="bench", now=NOW)
+    await cosigned.activate(session, settings, ROUTING, row.version, by="bench", now=NOW)
 
 
 def _facts(i: int) -> dict[str, Any]:

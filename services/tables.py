@@ -9,6 +9,7 @@ from services.intake import platform_models as _platforms  # noqa: F401
 from services.routing import models as _routing  # noqa: F401
 from services.scoring import models as _scoring  # noqa: F401
 from services.webhooks import models as _webhooks  # noqa: F401
+from shared.cosign import models as _cosigned  # noqa: F401
 from shared.models import Base
 
 metadata = Base.metadata

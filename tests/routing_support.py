@@ -9,10 +9,12 @@ from uuid import UUID, uuid4
 from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.routing import admin, versions
+from services.routing import admin
 from services.routing.schemas import AccountIn, RepIn, TeamIn
+from services.routing.versions import ROUTING
 from shared.auth import Caller
 from shared.config import Settings
+from shared.cosign import store as cosigned
 from shared.ids import new_id
 from shared.models import Inquiry, Lead
 
@@ -99,10 +101,16 @@ SALES = Caller("sam", frozenset({"approver:sales"}))
 
 async def activate_rules(session: AsyncSession, text: str, settings: Settings) -> int:
     """Propose routing rules, have both sides sign them and make them live, as people would."""
-    row = await versions.propose(session, text, by="test", now=NOW)
+    row = await cosigned.propose(session, ROUTING, text, by="test", now=NOW)
     for caller, side in ((MARKETING, "marketing"), (SALES, "sales")):
-        await versions.approve(
-            session, row.version, caller=caller, side=side, signed_hash=row.content_hash, now=NOW
+        await cosigned.approve(
+            session,
+            ROUTING,
+            row.version,
+            caller=caller,
+            side=side,
+            signed_hash=row.content_hash,
+            now=NOW,
         )
-    await versions.activate(session, settings, row.version, by="test", now=NOW)
+    await cosigned.activate(session, settings, ROUTING, row.version, by="test", now=NOW)
     return row.version

@@ -1,5 +1,5 @@
 """HTTP routes of routing: owners, teams, accounts, CSV import, reassignment; routing rules
-versions in rules_api.py.
+versions (shared/cosign).
 
 Every route needs a secret key. Changes are applied in one transaction and committed before the
 answer; bad input is an RFC 9457 problem naming the field, and nothing is applied.
@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.routing import admin, importer, rules_api
+from services.routing import admin, importer
 from services.routing.explain import routing_explanation
 from services.routing.models import Account, Membership, Rep, Team
 from services.routing.rules import RoutingInvalid
@@ -30,8 +30,10 @@ from services.routing.schemas import (
     TeamView,
 )
 from services.routing.service import LeadNotFound, reassign_lead
+from services.routing.versions import ROUTING
 from shared import problems
 from shared.auth import secret_key
+from shared.cosign.api import router_for
 from shared.deps import RuntimeDep
 from shared.problems import Problem
 
@@ -42,7 +44,9 @@ ERRORS: dict[int | str, dict[str, Any]] = dict.fromkeys((401, 403, 404, 422), PR
 router = APIRouter(
     prefix="/v1", tags=["routing"], responses=ERRORS, dependencies=[Depends(secret_key)]
 )
-router.include_router(rules_api.router)
+router.include_router(
+    router_for(ROUTING, prefix="/routing/rulesets", responses={409: PROBLEM}),
+)
 
 
 def _invalid(error: admin.DirectoryInvalid | RoutingInvalid) -> Problem:

@@ -1,5 +1,6 @@
-"""Routing tables: the owner directory, customer accounts, routing rulesets, the fairness ledger
-and every assignment with its reasons. Declared on ``shared.models.Base``."""
+"""Routing tables: the owner directory, customer accounts, the fairness ledger and every
+assignment with its reasons (routing rules versions: shared/cosign). Declared on
+``shared.models.Base``."""
 
 from __future__ import annotations
 
@@ -11,19 +12,13 @@ from sqlalchemy import (
     Boolean,
     Float,
     ForeignKey,
-    Index,
     Integer,
     String,
-    Text,
-    UniqueConstraint,
 )
-from sqlalchemy import text as sql
 from sqlalchemy.orm import Mapped, mapped_column
 
 from shared.ids import new_id
 from shared.models import Base, Json, Timestamp
-
-ONLY_ACTIVE = sql("active")
 
 
 class Team(Base):
@@ -87,60 +82,6 @@ class Account(Base):
     owner_id: Mapped[UUID | None] = mapped_column(ForeignKey("routing_reps.id"))
     created_at: Mapped[datetime] = mapped_column(Timestamp)
     updated_at: Mapped[datetime] = mapped_column(Timestamp)
-
-
-class RoutingRuleset(Base):
-    """A version of the routing rules (YAML), immutable once proposed; it goes live only when
-    marketing and sales have both signed its content (services/routing/versions.py). Exactly one
-    is active."""
-
-    __tablename__ = "routing_rulesets"
-
-    version: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
-    content_hash: Mapped[str] = mapped_column(String(64), unique=True)
-    text: Mapped[str] = mapped_column(Text)
-    active: Mapped[bool] = mapped_column(Boolean, default=False)
-    note: Mapped[str] = mapped_column(Text, default="", server_default="")
-    created_by: Mapped[str] = mapped_column(String(200))
-    created_at: Mapped[datetime] = mapped_column(Timestamp)
-    activated_by: Mapped[str | None] = mapped_column(String(200))
-    activated_at: Mapped[datetime | None] = mapped_column(Timestamp)
-    retired_at: Mapped[datetime | None] = mapped_column(Timestamp)
-
-    __table_args__ = (
-        # At most one active version, whatever two operators do at once.
-        Index(
-            "uq_routing_rulesets_active",
-            "active",
-            unique=True,
-            postgresql_where=ONLY_ACTIVE,
-            sqlite_where=ONLY_ACTIVE,
-        ),
-    )
-
-    @property
-    def status(self) -> str:
-        """proposed, active, or retired (was active, replaced by a later version)."""
-        if self.active:
-            return "active"
-        return "retired" if self.retired_at is not None else "proposed"
-
-
-class RoutingRulesetApproval(Base):
-    """One side's signature on one routing rules version's exact content."""
-
-    __tablename__ = "routing_ruleset_approvals"
-
-    id: Mapped[UUID] = mapped_column(primary_key=True, default=new_id)
-    ruleset_version: Mapped[int] = mapped_column(ForeignKey("routing_rulesets.version"))
-    side: Mapped[str] = mapped_column(String(16))  # marketing | sales
-    approver: Mapped[str] = mapped_column(String(200))
-    content_hash: Mapped[str] = mapped_column(String(64))
-    approved_at: Mapped[datetime] = mapped_column(Timestamp)
-
-    __table_args__ = (
-        UniqueConstraint("ruleset_version", "side", name="uq_routing_ruleset_approvals_side"),
-    )
 
 
 class RoutingState(Base):

@@ -17,23 +17,25 @@ from services.routing.models import (
     Membership,
     PoolState,
     Rep,
-    RoutingRuleset,
     RoutingState,
     Team,
 )
 from services.routing.rules import BUILT_IN, compile_routing
+from shared.cosign.models import CosignedVersion
 from shared.db import upsert
 from shared.ids import new_id
 from shared.models import table_of
 
 reps_t, teams_t, members_t = table_of(Rep), table_of(Team), table_of(Membership)
-accounts_t, rulesets_t, state_t = (
+accounts_t, versions_t, state_t = (
     table_of(Account),
-    table_of(RoutingRuleset),
+    table_of(CosignedVersion),
     table_of(RoutingState),
 )
 pools_t, ledger_t = table_of(PoolState), table_of(LedgerEntry)
 LOCKED = "routing.locked"
+KIND = "routing"
+"""The routing rules' kind among the co-signed versions (``versions.ROUTING``)."""
 _cache: dict[tuple[str, str], Directory] = {}
 
 
@@ -93,9 +95,13 @@ async def load_directory(session: AsyncSession, token: str) -> Directory:
         for r in await session.execute(select(accounts_t))
     ]
     active = (
-        await session.execute(select(rulesets_t).where(rulesets_t.c.active.is_(True)))
+        await session.execute(
+            select(versions_t.c.version, versions_t.c.content).where(
+                versions_t.c.kind == KIND, versions_t.c.status == "active"
+            )
+        )
     ).one_or_none()
-    routing = compile_routing(active.text if active else BUILT_IN)
+    routing = compile_routing(active.content if active else BUILT_IN)
     version = active.version if active else None
     return Directory(token, reps, teams, AccountIndex(accounts), routing, version)
 

@@ -19,9 +19,10 @@ from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.scoring.facts import Activity
-from services.scoring.models import LeadTransition, Ruleset, ScoringActivity
+from services.scoring.models import LeadTransition, ScoringActivity
 from services.scoring.ruleset import CompiledRuleset, compile_ruleset
 from shared.consumer import NotReady
+from shared.cosign.models import CosignedVersion
 from shared.db import driver_connection, insert_ignoring_conflicts, insert_rows, translated
 from shared.models import Inquiry, Lead, LeadHistory, table_of
 
@@ -31,7 +32,9 @@ inquiries = table_of(Inquiry)
 history = table_of(LeadHistory)
 activities = table_of(ScoringActivity)
 transitions = table_of(LeadTransition)
-rulesets = table_of(Ruleset)
+versions = table_of(CosignedVersion)
+KIND = "qualification"
+"""The rulesets' kind among the co-signed versions (``versions.QUALIFICATION``)."""
 LEAD_STATE = (
     "score",
     "fit_grade",
@@ -76,7 +79,9 @@ class RulesetCache:
     async def active(self, session: AsyncSession) -> tuple[str, CompiledRuleset]:
         """The active co-signed version. Without one nothing is scored by rules nobody signed:
         the consumer waits (``NotReady``) and the leads are scored once a version goes live."""
-        label = await session.scalar(select(rulesets.c.label).where(rulesets.c.status == "active"))
+        label = await session.scalar(
+            select(versions.c.label).where(versions.c.kind == KIND, versions.c.status == "active")
+        )
         if label is None:
             raise NotReady(NO_ACTIVE_RULESET)
         return label, await self.by_label(session, label)
@@ -94,7 +99,7 @@ class RulesetCache:
             if label.startswith("default-") and label == bundled_default()[0]:
                 return bundled_default()[1]
             content = await session.scalar(
-                select(rulesets.c.content).where(rulesets.c.label == label)
+                select(versions.c.content).where(versions.c.kind == KIND, versions.c.label == label)
             )
             if content is None:
                 raise LookupError(f"no ruleset {label}")

@@ -14,8 +14,8 @@ from typer.testing import CliRunner
 
 from services.api import create_app
 from services.cli import app
-from services.routing.models import RoutingRuleset
 from services.routing.service import route_lead
+from shared.cosign.models import CosignedVersion
 from shared.models import OutboxMessage
 from shared.runtime import Runtime
 from tests.conftest import Database, make_settings
@@ -148,7 +148,9 @@ async def test_content_changed_after_approval_is_refused_at_activation(
     assert (await sign(client, version, "sam", "sales")).status_code == 201
     async with runtime.sessions.begin() as s:  # edited behind the service's back
         await s.execute(
-            update(RoutingRuleset).where(RoutingRuleset.version == version).values(text=SECOND)
+            update(CosignedVersion)
+            .where(CosignedVersion.kind == "routing", CosignedVersion.version == version)
+            .values(content=SECOND)
         )
     refused = await activate(client, version)
     assert refused.status_code == 409 and "content was altered" in refused.json()["detail"]

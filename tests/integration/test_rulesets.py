@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import select, update
 
 from services.api import create_app
-from services.scoring.models import Ruleset
+from shared.cosign.models import CosignedVersion
 from shared.models import OutboxMessage
 from shared.runtime import Runtime
 from tests.conftest import Database, make_settings
@@ -137,12 +137,18 @@ async def test_content_changed_after_approval_is_refused_at_activation(
     async with runtime.sessions.begin() as session:  # behind the service's back
         edited = DEFAULT.replace("points: 20", "points: 90", 1)
         await session.execute(
-            update(Ruleset).where(Ruleset.version == version).values(content=edited)
+            update(CosignedVersion)
+            .where(CosignedVersion.kind == "qualification", CosignedVersion.version == version)
+            .values(content=edited)
         )
     refused = await client.post(f"/v1/rulesets/{version}/activate", headers=as_("sam"))
     assert refused.status_code == 409 and "content was altered" in refused.json()["detail"]
     async with runtime.sessions() as session:
-        row = await session.scalar(select(Ruleset).where(Ruleset.version == version))
+        row = await session.scalar(
+            select(CosignedVersion).where(
+                CosignedVersion.kind == "qualification", CosignedVersion.version == version
+            )
+        )
         assert row is not None and row.status == "proposed"
 
 
