@@ -8,6 +8,7 @@ from services.intake.pruning import start_idempotency_pruner
 from services.routing import handlers as routing
 from services.routing.main import start_pending_router, start_routing
 from services.scoring.main import start_scoring
+from services.sla_monitor.main import start_sla_monitor
 from services.webhooks.main import start_webhooks
 from shared.config import Settings
 from shared.health import health_app
@@ -34,6 +35,7 @@ async def run_scoring(settings: Settings) -> int:
 
 async def run_sla_monitor(settings: Settings) -> int:
     runtime = Runtime.create(settings)
+    start_sla_monitor(runtime)
     app = health_app("Leadflow SLA monitor", runtime)
     return await serve(runtime, app, port=settings.http.sla_monitor_port)
 

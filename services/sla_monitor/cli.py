@@ -1,0 +1,1 @@
+"""The SLA monitor's commands (none yet)."""

@@ -1,0 +1,1 @@
+"""The SLA monitor's event handlers (none yet: nothing consumes lead.routed for SLA clocks)."""

@@ -1,0 +1,1 @@
+"""The SLA monitor's tables (none yet: no SLA clock is stored)."""

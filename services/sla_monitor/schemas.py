@@ -1,0 +1,1 @@
+"""The SLA monitor's hTTP bodies (none yet)."""

@@ -1,0 +1,1 @@
+"""The SLA monitor's queries (none yet)."""
