@@ -1,1 +1,1 @@
-"""The SLA monitor's hTTP routes (none yet: the public app mounts nothing of the SLA monitor's)."""
+"""The SLA monitor's HTTP routes (none yet: the public app mounts nothing of the SLA monitor's)."""

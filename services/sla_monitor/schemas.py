@@ -1,1 +1,1 @@
-"""The SLA monitor's hTTP bodies (none yet)."""
+"""The SLA monitor's HTTP bodies (none yet)."""
