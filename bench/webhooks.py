@@ -35,7 +35,7 @@ from bench.intake import bench_database
 from bench.loadgen import CpuProbe, _cpu_ticks
 from bench.suite import DEFAULT_PG_URL, machine_pace, quantile
 from services.scoring.main import activate_sample_rules
-from services.webhooks import subscriptions
+from services.webhooks import store
 from services.webhooks.models import WebhookMessage
 from services.webhooks.schemas import SubscriptionIn
 from shared.broker import EMBEDDED_PARTITIONS, EmbeddedBroker
@@ -89,9 +89,7 @@ async def _prepare(env: dict[str, str], receiver_url: str) -> None:
         async with runtime.sessions.begin() as session:
             body = SubscriptionIn(url=receiver_url, event_types=["lead.mql"])
             webhooks = settings.webhooks.model_copy(update={"allowed_networks": ["127.0.0.0/8"]})
-            created = await subscriptions.create(
-                session, body, settings=webhooks, now=datetime.now(UTC)
-            )
+            created = await store.create(session, body, settings=webhooks, now=datetime.now(UTC))
         bench_state["subscription"] = created.id
         bench_state["db_url"] = env["LEADFLOW_DB__URL"]
     finally:

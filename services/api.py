@@ -13,7 +13,7 @@ from services.routing.api import router as routing
 from services.routing.explain import routing_explanation
 from services.scoring.api import router as qualification
 from services.webhooks.api import router as webhooks
-from services.webhooks.deliveries import erase_copies as erase_webhook_copies
+from services.webhooks.store import erase_copies as erase_webhook_copies
 from shared import problems
 from shared.health import health_router
 from shared.runtime import Runtime

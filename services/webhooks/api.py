@@ -8,7 +8,7 @@ from uuid import UUID
 
 from fastapi import APIRouter, Depends, Query, Response, status
 
-from services.webhooks import deliveries, subscriptions
+from services.webhooks import store
 from services.webhooks.schemas import (
     AttemptView,
     MessageView,
@@ -57,9 +57,7 @@ async def create_subscription(
     body: SubscriptionIn, response: Response, runtime: RuntimeDep
 ) -> SubscriptionCreated:
     async with runtime.sessions.begin() as session:
-        created = await subscriptions.create(
-            session, body, settings=runtime.settings.webhooks, now=_now()
-        )
+        created = await store.create(session, body, settings=runtime.settings.webhooks, now=_now())
     response.headers["Location"] = f"/v1/subscriptions/{created.id}"
     return created
 
@@ -67,7 +65,7 @@ async def create_subscription(
 @router.get("", response_model=list[SubscriptionView], summary="Every subscription")
 async def list_subscriptions(runtime: RuntimeDep) -> list[SubscriptionView]:
     async with runtime.sessions() as session:
-        return await subscriptions.all_subscriptions(session)
+        return await store.all_subscriptions(session)
 
 
 @router.get("/attempts", response_model=list[AttemptView], summary="Delivery log of a lead")
@@ -77,13 +75,13 @@ async def lead_attempts(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[AttemptView]:
     async with runtime.sessions() as session:
-        return await deliveries.list_attempts(session, lead_id=lead_id, limit=limit)
+        return await store.list_attempts(session, lead_id=lead_id, limit=limit)
 
 
 @router.get("/{subscription_id}", response_model=SubscriptionView, summary="One subscription")
 async def get_subscription(subscription_id: UUID, runtime: RuntimeDep) -> SubscriptionView:
     async with runtime.sessions() as session:
-        return subscriptions.view(await subscriptions.find(session, subscription_id))
+        return store.view(await store.find(session, subscription_id))
 
 
 @router.patch(
@@ -95,7 +93,7 @@ async def patch_subscription(
     subscription_id: UUID, patch: SubscriptionPatch, runtime: RuntimeDep
 ) -> SubscriptionView:
     async with runtime.sessions.begin() as session:
-        return await subscriptions.change(
+        return await store.change(
             session, subscription_id, patch, settings=runtime.settings.webhooks, now=_now()
         )
 
@@ -107,7 +105,7 @@ async def patch_subscription(
 )
 async def delete_subscription(subscription_id: UUID, runtime: RuntimeDep) -> Response:
     async with runtime.sessions.begin() as session:
-        await subscriptions.remove(session, subscription_id)
+        await store.remove(session, subscription_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
@@ -118,7 +116,7 @@ async def delete_subscription(subscription_id: UUID, runtime: RuntimeDep) -> Res
 )
 async def rotate_secret(subscription_id: UUID, runtime: RuntimeDep) -> SecretRotated:
     async with runtime.sessions.begin() as session:
-        return await subscriptions.rotate_secret(
+        return await store.rotate_secret(
             session, subscription_id, settings=runtime.settings.webhooks, now=_now()
         )
 
@@ -137,7 +135,7 @@ async def list_messages(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[MessageView]:
     async with runtime.sessions() as session:
-        return await deliveries.list_messages(
+        return await store.list_messages(
             session, subscription_id, status=status_, lead_id=lead_id, since=since, limit=limit
         )
 
@@ -154,7 +152,7 @@ async def subscription_attempts(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[AttemptView]:
     async with runtime.sessions() as session:
-        return await deliveries.list_attempts(
+        return await store.list_attempts(
             session, subscription_id=subscription_id, lead_id=lead_id, limit=limit
         )
 
@@ -169,7 +167,7 @@ async def replay_message(
     subscription_id: UUID, message_id: UUID, runtime: RuntimeDep
 ) -> MessageView:
     async with runtime.sessions.begin() as session:
-        replayed = await deliveries.replay_message(session, subscription_id, message_id, now=_now())
+        replayed = await store.replay_message(session, subscription_id, message_id, now=_now())
     return replayed
 
 
@@ -180,8 +178,8 @@ async def replay_message(
 )
 async def replay_since(subscription_id: UUID, body: ReplayRequest, runtime: RuntimeDep) -> Replayed:
     async with runtime.sessions.begin() as session:
-        seqs = await deliveries.replay_candidates(
+        seqs = await store.replay_candidates(
             session, subscription_id, since=body.since, include_delivered=body.include_delivered
         )
-        count = await deliveries.requeue(session, seqs, now=_now())
+        count = await store.requeue(session, seqs, now=_now())
     return Replayed(replayed=count)

@@ -19,7 +19,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Column, Table
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from services.webhooks import deliveries, subscriptions
+from services.webhooks import store
 from services.webhooks.schemas import SubscriptionIn, SubscriptionPatch
 from shared.cli import with_sessions
 from shared.config import Settings
@@ -92,7 +92,7 @@ def create(
 
     async def work(sessions: async_sessionmaker[AsyncSession], settings: Settings) -> Any:
         async with sessions.begin() as session:
-            return await subscriptions.create(
+            return await store.create(
                 session, body, settings=settings.webhooks, now=datetime.now(UTC)
             )
 
@@ -109,7 +109,7 @@ def list_(as_json: JsonOption = False) -> None:
 
     async def work(sessions: async_sessionmaker[AsyncSession], _settings: Settings) -> Any:
         async with sessions() as session:
-            return await subscriptions.all_subscriptions(session)
+            return await store.all_subscriptions(session)
 
     rows = _run(work)
 
@@ -137,7 +137,7 @@ def show(subscription_id: UUID, as_json: JsonOption = False) -> None:
 
     async def work(sessions: async_sessionmaker[AsyncSession], _settings: Settings) -> Any:
         async with sessions() as session:
-            return subscriptions.view(await subscriptions.find(session, subscription_id))
+            return store.view(await store.find(session, subscription_id))
 
     shown = _run(work)
     _print(shown, as_json, lambda: _detail(shown.model_dump()))
@@ -169,7 +169,7 @@ def update(
 
     async def work(sessions: async_sessionmaker[AsyncSession], settings: Settings) -> Any:
         async with sessions.begin() as session:
-            return await subscriptions.change(
+            return await store.change(
                 session, subscription_id, patch, settings=settings.webhooks, now=datetime.now(UTC)
             )
 
@@ -183,7 +183,7 @@ def rotate_secret(subscription_id: UUID, as_json: JsonOption = False) -> None:
 
     async def work(sessions: async_sessionmaker[AsyncSession], settings: Settings) -> Any:
         async with sessions.begin() as session:
-            return await subscriptions.rotate_secret(
+            return await store.rotate_secret(
                 session, subscription_id, settings=settings.webhooks, now=datetime.now(UTC)
             )
 
@@ -200,7 +200,7 @@ def delete(subscription_id: UUID) -> None:
 
     async def work(sessions: async_sessionmaker[AsyncSession], _settings: Settings) -> None:
         async with sessions.begin() as session:
-            await subscriptions.remove(session, subscription_id)
+            await store.remove(session, subscription_id)
 
     _run(work)
     typer.echo(f"deleted {subscription_id}")
@@ -229,7 +229,7 @@ def messages(
 
     async def work(sessions: async_sessionmaker[AsyncSession], _settings: Settings) -> Any:
         async with sessions() as session:
-            return await deliveries.list_messages(
+            return await store.list_messages(
                 session,
                 subscription_id,
                 status=status.value if status else None,
@@ -272,7 +272,7 @@ def log(
 
     async def work(sessions: async_sessionmaker[AsyncSession], _settings: Settings) -> Any:
         async with sessions() as session:
-            return await deliveries.list_attempts(
+            return await store.list_attempts(
                 session, subscription_id=subscription_id, lead_id=lead, limit=limit
             )
 
@@ -318,12 +318,12 @@ def replay(
         now = datetime.now(UTC)
         if message is not None:
             async with sessions.begin() as session:
-                await deliveries.replay_message(session, subscription_id, message, now=now)
+                await store.replay_message(session, subscription_id, message, now=now)
             return 1
         moment = _utc(since)
         assert moment is not None
         async with sessions() as session:
-            seqs = await deliveries.replay_candidates(
+            seqs = await store.replay_candidates(
                 session, subscription_id, since=moment, include_delivered=include_delivered
             )
         return await _requeue_with_progress(sessions, seqs)
@@ -342,7 +342,7 @@ async def _requeue_with_progress(
         for start in range(0, len(seqs), REPLAY_CHUNK):
             chunk = seqs[start : start + REPLAY_CHUNK]
             async with sessions.begin() as session:
-                done += await deliveries.requeue(session, chunk, now=datetime.now(UTC))
+                done += await store.requeue(session, chunk, now=datetime.now(UTC))
             progress.advance(task, len(chunk))
     return done
 

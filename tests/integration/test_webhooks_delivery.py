@@ -9,7 +9,7 @@ from uuid import uuid4
 from sqlalchemy import func, select, update
 from standardwebhooks import Webhook
 
-from services.webhooks import deliveries
+from services.webhooks import store
 from services.webhooks.models import Subscription
 from services.webhooks.queue import claim
 from shared.events import LeadErased, LeadErasedData
@@ -105,7 +105,7 @@ async def test_500s_follow_the_schedule_then_exhaust_and_the_message_can_be_repl
         assert all(gap >= 0.25 for gap in gaps), gaps
         failing = False
         async with db.sessions.begin() as session:
-            await deliveries.replay_message(session, created.id, message.id, now=datetime.now(UTC))
+            await store.replay_message(session, created.id, message.id, now=datetime.now(UTC))
         await eventually(lambda: _delivered(db, created.id))
         ids = {r.headers["webhook-id"] for r in receiver.received}
         assert ids == {str(event.id)} and len(receiver.received) == 4

@@ -15,7 +15,7 @@ import httpx
 import pytest
 import uvicorn
 
-from services.webhooks import deliveries
+from services.webhooks import store
 from tests.conftest import Database, eventually
 from tests.integration.webhook_helpers import (
     attempts,
@@ -57,9 +57,7 @@ async def test_the_documented_receiver_verifies_and_dedupes(
             await eventually(lambda: _excerpts(db, created.id, 1))
             [message] = await messages_of(db, created.id)
             async with db.sessions.begin() as session:
-                await deliveries.replay_message(
-                    session, created.id, message.id, now=datetime.now(UTC)
-                )
+                await store.replay_message(session, created.id, message.id, now=datetime.now(UTC))
             excerpts = await eventually(lambda: _excerpts(db, created.id, 2))
         assert '"ok"' in excerpts[0] and '"duplicate"' in excerpts[1]
         assert example.seen == {message.event_id}  # the webhook-id: the event's id

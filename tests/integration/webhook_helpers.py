@@ -11,7 +11,7 @@ from uuid import UUID, uuid4
 
 from sqlalchemy import select
 
-from services.webhooks import subscriptions
+from services.webhooks import store
 from services.webhooks.dispatcher import Dispatcher
 from services.webhooks.models import DeliveryAttempt, Subscription, WebhookMessage
 from services.webhooks.recording import record
@@ -40,9 +40,7 @@ async def subscribe(
 ) -> SubscriptionCreated:
     body = SubscriptionIn(url=url, event_types=types or ["lead.*"], **extra)
     async with db.sessions.begin() as session:
-        return await subscriptions.create(
-            session, body, settings=settings.webhooks, now=datetime.now(UTC)
-        )
+        return await store.create(session, body, settings=settings.webhooks, now=datetime.now(UTC))
 
 
 def scored(lead_id: UUID | None = None, score: int = 60) -> LeadScored:

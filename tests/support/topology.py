@@ -29,7 +29,7 @@ import httpx
 from sqlalchemy.engine import make_url
 
 from services.scoring.main import activate_sample_rules
-from services.webhooks import subscriptions
+from services.webhooks import store
 from services.webhooks.schemas import SubscriptionIn
 from shared.broker import EMBEDDED_PARTITIONS, EmbeddedBroker, free_port
 from shared.config import load_settings
@@ -298,6 +298,6 @@ async def _prepare(db_url: str, receiver_url: str) -> None:
         webhooks = settings.webhooks.model_copy(update={"allowed_networks": ["127.0.0.0/8"]})
         async with runtime.sessions.begin() as session:
             body = SubscriptionIn(url=receiver_url, event_types=EVENT_TYPES)
-            await subscriptions.create(session, body, settings=webhooks, now=datetime.now(UTC))
+            await store.create(session, body, settings=webhooks, now=datetime.now(UTC))
     finally:
         await runtime.close()
