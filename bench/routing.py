@@ -29,11 +29,11 @@ from sqlalchemy import event, insert
 import services.tables  # noqa: F401 - every table on the metadata
 from bench.intake import bench_database
 from bench.suite import Check, Log, Options, Report, quantile, run_standalone
-from services.routing import admin
-from services.routing.repository import forget_cached_directories, load_directory
+from services.routing import store
+from services.routing.assign import route_leads
 from services.routing.router import Situation, route
 from services.routing.schemas import AccountIn, RepIn, TeamIn
-from services.routing.service import route_leads
+from services.routing.store import forget_cached_directories, load_directory
 from services.routing.versions import ROUTING
 from shared.auth import Caller
 from shared.config import Settings, load_settings
@@ -81,10 +81,10 @@ class Measured:
 async def routing_directory(session: Any, settings: Settings) -> None:
     """Four teams, 20 reps, 2,000 customer accounts and the 10 rules above, activated."""
     for name in ("inside", "named", "apac", "latam"):
-        await admin.put_team(session, TeamIn(name=name), NOW)
+        await store.put_team(session, TeamIn(name=name), NOW)
     for i in range(20):
         teams = ["inside"] if i < 12 else ["named"] if i < 16 else ["apac", "latam"]
-        await admin.put_rep(
+        await store.put_rep(
             session,
             RepIn(
                 email=f"rep{i}@seller.example",
@@ -100,7 +100,7 @@ async def routing_directory(session: Any, settings: Settings) -> None:
             NOW,
         )
     for i in range(2000):
-        await admin.put_account(
+        await store.put_account(
             session,
             AccountIn(
                 name=f"Customer {i} Holdings",

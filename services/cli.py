@@ -11,8 +11,7 @@ import typer
 from pydantic import ValidationError
 
 from services.intake.cli import keys_app
-from services.routing.cli import owners_app
-from services.routing.rules_cli import routing_rules_app
+from services.routing.cli import owners_app, routing_rules_app
 from services.scoring.cli import rules_app
 from services.webhooks.cli import subscriptions_app
 from shared.config import DatabaseSettings, Settings, SettingsError, load_settings

@@ -9,7 +9,7 @@ from uuid import UUID, uuid4
 from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.routing import admin
+from services.routing import store
 from services.routing.schemas import AccountIn, RepIn, TeamIn
 from services.routing.versions import ROUTING
 from shared.auth import Caller
@@ -74,12 +74,12 @@ async def add_leads(session: AsyncSession, count: int) -> list[UUID]:
 
 
 async def team(session: AsyncSession, name: str, **values: Any) -> UUID:
-    return await admin.put_team(session, TeamIn(name=name, **values), NOW)
+    return await store.put_team(session, TeamIn(name=name, **values), NOW)
 
 
 async def rep(session: AsyncSession, email: str, *teams: str, **values: Any) -> UUID:
     values.setdefault("name", email.split("@")[0].title())
-    return await admin.put_rep(session, RepIn(email=email, teams=list(teams), **values), NOW)
+    return await store.put_rep(session, RepIn(email=email, teams=list(teams), **values), NOW)
 
 
 async def capped_pool(session: AsyncSession, max_open: int) -> None:
@@ -90,7 +90,7 @@ async def capped_pool(session: AsyncSession, max_open: int) -> None:
 
 
 async def account(session: AsyncSession, name: str, domain: str | None, owner: str) -> UUID:
-    return await admin.put_account(
+    return await store.put_account(
         session, AccountIn(name=name, domain=domain, owner_email=owner), NOW
     )
 

@@ -16,7 +16,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.routing import admin, importer
+from services.routing import importer, store
+from services.routing.assign import LeadNotFound, reassign_lead
 from services.routing.explain import routing_explanation
 from services.routing.models import Account, Membership, Rep, Team
 from services.routing.rules import RoutingInvalid
@@ -29,7 +30,6 @@ from services.routing.schemas import (
     TeamIn,
     TeamView,
 )
-from services.routing.service import LeadNotFound, reassign_lead
 from services.routing.versions import ROUTING
 from shared import problems
 from shared.auth import secret_key
@@ -49,7 +49,7 @@ router.include_router(
 )
 
 
-def _invalid(error: admin.DirectoryInvalid | RoutingInvalid) -> Problem:
+def _invalid(error: store.DirectoryInvalid | RoutingInvalid) -> Problem:
     if isinstance(error, RoutingInvalid):
         return Problem(422, "Invalid routing rules", str(error), field="content")
     return Problem(422, "Unprocessable Content", str(error), field=error.field)
@@ -60,8 +60,8 @@ async def put_team(team: TeamIn, runtime: RuntimeDep) -> TeamView:
     """Create or update a team or queue (by name)."""
     async with runtime.sessions.begin() as session:
         try:
-            team_id = await admin.put_team(session, team, datetime.now(UTC))
-        except admin.DirectoryInvalid as error:
+            team_id = await store.put_team(session, team, datetime.now(UTC))
+        except store.DirectoryInvalid as error:
             raise _invalid(error) from None
         return (await _teams(session, team_id))[0]
 
@@ -77,8 +77,8 @@ async def put_owner(rep: RepIn, runtime: RuntimeDep) -> RepView:
     """Create or update a rep (by email); its teams become exactly ``teams``."""
     async with runtime.sessions.begin() as session:
         try:
-            rep_id = await admin.put_rep(session, rep, datetime.now(UTC))
-        except admin.DirectoryInvalid as error:
+            rep_id = await store.put_rep(session, rep, datetime.now(UTC))
+        except store.DirectoryInvalid as error:
             raise _invalid(error) from None
         return (await _reps(session, rep_id))[0]
 
@@ -113,7 +113,7 @@ async def set_availability(rep_id: UUID, change: Availability, runtime: RuntimeD
         email = await session.scalar(select(Rep.email).where(Rep.id == rep_id))
         if email is None:
             raise Problem(404, "Not Found", f"no rep {rep_id}", field="rep_id")
-        await admin.set_availability(
+        await store.set_availability(
             session,
             email,
             datetime.now(UTC),
@@ -137,7 +137,7 @@ async def import_owners(request: Request, runtime: RuntimeDep) -> dict[str, Any]
     async with runtime.sessions.begin() as session:
         try:
             report = await importer.apply_reps(session, reps, datetime.now(UTC))
-        except admin.DirectoryInvalid as error:
+        except store.DirectoryInvalid as error:
             raise _invalid(error) from None
     return {"imported": report.rows, "created_teams": report.created_teams}
 
@@ -147,8 +147,8 @@ async def put_account(account: AccountIn, runtime: RuntimeDep) -> AccountView:
     """Create or update a customer account (by domain, else by name)."""
     async with runtime.sessions.begin() as session:
         try:
-            account_id = await admin.put_account(session, account, datetime.now(UTC))
-        except admin.DirectoryInvalid as error:
+            account_id = await store.put_account(session, account, datetime.now(UTC))
+        except store.DirectoryInvalid as error:
             raise _invalid(error) from None
         row = await session.get(Account, account_id)
         assert row is not None
@@ -167,7 +167,7 @@ async def list_accounts(runtime: RuntimeDep) -> list[AccountView]:
 @router.delete("/accounts/{account_id}", status_code=status.HTTP_204_NO_CONTENT)
 async def delete_account(account_id: UUID, runtime: RuntimeDep) -> Response:
     async with runtime.sessions.begin() as session:
-        if not await admin.delete_account(session, account_id):
+        if not await store.delete_account(session, account_id):
             raise Problem(404, "Not Found", f"no account {account_id}", field="account_id")
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
@@ -179,7 +179,7 @@ async def reassign(
     now = datetime.now(UTC)
     async with runtime.sessions.begin() as session:
         to = (
-            await admin.rep_id_of(session, request.owner_email, "owner_email")
+            await store.rep_id_of(session, request.owner_email, "owner_email")
             if request.owner_email
             else None
         )

@@ -1,5 +1,5 @@
-"""``leadflow owners …``: the owner directory from the server's shell (routing rules versions:
-``leadflow routing-rules``, rules_cli.py).
+"""``leadflow owners …``: the owner directory from the server's shell; ``leadflow routing-rules
+…``: routing rules versions (``validate`` here, the co-signing commands from shared/cosign).
 
 The same service functions as the API, straight on the database; ``--json`` for scripts.
 """
@@ -20,13 +20,15 @@ from rich.table import Table
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.routing import admin, importer
+from services.routing import importer, store
+from services.routing.assign import CLOSED_STAGES, reassign_lead, route_lead
 from services.routing.models import Membership, Rep, Team
 from services.routing.rules import RoutingInvalid
 from services.routing.schemas import AccountIn, TeamIn
-from services.routing.service import CLOSED_STAGES, reassign_lead, route_lead
-from shared.cli import Failures, on_db
+from services.routing.versions import ROUTING
+from shared.cli import Failures, on_db, show
 from shared.config import Settings
+from shared.cosign.cli import add_commands
 from shared.models import Lead
 
 owners_app = typer.Typer(
@@ -45,7 +47,7 @@ def _refused(error: Exception) -> list[str]:
     return [str(error)]
 
 
-REFUSED: Failures = {admin.DirectoryInvalid: _refused, RoutingInvalid: _refused}
+REFUSED: Failures = {store.DirectoryInvalid: _refused, RoutingInvalid: _refused}
 
 
 def _now() -> datetime:
@@ -143,7 +145,7 @@ def put_team(
     except ValueError as error:
         typer.echo(f"leadflow: {error}", err=True)
         raise typer.Exit(2) from None
-    _in_transaction(lambda s, _: admin.put_team(s, team, _now()))
+    _in_transaction(lambda s, _: store.put_team(s, team, _now()))
     typer.echo(f"team {name} saved")
 
 
@@ -155,7 +157,7 @@ def put_account(
 ) -> None:
     """Create or update a customer account: its leads go to its owner (expansion)."""
     account = AccountIn(name=name, domain=domain, owner_email=owner)
-    _in_transaction(lambda s, _: admin.put_account(s, account, _now()))
+    _in_transaction(lambda s, _: store.put_account(s, account, _now()))
     typer.echo(f"account {name} saved")
 
 
@@ -174,7 +176,7 @@ def away(
     if until is not None and until.tzinfo is None:
         until = until.replace(tzinfo=UTC)
     _in_transaction(
-        lambda s, _: admin.set_availability(s, email, _now(), away_until=until, back=back)
+        lambda s, _: store.set_availability(s, email, _now(), away_until=until, back=back)
     )
     typer.echo(f"{email}: " + ("back" if back else f"away until {until}"))
 
@@ -183,7 +185,7 @@ def away(
 def deactivate(email: str, undo: Annotated[bool, typer.Option("--undo")] = False) -> None:
     """Deactivate a rep (gets no more leads; their open leads stay theirs)."""
     status = "active" if undo else "deactivated"
-    _in_transaction(lambda s, _: admin.set_availability(s, email, _now(), status=status))
+    _in_transaction(lambda s, _: store.set_availability(s, email, _now(), status=status))
     typer.echo(f"{email}: {status}")
 
 
@@ -229,5 +231,29 @@ def route_pending(as_json: JsonOption = False) -> None:
 def recount() -> None:
     """Rebuild every rep's open-lead count from the leads table."""
     closed = tuple(sorted(CLOSED_STAGES))
-    changed = _in_transaction(lambda s, _: admin.recount_open_leads(s, closed))
+    changed = _in_transaction(lambda s, _: store.recount_open_leads(s, closed))
     typer.echo(f"{changed} reps corrected")
+
+
+routing_rules_app = typer.Typer(
+    help="Routing rules versions: validate, propose, approve (both sides), activate.",
+    no_args_is_help=True,
+)
+FileArgument = Annotated[
+    Path, typer.Argument(exists=True, dir_okay=False, help="Routing rules YAML")
+]
+
+
+@routing_rules_app.command()
+def validate(path: FileArgument, as_json: JsonOption = False) -> None:
+    """Check a rules file: YAML, CEL conditions, and teams that exist."""
+    text = path.read_text(encoding="utf-8")
+
+    async def work(session: AsyncSession, settings: Settings) -> dict[str, Any]:
+        validated = await ROUTING.validate(session, text)
+        return {"valid": True, "content_hash": validated.content_hash}
+
+    show(on_db(work, write=False), as_json)
+
+
+add_commands(routing_rules_app, ROUTING, file_help="Routing rules YAML")

@@ -1,6 +1,6 @@
 """The owner directory as the router sees it: immutable snapshots of reps, teams and accounts.
 
-Built from the tables by ``repository.load_directory`` and cached per process until the directory
+Built from the tables by ``store.load_directory`` and cached per process until the directory
 changes (every write bumps ``routing_state.directory_token``). Pure values, no I/O.
 """
 

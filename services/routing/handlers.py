@@ -18,14 +18,14 @@ from uuid import UUID
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.routing.pending import QUALIFIED, mark_pending
-from services.routing.service import (
+from services.routing.assign import (
     CLOSED_STAGES,
     LeadNotFound,
     RoutingDecision,
     reassign_lead,
     release_leads,
 )
+from services.routing.pending import QUALIFIED, mark_pending
 from shared.config import Settings
 from shared.events import WRONG_OWNER_REASONS, CloudEvent, LeadOutcome, SlaEscalated
 

@@ -19,7 +19,7 @@ from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.routing import admin
+from services.routing import store
 from services.routing.models import Team
 from services.routing.schemas import RepIn, TeamIn
 
@@ -70,12 +70,12 @@ async def apply_reps(
     report = ImportReport(rows=len(reps))
     known = set(await session.scalars(select(Team.name)))
     for name in sorted({t for rep in reps for t in rep.teams} - known):
-        await admin.put_team(session, TeamIn(name=name), now)
+        await store.put_team(session, TeamIn(name=name), now)
         report.created_teams.append(name)
     for rep in reps:  # managers may come later in the file: set them in a second pass
-        await admin.put_rep(session, rep.model_copy(update={"manager_email": None}), now)
+        await store.put_rep(session, rep.model_copy(update={"manager_email": None}), now)
         progress(1)
     for rep in reps:
         if rep.manager_email:
-            await admin.put_rep(session, rep, now)
+            await store.put_rep(session, rep, now)
     return report

@@ -1,5 +1,5 @@
 """The fairness ledger of a pool: weighted round robin that stays fair across restarts and
-roster changes. Pure; ``repository`` stores it (``routing_pools``, ``routing_ledger``).
+roster changes. Pure; ``store`` keeps it (``routing_pools``, ``routing_ledger``).
 
 How a lead is picked. The pool keeps a *window*: the roster (eligible reps with their weights)
 it was opened for and the leads routed since. Within a window, rep i of weight w_i (W = the sum)

@@ -10,9 +10,9 @@ from datetime import UTC, datetime
 
 from sqlalchemy import select
 
+from services.routing.assign import route_leads
 from services.routing.handlers import RoutingHandler
 from services.routing.pending import QUALIFIED, PendingRouter
-from services.routing.service import route_leads
 from shared.models import Lead
 from shared.outages import report
 from shared.runtime import Runtime

@@ -25,8 +25,8 @@ from uuid import UUID
 from sqlalchemy import Select, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from services.routing import repository as repo
-from services.routing.service import RoutingDecision, route_leads
+from services.routing import store
+from services.routing.assign import RoutingDecision, route_leads
 from shared.config import Settings
 from shared.consumer import is_transient
 from shared.db import driver_connection, translated
@@ -46,7 +46,7 @@ log = logging.getLogger(__name__)
 MARK_PENDING = (  # the batch's ids as one array: one statement text whatever their number
     "UPDATE leads SET routing_status = 'pending' WHERE id = ANY($1::uuid[])"
     " AND (routing_status IS NULL OR routing_status = 'closed') AND is_test IS false"
-    # routing is on (``repository.routing_off``), in the same round trip
+    # routing is on (``store.routing_off``), in the same round trip
     " AND EXISTS (SELECT FROM routing_state WHERE id = 1 AND directory_token IS NOT NULL)"
     " AND EXISTS (SELECT FROM routing_teams)"
 )
@@ -63,7 +63,7 @@ async def mark_pending(session: AsyncSession, lead_ids: Sequence[UUID]) -> None:
         with translated(MARK_PENDING):
             await driver.execute(MARK_PENDING, sorted(set(lead_ids)))
         return
-    if await repo.routing_off(session):
+    if await store.routing_off(session):
         return
     status = leads_t.c.routing_status
     await session.execute(
@@ -135,7 +135,7 @@ async def _round(
         rows = (await session.execute(_pending(limit, only=only))).all()
         if not rows:
             return 0, []
-        off = await repo.routing_off(session)
+        off = await store.routing_off(session)
         ready = [] if off else [row.id for row in rows if row.stage in QUALIFIED]
         if stale := sorted({row.id for row in rows} - set(ready)):
             await session.execute(
@@ -179,7 +179,7 @@ class PendingRouter:
         rules) is a one-off that would otherwise lengthen the first round of routed leads."""
         try:
             async with self.sessions() as session:
-                await repo.routing_off(session)
+                await store.routing_off(session)
         except Exception as error:  # the database is away: the first round reads it
             report(log, "reading the routing directory failed", error)
 

@@ -13,8 +13,8 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.routing.models import Team
-from services.routing.repository import KIND, touch_directory
 from services.routing.rules import RoutingInvalid, compile_routing
+from services.routing.store import KIND, touch_directory
 from shared.cosign.kind import Activation, Kind, Proposal, Validated
 from shared.cosign.models import CosignedVersion
 from shared.events import CloudEvent, RoutingRulesActivated, RoutingRulesActivatedData

@@ -17,7 +17,7 @@ from alembic import command
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from services.routing.repository import forget_cached_directories, load_directory
+from services.routing.store import forget_cached_directories, load_directory
 from services.routing.versions import ROUTING
 from services.scoring.store import RulesetCache
 from services.scoring.versions import QUALIFICATION

@@ -9,20 +9,20 @@ from uuid import UUID, uuid4
 import pytest
 from sqlalchemy import select, update
 
-from services.routing import admin
-from services.routing.explain import routing_explanation
-from services.routing.handlers import after_scoring, on_sla_escalated
-from services.routing.main import sweep_queue
-from services.routing.models import Rep
-from services.routing.pending import route_pending
-from services.routing.repository import forget_cached_directories
-from services.routing.service import (
+from services.routing import store
+from services.routing.assign import (
     LeadNotFound,
     RoutingDecision,
     reassign_lead,
     route_lead,
     route_leads,
 )
+from services.routing.explain import routing_explanation
+from services.routing.handlers import after_scoring, on_sla_escalated
+from services.routing.main import sweep_queue
+from services.routing.models import Rep
+from services.routing.pending import route_pending
+from services.routing.store import forget_cached_directories
 from shared.config import Settings
 from shared.events import LeadOutcome, LeadOutcomeData
 from shared.models import Lead, OutboxMessage
@@ -200,7 +200,7 @@ async def test_the_queue_sweep_routes_a_waiting_lead_once_someone_is_back(db: Da
     async with db.sessions.begin() as s:
         await activate_rules(s, "name: t\ndefault_queue: inside\n", settings)
         for email in ("ann@co.com", "bob@co.com"):
-            await admin.set_availability(s, email, NOW, away_until=NOW + timedelta(days=1))
+            await store.set_availability(s, email, NOW, away_until=NOW + timedelta(days=1))
         lead_id = await add_lead(s)
         assert (await route_lead(s, lead_id, now=NOW, settings=settings)).outcome == "queued"
     runtime = Runtime.create(settings)
@@ -208,7 +208,7 @@ async def test_the_queue_sweep_routes_a_waiting_lead_once_someone_is_back(db: Da
         assert await sweep_queue(runtime, now=NOW) == 0  # still nobody: no new event
         assert len(await events(db, "lead.queued")) == 1
         async with db.sessions.begin() as s:
-            await admin.set_availability(s, "bob@co.com", NOW, back=True)
+            await store.set_availability(s, "bob@co.com", NOW, back=True)
         assert await sweep_queue(runtime, now=NOW + timedelta(hours=1)) == 1
     finally:
         await runtime.close()

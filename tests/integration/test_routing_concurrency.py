@@ -7,8 +7,8 @@ from uuid import UUID
 
 from sqlalchemy import func, select
 
+from services.routing.assign import route_lead
 from services.routing.models import Assignment, Rep
-from services.routing.service import route_lead
 from shared.config import Settings
 from shared.models import Lead, OutboxMessage
 from tests.conftest import Database, make_settings

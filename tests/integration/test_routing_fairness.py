@@ -14,10 +14,10 @@ from uuid import UUID
 import pytest
 from sqlalchemy import select
 
-from services.routing import admin
+from services.routing import store
+from services.routing.assign import route_lead
 from services.routing.models import Rep
-from services.routing.repository import forget_cached_directories
-from services.routing.service import route_lead
+from services.routing.store import forget_cached_directories
 from shared.db import make_engine, make_sessions
 from tests.conftest import Database, make_settings
 from tests.routing_support import NOW, add_leads, rep, team
@@ -58,12 +58,12 @@ async def test_ten_thousand_leads_stay_within_one_lead_of_each_weighted_share(db
     await route(2000)
     await change(
         {"ann", "cy", "dee"},
-        lambda s: admin.set_availability(s, "bob@co.com", NOW, away_until=NOW + timedelta(days=7)),
+        lambda s: store.set_availability(s, "bob@co.com", NOW, away_until=NOW + timedelta(days=7)),
     )
     await route(4000)
     await change(
         {"ann", "bob", "cy", "dee"},
-        lambda s: admin.set_availability(s, "bob@co.com", NOW, back=True),
+        lambda s: store.set_availability(s, "bob@co.com", NOW, back=True),
     )
     await route(5000)
     await change(
@@ -78,7 +78,7 @@ async def test_ten_thousand_leads_stay_within_one_lead_of_each_weighted_share(db
         await route(7500)
         await change(
             {"ann", "bob", "dee", "eve"},
-            lambda s: admin.set_availability(s, "cy@co.com", NOW, status="deactivated"),
+            lambda s: store.set_availability(s, "cy@co.com", NOW, status="deactivated"),
         )
         await route(10_000)
     finally:

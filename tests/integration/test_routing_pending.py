@@ -10,11 +10,11 @@ from uuid import UUID
 
 from sqlalchemy import func, select, update
 
-from services.routing import repository
+from services.routing import store
+from services.routing.assign import release_leads
 from services.routing.models import Assignment, Rep
 from services.routing.pending import BATCH, PendingRouter, mark_pending, route_pending
-from services.routing.repository import forget_cached_directories, touch_directory
-from services.routing.service import release_leads
+from services.routing.store import forget_cached_directories, touch_directory
 from shared.config import Settings
 from shared.models import Inquiry, Lead, OutboxMessage
 from tests.conftest import Database, make_settings
@@ -184,14 +184,14 @@ async def test_the_router_reads_the_directory_when_it_starts_not_in_its_first_ro
     task = asyncio.create_task(PendingRouter(db.sessions, make_settings(db)).run())
     try:
         deadline = asyncio.get_running_loop().time() + 10
-        while not repository._cache:  # no lead is pending: no round would read it
+        while not store._cache:  # no lead is pending: no round would read it
             assert asyncio.get_running_loop().time() < deadline, "directory never read"
             await asyncio.sleep(0.01)
     finally:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
-    [directory] = repository._cache.values()
+    [directory] = store._cache.values()
     assert [t.name for t in directory.teams.values()] == ["default"]
 
 

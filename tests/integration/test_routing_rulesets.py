@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from services.api import create_app
 from services.cli import app
-from services.routing.service import route_lead
+from services.routing.assign import route_lead
 from shared.cosign.models import CosignedVersion
 from shared.models import OutboxMessage
 from shared.runtime import Runtime

@@ -14,22 +14,19 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import BindParameter, bindparam, func, select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.routing import repository as repo
+from services.routing import store
 from services.routing import txn as routing_txn
 from services.routing.directory import Directory
-from services.routing.emit import RoutingEvent, routing_event
 from services.routing.facts import routing_facts
 from services.routing.models import Assignment, Rep
+from services.routing.record import record, write
 from services.routing.router import Decision, Situation, Target, route, target
 from services.routing.txn import RoutingTxn
 from shared.config import Settings
-from shared.db import driver_connection, translated
-from shared.ids import new_id
 from shared.models import Inquiry, Lead, LeadHistory, table_of
-from shared.outbox import stage
 
 leads_t, inquiries_t, history_t = table_of(Lead), table_of(Inquiry), table_of(LeadHistory)
 assignments_t, reps_t = table_of(Assignment), table_of(Rep)
@@ -83,7 +80,7 @@ async def route_leads(
     queued lead (the queue sweep) and changes nothing while nobody is eligible yet.
     ``routing_on``: the caller has just read, in this transaction, that routing is on.
     """
-    if not routing_on and await repo.routing_off(session):  # no lock, nor the submissions
+    if not routing_on and await store.routing_off(session):  # no lock, nor the submissions
         query = select(leads_t.c.id, leads_t.c.owner_id, leads_t.c.is_expansion)
         rows = await session.execute(query.where(leads_t.c.id.in_(sorted(set(lead_ids)))))
         owners = {row.id: row for row in rows}
@@ -91,7 +88,7 @@ async def route_leads(
     # Lead rows first, then the routing lock: the order scoring takes them in (see txn.py).
     found = await _leads(session, lead_ids)
     txn = await routing_txn.begin(session)
-    directory = await repo.directory(session, txn.token)
+    directory = await store.directory(session, txn.token)
     # "pending": qualified by scoring (pending.py); "closed": released when it was recycled, and
     # now qualified again: route it anew.
     wanted = ("queued",) if trigger == "queue" else (None, "closed", "pending")
@@ -120,13 +117,11 @@ async def route_leads(
             continue
         if lead_id in twice:  # the second time sees it routed
             found[lead_id] = (_Routed(lead, decision), submissions)
-        event, values, candidates = _record(
-            txn, directory, lead, decision, now=now, trigger=trigger
-        )
+        event, values, candidates = record(txn, directory, lead, decision, now=now, trigger=trigger)
         events.append(event)
         updates.append(values)
         results.append(_result(lead_id, decision, event.type, candidates))
-    await _write(session, settings, updates, events)
+    await write(session, settings, updates, events)
     await routing_txn.write_rows(session, txn)
     return results
 
@@ -153,7 +148,7 @@ async def reassign_lead(
         return _unchanged(lead)
     if trigger != "requested" and lead.stage in CLOSED_STAGES:
         return _unchanged(lead)  # won, lost, recycled, disqualified: nobody's to work any more
-    directory = await repo.directory(session, txn.token)
+    directory = await store.directory(session, txn.token)
     await routing_txn.write_rows(session, txn)
     if to is not None:
         decision = _directed(directory, lead, to)
@@ -166,10 +161,10 @@ async def reassign_lead(
         )
     if lead.owner_id is not None:
         txn.release(lead.owner_id)
-    event, values, candidates = _record(
+    event, values, candidates = record(
         txn, directory, lead, decision, now=now, trigger=trigger, previous=lead, why=why
     )
-    await _write(session, settings, [values], [event])
+    await write(session, settings, [values], [event])
     return _result(lead_id, decision, event.type, candidates)
 
 
@@ -244,122 +239,6 @@ def _directed(directory: Directory, lead: Any, to: UUID) -> Decision:
         is_expansion=bool(lead.is_expansion),
         account_id=lead.account_id,
     )
-
-
-def _record(
-    txn: RoutingTxn,
-    directory: Directory,
-    lead: Any,
-    decision: Decision,
-    *,
-    now: datetime,
-    trigger: str,
-    previous: Any = None,
-    why: str = "",
-) -> tuple[RoutingEvent, dict[str, Any], list[dict[str, Any]]]:
-    """Note the decision in the transaction's state; return its event, the lead's new values and
-    the candidates as stored."""
-    owner = directory.reps.get(decision.owner_id) if decision.owner_id else None
-    team = decision.team
-    txn.now = now
-    if owner is not None:
-        txn.assign(owner.id, owner.hours.local_day(now))
-    if decision.ledger is not None and team is not None:
-        txn.ledgers[team.id] = decision.ledger
-    status = "routed" if owner is not None else "queued"
-    values = {
-        "b_id": lead.id,
-        "owner_id": decision.owner_id,
-        "owner_team_id": team.id if team else None,
-        "routing_status": status,
-        "routed_at": now if owner is not None else None,
-        "is_expansion": decision.is_expansion,
-        "account_id": decision.account_id,
-        "updated_at": now,
-    }
-    reason = (f"{why}: " if why else "") + decision.reason
-    candidates = [c.as_dict() for c in decision.candidates]
-    event = routing_event(
-        directory, lead, decision, trigger=trigger, previous=previous, why=why, now=now
-    )
-    txn.add(
-        assignments_t,
-        {
-            "id": new_id(),
-            "lead_id": lead.id,
-            "decided_at": now,
-            "trigger": trigger,
-            "outcome": status,
-            "owner_id": decision.owner_id,
-            "team_id": team.id if team else None,
-            "previous_owner_id": previous.owner_id if previous is not None else None,
-            "rule": decision.rule,
-            "ruleset_version": directory.ruleset_version,
-            "strategy": decision.strategy,
-            "is_expansion": decision.is_expansion,
-            "account_id": decision.account_id,
-            "reason": reason[:500],
-            "available_at": decision.available_at,
-            "candidates": candidates,
-        },
-    )
-    txn.add(
-        history_t,
-        {
-            "id": new_id(),
-            "lead_id": lead.id,
-            "occurred_at": now,
-            "kind": event.type,
-            "event_id": event.id,
-            "detail": {
-                "owner": owner.email if owner else None,
-                "team": team.name if team else None,
-                "rule": decision.rule,
-                "reason": reason[:500],
-            },
-        },
-    )
-    return event, values, candidates
-
-
-async def _write(
-    session: AsyncSession,
-    settings: Settings,
-    updates: list[dict[str, Any]],
-    events: list[RoutingEvent],
-) -> None:
-    if updates and session.get_bind().dialect.name == "postgresql":
-        # One Bind for the round, arrays as parameters (as scoring's store.save).
-        driver = await driver_connection(session)
-        with translated(_ROUTED):
-            await driver.execute(_ROUTED, *([u[c] for u in updates] for c in _ROUTED_COLUMNS))
-    elif updates:
-        columns: dict[str, BindParameter[Any]] = {
-            k: bindparam(k) for k in updates[0] if k != "b_id"
-        }
-        statement = update(leads_t).where(leads_t.c.id == bindparam("b_id")).values(**columns)
-        await session.execute(statement, updates)
-    await stage(session, settings, *events)
-
-
-_ROUTED_COLUMNS = {
-    "b_id": "uuid",
-    "owner_id": "uuid",
-    "owner_team_id": "uuid",
-    "routing_status": "text",
-    "routed_at": "timestamptz",
-    "is_expansion": "bool",
-    "account_id": "uuid",
-    "updated_at": "timestamptz",
-}
-"""The lead's values ``_record`` returns, with their PostgreSQL types."""
-_ROUTED = (
-    "UPDATE leads AS l SET "
-    + ", ".join(f"{c} = v.{c}" for c in list(_ROUTED_COLUMNS)[1:])
-    + " FROM unnest("
-    + ", ".join(f"${i}::{t}[]" for i, t in enumerate(_ROUTED_COLUMNS.values(), start=1))
-    + f") AS v(id, {', '.join(list(_ROUTED_COLUMNS)[1:])}) WHERE l.id = v.id"
-)
 
 
 async def _lead(session: AsyncSession, lead_id: UUID) -> tuple[Any, list[dict[str, Any]]]:

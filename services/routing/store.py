@@ -1,6 +1,7 @@
-"""Changes to the owner directory (routing rules versions: versions.py). Each bumps the
-directory token so every process's cached copy is refreshed on its next routing. The caller owns
-the transaction."""
+"""Routing's queries: the owner directory, read from the tables and cached per process until
+its token changes, and the changes to it (reps, teams, accounts, availability), each of which
+bumps the token so that every process's cached copy is refreshed on its next routing. The caller
+owns the transaction."""
 
 from __future__ import annotations
 
@@ -11,16 +12,123 @@ from uuid import UUID
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.routing.accounts import normalise_domain
-from services.routing.models import Account, Membership, Rep, Team
-from services.routing.repository import touch_directory
+from services.routing.accounts import AccountIndex, AccountInfo, normalise_domain
+from services.routing.directory import Directory, RepInfo, TeamInfo
+from services.routing.hours import WorkingHours
+from services.routing.models import (
+    Account,
+    LedgerEntry,
+    Membership,
+    PoolState,
+    Rep,
+    RoutingState,
+    Team,
+)
+from services.routing.rules import BUILT_IN, compile_routing
 from services.routing.schemas import AccountIn, RepIn, TeamIn
-from shared.db import rowcount
+from shared.cosign.models import CosignedVersion
+from shared.db import rowcount, upsert
 from shared.ids import new_id
 from shared.models import Lead, table_of
 
 reps_t, teams_t, members_t = table_of(Rep), table_of(Team), table_of(Membership)
-accounts_t = table_of(Account)
+accounts_t, versions_t, state_t = (
+    table_of(Account),
+    table_of(CosignedVersion),
+    table_of(RoutingState),
+)
+pools_t, ledger_t = table_of(PoolState), table_of(LedgerEntry)
+LOCKED = "routing.locked"
+KIND = "routing"
+"""The routing rules' kind among the co-signed versions (``versions.ROUTING``)."""
+_cache: dict[tuple[str, str], Directory] = {}
+
+
+def forget_cached_directories() -> None:
+    """As after a restart: the next routing reads the directory from the database."""
+    _cache.clear()
+
+
+async def touch_directory(session: AsyncSession) -> None:
+    """After any change to reps, teams, accounts or rulesets: caches elsewhere go stale."""
+    token = str(new_id())
+    stmt = upsert(session, state_t).values(id=1, directory_token=token)
+    await session.execute(
+        stmt.on_conflict_do_update(index_elements=["id"], set_={"directory_token": token})
+    )
+
+
+async def routing_off(session: AsyncSession) -> bool:
+    """No team exists (routing is off until one does). Read without the routing lock, so that
+    scoring batches do not queue on it for nothing; a team created meanwhile takes effect from
+    the next batch, as if this one had run a moment earlier."""
+    query = select(state_t.c.directory_token).where(state_t.c.id == 1)
+    token = await session.scalar(query)
+    return token is None or not (await directory(session, str(token))).teams
+
+
+async def directory(session: AsyncSession, token: str) -> Directory:
+    key = (str(session.get_bind().engine.url), token)
+    cached = _cache.get(key)
+    if cached is None:
+        cached = await load_directory(session, token)
+        if len(_cache) > 16:
+            _cache.clear()
+        _cache[key] = cached
+    return cached
+
+
+async def load_directory(session: AsyncSession, token: str) -> Directory:
+    members: dict[UUID, list[UUID]] = {}
+    for team_id, rep_id in await session.execute(select(members_t)):
+        members.setdefault(team_id, []).append(rep_id)
+    teams = {
+        row.id: TeamInfo(
+            row.id,
+            row.name,
+            row.strategy,
+            row.outside_hours,
+            row.kind,
+            row.manager_id,
+            tuple(sorted(members.get(row.id, []))),
+        )
+        for row in await session.execute(select(teams_t))
+    }
+    reps = {row.id: rep_info(row) for row in await session.execute(select(reps_t))}
+    accounts = [
+        AccountInfo(r.id, r.name, r.domain, r.owner_id)
+        for r in await session.execute(select(accounts_t))
+    ]
+    active = (
+        await session.execute(
+            select(versions_t.c.version, versions_t.c.content).where(
+                versions_t.c.kind == KIND, versions_t.c.status == "active"
+            )
+        )
+    ).one_or_none()
+    routing = compile_routing(active.content if active else BUILT_IN)
+    version = active.version if active else None
+    return Directory(token, reps, teams, AccountIndex(accounts), routing, version)
+
+
+def rep_info(row: Any) -> RepInfo:
+    return RepInfo(
+        id=row.id,
+        email=row.email,
+        name=row.name,
+        weight=row.weight,
+        hours=WorkingHours.of(row.time_zone, row.working_hours or {}),
+        status=row.status,
+        away_until=row.away_until,
+        max_open=row.max_open,
+        max_per_day=row.max_per_day,
+        roles=frozenset(row.roles or ()),
+        territories=frozenset(row.territories or ()),
+        segments=frozenset(row.segments or ()),
+        languages=frozenset(row.languages or ()),
+        products=frozenset(row.products or ()),
+        manager_id=row.manager_id,
+    )
 
 
 class DirectoryInvalid(ValueError):
