@@ -10,9 +10,8 @@ from datetime import UTC, datetime
 from pydantic import SecretStr
 
 from services.api import create_app as intake_app
-from services.intake.keys import dev_public_key
-from services.intake.platforms import start_fetch_sweeper
-from services.intake.pruning import start_idempotency_pruner
+from services.intake.keys.store import dev_public_key
+from services.intake.main import start_intake
 from services.processes import start_scoring_with_routing
 from services.routing.main import start_routing
 from services.scoring.main import activate_sample_rules
@@ -54,8 +53,7 @@ async def run_dev(settings: Settings) -> int:
         await upgrade(runtime.engine)
         await activate_sample_rules(runtime)
         runtime.start_relay("relay")
-        start_fetch_sweeper(runtime)
-        start_idempotency_pruner(runtime)
+        start_intake(runtime)
         start_scoring_with_routing(runtime)
         start_routing(runtime)
         start_webhooks(runtime)

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 from services.api import create_app as intake_app
-from services.intake.platforms import start_fetch_sweeper
-from services.intake.pruning import start_idempotency_pruner
+from services.intake.main import start_intake
 from services.routing import handlers as routing
 from services.routing.main import start_pending_router, start_routing
 from services.scoring.main import start_scoring
@@ -19,8 +18,7 @@ from shared.serve import serve
 async def run_intake(settings: Settings) -> int:
     runtime = Runtime.create(settings)
     runtime.start_relay("intake-relay")
-    start_fetch_sweeper(runtime)
-    start_idempotency_pruner(runtime)
+    start_intake(runtime)
     return await serve(runtime, intake_app(runtime), port=settings.http.intake_port)
 
 

@@ -5,7 +5,6 @@ nothing in shared needs to know which services there are."""
 from __future__ import annotations
 
 from services.intake import models as _intake  # noqa: F401
-from services.intake import platform_models as _platforms  # noqa: F401
 from services.routing import models as _routing  # noqa: F401
 from services.scoring import models as _scoring  # noqa: F401
 from services.webhooks import models as _webhooks  # noqa: F401

@@ -6,7 +6,10 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from services.intake import engagement_api, leads_api, platforms, quarantine
+from services.intake.engagement import api as engagement_api
+from services.intake.forms import api as leads_api
+from services.intake.platforms import api as platforms
+from services.intake.privacy import quarantine
 from services.intake.writer import GroupCommitWriter
 from shared.limits import BodySizeLimit
 from shared.runtime import Runtime

@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.intake.keys import create_key, list_keys, revoke_key
+from services.intake.keys.store import create_key, list_keys, revoke_key
 from shared.cli import on_db
 
 keys_app = typer.Typer(help="API keys: public form keys and secret server keys.")

@@ -1,8 +1,8 @@
 """Wire models of the intake API.
 
 ``LeadSubmission`` is the one canonical shape: JSON bodies are it, web forms and HubSpot-shaped
-bodies are mapped onto it (``services.intake.parsing``). Validating it normalises it; the phone's
-default region comes from the validation context (``{"region": "US"}``).
+bodies are mapped onto it (``services.intake.forms.parsing``). Validating it normalises it; the
+phone's default region comes from the validation context (``{"region": "US"}``).
 """
 
 from __future__ import annotations

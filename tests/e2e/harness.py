@@ -15,7 +15,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from sqlalchemy import func, select
 
 from services.api import create_app
-from services.intake.keys import create_key
+from services.intake.keys.store import create_key
 from services.processes import start_scoring_with_routing
 from services.scoring.main import activate_sample_rules
 from shared.config import Settings

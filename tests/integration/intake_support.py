@@ -12,7 +12,7 @@ from fastapi import FastAPI
 from sqlalchemy import func, select
 
 from services.api import create_app
-from services.intake.keys import create_key
+from services.intake.keys.store import create_key
 from shared.runtime import Runtime
 from tests.conftest import Database, make_settings
 

@@ -17,7 +17,7 @@ from aiokafka import AIOKafkaProducer
 from sqlalchemy import func, select, text
 
 from services.api import create_app
-from services.intake.keys import create_key
+from services.intake.keys.store import create_key
 from shared.broker import EmbeddedBroker
 from shared.config import load_settings
 from shared.consumer import EventConsumer
@@ -279,7 +279,7 @@ async def test_background_work_goes_on_after_the_outage(
     """The intake process's relay, fetch sweeper and pruner; the scoring process's consumers,
     pending router and queue sweep; the webhooks process's consumer and dispatcher: all in one
     runtime, which keeps every task and stays ready; a lead posted after the outage is scored."""
-    from services.intake.platforms import start_fetch_sweeper
+    from services.intake.platforms.api import start_fetch_sweeper
     from services.intake.pruning import start_idempotency_pruner
     from services.processes import start_scoring_with_routing
     from services.routing.main import start_routing

@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import func, select
 
 from services.api import create_app
-from services.intake.platform_models import LeadActivityRow, LeadOutcomeRow
+from services.intake.models import LeadActivityRow, LeadOutcomeRow
 from shared.models import Lead, LeadHistory, OutboxMessage
 from shared.runtime import Runtime
 from tests.conftest import Database, make_settings

@@ -12,8 +12,7 @@ from uuid import uuid4
 import httpx
 import pytest
 
-from services.intake.models import IdempotencyRecord
-from services.intake.platform_models import LeadActivityRow, LeadOutcomeRow
+from services.intake.models import IdempotencyRecord, LeadActivityRow, LeadOutcomeRow
 from shared.models import LeadHistory, OutboxMessage
 from shared.runtime import Runtime
 from tests.conftest import Database

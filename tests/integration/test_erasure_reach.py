@@ -13,7 +13,7 @@ from uuid import UUID
 import httpx
 from sqlalchemy import insert, select
 
-from services.intake.platform_models import LeadActivityRow, LeadOutcomeRow, PlatformLead
+from services.intake.models import LeadActivityRow, LeadOutcomeRow, PlatformLead
 from services.webhooks.models import DeliveryAttempt, Subscription, WebhookMessage
 from shared.ids import new_id
 from shared.models import OutboxMessage

@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import func, select
 
 from services.api import create_app
-from services.intake.platform_models import PlatformLead
+from services.intake.models import PlatformLead
 from shared.models import Inquiry, Lead, OutboxMessage
 from shared.runtime import Runtime
 from tests.conftest import Database, make_settings

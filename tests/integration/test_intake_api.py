@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import func, select
 
 from services.api import create_app
-from services.intake.keys import create_key
+from services.intake.keys.store import create_key
 from shared.models import Inquiry, Lead, LeadHistory, OutboxMessage
 from shared.runtime import Runtime
 from tests.conftest import Database, make_settings

@@ -24,8 +24,8 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from services.api import create_app
-from services.intake.meta_fetch import FetchSweeper
-from services.intake.platform_models import PlatformFetch, PlatformLead
+from services.intake.models import PlatformFetch, PlatformLead
+from services.intake.platforms.fetch import FetchSweeper
 from shared.models import Inquiry, Lead, OutboxMessage
 from shared.runtime import Runtime
 from tests.conftest import Database, eventually, make_settings

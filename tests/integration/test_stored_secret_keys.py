@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from uuid import UUID
 
-from services.intake.keys import revoke_key
+from services.intake.keys.store import revoke_key
 from tests.conftest import Database
 from tests.integration.intake_support import client_for, intake, new_key
 

@@ -9,7 +9,7 @@ from uuid import UUID
 
 import pytest
 
-from services.intake.keys import revoke_key
+from services.intake.keys.store import revoke_key
 from services.intake.models import ApiKey
 from shared.models import Inquiry, Lead, LeadHistory, OutboxMessage
 from tests.conftest import Database

@@ -6,6 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from services.intake.forms.parsing import InputError, parse_form, parse_json
 from services.intake.normalize import (
     company_domain,
     normalize_country,
@@ -13,7 +14,6 @@ from services.intake.normalize import (
     normalize_phone,
     unstorable_text,
 )
-from services.intake.parsing import InputError, parse_form, parse_json
 
 
 @pytest.mark.parametrize(

@@ -10,8 +10,8 @@ from decimal import Decimal
 
 import pytest
 
-from services.intake.engagement_schemas import OutcomeIn, outcome_problems
-from services.intake.platform_mapping import (
+from services.intake.engagement.schemas import OutcomeIn, outcome_problems
+from services.intake.platforms.mapping import (
     GOOGLE_FIELDS,
     META_FIELDS,
     SubmissionInvalid,

@@ -15,8 +15,8 @@ import orjson
 from fastapi import APIRouter, BackgroundTasks, FastAPI, Query, Request, Response
 from fastapi.responses import PlainTextResponse
 
-from services.intake.meta_fetch import FetchSweeper
-from services.intake.platform_mapping import (
+from services.intake.platforms.fetch import FetchSweeper
+from services.intake.platforms.mapping import (
     GOOGLE_FIELDS,
     SubmissionInvalid,
     find_google_key,
@@ -26,7 +26,7 @@ from services.intake.platform_mapping import (
     meta_signature_matches,
     submission_from,
 )
-from services.intake.platform_store import (
+from services.intake.platforms.store import (
     PlatformArrival,
     answer_of,
     claim,

@@ -24,8 +24,8 @@ from pydantic import BaseModel, Field, ValidationError
 from sqlalchemy import Row, delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.intake import docs
-from services.intake.platform_models import LeadActivityRow, LeadOutcomeRow
+from services.intake.forms import docs
+from services.intake.models import LeadActivityRow, LeadOutcomeRow
 from services.intake.schemas import LeadAccepted, LeadSubmission
 from services.intake.store import Arrival, store_inquiries
 from shared.auth import authenticate

@@ -22,7 +22,7 @@ from uuid import UUID
 from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.intake.platform_models import LeadActivityRow, LeadOutcomeRow, PlatformLead
+from services.intake.models import LeadActivityRow, LeadOutcomeRow, PlatformLead
 from shared.config import Settings
 from shared.events import LeadErased, LeadErasedData
 from shared.ids import new_id

@@ -19,15 +19,15 @@ from fastapi import APIRouter, FastAPI, Header, Request, Response
 from fastapi.responses import RedirectResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from services.intake import docs
-from services.intake.erase import erase_lead
-from services.intake.guard import Guard, Poster
-from services.intake.keys import KeyRing, stored_secret_caller
-from services.intake.parsing import Parsed
+from services.intake.forms import docs
+from services.intake.forms.parsing import Parsed
+from services.intake.forms.store import find_lead
+from services.intake.forms.submissions import fingerprint, read_body, validate
+from services.intake.keys.guard import Guard, Poster
+from services.intake.keys.store import KeyRing, stored_secret_caller
+from services.intake.privacy.erasure import erase_lead
 from services.intake.schemas import LeadAccepted, LeadErasure, LeadView
-from services.intake.service import find_lead
 from services.intake.store import Arrival, Idempotency, Replayed
-from services.intake.submissions import fingerprint, read_body, validate
 from services.intake.writer import GroupCommitWriter
 from shared.problems import Problem, problem_response
 from shared.runtime import Runtime

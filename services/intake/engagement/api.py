@@ -14,7 +14,8 @@ from uuid import UUID
 
 from fastapi import APIRouter, Body, Depends, FastAPI, Header, Response, status
 
-from services.intake.engagement import (
+from services.intake.engagement.schemas import ActivityIn, ActivityStored, OutcomeIn, OutcomeStored
+from services.intake.engagement.store import (
     IDEMPOTENCY_KEY,
     REPLAYED,
     LeadRef,
@@ -25,9 +26,8 @@ from services.intake.engagement import (
     record_activity,
     record_outcome,
 )
-from services.intake.engagement_schemas import ActivityIn, ActivityStored, OutcomeIn, OutcomeStored
+from services.intake.forms.store import find_lead
 from services.intake.schemas import LeadView
-from services.intake.service import find_lead
 from shared import problems
 from shared.auth import Caller, authenticate
 from shared.deps import RuntimeDep

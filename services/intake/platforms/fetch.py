@@ -27,15 +27,15 @@ import httpx
 from sqlalchemy import delete, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from services.intake.platform_mapping import (
+from services.intake.models import PlatformFetch
+from services.intake.platforms.mapping import (
     META_FIELDS,
     SubmissionInvalid,
     meta_answers,
     next_due,
     submission_from,
 )
-from services.intake.platform_models import PlatformFetch
-from services.intake.platform_store import PlatformArrival, mark_invalid, store_platform_lead
+from services.intake.platforms.store import PlatformArrival, mark_invalid, store_platform_lead
 from shared.config import PlatformSettings, Settings
 from shared.models import table_of
 from shared.outages import unavailable

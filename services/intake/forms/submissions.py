@@ -13,8 +13,8 @@ import orjson
 from fastapi import Request
 from pydantic import ValidationError
 
+from services.intake.forms.parsing import InputError, Parsed, parse_form, parse_json
 from services.intake.normalize import unstorable_text
-from services.intake.parsing import InputError, Parsed, parse_form, parse_json
 from services.intake.schemas import LeadSubmission
 from shared.config import Settings
 from shared.problems import Problem

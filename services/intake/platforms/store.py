@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.intake.platform_models import PlatformFetch, PlatformLead
+from services.intake.models import PlatformFetch, PlatformLead
 from services.intake.schemas import LeadAccepted, LeadSubmission
 from services.intake.store import Arrival, store_inquiries
 from shared.config import Settings

@@ -21,7 +21,7 @@ from pydantic import BaseModel
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.intake.engagement_schemas import (
+from services.intake.engagement.schemas import (
     ActivityIn,
     ActivityStored,
     OutcomeIn,
@@ -30,7 +30,7 @@ from services.intake.engagement_schemas import (
     when_problems,
 )
 from services.intake.idempotency import Key, fingerprint, first_answer, remember
-from services.intake.platform_models import LeadActivityRow, LeadOutcomeRow
+from services.intake.models import LeadActivityRow, LeadOutcomeRow
 from shared.events import LeadActivity, LeadActivityData, LeadOutcome, LeadOutcomeData
 from shared.ids import new_id
 from shared.models import Lead, LeadHistory

@@ -23,7 +23,7 @@ from limits import RateLimitItem, parse
 from limits.aio.storage import MemoryStorage
 from limits.aio.strategies import SlidingWindowCounterRateLimiter
 
-from services.intake.keys import PUBLIC, SECRET, KeyInfo, KeyRing
+from services.intake.keys.store import PUBLIC, SECRET, KeyInfo, KeyRing
 from shared.auth import identify
 from shared.config import Settings
 from shared.problems import Problem
