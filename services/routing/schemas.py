@@ -9,6 +9,7 @@ from uuid import UUID
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from services.routing.hours import HoursInvalid, parse_hours, validate_hours, zone
+from shared.cosign.kind import Proposal
 
 
 class _In(BaseModel):
@@ -141,3 +142,7 @@ class AccountView(BaseModel):
     name: str
     domain: str | None
     owner_id: UUID | None
+
+
+class RoutingRulesIn(Proposal):
+    content: str = Field(min_length=1, max_length=1_000_000, description="The routing rules YAML")

@@ -8,23 +8,19 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import Field
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.routing.models import Team
 from services.routing.rules import RoutingInvalid, compile_routing
+from services.routing.schemas import RoutingRulesIn
 from services.routing.store import KIND, touch_directory
-from shared.cosign.kind import Activation, Kind, Proposal, Validated
+from shared.cosign.kind import Activation, Kind, Validated
 from shared.cosign.models import CosignedVersion
 from shared.events import CloudEvent, RoutingRulesActivated, RoutingRulesActivatedData
 from shared.problems import Problem
 
 SOURCE = "/leadflow/routing"
-
-
-class RoutingRulesIn(Proposal):
-    content: str = Field(min_length=1, max_length=1_000_000, description="The routing rules YAML")
 
 
 def invalid(error: RoutingInvalid) -> Problem:

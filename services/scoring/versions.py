@@ -7,23 +7,19 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import Field
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.scoring.ruleset import RulesetInvalid, compile_ruleset
+from services.scoring.schemas import RulesetText
 from services.scoring.store import KIND
 from shared.config import Settings
 from shared.cosign import store
-from shared.cosign.kind import Activation, Kind, Proposal, Validated
+from shared.cosign.kind import Activation, Kind, Validated
 from shared.events import CloudEvent, RulesetActivated, RulesetActivatedData
 from shared.problems import Problem
 
 SOURCE = "/leadflow/scoring"
 BOOTSTRAP = "leadflow-dev"
-
-
-class RulesetText(Proposal):
-    content: str = Field(min_length=1, max_length=1_000_000, description="The ruleset YAML")
 
 
 def invalid(error: RulesetInvalid) -> Problem:
