@@ -41,7 +41,7 @@ from services.webhooks.schemas import SubscriptionIn
 from shared.broker import EMBEDDED_PARTITIONS, EmbeddedBroker
 from shared.config import load_settings
 from shared.runtime import Runtime
-from tests.webhook_receiver import Receiver
+from tests.support.receiver import Receiver
 
 SECRET_KEY = "sk_bench"
 IDLE_RECONNECT_S = 4.0

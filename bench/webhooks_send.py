@@ -24,7 +24,7 @@ from shared.config import WebhookSettings
 
 RECEIVER = """
 import asyncio, sys, uvloop
-from tests.webhook_receiver import Receiver
+from tests.support.receiver import Receiver
 async def main():
     await Receiver(keep=False).start(int(sys.argv[1]))
     print("ready", flush=True)

@@ -7,33 +7,27 @@ to start it; under ``CI=true`` a server that cannot be reached fails the run ins
 
 from __future__ import annotations
 
-import asyncio
 import glob
 import os
 import shutil
 import subprocess
-from collections.abc import AsyncIterator, Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import Any
 from uuid import uuid4
 
 import asyncpg
 import pytest
-from sqlalchemy import text
 from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from services.tables import metadata
 from shared.broker import EmbeddedBroker
-from shared.config import Settings, load_settings
+from shared.config import load_settings
 from shared.db import make_engine, make_sessions
 from shared.migrate import upgrade
+from tests.support.common import Database, admin
 from tests.support.postgres_server import PostgresServer, PostgresUnavailable
 
 PG_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
-KEPT_TABLES = {"alembic_version", "outbox_shards"}
 
 
 def _start_local_postgres() -> None:
@@ -65,42 +59,6 @@ async def _can_connect(url: str) -> str | None:
     return None
 
 
-async def _admin(url: str, statement: str) -> None:
-    parts = make_url(url)
-    connection = await asyncpg.connect(
-        host=parts.host,
-        port=parts.port or 5432,
-        user=parts.username,
-        password=parts.password,
-        database=parts.database,
-        timeout=10,
-    )
-    try:
-        await connection.execute(statement)
-    finally:
-        await connection.close()
-
-
-@dataclass
-class Database:
-    """A migrated database: the engine, its sessions, and settings that point at it."""
-
-    kind: str
-    url: str
-    engine: AsyncEngine
-    sessions: async_sessionmaker[AsyncSession]
-
-    async def clear(self) -> None:
-        async with self.engine.begin() as connection:
-            tables = [t for t in reversed(metadata.sorted_tables) if t.name not in KEPT_TABLES]
-            if self.kind == "postgresql":
-                names = ", ".join(t.name for t in tables)
-                await connection.execute(text(f"TRUNCATE {names} RESTART IDENTITY"))
-            else:
-                for table in tables:
-                    await connection.execute(table.delete())
-
-
 @pytest.fixture(scope="session")
 async def postgres_url() -> AsyncIterator[str]:
     problem = await _can_connect(PG_URL)
@@ -113,12 +71,12 @@ async def postgres_url() -> AsyncIterator[str]:
             pytest.fail(message + "; CI must run the PostgreSQL tests", pytrace=False)
         pytest.skip(message + " (set TEST_POSTGRES_URL)")
     name = f"leadflow_test_{uuid4().hex[:12]}"
-    await _admin(PG_URL, f'CREATE DATABASE "{name}"')
+    await admin(PG_URL, f'CREATE DATABASE "{name}"')
     url = make_url(PG_URL).set(database=name).render_as_string(hide_password=False)
     try:
         yield url
     finally:
-        await _admin(PG_URL, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin(PG_URL, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 async def _migrated(kind: str, url: str) -> Database:
@@ -184,16 +142,16 @@ async def outage_db(pg_server: PostgresServer) -> AsyncIterator[Database]:
     if not pg_server.running:
         pg_server.start()
     name = f"outage_{uuid4().hex[:12]}"
-    admin = make_url(pg_server.url).render_as_string(hide_password=False)
-    await _admin(admin, f'CREATE DATABASE "{name}"')
-    database = await _migrated("postgresql", make_url(admin).set(database=name).render_as_string())
+    server = make_url(pg_server.url).render_as_string(hide_password=False)
+    await admin(server, f'CREATE DATABASE "{name}"')
+    database = await _migrated("postgresql", make_url(server).set(database=name).render_as_string())
     try:
         yield database
     finally:
         await database.engine.dispose()
         if not pg_server.running:
             pg_server.start()
-        await _admin(admin, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin(server, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture(scope="session")
@@ -203,37 +161,3 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedBroker]
     embedded.start()
     yield embedded
     embedded.stop()
-
-
-def make_settings(
-    database: Database, broker: EmbeddedBroker | None = None, **overrides: object
-) -> Settings:
-    """Settings for one test: its database, the broker, and topics no other test uses."""
-    values: dict[str, object] = {
-        "db": {"url": database.url},
-        "topics": {"prefix": f"t{uuid4().hex[:10]}"},
-        "kafka": {
-            "bootstrap_servers": broker.bootstrap_servers if broker else None,
-            "session_timeout_ms": 6000,
-            "heartbeat_interval_ms": 500,
-        },
-        "auth": {"secret_keys": ["sk_test"]},
-    }
-    values.update(overrides)
-    return load_settings(**values)
-
-
-async def eventually(
-    check: Callable[[], Any], *, within: float = 30.0, interval: float = 0.05
-) -> Any:
-    """Poll ``check`` (sync or async) until it returns a truthy value, or fail at the deadline."""
-    deadline = asyncio.get_running_loop().time() + within
-    while True:
-        result = check()
-        if asyncio.iscoroutine(result):
-            result = await result
-        if result:
-            return result
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"condition not met within {within}s (last: {result!r})")
-        await asyncio.sleep(interval)

@@ -11,8 +11,8 @@ from aiokafka import AIOKafkaProducer
 
 from services.scoring.main import activate_sample_rules
 from shared.broker import EmbeddedBroker
-from tests.conftest import Database, eventually, make_settings
-from tests.e2e.harness import read_topic, running_stack
+from tests.support.common import Database, eventually, make_settings
+from tests.support.harness import read_topic, running_stack
 
 pytestmark = pytest.mark.e2e
 AUTH = {"Authorization": "Bearer sk_test"}

@@ -19,7 +19,7 @@ from services.scoring.main import activate_sample_rules
 from shared.broker import EmbeddedBroker, free_port
 from shared.config import Settings
 from shared.runtime import Runtime
-from tests.conftest import Database, make_settings
+from tests.support.common import Database, make_settings
 
 pytestmark = pytest.mark.e2e
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Database
+from tests.support.common import Database
 from tests.support.fault_run import fault_run
 from tests.support.faults import short_plan
 from tests.support.postgres_server import PostgresServer

@@ -6,8 +6,8 @@ import pytest
 from aiokafka.structs import ConsumerRecord
 
 from shared.broker import EmbeddedBroker
-from tests.conftest import Database, eventually, make_settings
-from tests.e2e.harness import distinct_events, read_topic, running_stack
+from tests.support.common import Database, eventually, make_settings
+from tests.support.harness import distinct_events, read_topic, running_stack
 
 pytestmark = pytest.mark.e2e
 AUTH = {"Authorization": "Bearer sk_test"}

@@ -17,8 +17,8 @@ from services.routing.main import start_routing
 from shared.broker import EmbeddedBroker
 from shared.config import Settings
 from shared.models import Lead, OutboxMessage
-from tests.conftest import Database, eventually, make_settings
-from tests.e2e.harness import (
+from tests.support.common import Database, eventually, make_settings
+from tests.support.harness import (
     Stack,
     distinct_events,
     publish_escalation,

@@ -11,9 +11,9 @@ from standardwebhooks import Webhook
 from services.webhooks.main import start_webhooks
 from shared.broker import EmbeddedBroker
 from shared.runtime import Runtime
-from tests.conftest import Database, eventually, make_settings
-from tests.e2e.harness import publish_escalation, running_stack
-from tests.webhook_receiver import Receiver
+from tests.support.common import Database, eventually, make_settings
+from tests.support.harness import publish_escalation, running_stack
+from tests.support.receiver import Receiver
 
 pytestmark = pytest.mark.e2e
 AUTH = {"Authorization": "Bearer sk_test"}

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import orjson
 
-from tests.webhook_receiver import Received
+from tests.support.receiver import Received
 
 
 @dataclass(frozen=True)

@@ -38,7 +38,7 @@ from shared.migrate import upgrade
 from shared.runtime import Runtime
 from tests.support.deliveries import Deliveries
 from tests.support.postgres_server import PostgresServer
-from tests.webhook_receiver import Receiver
+from tests.support.receiver import Receiver
 
 SECRET_KEY = "sk_chaos"
 SERVICES = ("intake", "scoring", "webhooks")

@@ -1,0 +1,91 @@
+"""What many tests use: a database under test, settings for one test, polling with a deadline,
+a statement run as the server's administrator. (Fixtures: tests/conftest.py.)"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+from uuid import uuid4
+
+import asyncpg
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from services.tables import metadata
+from shared.broker import EmbeddedBroker
+from shared.config import Settings, load_settings
+
+KEPT_TABLES = {"alembic_version", "outbox_shards"}
+
+
+async def admin(url: str, statement: str) -> None:
+    parts = make_url(url)
+    connection = await asyncpg.connect(
+        host=parts.host,
+        port=parts.port or 5432,
+        user=parts.username,
+        password=parts.password,
+        database=parts.database,
+        timeout=10,
+    )
+    try:
+        await connection.execute(statement)
+    finally:
+        await connection.close()
+
+
+@dataclass
+class Database:
+    """A migrated database: the engine, its sessions, and settings that point at it."""
+
+    kind: str
+    url: str
+    engine: AsyncEngine
+    sessions: async_sessionmaker[AsyncSession]
+
+    async def clear(self) -> None:
+        async with self.engine.begin() as connection:
+            tables = [t for t in reversed(metadata.sorted_tables) if t.name not in KEPT_TABLES]
+            if self.kind == "postgresql":
+                names = ", ".join(t.name for t in tables)
+                await connection.execute(text(f"TRUNCATE {names} RESTART IDENTITY"))
+            else:
+                for table in tables:
+                    await connection.execute(table.delete())
+
+
+def make_settings(
+    database: Database, broker: EmbeddedBroker | None = None, **overrides: object
+) -> Settings:
+    """Settings for one test: its database, the broker, and topics no other test uses."""
+    values: dict[str, object] = {
+        "db": {"url": database.url},
+        "topics": {"prefix": f"t{uuid4().hex[:10]}"},
+        "kafka": {
+            "bootstrap_servers": broker.bootstrap_servers if broker else None,
+            "session_timeout_ms": 6000,
+            "heartbeat_interval_ms": 500,
+        },
+        "auth": {"secret_keys": ["sk_test"]},
+    }
+    values.update(overrides)
+    return load_settings(**values)
+
+
+async def eventually(
+    check: Callable[[], Any], *, within: float = 30.0, interval: float = 0.05
+) -> Any:
+    """Poll ``check`` (sync or async) until it returns a truthy value, or fail at the deadline."""
+    deadline = asyncio.get_running_loop().time() + within
+    while True:
+        result = check()
+        if asyncio.iscoroutine(result):
+            result = await result
+        if result:
+            return result
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"condition not met within {within}s (last: {result!r})")
+        await asyncio.sleep(interval)
