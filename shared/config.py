@@ -112,7 +112,9 @@ class TopicSettings(_Group):
     prefix: str = Field(
         "leadflow",
         pattern=r"^[A-Za-z0-9._\-]{1,100}$",
-        description="Topic names: <prefix>.intake, .lifecycle, .dead-letter; consumer groups alike",
+        description=(
+            "Topic names: <prefix>.intake, .lifecycle, .sla, .dead-letter; consumer groups alike"
+        ),
     )
 
     @property

@@ -1,9 +1,9 @@
 """Co-signed versions of rules: the checks that let a proposed version go live only when one
 approver from marketing and one from sales have signed its exact content (SHA-256).
 
-Qualification rulesets (services/scoring/versions.py) and routing rules
-(services/routing/versions.py) keep their versions in tables of their own and ask these questions
-before writing. Pure: no I/O; a refusal is a ``Problem`` naming the field at fault.
+Every kind of co-signed configuration (qualification rulesets, routing rules) asks these
+questions before ``store`` writes. Pure: no I/O; a refusal is a ``Problem`` naming the field at
+fault.
 """
 
 from __future__ import annotations
