@@ -46,7 +46,7 @@ chaos: $(STAMP) ## Fault run of the production processes: PostgreSQL and broker 
 .PHONY: help install dev test lint schemas bench bench-webhooks chaos
 
 docs: $(STAMP) ## Regenerate the settings table in docs/configuration.md and the event schemas
-	$(BIN)/python -c "import pathlib; from shared.config import settings_reference as r; p = pathlib.Path('docs/configuration.md'); t = p.read_text(); i = t.index('| variable |'); p.write_text(t[:i] + r())"
+	$(BIN)/python -c "import pathlib; from services.settings import settings_reference as r; p = pathlib.Path('docs/configuration.md'); t = p.read_text(); i = t.index('| variable |'); p.write_text(t[:i] + r())"
 	$(BIN)/leadflow events schemas --out docs/schemas
 
 .PHONY: docs

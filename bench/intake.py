@@ -31,7 +31,7 @@ from bench.servers import Served, asgi_server, bare_app, raw_server
 from bench.suite import Check, Log, Options, Report, Row
 from services.api import create_app
 from services.intake.keys.store import create_key
-from shared.config import load_settings
+from services.settings import load_settings
 from shared.migrate import upgrade
 from shared.runtime import Runtime
 

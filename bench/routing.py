@@ -35,8 +35,9 @@ from services.routing.router import Situation, route
 from services.routing.schemas import AccountIn, RepIn, TeamIn
 from services.routing.store import forget_cached_directories, load_directory
 from services.routing.versions import ROUTING
+from services.settings import load_settings
 from shared.auth import Caller
-from shared.config import Settings, load_settings
+from shared.config import Settings
 from shared.cosign import store as cosigned
 from shared.db import make_engine, make_sessions
 from shared.ids import new_id

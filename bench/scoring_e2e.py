@@ -44,8 +44,9 @@ from services.routing.handlers import after_scoring
 from services.scoring import versions
 from services.scoring.handlers import ScoringHandler
 from services.scoring.main import CONSUMER
+from services.settings import load_settings
 from shared.broker import EmbeddedBroker
-from shared.config import Settings, load_settings
+from shared.config import Settings
 from shared.consumer import EventConsumer
 from shared.events import LeadReceived, LeadReceivedData
 from shared.ids import new_id

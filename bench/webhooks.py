@@ -35,11 +35,11 @@ from bench.intake import bench_database
 from bench.loadgen import CpuProbe, _cpu_ticks
 from bench.suite import DEFAULT_PG_URL, machine_pace, quantile
 from services.scoring.main import activate_sample_rules
+from services.settings import load_settings
 from services.webhooks import store
 from services.webhooks.models import WebhookMessage
 from services.webhooks.schemas import SubscriptionIn
 from shared.broker import EMBEDDED_PARTITIONS, EmbeddedBroker
-from shared.config import load_settings
 from shared.runtime import Runtime
 from tests.support.receiver import Receiver
 

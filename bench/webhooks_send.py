@@ -20,7 +20,7 @@ import uvloop
 
 from services.webhooks.queue import Claimed
 from services.webhooks.sending import make_transport, send
-from shared.config import WebhookSettings
+from services.webhooks.settings import WebhookSettings
 
 RECEIVER = """
 import asyncio, sys, uvloop

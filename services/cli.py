@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Coroutine
 from pathlib import Path
 from typing import Annotated, Any
@@ -13,8 +14,9 @@ from pydantic import ValidationError
 from services.intake.cli import keys_app
 from services.routing.cli import owners_app, routing_rules_app
 from services.scoring.cli import rules_app
+from services.settings import LeadflowSettings, load_settings
 from services.webhooks.cli import subscriptions_app
-from shared.config import DatabaseSettings, Settings, SettingsError, load_settings
+from shared.config import DatabaseSettings, SettingsError, unknown_variables
 from shared.logs import configure_logging
 
 app = typer.Typer(
@@ -33,7 +35,7 @@ app.add_typer(keys_app, name="keys")
 app.add_typer(subscriptions_app, name="subscriptions")
 
 
-def _settings(**overrides: object) -> Settings:
+def _settings(**overrides: object) -> LeadflowSettings:
     try:
         settings = load_settings(**overrides)
     except SettingsError as error:
@@ -151,4 +153,13 @@ def events_schemas(
 
 
 def main() -> None:
+    """The ``leadflow`` command. A ``LEADFLOW_…`` variable that names no setting of any service is
+    refused first, whichever command runs (a typo would otherwise be ignored)."""
+    unknown = unknown_variables(os.environ, LeadflowSettings)
+    if unknown:
+        typer.echo(
+            "leadflow: unknown settings: " + ", ".join(unknown) + " (see docs/configuration.md)",
+            err=True,
+        )
+        raise SystemExit(2)
     app()

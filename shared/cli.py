@@ -13,7 +13,7 @@ from rich.console import Console
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shared.auth import Caller
-from shared.config import Settings, SettingsError, load_settings
+from shared.config import S, Settings, SettingsError, load_settings
 from shared.db import make_engine, make_sessions
 from shared.problems import Problem
 
@@ -35,28 +35,31 @@ def problem_lines(problem: Problem) -> list[str]:
 PROBLEMS: Failures = {Problem: problem_lines}
 
 
-def settings_or_exit() -> Settings:
+def settings_or_exit(cls: type[S]) -> S:
+    """``cls`` (a service's settings: ``leadflow`` checked the environment against every
+    service's settings before the command ran)."""
     try:
-        return load_settings()
+        return load_settings(cls, strict=False)
     except SettingsError as error:
         typer.echo(f"leadflow: {error}", err=True)
         raise typer.Exit(2) from None
 
 
 def with_sessions(
-    work: Callable[[async_sessionmaker[AsyncSession], Settings], Awaitable[T]],
+    work: Callable[[async_sessionmaker[AsyncSession], S], Awaitable[T]],
     *,
+    settings: type[S] = Settings,  # type: ignore[assignment]
     failures: Failures = PROBLEMS,
 ) -> T:
     """Run ``work`` with a session factory on the configured database (settings → engine →
     sessions, the engine disposed after); ``failures`` are printed, each line after
     ``leadflow: ``, and exit 1. Every database subcommand runs through here."""
-    settings = settings_or_exit()
+    loaded = settings_or_exit(settings)
 
     async def main() -> T:
-        engine = make_engine(settings.db)
+        engine = make_engine(loaded.db)
         try:
-            return await work(make_sessions(engine), settings)
+            return await work(make_sessions(engine), loaded)
         finally:
             await engine.dispose()
 
@@ -72,21 +75,22 @@ def with_sessions(
 
 
 def on_db(
-    work: Callable[[AsyncSession, Settings], Awaitable[T]],
+    work: Callable[[AsyncSession, S], Awaitable[T]],
     *,
     write: bool,
+    settings: type[S] = Settings,  # type: ignore[assignment]
     failures: Failures = PROBLEMS,
 ) -> T:
     """``with_sessions`` on one session: in a transaction committed at the end when ``write``."""
 
-    async def in_session(sessions: async_sessionmaker[AsyncSession], settings: Settings) -> T:
+    async def in_session(sessions: async_sessionmaker[AsyncSession], loaded: S) -> T:
         if write:
             async with sessions.begin() as session:
-                return await work(session, settings)
+                return await work(session, loaded)
         async with sessions() as session:
-            return await work(session, settings)
+            return await work(session, loaded)
 
-    return with_sessions(in_session, failures=failures)
+    return with_sessions(in_session, settings=settings, failures=failures)
 
 
 def show(data: Any, as_json: bool) -> None:

@@ -19,8 +19,8 @@ import asyncpg
 import pytest
 from sqlalchemy.engine import make_url
 
+from services.settings import load_settings
 from shared.broker import EmbeddedBroker
-from shared.config import load_settings
 from shared.db import make_engine, make_sessions
 from shared.migrate import upgrade
 from tests.support.common import Database, admin

@@ -10,6 +10,7 @@ from services.intake.engagement import api as engagement_api
 from services.intake.forms import api as leads_api
 from services.intake.platforms import api as platforms
 from services.intake.privacy import quarantine
+from services.intake.settings import intake_config
 from services.intake.writer import GroupCommitWriter
 from shared.limits import BodySizeLimit
 from shared.runtime import Runtime
@@ -19,7 +20,10 @@ def install_leads(app: FastAPI, runtime: Runtime) -> None:
     """``/v1/leads`` (post, read, erase), its keys, CORS and OpenAPI extras: mounted first, as
     its middleware wraps the whole app."""
     app.state.writer = GroupCommitWriter(
-        runtime.sessions, runtime.settings, spawn=runtime.spawn, on_commit=runtime.notify_relay
+        runtime.sessions,
+        intake_config(runtime.settings),
+        spawn=runtime.spawn,
+        on_commit=runtime.notify_relay,
     )
     app.add_middleware(leads_api.LeadPosts)  # inside the body limit and CORS, added next
     app.add_middleware(BodySizeLimit, max_bytes=runtime.settings.http.max_body_bytes)

@@ -18,7 +18,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.intake.models import IdempotencyRecord
-from shared.config import Settings
+from services.intake.settings import IntakeConfig, intake_config
 from shared.db import rowcount
 from shared.models import table_of
 from shared.runtime import Runtime
@@ -30,7 +30,7 @@ records = table_of(IdempotencyRecord)
 class IdempotencyPruner:
     """``prune`` once, or ``run`` forever."""
 
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], settings: Settings) -> None:
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], settings: IntakeConfig) -> None:
         self.sessions = sessions
         self.settings = settings
 
@@ -74,6 +74,6 @@ class IdempotencyPruner:
 
 def start_idempotency_pruner(runtime: Runtime) -> IdempotencyPruner:
     """The intake process's background sweep of expired Idempotency-Key records."""
-    pruner = IdempotencyPruner(runtime.sessions, runtime.settings)
+    pruner = IdempotencyPruner(runtime.sessions, intake_config(runtime.settings))
     runtime.spawn(pruner.run(), name="idempotency-pruner")
     return pruner

@@ -29,7 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.intake.idempotency import claim_statement
 from services.intake.models import IdempotencyRecord
 from services.intake.schemas import LeadAccepted, LeadSubmission
-from shared.config import Settings
+from services.intake.settings import IntakeConfig
 from shared.db import insert_many, unnest_arrays
 from shared.events import LeadReceived, LeadReceivedData
 from shared.ids import new_id
@@ -76,7 +76,7 @@ class Arrival:
 
 
 async def store_inquiries(
-    session: AsyncSession, arrivals: Sequence[Arrival], *, settings: Settings
+    session: AsyncSession, arrivals: Sequence[Arrival], *, settings: IntakeConfig
 ) -> list[Answer]:
     """Store the arrivals; the caller owns (and commits) the transaction. Each answer is the
     accepted inquiry, or the problem of that one arrival (an Idempotency-Key misused)."""
@@ -149,7 +149,7 @@ async def _claim_keys(
     arrivals: Sequence[Arrival],
     answers: dict[int, Answer],
     *,
-    settings: Settings,
+    settings: IntakeConfig,
 ) -> dict[int, int]:
     """Claim each Idempotency-Key; answer the arrivals whose key was already used. Returns the
     repeats within this batch: arrival → the first arrival with its key."""

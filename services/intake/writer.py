@@ -31,8 +31,8 @@ from collections.abc import Callable
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.intake.schemas import LeadAccepted
+from services.intake.settings import IntakeConfig
 from services.intake.store import Arrival, store_inquiries
-from shared.config import Settings
 from shared.outages import unavailable
 
 log = logging.getLogger(__name__)
@@ -46,7 +46,7 @@ class GroupCommitWriter:
     def __init__(
         self,
         sessions: async_sessionmaker[AsyncSession],
-        settings: Settings,
+        settings: IntakeConfig,
         *,
         spawn: Callable[..., asyncio.Task[None]],
         on_commit: Callable[[], None],

@@ -20,6 +20,7 @@ from services.webhooks.schemas import (
     SubscriptionPatch,
     SubscriptionView,
 )
+from services.webhooks.settings import webhooks_config
 from shared import problems
 from shared.auth import secret_key
 from shared.deps import RuntimeDep
@@ -57,7 +58,9 @@ async def create_subscription(
     body: SubscriptionIn, response: Response, runtime: RuntimeDep
 ) -> SubscriptionCreated:
     async with runtime.sessions.begin() as session:
-        created = await store.create(session, body, settings=runtime.settings.webhooks, now=_now())
+        created = await store.create(
+            session, body, settings=webhooks_config(runtime.settings).webhooks, now=_now()
+        )
     response.headers["Location"] = f"/v1/subscriptions/{created.id}"
     return created
 
@@ -94,7 +97,11 @@ async def patch_subscription(
 ) -> SubscriptionView:
     async with runtime.sessions.begin() as session:
         return await store.change(
-            session, subscription_id, patch, settings=runtime.settings.webhooks, now=_now()
+            session,
+            subscription_id,
+            patch,
+            settings=webhooks_config(runtime.settings).webhooks,
+            now=_now(),
         )
 
 
@@ -117,7 +124,10 @@ async def delete_subscription(subscription_id: UUID, runtime: RuntimeDep) -> Res
 async def rotate_secret(subscription_id: UUID, runtime: RuntimeDep) -> SecretRotated:
     async with runtime.sessions.begin() as session:
         return await store.rotate_secret(
-            session, subscription_id, settings=runtime.settings.webhooks, now=_now()
+            session,
+            subscription_id,
+            settings=webhooks_config(runtime.settings).webhooks,
+            now=_now(),
         )
 
 

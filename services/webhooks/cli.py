@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.webhooks import store
 from services.webhooks.schemas import SubscriptionIn, SubscriptionPatch
+from services.webhooks.settings import WebhooksConfig
 from shared.cli import with_sessions
 from shared.config import Settings
 from shared.problems import Problem
@@ -44,8 +45,8 @@ def _folded(header: str) -> Column:
     return Column(header, overflow="fold")
 
 
-def _run(work: Callable[[async_sessionmaker[AsyncSession], Settings], Awaitable[T]]) -> T:
-    return with_sessions(work, failures={Problem: _problem})
+def _run(work: Callable[[async_sessionmaker[AsyncSession], WebhooksConfig], Awaitable[T]]) -> T:
+    return with_sessions(work, settings=WebhooksConfig, failures={Problem: _problem})
 
 
 def _problem(problem: Problem) -> list[str]:
@@ -90,7 +91,7 @@ def create(
         SubscriptionIn, url=url, event_types=event_type, filter=filter_, description=description
     )
 
-    async def work(sessions: async_sessionmaker[AsyncSession], settings: Settings) -> Any:
+    async def work(sessions: async_sessionmaker[AsyncSession], settings: WebhooksConfig) -> Any:
         async with sessions.begin() as session:
             return await store.create(
                 session, body, settings=settings.webhooks, now=datetime.now(UTC)
@@ -167,7 +168,7 @@ def update(
         enabled=enable,
     )
 
-    async def work(sessions: async_sessionmaker[AsyncSession], settings: Settings) -> Any:
+    async def work(sessions: async_sessionmaker[AsyncSession], settings: WebhooksConfig) -> Any:
         async with sessions.begin() as session:
             return await store.change(
                 session, subscription_id, patch, settings=settings.webhooks, now=datetime.now(UTC)
@@ -181,7 +182,7 @@ def update(
 def rotate_secret(subscription_id: UUID, as_json: JsonOption = False) -> None:
     """A new signing secret; the old one keeps signing during the overlap."""
 
-    async def work(sessions: async_sessionmaker[AsyncSession], settings: Settings) -> Any:
+    async def work(sessions: async_sessionmaker[AsyncSession], settings: WebhooksConfig) -> Any:
         async with sessions.begin() as session:
             return await store.rotate_secret(
                 session, subscription_id, settings=settings.webhooks, now=datetime.now(UTC)

@@ -28,8 +28,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from services.webhooks.queue import Claimed, claim
 from services.webhooks.schedule import Verdict
 from services.webhooks.sending import make_transport, send
+from services.webhooks.settings import WebhooksConfig
 from services.webhooks.settle import Outcome, settle, settle_delivered
-from shared.config import Settings
 from shared.consumer import is_transient
 from shared.outages import conflict, describe
 
@@ -45,7 +45,7 @@ class Dispatcher:
     def __init__(
         self,
         sessions: async_sessionmaker[AsyncSession],
-        settings: Settings,
+        settings: WebhooksConfig,
         *,
         on_disabled: Callable[[], None] = lambda: None,
         rand: Callable[[], float] = random.random,

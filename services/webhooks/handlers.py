@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session, SessionTransaction
 
 from services.webhooks.dispatcher import Dispatcher
 from services.webhooks.recording import Recorded, record_many
-from shared.config import Settings
+from services.webhooks.settings import WebhooksConfig
 from shared.events import Event
 
 
@@ -23,7 +23,7 @@ class RecordDeliveries:
     transaction and handed to it when the transaction commits (no claim); the others, and all
     of them if the commit fails, are left to its claims."""
 
-    def __init__(self, settings: Settings, *, dispatcher: Dispatcher | None = None) -> None:
+    def __init__(self, settings: WebhooksConfig, *, dispatcher: Dispatcher | None = None) -> None:
         self.settings = settings
         self.dispatcher = dispatcher
 

@@ -6,6 +6,7 @@ import asyncio
 
 from services.webhooks.dispatcher import Dispatcher
 from services.webhooks.handlers import RecordDeliveries
+from services.webhooks.settings import webhooks_config
 from shared.consumer import EventConsumer
 from shared.runtime import Runtime
 
@@ -14,7 +15,7 @@ CONSUMER = "webhooks"
 
 def start_webhooks(runtime: Runtime, *, name: str = CONSUMER) -> Dispatcher:
     """Consume in the background and deliver; the runtime's relay publishes endpoint events."""
-    settings = runtime.settings
+    settings = webhooks_config(runtime.settings)
     dispatcher = Dispatcher(runtime.sessions, settings, on_disabled=runtime.notify_relay)
     assigned = runtime.consumers[name] = asyncio.Event()
 

@@ -17,15 +17,15 @@ from services.webhooks import filters
 from services.webhooks.matching import ERASED, outbound, receives
 from services.webhooks.models import PENDING
 from services.webhooks.queue import PENDING_LITERAL, Claimed, messages, subscriptions
+from services.webhooks.settings import WebhooksConfig
 from services.webhooks.signing import signing_secrets
-from shared.config import Settings
 from shared.db import insert_ignoring_conflicts
 from shared.events import CloudEvent
 from shared.ids import new_id
 
 
 async def record(
-    session: AsyncSession, event: CloudEvent, *, settings: Settings, now: datetime
+    session: AsyncSession, event: CloudEvent, *, settings: WebhooksConfig, now: datetime
 ) -> int:
     """One pending message per enabled subscription that wants ``event``; a redelivered event
     adds nothing (unique subscription + event id). Returns how many subscriptions want it."""
@@ -64,7 +64,7 @@ async def record_many(
     session: AsyncSession,
     events: Sequence[CloudEvent],
     *,
-    settings: Settings,
+    settings: WebhooksConfig,
     now: datetime,
     slots: Slots | None = None,
 ) -> Recorded:
@@ -140,7 +140,7 @@ def _subscriptions() -> Select[Any]:
 
 
 def _messages(
-    events: Sequence[CloudEvent], wanted: Sequence[Any], settings: Settings, now: datetime
+    events: Sequence[CloudEvent], wanted: Sequence[Any], settings: WebhooksConfig, now: datetime
 ) -> list[dict[str, Any]]:
     rows = []
     for event in events:
@@ -205,7 +205,7 @@ def _take(
     heads: Sequence[dict[str, Any]],
     endpoints: Mapping[UUID, Any],
     slots: Slots,
-    settings: Settings,
+    settings: WebhooksConfig,
     now: datetime,
 ) -> list[dict[str, Any]]:
     """The heads whose endpoint is not paused and for which ``slots`` reserves a slot."""

@@ -13,9 +13,9 @@ import httpx
 from services.webhooks import signing
 from services.webhooks.pool import Pool
 from services.webhooks.queue import Claimed
+from services.webhooks.settings import WebhookSettings
 from services.webhooks.settle import Outcome
 from services.webhooks.ssrf import ForbiddenTarget, GuardedBackend, parse_networks
-from shared.config import WebhookSettings
 
 try:
     import sniffio  # noqa: F401

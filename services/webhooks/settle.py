@@ -14,7 +14,7 @@ from services.webhooks import breaker
 from services.webhooks.models import DELIVERED, EXHAUSTED, PENDING, DeliveryAttempt, Subscription
 from services.webhooks.queue import PENDING_LITERAL, Claimed, messages
 from services.webhooks.schedule import Verdict, classify, next_due, retry_after_s
-from shared.config import Settings
+from services.webhooks.settings import WebhooksConfig
 from shared.db import insert_rows
 from shared.events import SubscriptionDisabled, SubscriptionDisabledData
 from shared.ids import new_id
@@ -47,7 +47,7 @@ async def settle(
     claimed: Claimed,
     outcome: Outcome,
     *,
-    settings: Settings,
+    settings: WebhooksConfig,
     now: datetime,
     rand: float,
 ) -> bool:
@@ -141,7 +141,7 @@ async def _failed(
     outcome: Outcome,
     subscription: Subscription,
     *,
-    settings: Settings,
+    settings: WebhooksConfig,
     now: datetime,
     rand: float,
 ) -> bool:
@@ -181,7 +181,7 @@ async def _failed(
     return True
 
 
-def policy_of(settings: Settings) -> breaker.Policy:
+def policy_of(settings: WebhooksConfig) -> breaker.Policy:
     config = settings.webhooks
     return breaker.Policy(
         threshold=config.breaker_failures,
@@ -196,7 +196,7 @@ async def _disable(
     reason: str,
     detail: str,
     *,
-    settings: Settings,
+    settings: WebhooksConfig,
     now: datetime,
 ) -> None:
     subscription.enabled = False

@@ -31,7 +31,7 @@ from services.webhooks.schemas import (
     SubscriptionPatch,
     SubscriptionView,
 )
-from shared.config import WebhookSettings
+from services.webhooks.settings import WebhookSettings
 from shared.db import rowcount
 from shared.ids import new_id
 from shared.models import table_of

@@ -14,9 +14,10 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from services.settings import load_settings
 from services.tables import metadata
 from shared.broker import EmbeddedBroker
-from shared.config import Settings, load_settings
+from shared.config import Settings
 
 KEPT_TABLES = {"alembic_version", "outbox_shards"}
 

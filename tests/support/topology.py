@@ -29,10 +29,10 @@ import httpx
 from sqlalchemy.engine import make_url
 
 from services.scoring.main import activate_sample_rules
+from services.settings import load_settings
 from services.webhooks import store
 from services.webhooks.schemas import SubscriptionIn
 from shared.broker import EMBEDDED_PARTITIONS, EmbeddedBroker, free_port
-from shared.config import load_settings
 from shared.db import make_engine
 from shared.migrate import upgrade
 from shared.runtime import Runtime

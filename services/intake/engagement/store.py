@@ -31,6 +31,7 @@ from services.intake.engagement.schemas import (
 )
 from services.intake.idempotency import Key, fingerprint, first_answer, remember
 from services.intake.models import LeadActivityRow, LeadOutcomeRow
+from services.intake.settings import intake_config
 from shared.events import LeadActivity, LeadActivityData, LeadOutcome, LeadOutcomeData
 from shared.ids import new_id
 from shared.models import Lead, LeadHistory
@@ -82,7 +83,7 @@ async def _replay(
         keys,
         fingerprint(request),
         now=now,
-        hours=runtime.settings.intake.idempotency_hours,
+        hours=intake_config(runtime.settings).intake.idempotency_hours,
     )
     return keys, answer
 
@@ -158,7 +159,7 @@ async def record_activity(
         )
         detail = {"activity_id": str(activity_id), "type": body.type}
         session.add(_history(lead, event.type, event.id, occurred, detail))
-        await stage(session, runtime.settings, event)
+        await stage(session, intake_config(runtime.settings), event)
         stored = ActivityStored(activity_id=activity_id, lead_id=lead.id, event_id=event.id)
         await remember(session, keys, stored.model_dump(mode="json"))
     runtime.notify_relay()
@@ -199,7 +200,7 @@ async def record_outcome(
         session.add(_outcome_row(outcome_id, lead, body, occurred, now, event.id))
         detail = {"outcome_id": str(outcome_id), "outcome": body.outcome, "reason": body.reason}
         session.add(_history(lead, event.type, event.id, occurred, detail))
-        await stage(session, runtime.settings, event)
+        await stage(session, intake_config(runtime.settings), event)
         stored = OutcomeStored(outcome_id=outcome_id, lead_id=lead.id, event_id=event.id)
         await remember(session, keys, stored.model_dump(mode="json"))
     runtime.notify_relay()

@@ -27,6 +27,7 @@ from services.intake.keys.guard import Guard, Poster
 from services.intake.keys.store import KeyRing, stored_secret_caller
 from services.intake.privacy.erasure import erase_lead
 from services.intake.schemas import LeadAccepted, LeadErasure, LeadView
+from services.intake.settings import intake_config
 from services.intake.store import Arrival, Idempotency, Replayed
 from services.intake.writer import GroupCommitWriter
 from shared.problems import Problem, problem_response
@@ -77,7 +78,7 @@ async def post_lead(request: Request) -> Response:
                 }
             ],
         )
-    settings = _runtime(request).settings
+    settings = intake_config(_runtime(request).settings)
     parsed = await read_body(request, settings)
     poster = await _guard(request).poster(request, parsed.key)
     submission = validate(parsed, settings)
@@ -101,7 +102,7 @@ def _answer(request: Request, answer: LeadAccepted, parsed: Parsed, poster: Post
     if isinstance(answer, Replayed):
         headers[REPLAYED] = "true"
     thank_you = (poster.key and poster.key.thank_you_url) or (
-        _runtime(request).settings.intake.thank_you_url
+        intake_config(_runtime(request).settings).intake.thank_you_url
     )
     if parsed.format == "form" and thank_you and not _wants_json(request):
         replayed = {REPLAYED: "true"} if REPLAYED in headers else None
@@ -199,7 +200,7 @@ async def delete_lead(lead_id: UUID, request: Request) -> LeadErasure:
         erased_at = await erase_lead(
             session,
             lead_id,
-            settings=runtime.settings,
+            settings=intake_config(runtime.settings),
             now=datetime.now(UTC),
             steps=getattr(request.app.state, "erasure_steps", ()),
         )
@@ -211,7 +212,7 @@ async def delete_lead(lead_id: UUID, request: Request) -> LeadErasure:
 
 async def allowed_origin(request: Request, origin: str) -> bool:
     origin = origin.rstrip("/").lower()
-    settings = _runtime(request).settings
+    settings = intake_config(_runtime(request).settings)
     if origin in {o.rstrip("/").lower() for o in settings.intake.cors_origins}:
         return True
     keys: KeyRing = request.app.state.keys
@@ -255,8 +256,10 @@ class CorsHeaders:
 
 def install(app: FastAPI, runtime: Runtime) -> None:
     """The routes, the key ring and guard they use, CORS, and the OpenAPI extras."""
-    app.state.keys = KeyRing(runtime.sessions, ttl=runtime.settings.intake.key_cache_s)
-    app.state.guard = Guard(runtime.settings, app.state.keys)
+    app.state.keys = KeyRing(
+        runtime.sessions, ttl=intake_config(runtime.settings).intake.key_cache_s
+    )
+    app.state.guard = Guard(intake_config(runtime.settings), app.state.keys)
     app.state.secret_lookup = partial(stored_secret_caller, app.state.keys)
     app.include_router(router)
     app.add_middleware(CorsHeaders)

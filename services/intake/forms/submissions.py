@@ -16,7 +16,7 @@ from pydantic import ValidationError
 from services.intake.forms.parsing import InputError, Parsed, parse_form, parse_json
 from services.intake.normalize import unstorable_text
 from services.intake.schemas import LeadSubmission
-from shared.config import Settings
+from services.intake.settings import IntakeConfig
 from shared.problems import Problem
 
 JSON = "application/json"
@@ -24,7 +24,7 @@ FORM = "application/x-www-form-urlencoded"
 MULTIPART = "multipart/form-data"
 
 
-async def read_body(request: Request, settings: Settings) -> Parsed:
+async def read_body(request: Request, settings: IntakeConfig) -> Parsed:
     media = request.headers.get("content-type", JSON).split(";", 1)[0].strip().lower()
     honeypot = settings.intake.honeypot_field
     try:
@@ -52,7 +52,7 @@ async def read_body(request: Request, settings: Settings) -> Parsed:
     return parsed
 
 
-def validate(parsed: Parsed, settings: Settings) -> LeadSubmission:
+def validate(parsed: Parsed, settings: IntakeConfig) -> LeadSubmission:
     try:
         return LeadSubmission.model_validate(
             parsed.data, context={"region": settings.intake.default_region}

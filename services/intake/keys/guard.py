@@ -24,8 +24,8 @@ from limits.aio.storage import MemoryStorage
 from limits.aio.strategies import SlidingWindowCounterRateLimiter
 
 from services.intake.keys.store import PUBLIC, SECRET, KeyInfo, KeyRing
+from services.intake.settings import IntakeConfig
 from shared.auth import identify
-from shared.config import Settings
 from shared.problems import Problem
 
 BEARER_HELP = "send a secret key as 'Authorization: Bearer <key>'"
@@ -41,7 +41,7 @@ class Poster:
 
 
 class Guard:
-    def __init__(self, settings: Settings, keys: KeyRing) -> None:
+    def __init__(self, settings: IntakeConfig, keys: KeyRing) -> None:
         self.settings, self.keys = settings, keys
         intake = settings.intake
         self.per_key = _item(intake.rate_limit_per_key)

@@ -35,8 +35,8 @@ from services.intake.platforms.store import (
     store_platform_lead,
 )
 from services.intake.schemas import LeadAccepted
+from services.intake.settings import PlatformSettings, intake_config
 from shared import problems
-from shared.config import PlatformSettings
 from shared.deps import RuntimeDep
 from shared.problems import Problem
 from shared.runtime import Runtime
@@ -139,7 +139,7 @@ def _platform_id(body: dict[str, Any], name: str) -> str:
 )
 async def google_ads_lead(request: Request, response: Response, runtime: RuntimeDep) -> Any:
     body = await _json_object(request, lenient=True)
-    settings = runtime.settings.platforms
+    settings = intake_config(runtime.settings).platforms
     form_id = str(body.get("form_id") or "")
     _check_google_key(body, form_id, settings)
     lead_id = _platform_id(body, "lead_id")
@@ -150,7 +150,7 @@ async def google_ads_lead(request: Request, response: Response, runtime: Runtime
             defaults=GOOGLE_FIELDS,
             overrides=form.fields if form else {},
             source=form.source if form and form.source else "google-ads",
-            region=getattr(runtime.settings.intake, "default_region", None),
+            region=getattr(intake_config(runtime.settings).intake, "default_region", None),
         )
     except SubmissionInvalid as invalid:
         raise Problem(422, "Invalid request", invalid.detail, field=invalid.field) from None
@@ -161,7 +161,12 @@ async def google_ads_lead(request: Request, response: Response, runtime: Runtime
         if await claim(session, arrival, status="pending", now=now):
             raw = {k: v for k, v in body.items() if k.lower() != "google_key"}
             accepted: LeadAccepted | None = await store_platform_lead(
-                session, arrival, submission, settings=runtime.settings, now=now, raw=raw
+                session,
+                arrival,
+                submission,
+                settings=intake_config(runtime.settings),
+                now=now,
+                raw=raw,
             )
         else:
             row = await first_answer(session, "google-ads", lead_id)
@@ -197,7 +202,7 @@ async def meta_verify(
     challenge: Annotated[str, Query(alias="hub.challenge", max_length=200)],
     token: Annotated[str, Query(alias="hub.verify_token")],
 ) -> PlainTextResponse:
-    expected = runtime.settings.platforms.meta_verify_token
+    expected = intake_config(runtime.settings).platforms.meta_verify_token
     if expected is None:
         raise Problem(503, "Not configured", "no Meta verify token is configured")
     if mode != "subscribe":
@@ -219,7 +224,7 @@ async def meta_verify(
 async def meta_notification(
     request: Request, background: BackgroundTasks, runtime: RuntimeDep
 ) -> dict[str, int]:
-    secret = runtime.settings.platforms.meta_app_secret
+    secret = intake_config(runtime.settings).platforms.meta_app_secret
     if secret is None:
         raise Problem(503, "Not configured", "no Meta app secret is configured")
     signature = request.headers.get("x-hub-signature-256")
@@ -231,7 +236,7 @@ async def meta_notification(
     if not meta_signature_matches(secret.get_secret_value(), raw, signature):
         raise Problem(403, "Forbidden", "the signature does not match", field="X-Hub-Signature-256")
     arrivals = _leadgen_changes(
-        await _json_object(request, lenient=False), runtime.settings.platforms
+        await _json_object(request, lenient=False), intake_config(runtime.settings).platforms
     )
     async with runtime.sessions.begin() as session:
         fresh = await enqueue_fetches(session, arrivals, now=datetime.now(UTC))
@@ -264,7 +269,7 @@ class SweeperHandle:
 
     def __init__(self, runtime: Runtime) -> None:
         self.sweeper = FetchSweeper(
-            runtime.sessions, runtime.settings, on_commit=runtime.notify_relay
+            runtime.sessions, intake_config(runtime.settings), on_commit=runtime.notify_relay
         )
 
     async def sweep_due(self) -> None:
@@ -282,6 +287,8 @@ def install(app: FastAPI, runtime: Runtime) -> None:
 
 def start_fetch_sweeper(runtime: Runtime) -> FetchSweeper:
     """The intake process's background sweeper of pending Graph API fetches."""
-    sweeper = FetchSweeper(runtime.sessions, runtime.settings, on_commit=runtime.notify_relay)
+    sweeper = FetchSweeper(
+        runtime.sessions, intake_config(runtime.settings), on_commit=runtime.notify_relay
+    )
     runtime.spawn(sweeper.run(), name="platform-fetch-sweeper")
     return sweeper

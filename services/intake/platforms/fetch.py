@@ -36,7 +36,7 @@ from services.intake.platforms.mapping import (
     submission_from,
 )
 from services.intake.platforms.store import PlatformArrival, mark_invalid, store_platform_lead
-from shared.config import PlatformSettings, Settings
+from services.intake.settings import IntakeConfig, PlatformSettings
 from shared.models import table_of
 from shared.outages import unavailable
 
@@ -121,7 +121,7 @@ class FetchSweeper:
     def __init__(
         self,
         sessions: async_sessionmaker[AsyncSession],
-        settings: Settings,
+        settings: IntakeConfig,
         *,
         on_commit: Any = None,
     ) -> None:

@@ -17,8 +17,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.intake.models import PlatformFetch, PlatformLead
 from services.intake.schemas import LeadAccepted, LeadSubmission
+from services.intake.settings import IntakeConfig
 from services.intake.store import Arrival, store_inquiries
-from shared.config import Settings
 from shared.db import insert_ignoring_conflicts
 from shared.ids import new_id
 from shared.models import table_of
@@ -71,7 +71,7 @@ async def store_platform_lead(
     arrival: PlatformArrival,
     submission: LeadSubmission,
     *,
-    settings: Settings,
+    settings: IntakeConfig,
     now: datetime,
     raw: dict[str, Any] | None = None,
 ) -> LeadAccepted:

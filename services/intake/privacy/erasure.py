@@ -23,7 +23,7 @@ from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.intake.models import LeadActivityRow, LeadOutcomeRow, PlatformLead
-from shared.config import Settings
+from services.intake.settings import IntakeConfig
 from shared.events import LeadErased, LeadErasedData
 from shared.ids import new_id
 from shared.models import Inquiry, Lead, LeadHistory, OutboxMessage, table_of
@@ -75,7 +75,7 @@ async def erase_lead(
     session: AsyncSession,
     lead_id: UUID,
     *,
-    settings: Settings,
+    settings: IntakeConfig,
     now: datetime,
     steps: Sequence[ErasureStep] = (),
 ) -> datetime | None:

@@ -27,9 +27,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.intake.forms import docs
 from services.intake.models import LeadActivityRow, LeadOutcomeRow
 from services.intake.schemas import LeadAccepted, LeadSubmission
+from services.intake.settings import IntakeConfig, intake_config
 from services.intake.store import Arrival, store_inquiries
 from shared.auth import authenticate
-from shared.config import Settings
 from shared.deps import RuntimeDep
 from shared.ids import new_id
 from shared.models import Inquiry, Lead, LeadHistory, table_of
@@ -132,7 +132,7 @@ async def _inquiry(session: AsyncSession, inquiry_id: UUID) -> Row[Any]:
 
 
 async def release(
-    session: AsyncSession, inquiry_id: UUID, *, settings: Settings, now: datetime
+    session: AsyncSession, inquiry_id: UUID, *, settings: IntakeConfig, now: datetime
 ) -> tuple[Released, bool]:
     """Release in the caller's transaction; the answer, and whether it was released before."""
     inquiry, placeholder = await _locked(session, inquiry_id)
@@ -188,7 +188,7 @@ async def discard(session: AsyncSession, inquiry_id: UUID) -> Discarded:
     return Discarded(inquiry_id=inquiry_id)
 
 
-def _submission(stored: dict[str, Any], settings: Settings) -> LeadSubmission:
+def _submission(stored: dict[str, Any], settings: IntakeConfig) -> LeadSubmission:
     try:
         context = {"region": settings.intake.default_region}
         return LeadSubmission.model_validate(stored, context=context)
@@ -260,7 +260,7 @@ async def list_quarantined(
 async def release_inquiry(inquiry_id: UUID, runtime: RuntimeDep, response: Response) -> Released:
     async with runtime.sessions.begin() as session:
         released, before = await release(
-            session, inquiry_id, settings=runtime.settings, now=datetime.now(UTC)
+            session, inquiry_id, settings=intake_config(runtime.settings), now=datetime.now(UTC)
         )
     if before:
         response.headers[REPLAYED] = "true"

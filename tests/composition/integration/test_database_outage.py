@@ -18,8 +18,8 @@ from sqlalchemy import func, select, text
 
 from services.api import create_app
 from services.intake.keys.store import create_key
+from services.settings import load_settings
 from shared.broker import EmbeddedBroker
-from shared.config import load_settings
 from shared.consumer import EventConsumer
 from shared.db import driver_connection, make_engine
 from shared.events import Event, LeadReceived, LeadReceivedData

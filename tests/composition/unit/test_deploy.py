@@ -19,7 +19,8 @@ from sqlalchemy.engine import make_url
 from typer.testing import CliRunner
 
 from services.cli import app
-from shared.config import HttpSettings, Settings, load_settings
+from services.settings import load_settings
+from shared.config import HttpSettings, Settings
 
 ROOT = Path(__file__).resolve().parents[3]
 COMPOSE = ROOT / "docker-compose.yml"

@@ -19,7 +19,7 @@ import typer.main
 
 from services.api import create_app
 from services.cli import app as cli_app
-from shared.config import load_settings
+from services.settings import load_settings
 from shared.runtime import Runtime
 
 GOLDEN = Path(__file__).parents[2] / "golden"

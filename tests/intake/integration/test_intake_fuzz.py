@@ -124,7 +124,7 @@ async def test_fuzzed_posts_never_fail_and_never_lose_an_accepted_submission(
 
 
 def test_the_openapi_document_names_every_error_of_every_intake_route(tmp_path: Path) -> None:
-    from shared.config import load_settings
+    from services.settings import load_settings
     from shared.runtime import Runtime
 
     app = create_app(

@@ -21,7 +21,7 @@ from services.routing.store import forget_cached_directories, load_directory
 from services.routing.versions import ROUTING
 from services.scoring.store import RulesetCache
 from services.scoring.versions import QUALIFICATION
-from shared.config import load_settings
+from services.settings import load_settings
 from shared.cosign import checks, store
 from shared.db import make_engine, make_sessions
 from shared.migrate import alembic_config, upgrade

@@ -21,7 +21,7 @@ import pytest
 from services.webhooks import network
 from services.webhooks.queue import Claimed
 from services.webhooks.sending import make_client, make_transport, send
-from shared.config import WebhookSettings
+from services.webhooks.settings import WebhookSettings
 
 Serve = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"

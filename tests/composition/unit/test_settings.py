@@ -1,8 +1,20 @@
+"""The settings of every service as one set (services/settings.py), read from ``LEADFLOW_…``
+variables; each service's group declared beside it."""
+
 from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
-from shared.config import SettingsError, load_settings
+from services.intake.settings import intake_config
+from services.settings import load_settings
+from services.webhooks.settings import WebhooksConfig
+from shared import config
+from shared.config import SettingsError
 
 
 def test_defaults_are_the_embedded_setup() -> None:
@@ -67,9 +79,43 @@ def test_a_misspelt_top_level_variable_is_refused(monkeypatch: pytest.MonkeyPatc
 
 def test_every_setting_is_documented_with_its_default() -> None:
     """docs/configuration.md is generated (`make docs`); this fails when it drifts."""
-    from pathlib import Path
-
-    from shared.config import settings_reference
+    from services.settings import settings_reference
 
     document = (Path(__file__).parents[3] / "docs" / "configuration.md").read_text()
     assert settings_reference() in document
+
+
+def test_a_services_group_is_read_by_the_same_variable_wherever_it_is_declared(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Intake's and the webhook service's groups live beside their services; their variables
+    keep their names, and a service's own settings ignore another service's."""
+    monkeypatch.setenv("LEADFLOW_INTAKE__WRITERS", "7")
+    monkeypatch.setenv("LEADFLOW_WEBHOOKS__CONCURRENCY", "9")
+    settings = load_settings()
+    assert settings.intake.writers == 7 and settings.webhooks.concurrency == 9
+    webhooks = config.load_settings(WebhooksConfig, strict=False)
+    assert webhooks.webhooks.concurrency == 9 and not hasattr(webhooks, "intake")
+    with pytest.raises(SettingsError, match="LEADFLOW_INTAKE__WRITERS"):
+        config.load_settings(WebhooksConfig)  # strict: only the whole set knows every variable
+
+
+def test_settings_without_a_services_groups_are_refused_by_name() -> None:
+    with pytest.raises(TypeError, match="services.settings"):
+        intake_config(config.Settings())
+    assert intake_config(load_settings()).intake.writers >= 1
+
+
+def test_the_command_refuses_an_unknown_variable_before_any_command_runs(tmp_path: Path) -> None:
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("LEADFLOW_")}
+    environment["LEADFLOW_INTAKE__WRITTERS"] = "2"
+    done = subprocess.run(
+        [sys.executable, "-m", "services", "keys", "list"],
+        env=environment,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert "unknown settings: LEADFLOW_INTAKE__WRITTERS" in done.stderr
