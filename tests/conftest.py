@@ -23,7 +23,7 @@ from services.settings import load_settings
 from shared.broker import EmbeddedBroker
 from shared.db import make_engine, make_sessions
 from shared.migrate import upgrade
-from tests.support.common import Database, admin
+from tests.support.common import Database, admin, connect
 from tests.support.postgres_server import PostgresServer, PostgresUnavailable
 
 PG_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
@@ -43,16 +43,8 @@ def _start_local_postgres() -> None:
 
 
 async def _can_connect(url: str) -> str | None:
-    parts = make_url(url)
     try:
-        connection = await asyncpg.connect(
-            host=parts.host,
-            port=parts.port or 5432,
-            user=parts.username,
-            password=parts.password,
-            database=parts.database,
-            timeout=5,
-        )
+        connection = await connect(url, timeout=5)
     except (OSError, asyncpg.PostgresError) as error:
         return f"{error.__class__.__name__}: {error}"
     await connection.close()

@@ -22,16 +22,21 @@ from shared.config import Settings
 KEPT_TABLES = {"alembic_version", "outbox_shards"}
 
 
-async def admin(url: str, statement: str) -> None:
+async def connect(url: str, *, timeout: float = 10) -> asyncpg.Connection:
+    """A plain asyncpg connection to the PostgreSQL database at ``url`` (a SQLAlchemy URL)."""
     parts = make_url(url)
-    connection = await asyncpg.connect(
+    return await asyncpg.connect(
         host=parts.host,
         port=parts.port or 5432,
         user=parts.username,
         password=parts.password,
         database=parts.database,
-        timeout=10,
+        timeout=timeout,
     )
+
+
+async def admin(url: str, statement: str) -> None:
+    connection = await connect(url)
     try:
         await connection.execute(statement)
     finally:
