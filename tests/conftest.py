@@ -44,7 +44,7 @@ def _start_local_postgres() -> None:
 
 async def _can_connect(url: str) -> str | None:
     try:
-        connection = await connect(url, timeout=5)
+        connection = await connect(url, within_s=5)
     except (OSError, asyncpg.PostgresError) as error:
         return f"{error.__class__.__name__}: {error}"
     await connection.close()

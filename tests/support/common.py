@@ -22,7 +22,7 @@ from shared.config import Settings
 KEPT_TABLES = {"alembic_version", "outbox_shards"}
 
 
-async def connect(url: str, *, timeout: float = 10) -> asyncpg.Connection:
+async def connect(url: str, *, within_s: float = 10) -> asyncpg.Connection:
     """A plain asyncpg connection to the PostgreSQL database at ``url`` (a SQLAlchemy URL)."""
     parts = make_url(url)
     return await asyncpg.connect(
@@ -31,7 +31,7 @@ async def connect(url: str, *, timeout: float = 10) -> asyncpg.Connection:
         user=parts.username,
         password=parts.password,
         database=parts.database,
-        timeout=timeout,
+        timeout=within_s,
     )
 
 
