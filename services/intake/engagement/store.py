@@ -1,5 +1,5 @@
 """Engagement and CRM outcomes posted back about a lead, found by id, email or CRM id (the
-routes are ``engagement_api``'s).
+routes are in ``api``).
 
 Each post stores a row, a history entry and its event (``lead.activity`` / ``lead.outcome``) in
 one transaction, with the lead row locked so the lead's events keep their order. An outcome that
