@@ -55,7 +55,7 @@ class Rep(Base):
     working_hours: Mapped[dict[str, Any]] = mapped_column(Json, default=dict)
     status: Mapped[str] = mapped_column(String(16), default="active")
     away_until: Mapped[datetime | None] = mapped_column(Timestamp)
-    # Load, kept by routing under the routing lock (see assign.py and txn.py); `leadflow owners recount`
+    # Load, kept by routing under the routing lock (see txn.py); `leadflow owners recount`
     # rebuilds open_leads from the leads table.
     open_leads: Mapped[int] = mapped_column(Integer, default=0)
     assigned_day: Mapped[str | None] = mapped_column(String(10))
@@ -85,7 +85,7 @@ class Account(Base):
 
 
 class RoutingState(Base):
-    """One row (id 1). Locked by every routing transaction (see assign.py and txn.py), and naming the
+    """One row (id 1). Locked by every routing transaction (see txn.py), and naming the
     directory's current version so processes know when their cached copy is stale."""
 
     __tablename__ = "routing_state"
