@@ -128,8 +128,9 @@ class EventConsumer:
 
     async def _started(self) -> AIOKafkaConsumer:
         """A consumer connected to the broker, waiting for one that is down at start."""
-        backoff = 0.05
-        while True:
+        started: list[AIOKafkaConsumer] = []
+
+        async def start() -> None:
             consumer = make_consumer(
                 self.settings.kafka,
                 *self.topics,
@@ -138,14 +139,13 @@ class EventConsumer:
             )
             try:
                 await consumer.start()
-                return consumer
-            except KafkaError as error:
+            except KafkaError:
                 await bounded(consumer.stop(), f"{self.name}: consumer stop")
-                log.warning(
-                    "%s: broker unavailable (%r); retrying in %.2fs", self.name, error, backoff
-                )
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 5.0)
+                raise  # a transient error: ``_retrying_transient`` tries a new one
+            started.append(consumer)
+
+        await self._retrying_transient(start)
+        return started[0]
 
     async def _consume_together(
         self, consumer: AIOKafkaConsumer, batches: dict[TopicPartition, list[ConsumerRecord]]
