@@ -12,8 +12,8 @@ from typing import Literal
 from uuid import UUID
 
 from services.routing.accounts import AccountIndex
-from services.routing.hours import WorkingHours
 from services.routing.rules import CompiledRouting
+from shared.business_hours import WorkingHours
 
 Strategy = Literal["round_robin", "least_loaded", "capacity"]
 OutsideHours = Literal["skip", "hold"]

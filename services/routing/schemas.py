@@ -8,7 +8,7 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from services.routing.hours import HoursInvalid, parse_hours, validate_hours, zone
+from shared.business_hours import HoursInvalid, parse_hours, validate_hours, zone
 from shared.cosign.kind import Proposal
 
 

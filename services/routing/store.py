@@ -14,7 +14,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.routing.accounts import AccountIndex, AccountInfo, normalise_domain
 from services.routing.directory import Directory, RepInfo, TeamInfo
-from services.routing.hours import WorkingHours
 from services.routing.models import (
     Account,
     LedgerEntry,
@@ -26,6 +25,7 @@ from services.routing.models import (
 )
 from services.routing.rules import BUILT_IN, compile_routing
 from services.routing.schemas import AccountIn, RepIn, TeamIn
+from shared.business_hours import WorkingHours
 from shared.cosign.models import CosignedVersion
 from shared.db import rowcount, upsert
 from shared.ids import new_id

@@ -1,8 +1,9 @@
-"""Working hours in a rep's own time zone: is the rep working now, and when do they start next.
+"""Weekly working hours in a local time zone: is it open now, and when does it open next.
 
 Hours are kept per weekday as minute spans in local wall-clock time, so a rep who works 09:00–17:00
 in New York works 09:00–17:00 on both sides of a daylight-saving change (13:00 UTC in winter,
-12:00 UTC in summer). No hours at all means always working. Pure: ``now`` is passed in.
+12:00 UTC in summer). No hours at all means always working. Routing uses them per rep; business
+calendars (``shared.calendars``) build deadline arithmetic on them. Pure: ``now`` is passed in.
 """
 
 from __future__ import annotations
@@ -41,6 +42,14 @@ def parse_hours(text: str) -> dict[str, list[str]]:
     return hours
 
 
+def parse_spans(text: str) -> Spans:
+    """``"09:00-12:00, 13:00-17:00"`` (one day's spans) → ``((540, 720), (780, 1020))``."""
+    spans = tuple(sorted(_span(s.strip()) for s in text.split(",") if s.strip()))
+    if not spans:
+        raise HoursInvalid(f"{text!r} holds no span; give one like 09:00-17:00")
+    return spans
+
+
 def _day_range(text: str) -> list[str]:
     first, _, last = text.partition("-")
     if first not in DAYS or (last and last not in DAYS):
@@ -69,6 +78,26 @@ def _span(text: str) -> tuple[int, int]:
     if not (0 <= start < end <= 24 * 60) or m1 > 59 or m2 > 59:
         raise HoursInvalid(f"{text!r}: a span starts before it ends, within one day")
     return start, end
+
+
+def wall_instant(zone: ZoneInfo, day: date, minute: int) -> datetime:
+    """The first instant (UTC) at which the local clock reads ``minute`` of ``day`` or later.
+
+    Monotone in the wall-clock time, so spans never turn negative: a time skipped by a
+    spring-forward change is the instant of the change, a time repeated by a fall-back change is
+    its first occurrence. Minute 1440 (24:00) is the next day's 00:00.
+    """
+    wall = datetime.combine(day, time()) + timedelta(minutes=minute)
+    first = wall.replace(tzinfo=zone).astimezone(UTC)
+    second = wall.replace(tzinfo=zone, fold=1).astimezone(UTC)
+    if first <= second:
+        return first
+    low, high = 0, int((first - second).total_seconds())
+    while high - low > 1:
+        middle = (low + high) // 2
+        local = (second + timedelta(seconds=middle)).astimezone(zone).replace(tzinfo=None)
+        low, high = (low, middle) if local >= wall else (middle, high)
+    return second + timedelta(seconds=high)
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +137,7 @@ class WorkingHours:
         return None
 
     def _instant(self, day: date, minute: int) -> datetime:
-        # A start that falls in a spring-forward gap resolves to the first instant after it.
+        # A start in a spring-forward gap is read with the offset before the change, so it moves
+        # later by the gap (02:30 → 03:30); routing has always held leads until then.
         wall = datetime.combine(day, time(minute // 60, minute % 60), tzinfo=self.zone)
         return wall.astimezone(UTC)
