@@ -35,6 +35,14 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable outpu
 REPLAY_CHUNK = 500
 
 
+class BodyFormat(StrEnum):
+    cloudevents = "cloudevents"
+    slack = "slack"
+
+
+FORMAT_HELP = "cloudevents: the event; slack: a chat message for an incoming webhook"
+
+
 def _id(header: str) -> Column:
     """A column of ids, which are copied into the next command: never cut short or wrapped."""
     return Column(header, no_wrap=True, min_width=36)
@@ -84,11 +92,19 @@ def create(
     ],
     filter_: Annotated[str | None, typer.Option("--filter", help="CEL expression")] = None,
     description: Annotated[str, typer.Option(help="What this endpoint is")] = "",
+    format_: Annotated[BodyFormat, typer.Option("--format", help=FORMAT_HELP)] = (
+        BodyFormat.cloudevents
+    ),
     as_json: JsonOption = False,
 ) -> None:
     """Subscribe an endpoint; prints the signing secret (shown once)."""
     body = _model(
-        SubscriptionIn, url=url, event_types=event_type, filter=filter_, description=description
+        SubscriptionIn,
+        url=url,
+        event_types=event_type,
+        filter=filter_,
+        description=description,
+        format=format_.value,
     )
 
     async def work(sessions: async_sessionmaker[AsyncSession], settings: WebhooksConfig) -> Any:
@@ -115,7 +131,15 @@ def list_(as_json: JsonOption = False) -> None:
     rows = _run(work)
 
     def table() -> Table:
-        out = Table(_id("id"), _folded("url"), "event types", "enabled", "failures", "paused until")
+        out = Table(
+            _id("id"),
+            _folded("url"),
+            "event types",
+            "format",
+            "enabled",
+            "failures",
+            "paused until",
+        )
         for s in rows:
             state = "yes" if s.enabled else f"no ({s.disabled_reason})"
             paused = f"{s.paused_until:%H:%M:%S}" if s.paused_until else ""
@@ -123,6 +147,7 @@ def list_(as_json: JsonOption = False) -> None:
                 str(s.id),
                 s.url,
                 ", ".join(s.event_types),
+                s.format,
                 state,
                 str(s.consecutive_failures),
                 paused,
@@ -153,6 +178,7 @@ def update(
     ] = None,
     filter_: Annotated[str | None, typer.Option("--filter", help="'' removes it")] = None,
     description: Annotated[str | None, typer.Option()] = None,
+    format_: Annotated[BodyFormat | None, typer.Option("--format", help=FORMAT_HELP)] = None,
     enable: Annotated[
         bool | None, typer.Option("--enable/--disable", help="Re-enable (closes the circuit)")
     ] = None,
@@ -165,6 +191,7 @@ def update(
         event_types=event_type or None,
         filter=filter_,
         description=description,
+        format=format_.value if format_ else None,
         enabled=enable,
     )
 

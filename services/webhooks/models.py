@@ -14,11 +14,15 @@ from shared.models import Base, Json, Sequence, Timestamp
 PENDING = "pending"
 DELIVERED = "delivered"
 EXHAUSTED = "exhausted"
+CLOUDEVENTS = "cloudevents"
+SLACK = "slack"
 
 
 class Subscription(Base):
     """A CRM endpoint and the events it wants. ``secret`` signs; ``previous_secret`` too, until
-    ``previous_secret_until`` (rotation). The health columns drive the circuit breaker."""
+    ``previous_secret_until`` (rotation). The health columns drive the circuit breaker.
+    ``format``: the body sent, ``cloudevents`` (the event) or ``slack`` (a chat message,
+    ``chat``), rendered as each message is recorded."""
 
     __tablename__ = "webhook_subscriptions"
 
@@ -28,6 +32,7 @@ class Subscription(Base):
     filter: Mapped[str | None] = mapped_column(Text)
     description: Mapped[str] = mapped_column(String(500), default="")
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    format: Mapped[str] = mapped_column(String(16), default=CLOUDEVENTS, server_default=CLOUDEVENTS)
     disabled_reason: Mapped[str | None] = mapped_column(String(200))
     secret: Mapped[str] = mapped_column(String(100))
     previous_secret: Mapped[str | None] = mapped_column(String(100))

@@ -13,9 +13,9 @@ import orjson
 from sqlalchemy import ARRAY, Select, String, any_, bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.webhooks import filters
+from services.webhooks import chat, filters
 from services.webhooks.matching import ERASED, outbound, receives
-from services.webhooks.models import PENDING
+from services.webhooks.models import PENDING, SLACK
 from services.webhooks.queue import PENDING_LITERAL, Claimed, messages, subscriptions
 from services.webhooks.settings import WebhooksConfig
 from services.webhooks.signing import signing_secrets
@@ -130,6 +130,7 @@ def _subscriptions() -> Select[Any]:
         subscriptions.c.id,
         subscriptions.c.event_types,
         subscriptions.c.filter,
+        subscriptions.c.format,
         subscriptions.c.url,
         subscriptions.c.secret,
         subscriptions.c.previous_secret,
@@ -145,7 +146,8 @@ def _messages(
     rows = []
     for event in events:
         document: dict[str, Any] | None = None
-        body: str | None = None
+        shown: dict[str, Any] | None = None
+        bodies: dict[str, str] = {}  # by format: each rendered once per event
         for subscription in wanted:
             if not receives(subscription.event_types, event.type):
                 continue
@@ -153,10 +155,22 @@ def _messages(
                 document = orjson.loads(event.encode())
             if event.type != ERASED and not filters.passes(subscription.filter, document):
                 continue
-            if body is None:
-                body = orjson.dumps(outbound(document, settings.webhooks.consent_fields)).decode()
-            rows.append(_message(subscription.id, event, body, now))
+            if shown is None:
+                shown = outbound(document, settings.webhooks.consent_fields)
+            if subscription.format not in bodies:
+                bodies[subscription.format] = _body(shown, subscription.format)
+            rows.append(_message(subscription.id, event, bodies[subscription.format], now))
     return rows
+
+
+def _body(shown: dict[str, Any], format_: str) -> str:
+    """The body as sent, rendered from the event as subscribers may see it (consent applied),
+    so a chat message shows nothing the CloudEvent would not.
+
+    Rendered as the message is recorded, not as it is sent: the stored payload is the body as
+    sent, so what is signed, logged, erased (``store.erase_copies``) and replayed is what the
+    receiver got, and a replay keeps its ``webhook-id`` with the same content."""
+    return orjson.dumps(chat.message(shown) if format_ == SLACK else shown).decode()
 
 
 def _message(subscription_id: UUID, event: CloudEvent, body: str, now: datetime) -> dict:

@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Literal
 from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from services.webhooks import filters
 from services.webhooks.matching import is_valid_pattern
+
+Format = Literal["cloudevents", "slack"]
+FORMAT_HELP = (
+    "The body POSTed: `cloudevents`, the event itself (default); `slack`, a one-line chat "
+    'message `{"text": …, "blocks": […]}` for an incoming webhook (Slack, Mattermost, '
+    "Rocket.Chat, a Teams workflow). Both are signed the same way"
+)
 
 
 def _patterns(value: list[str] | None) -> list[str] | None:
@@ -41,7 +49,13 @@ class SubscriptionIn(BaseModel):
                     "event_types": ["lead.mql", "lead.sql", "sla.*"],
                     "filter": 'data.segment == "enterprise"',
                     "description": "Salesforce, enterprise team",
-                }
+                },
+                {
+                    "url": "https://hooks.slack.com/services/T000/B000/XXXX",
+                    "event_types": ["sla.*"],
+                    "format": "slack",
+                    "description": "#sales-ops: SLA alerts",
+                },
             ]
         },
     )
@@ -55,6 +69,7 @@ class SubscriptionIn(BaseModel):
     )
     description: str = Field("", max_length=500)
     enabled: bool = True
+    format: Format = Field("cloudevents", description=FORMAT_HELP)
 
     _types = field_validator("event_types")(_patterns)
     _cel = field_validator("filter")(_filter)
@@ -68,6 +83,9 @@ class SubscriptionPatch(BaseModel):
     filter: str | None = Field(None, max_length=2000, description="An empty string removes it")
     description: str | None = Field(None, max_length=500)
     enabled: bool | None = Field(None, description="true re-enables and closes the circuit")
+    format: Format | None = Field(
+        None, description="The body of the messages recorded from now on (queued ones keep theirs)"
+    )
 
     _types = field_validator("event_types")(_patterns)
 
@@ -85,6 +103,7 @@ class SubscriptionView(BaseModel):
     event_types: list[str]
     filter: str | None
     description: str
+    format: Format
     enabled: bool
     disabled_reason: str | None
     consecutive_failures: int

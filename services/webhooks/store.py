@@ -58,6 +58,7 @@ async def create(
         event_types=body.event_types,
         filter=body.filter,
         description=body.description,
+        format=body.format,
         enabled=body.enabled,
         disabled_reason=None if body.enabled else "disabled on creation",
         secret=secret,
@@ -100,6 +101,8 @@ async def change(
         subscription.filter = patch.filter or None
     if patch.description is not None:
         subscription.description = patch.description
+    if patch.format is not None:
+        subscription.format = patch.format
     if patch.enabled is True:
         subscription.enabled, subscription.disabled_reason = True, None
         subscription.consecutive_failures = 0
@@ -137,6 +140,7 @@ def view(subscription: Subscription) -> SubscriptionView:
         event_types=list(subscription.event_types),
         filter=subscription.filter,
         description=subscription.description,
+        format=subscription.format,
         enabled=subscription.enabled,
         disabled_reason=subscription.disabled_reason,
         consecutive_failures=subscription.consecutive_failures,

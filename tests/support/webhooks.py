@@ -17,7 +17,7 @@ from services.webhooks.models import DeliveryAttempt, Subscription, WebhookMessa
 from services.webhooks.recording import record
 from services.webhooks.schemas import SubscriptionCreated, SubscriptionIn
 from shared.config import Settings
-from shared.events import CloudEvent, LeadScored, LeadScoredData
+from shared.events import CloudEvent, LeadScored, LeadScoredData, SlaBreached, SlaBreachedData
 from tests.support.common import Database, eventually, make_settings
 from tests.support.receiver import Received, Reply
 
@@ -49,6 +49,29 @@ def scored(lead_id: UUID | None = None, score: int = 60) -> LeadScored:
         lead,
         LeadScoredData(lead_id=lead, score=score),
         source="/leadflow/scoring",
+        time=datetime.now(UTC),
+    )
+
+
+def breached(lead_id: UUID | None = None, **data: Any) -> SlaBreached:
+    """An ``sla.breached`` event: Ana's first response to a hot lead is late."""
+    lead = lead_id or uuid4()
+    values: dict[str, Any] = {
+        "lead_id": lead,
+        "clock": "first_response",
+        "policy": "hot",
+        "owner_id": uuid4(),
+        "owner_email": "ana@example.com",
+        "team": "emea",
+        "deadline": datetime(2026, 3, 2, 10, 30, tzinfo=UTC),
+        "tier": 2,
+        "at": "100%",
+        "notify": ["manager@example.com"],
+    }
+    return SlaBreached.about_lead(
+        lead,
+        SlaBreachedData(**{**values, **data}),
+        source="/leadflow/sla-monitor",
         time=datetime.now(UTC),
     )
 

@@ -65,6 +65,7 @@ async def test_a_subscription_is_created_its_secret_shown_once(api: httpx.AsyncC
         ({"url": "http://169.254.169.254/latest/meta-data", "event_types": ["*"]}, "url"),
         ({"url": "http://[::ffff:192.168.0.1]/", "event_types": ["*"]}, "url"),
         ({"url": "http://no-such-host.invalid/", "event_types": ["*"]}, "url"),
+        ({"url": "http://127.0.0.1:9/", "event_types": ["sla.*"], "format": "teams"}, "format"),
     ],
 )
 async def test_bad_subscriptions_are_refused_naming_the_field(
@@ -75,6 +76,24 @@ async def test_bad_subscriptions_are_refused_naming_the_field(
     assert response.headers["content-type"].startswith("application/problem+json")
     assert field in response.text
     assert (await api.get("/v1/subscriptions", headers=AUTH)).json() == []
+
+
+async def test_the_body_format_is_chosen_shown_and_changed(api: httpx.AsyncClient) -> None:
+    created = await _create(api, url="http://127.0.0.1:9/chat", event_types=["sla.*"])
+    assert created.json()["format"] == "cloudevents"  # the default: the event itself
+    path = f"/v1/subscriptions/{created.json()['id']}"
+    changed = await api.patch(path, json={"format": "slack"}, headers=AUTH)
+    assert changed.status_code == 200 and changed.json()["format"] == "slack"
+    assert (await api.get(path, headers=AUTH)).json()["format"] == "slack"
+    assert [s["format"] for s in (await api.get("/v1/subscriptions", headers=AUTH)).json()] == [
+        "slack"
+    ]
+    refused = await api.patch(path, json={"format": "teams"}, headers=AUTH)
+    assert refused.status_code == 422
+    assert refused.headers["content-type"].startswith("application/problem+json")
+    problem = refused.json()
+    assert problem["field"] == "format" and "'cloudevents' or 'slack'" in problem["detail"]
+    assert (await api.get(path, headers=AUTH)).json()["format"] == "slack"
 
 
 async def test_the_secret_key_is_required(api: httpx.AsyncClient) -> None:

@@ -76,6 +76,21 @@ def test_create_list_update_rotate_and_delete(
     assert len(json.loads(run(cli, "list", "--json"))) == 1
 
 
+def test_a_chat_subscription_with_format_slack(cli: CliRunner) -> None:
+    created = json.loads(
+        run(cli, "create", "http://127.0.0.1:9/chat", "-e", "sla.*", "--format", "slack", "--json")
+    )
+    assert created["format"] == "slack"
+    sid = created["id"]
+    assert json.loads(run(cli, "list", "--json"))[0]["format"] == "slack"
+    assert "slack" in run(cli, "list") and "format" in run(cli, "list")
+    assert json.loads(run(cli, "show", sid, "--json"))["format"] == "slack"
+    changed = json.loads(run(cli, "update", sid, "--format", "cloudevents", "--json"))
+    assert changed["format"] == "cloudevents"
+    assert "'teams' is not one of" in run(cli, "update", sid, "--format", "teams", code=2)
+    assert json.loads(run(cli, "show", sid, "--json"))["format"] == "cloudevents"
+
+
 def test_bad_input_is_refused_naming_the_option_and_changes_nothing(cli: CliRunner) -> None:
     assert "--event-type" in run(cli, "create", "http://127.0.0.1:9/", "-e", "Lead MQL", code=2)
     bad_filter = ("create", "http://127.0.0.1:9/", "-e", "*", "--filter", "data.x ==")
