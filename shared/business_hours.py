@@ -137,7 +137,4 @@ class WorkingHours:
         return None
 
     def _instant(self, day: date, minute: int) -> datetime:
-        # A start in a spring-forward gap is read with the offset before the change, so it moves
-        # later by the gap (02:30 → 03:30); routing has always held leads until then.
-        wall = datetime.combine(day, time(minute // 60, minute % 60), tzinfo=self.zone)
-        return wall.astimezone(UTC)
+        return wall_instant(self.zone, day, minute)

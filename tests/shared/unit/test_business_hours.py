@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
@@ -40,11 +40,12 @@ def test_next_opening_across_a_dst_change_is_the_local_start() -> None:
         2026, 3, 9, 13, 0, tzinfo=UTC
     )  # 09:00 EDT
     berlin = WorkingHours.of("Europe/Berlin", parse_hours("sun 02:30-04:00"))
-    # 02:30 does not exist on 2026-03-29 in Berlin (clocks jump 02:00 → 03:00): it is read with
-    # the winter offset, 03:30 summer time.
-    assert berlin.next_open(datetime(2026, 3, 28, tzinfo=UTC)) == datetime(
-        2026, 3, 29, 1, 30, tzinfo=UTC
-    )
+    # 02:30 does not exist on 2026-03-29 in Berlin (clocks jump 02:00 → 03:00): the span opens
+    # at the change, 03:00 summer time, when ``is_open`` (local 03:00 is inside it) says so too,
+    # as a business calendar counts it (shared/calendars.py).
+    skipped = datetime(2026, 3, 29, 1, 0, tzinfo=UTC)
+    assert berlin.next_open(datetime(2026, 3, 28, tzinfo=UTC)) == skipped
+    assert berlin.is_open(skipped) and not berlin.is_open(skipped - timedelta(seconds=1))
 
 
 def test_no_hours_means_always_working() -> None:
