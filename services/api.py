@@ -12,6 +12,7 @@ from services.intake import api as intake
 from services.routing.api import router as routing
 from services.routing.explain import routing_explanation
 from services.scoring.api import router as qualification
+from services.sla_monitor.api import router as sla
 from services.webhooks.api import router as webhooks
 from services.webhooks.store import erase_copies as erase_webhook_copies
 from shared import problems
@@ -35,6 +36,7 @@ def create_app(runtime: Runtime) -> FastAPI:
     app.include_router(webhooks)
     app.include_router(qualification)
     app.include_router(routing)
+    app.include_router(sla)
     intake.install_inbound(app, runtime)
     app.include_router(health_router())
     return app

@@ -15,6 +15,7 @@ from services.intake.cli import keys_app
 from services.routing.cli import owners_app, routing_rules_app
 from services.scoring.cli import rules_app
 from services.settings import LeadflowSettings, load_settings
+from services.sla_monitor.cli import sla_app, sla_policies_app
 from services.webhooks.cli import subscriptions_app
 from shared.config import DatabaseSettings, SettingsError, unknown_variables
 from shared.logs import configure_logging
@@ -31,6 +32,8 @@ app.add_typer(events_app, name="events")
 app.add_typer(rules_app, name="rules")
 app.add_typer(owners_app, name="owners")
 app.add_typer(routing_rules_app, name="routing-rules")
+app.add_typer(sla_policies_app, name="sla-policies")
+app.add_typer(sla_app, name="sla")
 app.add_typer(keys_app, name="keys")
 app.add_typer(subscriptions_app, name="subscriptions")
 

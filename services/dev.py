@@ -13,8 +13,10 @@ from services.api import create_app as intake_app
 from services.intake.keys.store import dev_public_key
 from services.intake.main import start_intake
 from services.processes import start_scoring_with_routing
-from services.routing.main import start_routing
+from services.routing.main import add_sample_team, start_routing
 from services.scoring.main import activate_sample_rules
+from services.sla_monitor.main import start_sla_monitor
+from services.sla_monitor.sample import activate_sample_policies
 from services.webhooks.main import start_webhooks
 from shared.broker import EmbeddedBroker, embedded_kafka
 from shared.config import Settings
@@ -52,10 +54,13 @@ async def run_dev(settings: Settings) -> int:
         runtime = Runtime.create(settings)
         await upgrade(runtime.engine)
         await activate_sample_rules(runtime)
+        await add_sample_team(runtime)
+        await activate_sample_policies(runtime)
         runtime.start_relay("relay")
         start_intake(runtime)
         start_scoring_with_routing(runtime)
         start_routing(runtime)
+        start_sla_monitor(runtime)
         start_webhooks(runtime)
         public = await dev_public_key(
             runtime.sessions, settings.data_dir / "public-key", now=datetime.now(UTC)

@@ -33,6 +33,7 @@ async def run_scoring(settings: Settings) -> int:
 
 async def run_sla_monitor(settings: Settings) -> int:
     runtime = Runtime.create(settings)
+    runtime.start_relay("sla-monitor-relay")
     start_sla_monitor(runtime)
     app = health_app("Leadflow SLA monitor", runtime)
     return await serve(runtime, app, port=settings.http.sla_monitor_port)

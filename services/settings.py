@@ -7,11 +7,12 @@ from __future__ import annotations
 from typing import Any
 
 from services.intake.settings import IntakeConfig
+from services.sla_monitor.settings import SlaConfig
 from services.webhooks.settings import WebhooksConfig
 from shared import config
 
 
-class LeadflowSettings(IntakeConfig, WebhooksConfig):
+class LeadflowSettings(IntakeConfig, WebhooksConfig, SlaConfig):
     """What a process of any service may read; a variable no group declares is refused."""
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 from services.intake import models as _intake  # noqa: F401
 from services.routing import models as _routing  # noqa: F401
 from services.scoring import models as _scoring  # noqa: F401
+from services.sla_monitor import models as _sla_monitor  # noqa: F401
 from services.webhooks import models as _webhooks  # noqa: F401
 from shared.cosign import models as _cosigned  # noqa: F401
 from shared.models import Base

@@ -10,9 +10,12 @@ from datetime import UTC, datetime
 
 from sqlalchemy import select
 
+from services.routing import store
 from services.routing.assign import route_leads
 from services.routing.handlers import RoutingHandler
+from services.routing.models import Team
 from services.routing.pending import QUALIFIED, PendingRouter
+from services.routing.schemas import RepIn, TeamIn
 from shared.models import Lead
 from shared.outages import report
 from shared.runtime import Runtime
@@ -74,3 +77,25 @@ async def sweep_forever(runtime: Runtime) -> None:
         except Exception as error:  # the database is away: try again next round
             report(log, "routing queue sweep failed", error)
         await asyncio.sleep(SWEEP_INTERVAL_S)
+
+
+SAMPLE_TEAM = "default"
+SAMPLE_OWNERS = (
+    ("ana@example.com", "Ana Alvarez"),
+    ("bo@example.com", "Bo Berg"),
+    ("chen@example.com", "Chen Li"),
+)
+
+
+async def add_sample_team(runtime: Runtime) -> bool:
+    """``leadflow dev`` only: a team called ``default`` (where the built-in routing rules send
+    qualified leads) with three owners, when the directory has no team; False if it had one."""
+    now = datetime.now(UTC)
+    async with runtime.sessions.begin() as session:
+        if await session.scalar(select(Team.id).limit(1)) is not None:
+            return False
+        await store.put_team(session, TeamIn(name=SAMPLE_TEAM, strategy="round_robin"), now)
+        for email, name in SAMPLE_OWNERS:
+            rep = RepIn(email=email, name=name, teams=[SAMPLE_TEAM], manager_email=None)
+            await store.put_rep(session, rep, now)
+    return True

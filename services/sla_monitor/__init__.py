@@ -1,3 +1,8 @@
-"""The SLA monitor. Not built yet (issue 17): its process serves health and metrics only, and the
-modules here are the skeleton every service has (api, schemas, models, store, handlers, cli,
-settings, main), empty until it has clocks to keep."""
+"""The SLA monitor: co-signed SLA policies on business calendars, a durable clock per lead and
+target (``sla_clocks``), escalation ladders fired by a sweep that replicas share, email
+notifications, and the ops API and board (docs/sla.md).
+
+Pure decisions in ``policy``, ``ladder``, ``facts``, ``attainment`` and ``messages`` (deadline
+arithmetic: shared/calendars.py); adapters around them: ``handlers`` (the consumer), ``clocks``
+and ``store`` (SQL), ``sweep`` (the timer), ``notifier`` and ``mailer`` (SMTP), ``api``, ``cli``.
+"""
