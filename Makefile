@@ -21,7 +21,9 @@ install: $(STAMP) ## Create .venv and install Leadflow with its test tools
 dev: $(STAMP) ## Run everything in one process (embedded broker + SQLite) on port 8000
 	$(BIN)/leadflow dev
 
-test: $(STAMP) ## Run the whole test suite (PostgreSQL, SQLite, embedded broker)
+test: $(STAMP) ## Run the whole test suite (PostgreSQL, SQLite, embedded broker, Chromium)
+	@# The browser tests drive Debian's chromium (Playwright cannot download its own browsers here).
+	command -v chromium >/dev/null || [ "$$(id -u)" != 0 ] || (apt-get update -qq && apt-get install -y -qq chromium)
 	$(BIN)/python -m pytest
 
 lint: $(STAMP) ## ruff lint and format check, mypy type check, the import contract

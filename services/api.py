@@ -13,6 +13,7 @@ from services.routing.api import router as routing
 from services.routing.explain import routing_explanation
 from services.scoring.api import router as qualification
 from services.sla_monitor.api import router as sla
+from services.sla_monitor.board import router as sla_board
 from services.webhooks.api import router as webhooks
 from services.webhooks.store import erase_copies as erase_webhook_copies
 from shared import problems
@@ -37,6 +38,7 @@ def create_app(runtime: Runtime) -> FastAPI:
     app.include_router(qualification)
     app.include_router(routing)
     app.include_router(sla)
+    app.include_router(sla_board)
     intake.install_inbound(app, runtime)
     app.include_router(health_router())
     return app

@@ -1,0 +1,1 @@
+"""Tests in headless Chromium (Debian's package, driven by Playwright)."""
