@@ -38,6 +38,9 @@ schemas: $(STAMP) ## Regenerate the event JSON Schemas in docs/schemas
 bench: $(STAMP) ## Run the benchmarks and print their tables (not part of the tests)
 	$(BIN)/python -m bench
 
+bench-sla: $(STAMP) ## SLA sweep cost at 10k/100k/1M open clocks, catch-up, tier latency at 500 leads/s
+	$(BIN)/python -m bench.sla
+
 bench-webhooks: $(STAMP) ## Webhook latency at 500 leads/s end to end, and the embedded broker's CPU
 	$(BIN)/python -m bench.webhooks
 	$(BIN)/python -m bench.broker
@@ -45,7 +48,7 @@ bench-webhooks: $(STAMP) ## Webhook latency at 500 leads/s end to end, and the e
 chaos: $(STAMP) ## Fault run of the production processes: PostgreSQL and broker restarts, services killed
 	$(BIN)/python -m bench.chaos
 
-.PHONY: help install dev test lint schemas bench bench-webhooks chaos
+.PHONY: help install dev test lint schemas bench bench-sla bench-webhooks chaos
 
 docs: $(STAMP) ## Regenerate the settings table in docs/configuration.md and the event schemas
 	$(BIN)/python -c "import pathlib; from services.settings import settings_reference as r; p = pathlib.Path('docs/configuration.md'); t = p.read_text(); i = t.index('| variable |'); p.write_text(t[:i] + r())"

@@ -26,6 +26,7 @@ from shared.auth import ADMIN, Caller, authenticate, secret_key
 from shared.cosign.api import router_for
 from shared.deps import RuntimeDep
 from shared.events import ClockKind
+from shared.outbox import stage
 from shared.problems import Problem
 
 PROBLEM = {"content": {problems.PROBLEM_JSON: {}}, "description": "RFC 9457 problem details"}
@@ -110,7 +111,9 @@ async def acknowledge_clock(
             raise _no_clock(clock_id)
         if row.state != OPEN:
             raise Problem(409, "Conflict", f"clock {clock_id} is {row.state}, not open")
-        await acknowledge(session, runtime.settings, row, by=caller.name, note=body.note, now=now)
+        announced = acknowledge(row, by=caller.name, note=body.note, now=now)
+        if announced is not None:
+            await stage(session, runtime.settings, announced)
         answer = view(row, now)
     runtime.notify_relay()
     return answer

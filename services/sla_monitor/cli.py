@@ -21,6 +21,7 @@ from services.sla_monitor.versions import SLA
 from shared.cli import console, on_db, show
 from shared.config import Settings
 from shared.cosign.cli import add_commands
+from shared.outbox import stage
 
 sla_policies_app = typer.Typer(
     help="SLA policies versions: validate, propose, approve (one per side), activate, diff.",
@@ -88,8 +89,11 @@ def acknowledge_clock(
         row = await store.clock(session, clock_id, lock=True)
         if row is None or row.state != "open":
             raise typer.BadParameter(f"no open SLA clock {clock_id}", param_hint="CLOCK_ID")
-        done = await acknowledge(session, settings, row, by=by, note=note, now=datetime.now(UTC))
-        return "acknowledged" if done else f"already acknowledged by {row.acknowledged_by}"
+        announced = acknowledge(row, by=by, note=note, now=datetime.now(UTC))
+        if announced is None:
+            return f"already acknowledged by {row.acknowledged_by}"
+        await stage(session, settings, announced)
+        return "acknowledged"
 
     typer.echo(on_db(work, write=True))
 

@@ -1,6 +1,8 @@
-"""What happens to a clock, in the caller's transaction: it starts, its due tiers fire, it is
-met, cancelled or acknowledged. Each change is written with its event staged in the outbox, in the
-same transaction, so a tier that fired is never lost and never fired twice. Never commits.
+"""What happens to a clock: it starts, its due tiers fire, it is met, cancelled or acknowledged.
+
+Each function changes the clock's row (an ORM object; no query) and returns the events that
+announce the change. The caller adds new rows to its session and stages the events in the outbox
+in the same transaction, so a tier that fired is never lost and never fired twice.
 """
 
 from __future__ import annotations
@@ -10,14 +12,11 @@ from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy.ext.asyncio import AsyncSession
-
 from services.sla_monitor.ladder import Firing, Tier, fire_due, next_due, plan_ladder
 from services.sla_monitor.metrics import TIERS_FIRED
 from services.sla_monitor.models import CANCELLED, MET, OPEN, SlaClock
 from services.sla_monitor.policy import DEFAULT_RESPONSES, CompiledPolicies, PolicySpec
 from shared.calendars import BusinessCalendar
-from shared.config import Settings
 from shared.events import (
     ClockKind,
     CloudEvent,
@@ -37,7 +36,6 @@ from shared.events import (
     SlaWarningData,
 )
 from shared.ids import new_id
-from shared.outbox import stage
 
 SOURCE = "/leadflow/sla-monitor"
 
@@ -56,17 +54,16 @@ class Opening:
     system_time_s: float | None = None
 
 
-async def start_clock(
-    session: AsyncSession,
-    settings: Settings,
+def start_clock(
     opening: Opening,
     *,
     policies: CompiledPolicies,
     version: int,
     policy: PolicySpec,
     now: datetime,
-) -> SlaClock | None:
-    """Start the clock if the policy sets a target of its kind; tier 0 tells the owner."""
+) -> tuple[SlaClock, CloudEvent] | None:
+    """A new clock and its ``sla.started``, if the policy sets a target of its kind (tier 0
+    tells the owner)."""
     target = policy.target(opening.kind)
     if target is None:
         return None
@@ -102,7 +99,6 @@ async def start_clock(
         created_at=now,
         updated_at=now,
     )
-    session.add(row)
     notify = recipients(["owner"]) if opening.kind == "first_response" else []
     data = SlaStartedData(
         **_about(row),
@@ -115,19 +111,11 @@ async def start_clock(
         calendar=name,
         system_time_s=opening.system_time_s,
     )
-    await _stage(session, settings, SlaStarted, row, data, now)
-    return row
+    return row, _event(SlaStarted, row, data, now)
 
 
-async def fire(
-    session: AsyncSession,
-    settings: Settings,
-    row: SlaClock,
-    *,
-    now: datetime,
-    late_after: timedelta,
-) -> int:
-    """Fire the clock's tiers that are due at ``now``, each once; returns how many fired."""
+def fire(row: SlaClock, *, now: datetime, late_after: timedelta) -> list[CloudEvent]:
+    """Fire the clock's tiers that are due at ``now``, each once: their events."""
     tiers = [Tier.from_json(t) for t in row.tiers]
     fired, row.next_tier = fire_due(
         tiers,
@@ -138,17 +126,16 @@ async def fire(
     )
     row.next_due_at = next_due(tiers, row.next_tier)
     row.updated_at = now
+    events = []
     for firing in fired:
         TIERS_FIRED.labels(firing.tier.step).inc()
         if firing.tier.step == "breach":
             row.breached_at = firing.tier.due
-        await _announce(session, settings, row, firing, now)
-    return len(fired)
+        events.append(_announce(row, firing, now))
+    return events
 
 
-async def _announce(
-    session: AsyncSession, settings: Settings, row: SlaClock, firing: Firing, now: datetime
-) -> None:
+def _announce(row: SlaClock, firing: Firing, now: datetime) -> CloudEvent:
     tier = firing.tier
     common: dict[str, Any] = {
         **_about(row),
@@ -160,29 +147,26 @@ async def _announce(
         "notify": list(firing.notify),
     }
     if tier.step == "warning":
-        await _stage(session, settings, SlaWarning, row, SlaWarningData(**common), now)
-    elif tier.step == "breach":
-        await _stage(session, settings, SlaBreached, row, SlaBreachedData(**common), now)
-    else:
-        data = SlaEscalatedData(
-            **common,
-            reason=f"{row.kind} breached ({tier.at})",
-            action="reassign" if tier.reassign else "notify",
-            reassign=tier.reassign,
-        )
-        await _stage(session, settings, SlaEscalated, row, data, now)
+        return _event(SlaWarning, row, SlaWarningData(**common), now)
+    if tier.step == "breach":
+        return _event(SlaBreached, row, SlaBreachedData(**common), now)
+    data = SlaEscalatedData(
+        **common,
+        reason=f"{row.kind} breached ({tier.at})",
+        action="reassign" if tier.reassign else "notify",
+        reassign=tier.reassign,
+    )
+    return _event(SlaEscalated, row, data, now)
 
 
-async def meet(
-    session: AsyncSession,
-    settings: Settings,
+def meet(
     row: SlaClock,
     *,
     response: str,
     at: datetime,
     calendar: BusinessCalendar,
     now: datetime,
-) -> None:
+) -> CloudEvent:
     """The owner responded at ``at``: the clock stops, met (late, if after the deadline)."""
     responded = max(at, row.started_at)
     working = calendar.between(row.started_at, responded).total_seconds()
@@ -196,29 +180,24 @@ async def meet(
         elapsed_s=(responded - row.started_at).total_seconds(),
         breached=responded > row.deadline,
     )
-    await _stage(session, settings, SlaMet, row, data, now)
+    return _event(SlaMet, row, data, now)
 
 
-async def cancel(
-    session: AsyncSession, settings: Settings, row: SlaClock, *, reason: str, now: datetime
-) -> None:
+def cancel(row: SlaClock, *, reason: str, now: datetime) -> CloudEvent:
     """The clock stops uncounted: the lead moved on (reassigned, disqualified, erased, won…)."""
     _close(row, CANCELLED, reason=reason, at=now, now=now)
     data = SlaCancelledData(**_about(row), reason=reason)
-    await _stage(session, settings, SlaCancelled, row, data, now)
+    return _event(SlaCancelled, row, data, now)
 
 
-async def acknowledge(
-    session: AsyncSession, settings: Settings, row: SlaClock, *, by: str, note: str, now: datetime
-) -> bool:
-    """Stop the ladder's notify tiers still to come (the clock keeps counting); False when the
-    clock was acknowledged already."""
+def acknowledge(row: SlaClock, *, by: str, note: str, now: datetime) -> CloudEvent | None:
+    """Stop the ladder's notify tiers still to come (the clock keeps counting): the
+    ``sla.acknowledged`` event, or None when the clock was acknowledged already."""
     if row.acknowledged_at is not None:
-        return False
+        return None
     row.acknowledged_at, row.acknowledged_by, row.updated_at = now, by, now
     data = SlaAcknowledgedData(**_about(row), by=by, note=note)
-    await _stage(session, settings, SlaAcknowledged, row, data, now)
-    return True
+    return _event(SlaAcknowledged, row, data, now)
 
 
 def _close(row: SlaClock, state: str, *, reason: str, at: datetime, now: datetime) -> None:
@@ -240,13 +219,5 @@ def _about(row: SlaClock) -> dict[str, Any]:
     }
 
 
-async def _stage(
-    session: AsyncSession,
-    settings: Settings,
-    kind: type[CloudEvent],
-    row: SlaClock,
-    data: Any,
-    now: datetime,
-) -> None:
-    event = kind.about_lead(row.lead_id, data, source=SOURCE, time=now)
-    await stage(session, settings, event)
+def _event(kind: type[CloudEvent], row: SlaClock, data: Any, now: datetime) -> CloudEvent:
+    return kind.about_lead(row.lead_id, data, source=SOURCE, time=now)

@@ -17,6 +17,7 @@ from restarts. The transaction stays open during the SMTP conversation (at most
 from __future__ import annotations
 
 import logging
+from collections.abc import Collection, Sequence
 from datetime import datetime
 from uuid import UUID
 
@@ -24,7 +25,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.sla_monitor.mailer import Mailer
-from services.sla_monitor.messages import NOTICES, LeadCard, compose
+from services.sla_monitor.messages import NOTICES, LeadCard, compose, recipients, subject
 from services.sla_monitor.settings import sla_config
 from shared.config import Settings
 from shared.events import CloudEvent
@@ -44,52 +45,80 @@ class Notifier:
         self.public_url = public_url
 
     async def __call__(self, event: CloudEvent, *, session: AsyncSession, now: datetime) -> None:
-        if not isinstance(event, NOTICES) or not event.data.notify:
+        await self.handle_batch([event], session=session, now=now)
+
+    async def handle_batch(
+        self, events: Sequence[CloudEvent], *, session: AsyncSession, now: datetime
+    ) -> None:
+        """A batch's notices at once: their leads read in two queries, then the mail sent."""
+        notices = [e for e in events if isinstance(e, NOTICES) and e.data.notify]
+        if not notices:
             return
-        lead = await lead_card(session, event.data.lead_id)
-        if lead is None:
-            log.info(
-                "%s %s: lead %s is gone, erased or a test lead; nobody mailed",
-                event.type,
-                event.id,
-                event.data.lead_id,
-            )
-            return
-        messages = compose(event, lead, sender=self.sender, public_url=self.public_url)
+        cards = await lead_cards(session, {e.data.lead_id for e in notices})
+        messages = []
+        for event in notices:
+            lead = cards.get(event.data.lead_id)
+            if lead is None:
+                log.info(
+                    "%s %s: lead %s is gone, erased or a test lead; nobody mailed",
+                    event.type,
+                    event.id,
+                    event.data.lead_id,
+                )
+                continue
+            if not self.mailer.smtp.host:  # no server: say who would be told, compose nothing
+                for recipient in recipients(event):
+                    log.info("smtp host not set; not sent to %s: %s", recipient,
+                             subject(event, lead, recipient))  # fmt: skip
+                continue
+            messages += compose(event, lead, sender=self.sender, public_url=self.public_url)
         await self.mailer.send(messages)
 
 
 async def lead_card(session: AsyncSession, lead_id: UUID) -> LeadCard | None:
     """The lead as a rep needs it; None if it is gone, erased or a test lead."""
-    lead = await session.get(Lead, lead_id)
-    if lead is None or lead.erased_at is not None or lead.is_test:
-        return None
-    name = " ".join(part for part in (lead.first_name, lead.last_name) if part)
-    return LeadCard(
-        lead_id=lead.id,
-        source=lead.source,
-        stage=lead.stage,
-        name=name or None,
-        company=lead.company,
-        title=await _title(session, lead_id),
-        phone=lead.phone,
-        email=lead.email,
-        fit_grade=lead.fit_grade,
-        score=lead.score,
-        stage_reason=lead.stage_reason,
-    )
+    return (await lead_cards(session, {lead_id})).get(lead_id)
 
 
-async def _title(session: AsyncSession, lead_id: UUID) -> str | None:
-    """The job title the lead gave in its latest inquiry, if any."""
-    submission = await session.scalar(
-        select(Inquiry.submission)
-        .where(Inquiry.lead_id == lead_id)
-        .order_by(Inquiry.received_at.desc(), Inquiry.id.desc())
-        .limit(1)
+async def lead_cards(session: AsyncSession, lead_ids: Collection[UUID]) -> dict[UUID, LeadCard]:
+    """The leads as reps need them, but those gone, erased or test leads."""
+    leads = await session.scalars(
+        select(Lead).where(
+            Lead.id.in_(list(lead_ids)), Lead.erased_at.is_(None), Lead.is_test.is_(False)
+        )
     )
-    title = submission.get("title") if isinstance(submission, dict) else None
-    return title if isinstance(title, str) and title.strip() else None
+    titles = await _titles(session, lead_ids)
+    return {
+        lead.id: LeadCard(
+            lead_id=lead.id,
+            source=lead.source,
+            stage=lead.stage,
+            name=" ".join(p for p in (lead.first_name, lead.last_name) if p) or None,
+            company=lead.company,
+            title=titles.get(lead.id),
+            phone=lead.phone,
+            email=lead.email,
+            fit_grade=lead.fit_grade,
+            score=lead.score,
+            stage_reason=lead.stage_reason,
+        )
+        for lead in leads
+    }
+
+
+async def _titles(session: AsyncSession, lead_ids: Collection[UUID]) -> dict[UUID, str]:
+    """The job title each lead gave in its latest inquiry that gave one."""
+    rows = await session.execute(
+        select(Inquiry.lead_id, Inquiry.submission)
+        .where(Inquiry.lead_id.in_(list(lead_ids)))
+        .order_by(Inquiry.received_at, Inquiry.id)
+    )
+    found: dict[UUID, str] = {}
+    for lead_id, submission in rows:
+        title = submission.get("title") if isinstance(submission, dict) else None
+        if isinstance(title, str) and title.strip():
+            found[lead_id] = title
+    return found
 
 
 def notifier_for(settings: Settings) -> Notifier:

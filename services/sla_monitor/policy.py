@@ -53,6 +53,7 @@ ALWAYS = "always"
 _DURATION = re.compile(r"^(?:(\d+)h)?\s*(?:(\d+)m)?\s*(?:(\d+)s)?$")
 _AT = re.compile(r"^(?:(\d+(?:\.\d+)?)%|breach)(?:\s*([+-])\s*(\S+))?$")
 _NAME = r"^[a-z0-9][a-z0-9_.\-]{0,63}$"
+_FORM_FIELDS = re.compile(r"\b(segment|employees|country)\b")
 
 
 class PolicyInvalid(ValueError):
@@ -186,6 +187,9 @@ class CompiledPolicies:
     content_hash: str
     calendars: dict[str, BusinessCalendar]
     program: Any
+    reads_forms: bool = True
+    """A condition reads what only the forms say (``segment``, ``employees``): the leads'
+    submissions must be loaded to choose a policy."""
 
     def choose(self, lead: dict[str, Any]) -> PolicySpec | None:
         """The first policy whose condition holds for ``lead`` (facts.sla_facts)."""
@@ -255,7 +259,8 @@ def compile_policies(text: str) -> CompiledPolicies:
     calendars.setdefault(ALWAYS, BusinessCalendar.always_open())
     program = cel.compile("[" + ", ".join(f"({p.when})" for p in spec.policies) + "]")
     digest = hashlib.sha256(text.encode()).hexdigest()
-    return CompiledPolicies(spec, digest, calendars, program)
+    forms = any(_FORM_FIELDS.search(p.when) for p in spec.policies)
+    return CompiledPolicies(spec, digest, calendars, program, reads_forms=forms)
 
 
 def _problem(error: Any) -> str:

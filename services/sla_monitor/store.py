@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.sla_monitor.models import OPEN, SlaClock
 from services.sla_monitor.policy import CompiledPolicies, compile_policies
+from services.sla_monitor.tracking import LeadState
 from shared.cosign.models import CosignedVersion
 from shared.models import Inquiry, Lead
 
@@ -48,27 +49,37 @@ class PolicyCache:
         return row.version, self._compiled[row.version]
 
 
-async def lead_of(session: AsyncSession, lead_id: UUID) -> Lead | None:
-    return await session.get(Lead, lead_id)
+LEAD_COLUMNS = (
+    Lead.id, Lead.stage, Lead.fit_grade, Lead.score, Lead.engagement_score, Lead.source,
+    Lead.country, Lead.is_expansion, Lead.is_test, Lead.erased_at, Lead.created_at,
+)  # fmt: skip
 
 
-async def submissions_of(session: AsyncSession, lead_id: UUID) -> list[dict[str, Any]]:
-    """The lead's inquiries' submissions, oldest first."""
-    query = (
-        select(Inquiry.submission).where(Inquiry.lead_id == lead_id).order_by(Inquiry.received_at)
+async def tracking_state(
+    session: AsyncSession, lead_ids: Sequence[UUID], *, with_submissions: bool
+) -> dict[UUID, LeadState]:
+    """The leads (gone ones left out), each with its open clocks locked for this transaction,
+    when its inquiries arrived and (``with_submissions``) what they said: three queries."""
+    rows = await session.execute(select(*LEAD_COLUMNS).where(Lead.id.in_(lead_ids)))
+    found = {row.id: LeadState(row) for row in rows}
+    clocks = await session.scalars(
+        select(SlaClock)
+        .where(SlaClock.lead_id.in_(list(found)), SlaClock.state == OPEN)
+        .order_by(SlaClock.lead_id, SlaClock.started_at, SlaClock.id)
+        .with_for_update()
     )
-    return [dict(s or {}) for s in await session.scalars(query)]
-
-
-async def open_clocks(
-    session: AsyncSession, lead_id: UUID, *, kinds: Sequence[str] | None = None
-) -> list[SlaClock]:
-    """The lead's open clocks, locked for this transaction (oldest first)."""
-    query = select(SlaClock).where(SlaClock.lead_id == lead_id, SlaClock.state == OPEN)
-    if kinds is not None:
-        query = query.where(SlaClock.kind.in_(list(kinds)))
-    query = query.order_by(SlaClock.started_at, SlaClock.id).with_for_update()
-    return list(await session.scalars(query))
+    for clock in clocks:
+        found[clock.lead_id].clocks.append(clock)
+    columns = [Inquiry.lead_id, Inquiry.received_at]
+    if with_submissions:
+        columns.append(Inquiry.submission)
+    inquiries = select(*columns).where(Inquiry.lead_id.in_(list(found)))
+    for row in await session.execute(inquiries.order_by(Inquiry.received_at)):
+        state = found[row.lead_id]
+        state.received.append(row.received_at)
+        if with_submissions:
+            state.submissions.append(dict(row.submission or {}))
+    return found
 
 
 async def claim_due(session: AsyncSession, *, now: datetime, limit: int) -> list[SlaClock]:

@@ -21,6 +21,7 @@ from services.sla_monitor.clocks import fire
 from services.sla_monitor.metrics import DUE_SOON, OPEN_CLOCKS, SWEEP_LAG
 from services.sla_monitor.settings import SlaConfig
 from shared.outages import report
+from shared.outbox import stage
 
 log = logging.getLogger(__name__)
 Clock = Callable[[], datetime]
@@ -57,14 +58,15 @@ class Sweeper:
         """Fire one batch of due clocks; returns how many clocks it took."""
         now = self.clock()
         late_after = timedelta(seconds=self.settings.sla.late_after_s)
-        fired = 0
+        events = []
         async with self.sessions.begin() as session:
             rows = await store.claim_due(session, now=now, limit=self.settings.sla.sweep_batch)
             if rows and rows[0].next_due_at is not None:
                 self.lag_s = max((now - rows[0].next_due_at).total_seconds(), 0.0)
                 SWEEP_LAG.set(self.lag_s)
-            for row in rows:
-                fired += await fire(session, self.settings, row, now=now, late_after=late_after)
+            events = [e for row in rows for e in fire(row, now=now, late_after=late_after)]
+            await stage(session, self.settings, *events)
+        fired = len(events)
         self.fired += fired
         if fired:
             self.on_fired()

@@ -20,6 +20,7 @@ from services.sla_monitor.clocks import fire
 from services.sla_monitor.ladder import Tier
 from services.sla_monitor.models import SlaClock
 from shared.ids import new_id
+from shared.outbox import stage
 from shared.runtime import Runtime
 from tests.browser.conftest import serving
 from tests.support.common import Database, make_settings
@@ -112,7 +113,9 @@ async def fire_due_tiers(runtime: Runtime, clock_id: UUID) -> int:
         row = await store.clock(session, clock_id, lock=True)
         assert row is not None
         now = datetime.now(UTC)
-        return await fire(session, runtime.settings, row, now=now, late_after=timedelta(hours=1))
+        events = fire(row, now=now, late_after=timedelta(hours=1))
+        await stage(session, runtime.settings, *events)
+        return len(events)
 
 
 async def sign_in(page: Page, base: str) -> None:

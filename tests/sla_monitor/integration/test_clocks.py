@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from uuid import UUID
 
-from sqlalchemy import select, update
+from sqlalchemy import insert, select, update
 
 from services.sla_monitor.handlers import SlaHandler
 from services.sla_monitor.models import SlaClock
@@ -22,7 +22,8 @@ from shared.events import (
     StageChangedData,
 )
 from shared.ids import new_id
-from shared.models import Lead
+from shared.models import Inquiry, Lead
+from shared.outbox import stage
 from tests.support.common import Database, make_settings
 from tests.support.routing import NOW, add_lead
 from tests.support.sla import (
@@ -177,8 +178,10 @@ async def test_acknowledgement_stops_the_notify_tiers_not_the_clock(db: Database
     async with db.sessions.begin() as session:
         clock = await session.scalar(select(SlaClock).where(SlaClock.lead_id == lead_id))
         assert clock is not None
-        assert await acknowledge(session, monitor.settings, clock, by="maria", note="", now=NOW)
-        assert not await acknowledge(session, monitor.settings, clock, by="x", note="", now=NOW)
+        announced = acknowledge(clock, by="maria", note="", now=NOW)
+        assert announced is not None
+        await stage(session, monitor.settings, announced)
+        assert acknowledge(clock, by="x", note="", now=NOW) is None
     await monitor.at(NOW + minutes(500))
     events = await monitor.events(lead_id)
     assert types(events) == ["sla.started", "sla.acknowledged", "sla.breached", "sla.escalated"]
@@ -232,7 +235,21 @@ async def test_a_lead_held_for_its_owner_starts_counting_when_they_start(db: Dat
     await monitor.feed(routed(lead_id, ANA, NOW, available_at=opens))
     (clock,) = await monitor.clocks(lead_id)
     assert clock.started_at == opens and clock.deadline == opens + minutes(60)
-    assert clock.system_time_s == 15 * 3600
+    assert clock.system_time_s == 0  # routed at once: the hold is the owner's hours, not Leadflow
+
+
+async def test_system_time_is_received_to_routed_and_not_the_previous_owners(db: Database) -> None:
+    monitor, lead_id = await _monitor(db), await _lead(db, stage="sql")
+    async with db.sessions.begin() as session:  # a second inquiry, an hour later
+        await session.execute(
+            insert(Inquiry).values(id=new_id(), lead_id=lead_id, source="web",
+                                   received_at=NOW + minutes(60), submission={})
+        )  # fmt: skip
+    await monitor.feed(routed(lead_id, ANA, NOW + minutes(61)))
+    await monitor.feed(reassigned(lead_id, ANA, BO, NOW + minutes(200), "bo@example.com"))
+    first, second = await monitor.clocks(lead_id)
+    assert first.system_time_s == 60  # the inquiry that qualified it, a minute before routing
+    assert second.system_time_s is None  # the time before it is the first owner's, not Leadflow's
 
 
 async def test_the_sweep_counts_what_it_fires_and_what_is_open(db: Database) -> None:

@@ -150,9 +150,9 @@ async def test_without_an_smtp_host_each_message_is_logged_and_none_sent(
 ) -> None:
     lead_id = await add_lead(db)
     settings = settings_for(db, port=None, username="leadflow", password=PASSWORD)
-    caplog.set_level(logging.INFO, logger="services.sla_monitor.mailer")
+    caplog.set_level(logging.INFO, logger="services.sla_monitor.notifier")
     await notify(db, notifier_for(settings), started(lead_id, [OWNER, "boss@example.com"]))
-    lines = [r.getMessage() for r in caplog.records if r.name == "services.sla_monitor.mailer"]
+    lines = [r.getMessage() for r in caplog.records if r.name == "services.sla_monitor.notifier"]
     assert lines == [
         f"smtp host not set; not sent to {to}: New lead for {who}: Ada Lovelace "
         "(Analytical Engines) — respond by 14:30 UTC"

@@ -1,0 +1,179 @@
+"""What each lifecycle and engagement event does to a lead's clocks. Pure: the leads, their open
+clocks and the live policies are loaded before (store.tracking_state), the new clocks and the
+events come out after (handlers.py adds and stages them), in one transaction per batch.
+
+- ``lead.queued``: a pick-up clock for the queue.
+- ``lead.routed``: the pick-up clock is met; the owner's first-response clock starts (and, for an
+  MQL, the acceptance clock), when their working hours start if routing held the lead for them.
+- ``lead.reassigned``: the old owner's clocks are cancelled (they stay, as history) and the new
+  owner's start, or a pick-up clock if the lead went back to a queue.
+- ``lead.outcome`` / ``lead.activity``: a response that a clock counts meets it; the first response
+  starts the follow-up clock. Won or lost closes what is left.
+- ``lead.disqualified``, ``lead.recycled``, ``lead.erased``: every open clock is cancelled.
+
+Test and erased leads get no clocks; with no SLA policies live, or none matching, none starts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from services.sla_monitor.clocks import Opening, cancel, meet, start_clock
+from services.sla_monitor.facts import sla_facts
+from services.sla_monitor.models import SlaClock
+from services.sla_monitor.policy import ALWAYS, CompiledPolicies
+from shared.calendars import BusinessCalendar
+from shared.events import (
+    ClockKind,
+    CloudEvent,
+    LeadActivity,
+    LeadDisqualified,
+    LeadErased,
+    LeadOutcome,
+    LeadQueued,
+    LeadReassigned,
+    LeadRecycled,
+    LeadRouted,
+)
+
+CLOSING_OUTCOMES = frozenset({"won", "lost"})
+TRACKED = (
+    LeadQueued, LeadRouted, LeadReassigned, LeadOutcome, LeadActivity, LeadDisqualified,
+    LeadRecycled, LeadErased,
+)  # fmt: skip
+
+
+@dataclass
+class LeadState:
+    lead: Any
+    """The lead's row (the columns ``sla_facts`` reads, ``is_test``, ``erased_at``)."""
+    clocks: list[SlaClock] = field(default_factory=list)
+    """Its open clocks, oldest first."""
+    received: list[datetime] = field(default_factory=list)
+    """When its inquiries arrived, oldest first."""
+    submissions: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class Tracker:
+    leads: dict[UUID, LeadState]
+    live: tuple[int, CompiledPolicies] | None
+    now: datetime
+    events: list[CloudEvent] = field(default_factory=list)
+    opened: list[SlaClock] = field(default_factory=list)
+
+    def apply(self, event: CloudEvent) -> None:
+        state = self.leads.get(getattr(event.data, "lead_id", None))  # type: ignore[arg-type]
+        if state is None:
+            return
+        if isinstance(event, LeadQueued):
+            self._cancel_all(state, "queued")
+            self._open(state, "pickup", event.time, event.data.team, None, None)
+        elif isinstance(event, LeadRouted):
+            self._routed(state, event)
+        elif isinstance(event, LeadReassigned):
+            self._reassigned(state, event)
+        elif isinstance(event, LeadOutcome | LeadActivity):
+            self._touched(state, event)
+        elif isinstance(event, LeadDisqualified | LeadRecycled | LeadErased):
+            self._cancel_all(state, event.type.removeprefix("lead."))
+
+    def _routed(self, state: LeadState, event: LeadRouted) -> None:
+        data = event.data
+        for row in [c for c in state.clocks if c.kind == "pickup"]:
+            self._meet(state, row, "routed", event.time)
+        self._cancel_all(state, "rerouted")
+        received = max((r for r in state.received if r <= event.time), default=None)
+        system = (event.time - (received or state.lead.created_at)).total_seconds()
+        started = max(data.available_at or event.time, event.time)
+        self._open_owner(state, started, data.team, data.owner_id, data.owner_email, system)
+
+    def _reassigned(self, state: LeadState, event: LeadReassigned) -> None:
+        data = event.data
+        self._cancel_all(state, "reassigned")
+        if data.owner_id is None:
+            self._open(state, "pickup", event.time, data.team, None, None)
+            return
+        started = max(data.available_at or event.time, event.time)
+        self._open_owner(state, started, data.team, data.owner_id, data.owner_email, None)
+
+    def _open_owner(
+        self,
+        state: LeadState,
+        started: datetime,
+        team: str | None,
+        owner_id: UUID,
+        owner_email: str | None,
+        system_s: float | None,
+    ) -> None:
+        opening = (started, team, owner_id, owner_email)
+        if self._open(state, "first_response", *opening, system_s=system_s):
+            if state.lead.stage == "mql":
+                self._open(state, "acceptance", *opening, system_s=system_s)
+
+    def _open(
+        self,
+        state: LeadState,
+        kind: ClockKind,
+        started: datetime,
+        team: str | None,
+        owner_id: UUID | None,
+        owner_email: str | None,
+        *,
+        system_s: float | None = None,
+    ) -> bool:
+        lead = state.lead
+        if self.live is None or lead.is_test or lead.erased_at is not None:
+            return False
+        version, policies = self.live
+        policy = policies.choose(sla_facts(lead, state.submissions, team=team))
+        if policy is None:
+            return False
+        system = max(system_s, 0.0) if system_s is not None else None
+        opening = Opening(lead.id, kind, started, owner_id, owner_email, team, lead.source, system)
+        found = start_clock(opening, policies=policies, version=version, policy=policy,
+                            now=self.now)  # fmt: skip
+        if found is None:
+            return False
+        row, started_event = found
+        state.clocks.append(row)
+        self.opened.append(row)
+        self.events.append(started_event)
+        return True
+
+    def _touched(self, state: LeadState, event: LeadOutcome | LeadActivity) -> None:
+        if isinstance(event, LeadOutcome):
+            response: str = event.data.outcome
+        elif event.data.detail.get("done") is False:
+            return  # a call planned, not made
+        else:
+            response = event.data.kind
+        at = event.data.occurred_at
+        first_met = None
+        for row in [c for c in state.clocks if response in c.responses]:
+            self._meet(state, row, response, at)
+            first_met = row if row.kind == "first_response" else first_met
+        if first_met is not None and first_met.owner_id is not None:
+            started = max(at, first_met.started_at)
+            self._open(state, "follow_up", started, first_met.team, first_met.owner_id,
+                       first_met.owner_email)  # fmt: skip
+        if response in CLOSING_OUTCOMES:
+            self._cancel_all(state, response)
+
+    def _meet(self, state: LeadState, row: SlaClock, response: str, at: datetime) -> None:
+        calendar = self._calendar(row)
+        self.events.append(meet(row, response=response, at=at, calendar=calendar, now=self.now))
+        state.clocks.remove(row)
+
+    def _cancel_all(self, state: LeadState, reason: str) -> None:
+        self.events.extend(cancel(row, reason=reason, now=self.now) for row in state.clocks)
+        state.clocks.clear()
+
+    def _calendar(self, row: SlaClock) -> BusinessCalendar:
+        """The clock's calendar as the live policies name it (24/7 if they no longer do)."""
+        calendars = self.live[1].calendars if self.live else {}
+        found = calendars.get(row.calendar) or calendars.get(ALWAYS)
+        return found or BusinessCalendar.always_open()
