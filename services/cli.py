@@ -88,7 +88,8 @@ def webhooks() -> None:
 
 @app.command("sla-monitor")
 def sla_monitor() -> None:
-    """Run the SLA monitor (health and metrics; SLA clocks arrive with their issue)."""
+    """Run the SLA monitor: clocks from lifecycle events, the sweep that fires their tiers, the
+    email notifier and a relay (health and metrics on its port)."""
     from services.processes import run_sla_monitor
 
     _run(run_sla_monitor(_settings()))

@@ -93,8 +93,9 @@ class KafkaSettings(Group):
         500,
         ge=1,
         le=10_000,
-        description="The same for routing's consumer of the SLA topic: escalations come minutes "
-        "apart, and each fetch, answered or not, costs the broker and the consumer CPU",
+        description="The same for the consumers of the SLA topic (routing's escalations, the SLA "
+        "notifier): SLA events come far apart, and each fetch, answered or not, costs the "
+        "broker and the consumer CPU",
     )
     commit_timeout_s: float = Field(10.0, gt=0, description="Upper bound on one offset commit")
 

@@ -1,7 +1,7 @@
 """HTTP routes of the SLA monitor: the policies' versions (shared/cosign), the open clocks by
 time left, a lead's clock history, breaches of a period, attainment, and acknowledgement.
 
-Every route needs a secret key; acknowledging needs the ``ops`` or ``manager`` role (or the admin
+Every route needs a secret key; acknowledging needs the ``ops`` or ``manager`` role (or an admin
 key). Bad input is an RFC 9457 problem naming the field.
 """
 
@@ -103,7 +103,9 @@ async def acknowledge_clock(
 ) -> ClockView:
     """Stop the clock's notify tiers still to come; the clock keeps counting (idempotent)."""
     if not caller.roles & ACKNOWLEDGERS:
-        raise Problem(403, "Forbidden", "acknowledging needs the ops or manager role")
+        raise Problem(
+            403, "Forbidden", "acknowledging needs the ops or manager role, or an admin key"
+        )
     now = datetime.now(UTC)
     async with runtime.sessions.begin() as session:
         row = await store.clock(session, clock_id, lock=True)

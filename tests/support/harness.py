@@ -179,7 +179,7 @@ async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> set[int]:
 async def publish_escalation(
     settings: Settings, lead_id: UUID, owner_id: UUID | None = None, *, reassign: bool = True
 ) -> SlaEscalated:
-    """What the SLA monitor (not built yet) will publish when an owner lets a deadline pass."""
+    """An escalation as the SLA monitor publishes it, sent straight to the SLA topic."""
     data = SlaEscalatedData(
         lead_id=lead_id, owner_id=owner_id, policy="first_response", reassign=reassign
     )

@@ -19,7 +19,7 @@ from sqlalchemy.engine import make_url
 from typer.testing import CliRunner
 
 from services.cli import app
-from services.settings import load_settings
+from services.settings import LeadflowSettings, load_settings
 from shared.config import HttpSettings, Settings
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -106,13 +106,13 @@ def _interpolations(value: str) -> list[re.Match[str]]:
 
 
 def _setting_error(variable: str) -> str | None:
-    """Why ``variable`` names no field of Settings (walking nested models through ``__``)."""
+    """Why ``variable`` names no field of the settings (walking nested models through ``__``)."""
     if not variable.startswith("LEADFLOW_"):
         return f"{variable}: not LEADFLOW_…"
     if variable != variable.upper():
         return f"{variable}: not upper case"
     parts = variable.removeprefix("LEADFLOW_").lower().split("__")
-    model: type[BaseModel] = Settings
+    model: type[BaseModel] = LeadflowSettings
     for depth, part in enumerate(parts):
         field = model.model_fields.get(part)
         if field is None:
