@@ -19,7 +19,13 @@ from services.sla_monitor.attainment import Outcome, attainment, time_left
 from services.sla_monitor.clocks import acknowledge
 from services.sla_monitor.ladder import Tier
 from services.sla_monitor.models import OPEN, SlaClock
-from services.sla_monitor.schemas import AcknowledgeIn, AttainmentView, ClockView, TierView
+from services.sla_monitor.schemas import (
+    AcknowledgeIn,
+    AttainmentView,
+    ClockView,
+    Standing,
+    TierView,
+)
 from services.sla_monitor.versions import SLA
 from shared import problems
 from shared.auth import ADMIN, Caller, authenticate, secret_key
@@ -39,12 +45,22 @@ router = APIRouter(prefix="/v1", tags=["sla"], responses=ERRORS, dependencies=[D
 router.include_router(router_for(SLA, prefix="/sla/policies", responses={409: PROBLEM}))
 
 
+def standing_of(row: SlaClock) -> str:
+    """on_track, warned or breached while open; met or cancelled once closed."""
+    if row.state != OPEN:
+        return row.state
+    if row.breached_at is not None:
+        return "breached"
+    return "warned" if row.next_tier > 1 else "on_track"
+
+
 def view(row: SlaClock, now: datetime) -> ClockView:
     tiers = [Tier.from_json(t) for t in row.tiers]
     return ClockView(
         **{name: getattr(row, name) for name in ClockView.model_fields if hasattr(row, name)}
         | {
             "time_left_s": time_left(row.deadline, now) if row.state == OPEN else None,
+            "standing": standing_of(row),
             "tiers": [
                 TierView(
                     index=t.index,
@@ -68,12 +84,18 @@ async def open_clocks(
     owner: Annotated[str | None, Query(description="The owner's email")] = None,
     policy: str | None = None,
     kind: ClockKind | None = None,
+    standing: Annotated[
+        Standing | None,
+        Query(description="on_track (no tier fired), warned, breached, acknowledged"),
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 200,
 ) -> list[ClockView]:
     filters = {"team": team, "owner_email": owner, "policy": policy, "kind": kind}
     now = datetime.now(UTC)
     async with runtime.sessions() as session:
-        rows = await store.open_by_deadline(session, filters=filters, limit=limit)
+        rows = await store.open_by_deadline(
+            session, filters=filters, limit=limit, standing=standing
+        )
         return [view(r, now) for r in rows]
 
 

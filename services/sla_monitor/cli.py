@@ -53,6 +53,9 @@ add_commands(sla_policies_app, SLA, file_help="SLA policies YAML")
 def open_clocks(
     team: Annotated[str | None, typer.Option(help="Only this team's")] = None,
     owner: Annotated[str | None, typer.Option(help="Only this owner's (email)")] = None,
+    standing: Annotated[
+        str | None, typer.Option(help="on_track, warned, breached or acknowledged")
+    ] = None,
     limit: Annotated[int, typer.Option(min=1, max=10_000)] = 50,
     as_json: JsonOption = False,
 ) -> None:
@@ -60,7 +63,11 @@ def open_clocks(
 
     async def work(session: AsyncSession, _settings: Settings) -> list[ClockView]:
         filters = {"team": team, "owner_email": owner}
-        rows = await store.open_by_deadline(session, filters=filters, limit=limit)
+        if standing is not None and standing not in store.STANDING:
+            raise typer.BadParameter(f"{standing!r} is not one of {', '.join(store.STANDING)}")
+        rows = await store.open_by_deadline(
+            session, filters=filters, limit=limit, standing=standing
+        )
         return [view(r, datetime.now(UTC)) for r in rows]
 
     _table(on_db(work, write=False), as_json)
@@ -102,11 +109,11 @@ def _table(clocks: list[ClockView], as_json: bool) -> None:
     if as_json:
         show([c.model_dump(mode="json") for c in clocks], True)
         return
-    table = Table("clock", "lead", "kind", "state", "owner", "team", "deadline", "left")
+    table = Table("clock", "lead", "kind", "standing", "owner", "team", "deadline", "left")
     for c in clocks:
         left = f"{c.time_left_s / 60:.0f} min" if c.time_left_s is not None else c.closed_reason
         table.add_row(
-            str(c.id), str(c.lead_id), c.kind, c.state, c.owner_email or "(queue)",
+            str(c.id), str(c.lead_id), c.kind, c.standing, c.owner_email or "(queue)",
             c.team or "", c.deadline.isoformat(timespec="minutes"), left or "",
         )  # fmt: skip
     console.print(table)

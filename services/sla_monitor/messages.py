@@ -57,6 +57,8 @@ class LeadCard:
     fit_grade: str | None = None
     score: int | None = None
     stage_reason: str | None = None
+    rules: tuple[str, ...] = ()
+    """The rules that moved it to its stage (the scoring history's last stage move)."""
 
     @property
     def label(self) -> str:
@@ -201,6 +203,7 @@ def _qualification(lead: LeadCard) -> str:
         f"fit grade {lead.fit_grade}" if lead.fit_grade else "",
         f"score {lead.score}" if lead.score is not None else "",
         f"reason: {lead.stage_reason}" if lead.stage_reason else "",
+        f"rules: {', '.join(lead.rules)}" if lead.rules else "",
     ]
     return ", ".join(p for p in parts if p)
 

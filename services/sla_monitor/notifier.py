@@ -29,11 +29,12 @@ from services.sla_monitor.messages import NOTICES, LeadCard, compose, recipients
 from services.sla_monitor.settings import sla_config
 from shared.config import Settings
 from shared.events import CloudEvent
-from shared.models import Inquiry, Lead
+from shared.models import Inquiry, Lead, LeadHistory
 from shared.runtime import Runtime
 
 log = logging.getLogger(__name__)
 CONSUMER = "sla-notifier"
+QUALIFYING = ("lead.mql", "lead.sql")
 
 
 class Notifier:
@@ -87,7 +88,7 @@ async def lead_cards(session: AsyncSession, lead_ids: Collection[UUID]) -> dict[
             Lead.id.in_(list(lead_ids)), Lead.erased_at.is_(None), Lead.is_test.is_(False)
         )
     )
-    titles = await _titles(session, lead_ids)
+    titles, rules = await _titles(session, lead_ids), await _rules(session, lead_ids)
     return {
         lead.id: LeadCard(
             lead_id=lead.id,
@@ -101,6 +102,7 @@ async def lead_cards(session: AsyncSession, lead_ids: Collection[UUID]) -> dict[
             fit_grade=lead.fit_grade,
             score=lead.score,
             stage_reason=lead.stage_reason,
+            rules=rules.get(lead.id, ()),
         )
         for lead in leads
     }
@@ -118,6 +120,21 @@ async def _titles(session: AsyncSession, lead_ids: Collection[UUID]) -> dict[UUI
         title = submission.get("title") if isinstance(submission, dict) else None
         if isinstance(title, str) and title.strip():
             found[lead_id] = title
+    return found
+
+
+async def _rules(session: AsyncSession, lead_ids: Collection[UUID]) -> dict[UUID, tuple[str, ...]]:
+    """The rules of each lead's latest move to MQL or SQL, as scoring wrote its history."""
+    rows = await session.execute(
+        select(LeadHistory.lead_id, LeadHistory.detail)
+        .where(LeadHistory.lead_id.in_(list(lead_ids)), LeadHistory.kind.in_(QUALIFYING))
+        .order_by(LeadHistory.occurred_at, LeadHistory.id)
+    )
+    found: dict[UUID, tuple[str, ...]] = {}
+    for lead_id, detail in rows:
+        rules = detail.get("rules") if isinstance(detail, dict) else None
+        if isinstance(rules, list):
+            found[lead_id] = tuple(str(r) for r in rules)
     return found
 
 

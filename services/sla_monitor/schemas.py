@@ -16,6 +16,9 @@ class SlaPoliciesIn(Proposal):
     content: str = Field(min_length=1, max_length=1_000_000, description="The SLA policies YAML")
 
 
+Standing = Literal["on_track", "warned", "breached", "acknowledged"]
+
+
 class TierView(BaseModel):
     index: int
     at: str = Field(description="The offset as written: 50%, 100% + 30m")
@@ -31,6 +34,9 @@ class ClockView(BaseModel):
     lead_id: UUID
     kind: ClockKind
     state: Literal["open", "met", "cancelled"]
+    standing: Literal["on_track", "warned", "breached", "met", "cancelled"] = Field(
+        description="An open clock: no tier fired yet, warned, or past its deadline"
+    )
     policy: str
     policy_version: int | None
     owner_id: UUID | None

@@ -109,14 +109,25 @@ async def clock(session: AsyncSession, clock_id: UUID, *, lock: bool = False) ->
     return found
 
 
+STANDING = {
+    "on_track": (SlaClock.next_tier == 1) & SlaClock.breached_at.is_(None),
+    "warned": (SlaClock.next_tier > 1) & SlaClock.breached_at.is_(None),
+    "breached": SlaClock.breached_at.is_not(None),
+    "acknowledged": SlaClock.acknowledged_at.is_not(None),
+}
+"""Where an open clock stands: no tier fired yet, warned, past its deadline; acknowledged."""
+
+
 async def open_by_deadline(
-    session: AsyncSession, *, filters: dict[str, Any], limit: int
+    session: AsyncSession, *, filters: dict[str, Any], limit: int, standing: str | None = None
 ) -> list[SlaClock]:
     """Open clocks, least time left first; ``filters`` by column (team, owner_email, policy…)."""
     query = select(SlaClock).where(SlaClock.state == OPEN)
     for column, value in filters.items():
         if value is not None:
             query = query.where(getattr(SlaClock, column) == value)
+    if standing is not None:
+        query = query.where(STANDING[standing])
     query = query.order_by(SlaClock.deadline, SlaClock.id).limit(limit)
     return list(await session.scalars(query))
 

@@ -22,7 +22,7 @@ from shared.consumer import is_transient
 from shared.events import SlaMet, SlaMetData, SlaStarted, SlaStartedData
 from shared.ids import new_id
 from shared.kafka import ensure_topics, make_producer
-from shared.models import Inquiry, Lead, table_of
+from shared.models import Inquiry, Lead, LeadHistory, table_of
 from shared.runtime import Runtime
 from tests.support.common import Database, make_settings
 from tests.support.smtp import SmtpServer, self_signed
@@ -65,6 +65,10 @@ async def add_lead(db: Database, **overrides: Any) -> UUID:
             inquiry = {"id": new_id(), "lead_id": lead_id, "source": "webinar"}
             inquiry |= {"received_at": received, "submission": {"title": title}}
             await session.execute(insert(table_of(Inquiry)).values(inquiry))
+        for rules, at in [(["old-rule"], NOW - timedelta(days=30)), (["demo-request"], NOW)]:
+            moved = {"id": new_id(), "lead_id": lead_id, "occurred_at": at, "kind": "lead.mql"}
+            moved |= {"detail": {"from": "inquiry", "cause": "rules", "rules": rules}}
+            await session.execute(insert(table_of(LeadHistory)).values(moved))
     return lead_id
 
 
@@ -105,7 +109,7 @@ async def test_the_owner_of_a_new_lead_gets_an_email_to_call_it(db: Database) ->
         "Title:     Head of R&D",
         "Phone:     +442071234567",
         "Source:    webinar",
-        "Qualified: fit grade A, score 87",
+        "Qualified: fit grade A, score 87, rules: demo-request",
         "Deadline: 2026-11-24T14:30:00Z (in 15 min).",
         f"{PUBLIC_URL}/v1/leads/{lead_id}/explain",
     ]:

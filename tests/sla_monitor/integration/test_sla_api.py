@@ -135,6 +135,34 @@ async def test_open_clocks_by_time_left_with_filters(
     ]  # fmt: skip
 
 
+async def test_open_clocks_by_where_they_stand(client: httpx.AsyncClient, runtime: Runtime) -> None:
+    await _cosign(client)
+    now = datetime.now(UTC)
+    [fresh] = await _clocks(runtime, 1, now)
+    [warned] = await _clocks(runtime, 1, now - timedelta(minutes=45))  # 50 % passed
+    [late] = await _clocks(runtime, 1, now - timedelta(minutes=70))  # the deadline passed
+    await Sweeper(runtime.sessions, sla_config(runtime.settings), clock=lambda: now).catch_up()
+
+    async def standing(name: str) -> list[str]:
+        found = await client.get(f"/v1/sla/clocks?standing={name}", headers=as_("pat"))
+        assert found.status_code == 200, found.text
+        return [c["lead_id"] for c in found.json()]
+
+    assert await standing("on_track") == [str(fresh)]
+    assert await standing("warned") == [str(warned)]
+    assert await standing("breached") == [str(late)]
+    [shown] = (await client.get(f"/v1/sla/leads/{late}/clocks", headers=as_("pat"))).json()
+    assert shown["standing"] == "breached"
+    clock_id = shown["id"]
+    acked = await client.post(
+        f"/v1/sla/clocks/{clock_id}/acknowledge", json={}, headers=as_("olga")
+    )
+    assert acked.status_code == 200, acked.text
+    assert await standing("acknowledged") == [str(late)]
+    refused = await client.get("/v1/sla/clocks?standing=late", headers=as_("pat"))
+    assert refused.status_code == 422
+
+
 async def test_acknowledging_needs_a_role_and_an_open_clock(
     client: httpx.AsyncClient, runtime: Runtime
 ) -> None:
