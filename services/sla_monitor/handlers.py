@@ -41,7 +41,9 @@ class SlaHandler:
         tracker = Tracker(leads, live, now)
         for event in tracked:
             tracker.apply(event)
-        session.add_all(tracker.opened)
+        session.add_all([*tracker.opened, *tracker.touched])
+        for used in tracker.used:
+            await session.delete(used)
         await stage(session, self.settings, *tracker.events)
         if tracker.opened:
             self.on_opened()

@@ -1,4 +1,5 @@
-"""The SLA monitor's table: one row per clock, open or closed (migration 0011_sla_clocks).
+"""The SLA monitor's tables: one row per clock, open or closed, and the responses that came
+before any clock could count them (migration 0011_sla_clocks).
 
 An open clock with tiers still to come has ``next_due_at``; the sweep reads only the rows whose
 ``next_due_at`` has passed, through an index on it that holds only those rows (a partial index),
@@ -71,3 +72,21 @@ class SlaClock(Base):
         Index("ix_sla_clocks_closed", "closed_at"),
         Index("ix_sla_clocks_updated", "updated_at", "id"),
     )
+
+
+class SlaTouch(Base):
+    """A response that no open clock counted when it was applied: a lead's ``lead.outcome`` and
+    ``lead.routed`` travel on different topics, so the rep's answer may be applied first. A clock
+    that opens later for the lead is met by a touch that came after the lead was routed.
+    Kept ``TOUCH_DAYS`` (the sweep deletes older ones)."""
+
+    __tablename__ = "sla_touches"
+
+    id: Mapped[UUID] = mapped_column(primary_key=True, default=new_id)
+    lead_id: Mapped[UUID] = mapped_column(index=True)
+    response: Mapped[str] = mapped_column(String(64))
+    occurred_at: Mapped[datetime] = mapped_column(Timestamp)
+    created_at: Mapped[datetime] = mapped_column(Timestamp, index=True)
+
+
+TOUCH_DAYS = 7

@@ -191,6 +191,17 @@ class CompiledPolicies:
     """A condition reads what only the forms say (``segment``, ``employees``): the leads'
     submissions must be loaded to choose a policy."""
 
+    @property
+    def responses(self) -> frozenset[str]:
+        """Every outcome and activity kind that some target of some policy counts."""
+        return frozenset(
+            response
+            for policy in self.spec.policies
+            for kind in CLOCK_KINDS
+            if (target := policy.target(kind)) is not None
+            for response in (target.responses or DEFAULT_RESPONSES[kind])
+        )
+
     def choose(self, lead: dict[str, Any]) -> PolicySpec | None:
         """The first policy whose condition holds for ``lead`` (facts.sla_facts)."""
         values = self.program.execute({"lead": lead})

@@ -12,13 +12,14 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import and_, delete, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.sla_monitor.models import OPEN, SlaClock
+from services.sla_monitor.models import OPEN, SlaClock, SlaTouch
 from services.sla_monitor.policy import CompiledPolicies, compile_policies
 from services.sla_monitor.tracking import LeadState
 from shared.cosign.models import CosignedVersion
+from shared.db import rowcount
 from shared.models import Inquiry, Lead
 
 KIND = "sla"
@@ -59,7 +60,8 @@ async def tracking_state(
     session: AsyncSession, lead_ids: Sequence[UUID], *, with_submissions: bool
 ) -> dict[UUID, LeadState]:
     """The leads (gone ones left out), each with its open clocks locked for this transaction,
-    when its inquiries arrived and (``with_submissions``) what they said: three queries."""
+    when its inquiries arrived and (``with_submissions``) what they said, and the responses no
+    clock counted yet: four queries."""
     rows = await session.execute(select(*LEAD_COLUMNS).where(Lead.id.in_(lead_ids)))
     found = {row.id: LeadState(row) for row in rows}
     clocks = await session.scalars(
@@ -79,7 +81,15 @@ async def tracking_state(
         state.received.append(row.received_at)
         if with_submissions:
             state.submissions.append(dict(row.submission or {}))
+    touches = select(SlaTouch).where(SlaTouch.lead_id.in_(list(found)))
+    for touch in await session.scalars(touches.order_by(SlaTouch.occurred_at)):
+        found[touch.lead_id].touches.append(touch)
     return found
+
+
+async def prune_touches(session: AsyncSession, *, before: datetime) -> int:
+    """Forget responses kept since before ``before`` that no clock counted."""
+    return rowcount(await session.execute(delete(SlaTouch).where(SlaTouch.created_at < before)))
 
 
 async def claim_due(session: AsyncSession, *, now: datetime, limit: int) -> list[SlaClock]:

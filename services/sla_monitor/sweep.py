@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from services.sla_monitor import store
 from services.sla_monitor.clocks import fire
 from services.sla_monitor.metrics import DUE_SOON, OPEN_CLOCKS, SWEEP_LAG
+from services.sla_monitor.models import TOUCH_DAYS
 from services.sla_monitor.settings import SlaConfig
 from shared.outages import report
 from shared.outbox import stage
@@ -79,12 +80,15 @@ class Sweeper:
             total += taken
         return total
 
-    async def _count(self, session: AsyncSession) -> None:
-        """The gauges, at most every ``COUNT_EVERY_S`` (a count scans the open clocks)."""
+    async def housekeeping(self) -> None:
+        """At most every ``COUNT_EVERY``: the gauges (a count scans the open clocks), and the
+        kept responses that no clock counted within ``TOUCH_DAYS`` forgotten."""
         now = self.clock()
         if self.counted_at is not None and now - self.counted_at < COUNT_EVERY:
             return
-        found = await store.counts(session, now=now, soon=now + DUE_SOON_WITHIN)
+        async with self.sessions.begin() as session:
+            found = await store.counts(session, now=now, soon=now + DUE_SOON_WITHIN)
+            await store.prune_touches(session, before=now - timedelta(days=TOUCH_DAYS))
         OPEN_CLOCKS.set(found["open"])
         DUE_SOON.set(found["due_soon"])
         self.counted_at = now
@@ -104,7 +108,7 @@ class Sweeper:
         limit = self.settings.sla.sweep_interval_ms / 1000
         async with self.sessions() as session:
             due = await store.earliest_due(session)
-            await self._count(session)
+        await self.housekeeping()
         wait = limit if due is None else (due - self.clock()).total_seconds()
         self.woken.clear()
         if wait > 0:

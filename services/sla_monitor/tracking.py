@@ -23,7 +23,7 @@ from uuid import UUID
 
 from services.sla_monitor.clocks import Opening, cancel, meet, start_clock
 from services.sla_monitor.facts import sla_facts
-from services.sla_monitor.models import SlaClock
+from services.sla_monitor.models import SlaClock, SlaTouch
 from services.sla_monitor.policy import ALWAYS, CompiledPolicies
 from shared.calendars import BusinessCalendar
 from shared.events import (
@@ -38,6 +38,7 @@ from shared.events import (
     LeadRecycled,
     LeadRouted,
 )
+from shared.ids import new_id
 
 CLOSING_OUTCOMES = frozenset({"won", "lost"})
 TRACKED = (
@@ -55,6 +56,8 @@ class LeadState:
     received: list[datetime] = field(default_factory=list)
     """When its inquiries arrived, oldest first."""
     submissions: list[dict[str, Any]] = field(default_factory=list)
+    touches: list[SlaTouch] = field(default_factory=list)
+    """Responses no clock counted yet, oldest first."""
 
 
 @dataclass
@@ -64,6 +67,10 @@ class Tracker:
     now: datetime
     events: list[CloudEvent] = field(default_factory=list)
     opened: list[SlaClock] = field(default_factory=list)
+    touched: list[SlaTouch] = field(default_factory=list)
+    """Responses to keep: no open clock counted them (yet)."""
+    used: list[SlaTouch] = field(default_factory=list)
+    """Kept responses that a clock opened since has counted."""
 
     def apply(self, event: CloudEvent) -> None:
         state = self.leads.get(getattr(event.data, "lead_id", None))  # type: ignore[arg-type]
@@ -90,6 +97,7 @@ class Tracker:
         system = (event.time - (received or state.lead.created_at)).total_seconds()
         started = max(data.available_at or event.time, event.time)
         self._open_owner(state, started, data.team, data.owner_id, data.owner_email, system)
+        self._answered_already(state, since=event.time)
 
     def _reassigned(self, state: LeadState, event: LeadReassigned) -> None:
         data = event.data
@@ -99,6 +107,7 @@ class Tracker:
             return
         started = max(data.available_at or event.time, event.time)
         self._open_owner(state, started, data.team, data.owner_id, data.owner_email, None)
+        self._answered_already(state, since=event.time)
 
     def _open_owner(
         self,
@@ -152,16 +161,36 @@ class Tracker:
         else:
             response = event.data.kind
         at = event.data.occurred_at
+        counted = [c for c in state.clocks if response in c.responses]
+        if not counted and self.live is not None and response in self.live[1].responses:
+            touch = SlaTouch(id=new_id(), lead_id=state.lead.id, response=response,
+                             occurred_at=at, created_at=self.now)  # fmt: skip
+            state.touches.append(touch)
+            self.touched.append(touch)
+        self._count(state, counted, response, at)
+        if response in CLOSING_OUTCOMES:
+            self._cancel_all(state, response)
+
+    def _answered_already(self, state: LeadState, *, since: datetime) -> None:
+        """Responses applied before the clocks they answer (another topic, applied first)."""
+        for touch in [t for t in state.touches if t.occurred_at >= since]:
+            counted = [c for c in state.clocks if touch.response in c.responses]
+            if counted:
+                state.touches.remove(touch)
+                self.used.append(touch)
+                self._count(state, counted, touch.response, touch.occurred_at)
+
+    def _count(
+        self, state: LeadState, counted: list[SlaClock], response: str, at: datetime
+    ) -> None:
         first_met = None
-        for row in [c for c in state.clocks if response in c.responses]:
+        for row in counted:
             self._meet(state, row, response, at)
             first_met = row if row.kind == "first_response" else first_met
         if first_met is not None and first_met.owner_id is not None:
             started = max(at, first_met.started_at)
             self._open(state, "follow_up", started, first_met.team, first_met.owner_id,
                        first_met.owner_email)  # fmt: skip
-        if response in CLOSING_OUTCOMES:
-            self._cancel_all(state, response)
 
     def _meet(self, state: LeadState, row: SlaClock, response: str, at: datetime) -> None:
         calendar = self._calendar(row)

@@ -1,5 +1,5 @@
 """SLA clocks: one row per clock of a lead (services/sla_monitor/models.py), open or closed, with
-its planned ladder and the next tier's due time
+its planned ladder and the next tier's due time; responses no clock counted yet (sla_touches)
 
 Revision ID: 0011_sla_clocks
 Revises: 0010_subscription_format
@@ -71,6 +71,19 @@ def upgrade() -> None:
         sqlite_where=OPEN,
     )
 
+    op.create_table(
+        "sla_touches",
+        sa.Column("id", sa.Uuid(), nullable=False),
+        sa.Column("lead_id", sa.Uuid(), nullable=False),
+        sa.Column("response", sa.String(64), nullable=False),
+        sa.Column("occurred_at", TS, nullable=False),
+        sa.Column("created_at", TS, nullable=False),
+        sa.PrimaryKeyConstraint("id"),
+    )
+    op.create_index("ix_sla_touches_lead_id", "sla_touches", ["lead_id"])
+    op.create_index("ix_sla_touches_created_at", "sla_touches", ["created_at"])
+
 
 def downgrade() -> None:
+    op.drop_table("sla_touches")
     op.drop_table("sla_clocks")

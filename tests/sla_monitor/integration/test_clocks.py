@@ -6,10 +6,10 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from uuid import UUID
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import func, insert, select, update
 
 from services.sla_monitor.handlers import SlaHandler
-from services.sla_monitor.models import SlaClock
+from services.sla_monitor.models import SlaClock, SlaTouch
 from services.sla_monitor.settings import SlaConfig, sla_config
 from services.sla_monitor.sweep import Sweeper
 from shared.events import (
@@ -261,7 +261,35 @@ async def test_the_sweep_counts_what_it_fires_and_what_is_open(db: Database) -> 
     breaches = TIERS_FIRED.labels("breach")._value.get()  # noqa: SLF001
     await monitor.at(NOW + minutes(61))
     assert TIERS_FIRED.labels("breach")._value.get() == breaches + 3  # noqa: SLF001
-    async with db.sessions() as session:
-        await monitor.sweeper._count(session)  # noqa: SLF001
+    await monitor.sweeper.housekeeping()
     assert OPEN_CLOCKS._value.get() == 3  # noqa: SLF001
     assert DUE_SOON._value.get() == 0  # the reassignment is 29 minutes away  # noqa: SLF001
+
+
+async def test_a_response_applied_before_its_routing_meets_the_clock_that_opens_after(
+    db: Database,
+) -> None:
+    monitor, lead_id = await _monitor(db), await _lead(db, stage="sql")
+    # lead.outcome (intake topic) applied before lead.routed (lifecycle topic): no clock yet.
+    await monitor.feed(
+        outcome(lead_id, "responded", NOW + minutes(3)), activity(lead_id, "page_view", NOW)
+    )
+    await monitor.feed(routed(lead_id, ANA, NOW + minutes(2)))
+    events = await monitor.events(lead_id)
+    assert types(events) == ["sla.started", "sla.met", "sla.started"]  # then the follow-up
+    assert events[1].data.responded_at == NOW + minutes(3)  # type: ignore[attr-defined]
+    async with db.sessions() as session:
+        assert await session.scalar(select(func.count()).select_from(SlaTouch)) == 0
+
+
+async def test_a_response_from_before_the_routing_does_not_count_and_is_forgotten(
+    db: Database,
+) -> None:
+    monitor, lead_id = await _monitor(db), await _lead(db, stage="sql")
+    await monitor.feed(outcome(lead_id, "responded", NOW))  # an earlier owner's, say
+    await monitor.feed(routed(lead_id, ANA, NOW + minutes(5)))
+    assert types(await monitor.events(lead_id)) == ["sla.started"]
+    await monitor.at(NOW + timedelta(days=8))
+    await monitor.sweeper.housekeeping()
+    async with db.sessions() as session:
+        assert await session.scalar(select(func.count()).select_from(SlaTouch)) == 0
