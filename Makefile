@@ -23,7 +23,7 @@ dev: $(STAMP) ## Run everything in one process (embedded broker + SQLite) on por
 
 test: $(STAMP) ## Run the whole test suite (PostgreSQL, SQLite, embedded broker, Chromium)
 	@# The browser tests drive Debian's chromium (Playwright cannot download its own browsers here).
-	command -v chromium >/dev/null || [ "$$(id -u)" != 0 ] || (apt-get update -qq && apt-get install -y -qq chromium)
+	command -v chromium >/dev/null || [ "$$(id -u)" != 0 ] || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium)
 	$(BIN)/python -m pytest
 
 lint: $(STAMP) ## ruff lint and format check, mypy type check, the import contract
