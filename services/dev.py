@@ -92,6 +92,8 @@ Leadflow is running ({where}; database {_safe_url(settings.db.url)}).
   Read it back (secret key kept in {settings.data_dir / "secret-key"}):
     curl -s {base}/v1/leads/<lead_id> -H 'Authorization: Bearer {key}'
 
+  Its SLA clocks, live: {base}/ops/sla (sign in with the secret key)
+
   API docs: {base}/docs     Health: {base}/readyz     Stop: Ctrl-C
 """,
         flush=True,
