@@ -177,7 +177,10 @@ class Tracker:
             counted = [c for c in state.clocks if touch.response in c.responses]
             if counted:
                 state.touches.remove(touch)
-                self.used.append(touch)
+                if touch in self.touched:  # kept and used in this batch: never written
+                    self.touched.remove(touch)
+                else:
+                    self.used.append(touch)
                 self._count(state, counted, touch.response, touch.occurred_at)
 
     def _count(

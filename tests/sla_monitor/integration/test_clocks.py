@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from uuid import UUID
 
+import pytest
 from sqlalchemy import func, insert, select, update
 
 from services.sla_monitor.handlers import SlaHandler
@@ -266,15 +267,20 @@ async def test_the_sweep_counts_what_it_fires_and_what_is_open(db: Database) -> 
     assert DUE_SOON._value.get() == 0  # the reassignment is 29 minutes away  # noqa: SLF001
 
 
+@pytest.mark.parametrize("one_batch", [False, True])
 async def test_a_response_applied_before_its_routing_meets_the_clock_that_opens_after(
-    db: Database,
+    db: Database, one_batch: bool
 ) -> None:
     monitor, lead_id = await _monitor(db), await _lead(db, stage="sql")
     # lead.outcome (intake topic) applied before lead.routed (lifecycle topic): no clock yet.
-    await monitor.feed(
-        outcome(lead_id, "responded", NOW + minutes(3)), activity(lead_id, "page_view", NOW)
-    )
-    await monitor.feed(routed(lead_id, ANA, NOW + minutes(2)))
+    early = [outcome(lead_id, "responded", NOW + minutes(3)), activity(lead_id, "page_view", NOW)]
+    if one_batch:
+        async with db.sessions.begin() as session:
+            batch = [*early, routed(lead_id, ANA, NOW + minutes(2))]
+            await monitor.handler.handle_batch(batch, session=session, now=NOW)
+    else:
+        await monitor.feed(*early)
+        await monitor.feed(routed(lead_id, ANA, NOW + minutes(2)))
     events = await monitor.events(lead_id)
     assert types(events) == ["sla.started", "sla.met", "sla.started"]  # then the follow-up
     assert events[1].data.responded_at == NOW + minutes(3)  # type: ignore[attr-defined]
