@@ -19,8 +19,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from services.sla_monitor import store
 from services.sla_monitor.clocks import fire
 from services.sla_monitor.metrics import DUE_SOON, OPEN_CLOCKS, SWEEP_LAG
-from services.sla_monitor.models import TOUCH_DAYS
+from services.sla_monitor.models import TOUCH_DAYS, SlaClock
 from services.sla_monitor.settings import SlaConfig
+from shared.events import CloudEvent
 from shared.outages import report
 from shared.outbox import stage
 
@@ -28,6 +29,7 @@ log = logging.getLogger(__name__)
 Clock = Callable[[], datetime]
 COUNT_EVERY = timedelta(seconds=15)
 DUE_SOON_WITHIN = timedelta(minutes=5)
+RETRY_BROKEN = timedelta(hours=1)
 
 
 def utc_now() -> datetime:
@@ -47,10 +49,10 @@ class Sweeper:
         self.on_fired, self.clock = on_fired, clock
         self.woken = asyncio.Event()
         self.lag_s = 0.0
-        self.fired = 0
-        self.counted_at: datetime | None = None
-        """Tiers fired by this sweeper (the escalations metric counts them by step)."""
         """How late the last batch's earliest tier fired (the sweep lag metric)."""
+        self.fired = 0
+        """Tiers fired by this sweeper."""
+        self.counted_at: datetime | None = None
 
     def wake(self) -> None:
         self.woken.set()
@@ -65,13 +67,27 @@ class Sweeper:
             if rows and rows[0].next_due_at is not None:
                 self.lag_s = max((now - rows[0].next_due_at).total_seconds(), 0.0)
                 SWEEP_LAG.set(self.lag_s)
-            events = [e for row in rows for e in fire(row, now=now, late_after=late_after)]
+            for row in rows:
+                events += await self._fire(session, row, now=now, late_after=late_after)
             await stage(session, self.settings, *events)
         fired = len(events)
         self.fired += fired
         if fired:
             self.on_fired()
         return len(rows)
+
+    async def _fire(
+        self, session: AsyncSession, row: SlaClock, *, now: datetime, late_after: timedelta
+    ) -> list[CloudEvent]:
+        """The clock's due tiers; a clock that cannot fire (a bug, bad data) is logged and put
+        off for ``RETRY_BROKEN`` rather than holding back every clock due after it."""
+        try:
+            return fire(row, now=now, late_after=late_after)
+        except Exception:
+            log.exception("SLA clock %s (lead %s) cannot fire; retried later", row.id, row.lead_id)
+            await session.refresh(row)
+            row.next_due_at = now + RETRY_BROKEN
+            return []
 
     async def catch_up(self) -> int:
         """Sweep until nothing is due now (a restart's backlog); returns the clocks taken."""
@@ -106,11 +122,11 @@ class Sweeper:
 
     async def _idle(self) -> None:
         limit = self.settings.sla.sweep_interval_ms / 1000
+        self.woken.clear()  # before the query: a clock opened after it wakes the wait below
         async with self.sessions() as session:
             due = await store.earliest_due(session)
         await self.housekeeping()
         wait = limit if due is None else (due - self.clock()).total_seconds()
-        self.woken.clear()
         if wait > 0:
             try:
                 await asyncio.wait_for(self.woken.wait(), timeout=min(wait, limit))

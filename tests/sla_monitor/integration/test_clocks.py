@@ -299,3 +299,21 @@ async def test_a_response_from_before_the_routing_does_not_count_and_is_forgotte
     await monitor.sweeper.housekeeping()
     async with db.sessions() as session:
         assert await session.scalar(select(func.count()).select_from(SlaTouch)) == 0
+
+
+async def test_a_clock_that_cannot_fire_is_put_off_and_the_others_fire(
+    db: Database, caplog: pytest.LogCaptureFixture
+) -> None:
+    monitor = await _monitor(db)
+    broken, fine = await _lead(db, stage="sql"), await _lead(db, stage="sql")
+    await monitor.feed(routed(broken, ANA, NOW), routed(fine, BO, NOW + minutes(1)))
+    async with db.sessions.begin() as session:  # a ladder nobody can read
+        await session.execute(
+            update(SlaClock).where(SlaClock.lead_id == broken).values(tiers=[{"index": "x"}])
+        )
+    await monitor.at(NOW + minutes(40))
+    assert types(await monitor.events(fine)) == ["sla.started", "sla.warning"]
+    assert "cannot fire" in caplog.text
+    [clock] = await monitor.clocks(broken)
+    assert clock.next_due_at == NOW + minutes(40) + timedelta(hours=1)
+    assert clock.next_tier == 1
