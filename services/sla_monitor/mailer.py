@@ -58,9 +58,11 @@ class Mailer:
         refused: list[str] = []
         for message in messages:
             if not self.smtp.host:
-                log.info("smtp host not set; not sent to %s: %s", message["To"], message["Subject"])
+                log.info(
+                    "smtp host not set; not sent to %s: %s", message["To"], message["Message-ID"]
+                )
             elif str(message["Message-ID"]) in self._accepted:
-                log.info("already sent to %s: %s", message["To"], message["Subject"])
+                log.info("already sent to %s: %s", message["To"], message["Message-ID"])
             else:
                 try:
                     await self._deliver(message)

@@ -25,7 +25,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.sla_monitor.mailer import Mailer
-from services.sla_monitor.messages import NOTICES, LeadCard, compose, recipients, subject
+from services.sla_monitor.messages import NOTICES, LeadCard, compose, recipients
 from services.sla_monitor.settings import sla_config
 from shared.config import Settings
 from shared.events import CloudEvent
@@ -69,8 +69,9 @@ class Notifier:
                 continue
             if not self.mailer.smtp.host:  # no server: say who would be told, compose nothing
                 for recipient in recipients(event):
-                    log.info("smtp host not set; not sent to %s: %s", recipient,
-                             subject(event, lead, recipient))  # fmt: skip
+                    # The lead's id, not its name: logs outlive an erasure.
+                    log.info("smtp host not set; not sent to %s: %s for lead %s", recipient,
+                             event.type, event.data.lead_id)  # fmt: skip
                 continue
             messages += compose(event, lead, sender=self.sender, public_url=self.public_url)
         await self.mailer.send(messages)
