@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from shared.conditions import merged_answers
 from shared.mailboxes import FREE_MAIL_DOMAINS
 
 _ALIASES = {
@@ -20,10 +21,7 @@ _TEXT = ("title", "country", "industry", "product", "region", "postal_code", "la
 
 def routing_facts(lead: Any, submissions: Iterable[Mapping[str, Any]] = ()) -> dict[str, Any]:
     """A lead row plus its inquiries' submissions, oldest first (later answers win)."""
-    merged: dict[str, Any] = {}
-    for submission in submissions:
-        merged.update({k: v for k, v in (submission.get("custom") or {}).items() if v is not None})
-        merged.update({k: v for k, v in submission.items() if k != "custom" and v is not None})
+    merged = merged_answers(submissions)
     for name, aliases in _ALIASES.items():
         if name not in merged:
             merged[name] = next((merged[a] for a in aliases if a in merged), None)

@@ -34,6 +34,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from services.routing.facts import EMPTY_FACTS, SAMPLE_FACTS
 from shared.cel_flat import FlatProgram, flat_program
+from shared.conditions import condition_problem
 
 RuleId = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_\-]{0,63}$")]
 TeamName = Annotated[str, Field(min_length=1, max_length=100)]
@@ -166,18 +167,5 @@ def compile_routing(text: str) -> CompiledRouting:
 
 
 def _check(rule: RouteRule) -> str | None:
-    try:
-        program = cel.compile(rule.when)
-    except ValueError as error:
-        return f"rule {rule.id}: does not parse: {str(error).splitlines()[0][:200]}"
-    unknown = sorted(set(program.references()["variables"]) - {"lead"})
-    if unknown:
-        return f"rule {rule.id}: unknown variable {unknown[0]!r}; conditions see `lead`"
-    for facts in (SAMPLE_FACTS, EMPTY_FACTS):
-        try:
-            value = program.execute({"lead": facts})
-        except Exception as error:  # noqa: BLE001 — any failure here is the rule's fault
-            return f"rule {rule.id}: does not type-check: {str(error).splitlines()[0][:200]}"
-        if not isinstance(value, bool):
-            return f"rule {rule.id}: must be true or false, not {type(value).__name__}"
-    return None
+    problem = condition_problem(rule.when, (SAMPLE_FACTS, EMPTY_FACTS))
+    return f"rule {rule.id}: {problem}" if problem else None

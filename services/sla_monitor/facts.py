@@ -6,6 +6,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from shared.conditions import merged_answers
+
 
 def sla_facts(
     lead: Any,
@@ -15,10 +17,7 @@ def sla_facts(
     is_expansion: bool | None = None,
 ) -> dict[str, Any]:
     """A lead row, its inquiries' submissions (later answers win) and the routing decision."""
-    merged: dict[str, Any] = {}
-    for submission in submissions:
-        merged.update({k: v for k, v in (submission.get("custom") or {}).items() if v is not None})
-        merged.update({k: v for k, v in submission.items() if k != "custom" and v is not None})
+    merged = merged_answers(submissions)
     expansion = lead.is_expansion if is_expansion is None else is_expansion
     return {
         "stage": lead.stage or "",

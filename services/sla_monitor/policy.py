@@ -39,6 +39,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from shared.calendars import BusinessCalendar, CalendarSpec
+from shared.conditions import condition_problem
 from shared.events import CLOCK_KINDS, ClockKind
 
 OUTCOMES = frozenset({"responded", "accepted", "rejected", "opportunity", "booked", "won", "lost"})
@@ -280,17 +281,5 @@ def _problem(error: Any) -> str:
 
 
 def _check(policy: PolicySpec) -> str | None:
-    try:
-        program = cel.compile(policy.when)
-    except ValueError as error:
-        return f"policy {policy.id}: does not parse: {str(error).splitlines()[0][:200]}"
-    unknown = sorted(set(program.references()["variables"]) - {"lead"})
-    if unknown:
-        return f"policy {policy.id}: unknown variable {unknown[0]!r}; conditions see `lead`"
-    try:
-        value = program.execute({"lead": SAMPLE_FACTS})
-    except Exception as error:  # noqa: BLE001 — any failure here is the condition's fault
-        return f"policy {policy.id}: does not type-check: {str(error).splitlines()[0][:200]}"
-    if not isinstance(value, bool):
-        return f"policy {policy.id}: must be true or false, not {type(value).__name__}"
-    return None
+    problem = condition_problem(policy.when, (SAMPLE_FACTS,))
+    return f"policy {policy.id}: {problem}" if problem else None
