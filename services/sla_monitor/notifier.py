@@ -77,11 +77,6 @@ class Notifier:
         await self.mailer.send(messages)
 
 
-async def lead_card(session: AsyncSession, lead_id: UUID) -> LeadCard | None:
-    """The lead as a rep needs it; None if it is gone, erased or a test lead."""
-    return (await lead_cards(session, {lead_id})).get(lead_id)
-
-
 async def lead_cards(session: AsyncSession, lead_ids: Collection[UUID]) -> dict[UUID, LeadCard]:
     """The leads as reps need them, but those gone, erased or test leads."""
     leads = await session.scalars(

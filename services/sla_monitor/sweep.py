@@ -48,8 +48,6 @@ class Sweeper:
         self.sessions, self.settings = sessions, settings
         self.on_fired, self.clock = on_fired, clock
         self.woken = asyncio.Event()
-        self.lag_s = 0.0
-        """How late the last batch's earliest tier fired (the sweep lag metric)."""
         self.fired = 0
         """Tiers fired by this sweeper."""
         self.counted_at: datetime | None = None
@@ -65,8 +63,7 @@ class Sweeper:
         async with self.sessions.begin() as session:
             rows = await store.claim_due(session, now=now, limit=self.settings.sla.sweep_batch)
             if rows and rows[0].next_due_at is not None:
-                self.lag_s = max((now - rows[0].next_due_at).total_seconds(), 0.0)
-                SWEEP_LAG.set(self.lag_s)
+                SWEEP_LAG.set(max((now - rows[0].next_due_at).total_seconds(), 0.0))
             for row in rows:
                 events += await self._fire(session, row, now=now, late_after=late_after)
             await stage(session, self.settings, *events)
