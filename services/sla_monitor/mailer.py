@@ -51,17 +51,20 @@ class Mailer:
         self.tls_context = tls_context
         self._accepted: dict[str, None] = {}
 
+    @property
+    def configured(self) -> bool:
+        """A server is set (``smtp.host``); without one the caller says whom it would tell."""
+        return bool(self.smtp.host)
+
     async def send(self, messages: Iterable[EmailMessage]) -> None:
-        """Hand each message to the server. Raises ``MailUnavailable`` at the first that cannot
-        go now (the rest wait for the retry), ``MailRefused`` after trying them all if the server
-        refused any for good (the others were sent)."""
+        """Hand each message to the server (``configured`` only). Raises ``MailUnavailable`` at
+        the first that cannot go now (the rest wait for the retry), ``MailRefused`` after trying
+        them all if the server refused any for good (the others were sent)."""
+        if not self.configured:
+            raise ValueError("no SMTP host is set: nothing can be sent")
         refused: list[str] = []
         for message in messages:
-            if not self.smtp.host:
-                log.info(
-                    "smtp host not set; not sent to %s: %s", message["To"], message["Message-ID"]
-                )
-            elif str(message["Message-ID"]) in self._accepted:
+            if str(message["Message-ID"]) in self._accepted:
                 log.info("already sent to %s: %s", message["To"], message["Message-ID"])
             else:
                 try:

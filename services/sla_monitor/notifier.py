@@ -67,14 +67,15 @@ class Notifier:
                     event.data.lead_id,
                 )
                 continue
-            if not self.mailer.smtp.host:  # no server: say who would be told, compose nothing
+            if not self.mailer.configured:  # no server: say who would be told, compose nothing
                 for recipient in recipients(event):
                     # The lead's id, not its name: logs outlive an erasure.
                     log.info("smtp host not set; not sent to %s: %s for lead %s", recipient,
                              event.type, event.data.lead_id)  # fmt: skip
                 continue
             messages += compose(event, lead, sender=self.sender, public_url=self.public_url)
-        await self.mailer.send(messages)
+        if messages:
+            await self.mailer.send(messages)
 
 
 async def lead_cards(session: AsyncSession, lead_ids: Collection[UUID]) -> dict[UUID, LeadCard]:
