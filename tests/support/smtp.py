@@ -9,9 +9,7 @@ given, require STARTTLS and a login, and counts the connections made to it. (``h
 from __future__ import annotations
 
 import asyncio
-import shutil
 import ssl
-import subprocess
 from dataclasses import dataclass, field
 from email import message_from_bytes, policy
 from email.message import EmailMessage
@@ -19,6 +17,8 @@ from pathlib import Path
 from typing import Any, cast
 
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
+
+from tests.support.common import self_signed_certificate
 
 
 @dataclass
@@ -129,20 +129,10 @@ class SmtpServer:
         return "250 Message accepted for delivery"
 
 
-def self_signed(folder: Path) -> tuple[ssl.SSLContext, ssl.SSLContext] | None:
+def self_signed(folder: Path) -> tuple[ssl.SSLContext, ssl.SSLContext]:
     """A server context with a certificate for 127.0.0.1 and a client context that trusts it
-    (and nothing else); None without the ``openssl`` command."""
-    if shutil.which("openssl") is None:
-        return None
-    cert, key = folder / "cert.pem", folder / "key.pem"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"]
-        + ["-keyout", str(key), "-out", str(cert), "-subj", "/CN=127.0.0.1"]
-        + ["-addext", "subjectAltName=IP:127.0.0.1"],
-        check=True,
-        capture_output=True,
-        timeout=60,
-    )
+    (and nothing else)."""
+    cert, key = self_signed_certificate(folder)
     server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     server.load_cert_chain(cert, key)
     return server, ssl.create_default_context(cafile=str(cert))
