@@ -23,6 +23,21 @@ from shared.events.envelope import (
     topic_for,
     write_json_schemas,
 )
+from shared.events.handoff import (
+    HandoffAd,
+    HandoffAttribution,
+    HandoffCompany,
+    HandoffConsent,
+    HandoffContact,
+    HandoffLinks,
+    HandoffOwner,
+    HandoffQualification,
+    HandoffQueue,
+    HandoffRouting,
+    HandoffSla,
+    LeadQualified,
+    LeadQualifiedData,
+)
 from shared.events.leads import LeadReceived, LeadReceivedData, LeadScored, LeadScoredData
 from shared.events.lifecycle import (
     STAGE_EVENTS,
@@ -75,6 +90,19 @@ Event = CloudEvent
 
 __all__ = [
     "WRONG_OWNER_REASONS",
+    "HandoffAd",
+    "HandoffAttribution",
+    "HandoffCompany",
+    "HandoffConsent",
+    "HandoffContact",
+    "HandoffLinks",
+    "HandoffOwner",
+    "HandoffQualification",
+    "HandoffQueue",
+    "HandoffRouting",
+    "HandoffSla",
+    "LeadQualified",
+    "LeadQualifiedData",
     "LeadQueued",
     "LeadQueuedData",
     "LeadReassigned",
