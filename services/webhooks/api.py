@@ -9,6 +9,7 @@ from uuid import UUID
 from fastapi import APIRouter, Depends, Query, Response, status
 
 from services.webhooks import store
+from services.webhooks.crm import fields
 from services.webhooks.schemas import (
     AttemptView,
     MessageView,
@@ -63,6 +64,16 @@ async def create_subscription(
         )
     response.headers["Location"] = f"/v1/subscriptions/{created.id}"
     return created
+
+
+@router.get(
+    "/crm-fields",
+    summary="The Leadflow fields a CRM mapping may name",
+    description="Dotted paths into `lead.qualified`'s data, with what each holds; `<key>` stands "
+    "for any key of that object (e.g. `custom.team_size`).",
+)
+async def crm_fields() -> dict[str, str]:
+    return dict(fields.FIELDS)
 
 
 @router.get("", response_model=list[SubscriptionView], summary="Every subscription")

@@ -9,10 +9,12 @@ import json
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from enum import StrEnum
+from pathlib import Path
 from typing import Annotated, Any, TypeVar
 from uuid import UUID
 
 import typer
+import yaml
 from pydantic import BaseModel, ValidationError
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -20,6 +22,7 @@ from rich.table import Column, Table
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.webhooks import store
+from services.webhooks.crm import fields
 from services.webhooks.schemas import SubscriptionIn, SubscriptionPatch
 from services.webhooks.settings import WebhooksConfig
 from shared.cli import with_sessions
@@ -41,6 +44,49 @@ class BodyFormat(StrEnum):
 
 
 FORMAT_HELP = "cloudevents: the event; slack: a chat message for an incoming webhook"
+ConsentOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--consent-flag",
+        help="Consent that lets the lead's personal fields through: a checkbox flag, or "
+        "communication:<type id> (repeatable; default: LEADFLOW_WEBHOOKS__CONSENT_FLAGS)",
+    ),
+]
+SettingsOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--settings",
+        exists=True,
+        dir_okay=False,
+        help="The CRM's settings, YAML or JSON (docs/crm.md: owners, properties/fields, stages)",
+    ),
+]
+CredentialsOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--credentials",
+        exists=True,
+        dir_okay=False,
+        help="YAML or JSON with the CRM's secrets (HubSpot: token, app_secret; Salesforce: "
+        "client_secret); kept off the command line so they stay out of shell history",
+    ),
+]
+
+
+class CrmKind(StrEnum):
+    hubspot = "hubspot"
+    salesforce = "salesforce"
+
+
+def _document(path: Path | None, option: str) -> Any:
+    """A YAML (or JSON) file's content, or a usage error naming the option."""
+    if path is None:
+        return None
+    try:
+        return yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as error:
+        typer.echo(f"leadflow: --{option}: {error}", err=True)
+        raise typer.Exit(2) from None
 
 
 def _id(header: str) -> Column:
@@ -95,6 +141,7 @@ def create(
     format_: Annotated[BodyFormat, typer.Option("--format", help=FORMAT_HELP)] = (
         BodyFormat.cloudevents
     ),
+    consent_flag: ConsentOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Subscribe an endpoint; prints the signing secret (shown once)."""
@@ -105,6 +152,7 @@ def create(
         filter=filter_,
         description=description,
         format=format_.value,
+        consent_flags=consent_flag or None,
     )
 
     async def work(sessions: async_sessionmaker[AsyncSession], settings: WebhooksConfig) -> Any:
@@ -118,6 +166,53 @@ def create(
         typer.echo(created.model_dump_json(indent=2))
         return
     typer.echo(f"subscription {created.id}\nsecret {created.secret}  (shown once: keep it)")
+
+
+@subscriptions_app.command("create-crm")
+def create_crm(
+    kind: Annotated[CrmKind, typer.Argument(help="The CRM")],
+    settings_file: SettingsOption = None,
+    credentials_file: CredentialsOption = None,
+    description: Annotated[str, typer.Option(help="What this CRM is")] = "",
+    consent_flag: ConsentOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Deliver lead.qualified to a CRM through its API (docs/crm.md), in batches."""
+    body = _model(
+        SubscriptionIn,
+        kind=kind.value,
+        description=description,
+        consent_flags=consent_flag or None,
+        credentials=_document(credentials_file, "credentials"),
+        **{kind.value: _document(settings_file, "settings") or {}},
+    )
+
+    async def work(sessions: async_sessionmaker[AsyncSession], settings: WebhooksConfig) -> Any:
+        async with sessions.begin() as session:
+            return await store.create(
+                session, body, settings=settings.webhooks, now=datetime.now(UTC)
+            )
+
+    created = _run(work)
+    if as_json:
+        payload = created.model_dump(mode="json", exclude={"secret"})
+        typer.echo(json.dumps(payload, indent=2))
+        return
+    typer.echo(f"subscription {created.id} ({kind.value}: {created.url})")
+    if created.inbound_path:
+        typer.echo(f"HubSpot app webhooks go to <public URL>{created.inbound_path}")
+
+
+@subscriptions_app.command("crm-fields")
+def crm_fields(as_json: JsonOption = False) -> None:
+    """The Leadflow fields a CRM mapping may name."""
+    if as_json:
+        typer.echo(json.dumps(fields.FIELDS, indent=2))
+        return
+    out = Table("Leadflow field", _folded("what it holds"))
+    for name, what in fields.FIELDS.items():
+        out.add_row(name, what)
+    console.print(out)
 
 
 @subscriptions_app.command("list")
@@ -182,9 +277,30 @@ def update(
     enable: Annotated[
         bool | None, typer.Option("--enable/--disable", help="Re-enable (closes the circuit)")
     ] = None,
+    consent_flag: ConsentOption = None,
+    default_consent: Annotated[
+        bool, typer.Option("--default-consent", help="Back to the default consent flags")
+    ] = False,
+    settings_file: SettingsOption = None,
+    credentials_file: CredentialsOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Change a subscription; --enable brings back a disabled one."""
+    values: dict[str, Any] = {}
+    if consent_flag or default_consent:
+        values["consent_flags"] = None if default_consent else consent_flag
+    crm = _document(settings_file, "settings")
+    if crm is not None:
+
+        async def kind_of(sessions: async_sessionmaker[AsyncSession], _s: Settings) -> str:
+            async with sessions() as session:
+                return (await store.find(session, subscription_id)).kind
+
+        kind = _run(kind_of)
+        if kind not in {k.value for k in CrmKind}:
+            typer.echo("leadflow: --settings: only for a CRM subscription", err=True)
+            raise typer.Exit(2)
+        values[kind] = crm
     patch = _model(
         SubscriptionPatch,
         url=url,
@@ -193,6 +309,8 @@ def update(
         description=description,
         format=format_.value if format_ else None,
         enabled=enable,
+        credentials=_document(credentials_file, "credentials"),
+        **values,
     )
 
     async def work(sessions: async_sessionmaker[AsyncSession], settings: WebhooksConfig) -> Any:

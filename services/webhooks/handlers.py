@@ -9,6 +9,7 @@ from sqlalchemy import event as orm_event
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session, SessionTransaction
 
+from services.webhooks.crm.sync import CrmSync
 from services.webhooks.dispatcher import Dispatcher
 from services.webhooks.recording import Recorded, record_many
 from services.webhooks.settings import WebhooksConfig
@@ -21,11 +22,20 @@ class RecordDeliveries:
 
     With this process's ``dispatcher``, the messages that can go at once are leased in that
     transaction and handed to it when the transaction commits (no claim); the others, and all
-    of them if the commit fails, are left to its claims."""
+    of them if the commit fails, are left to its claims. With this process's ``crm`` sync, the
+    messages recorded for CRM subscriptions are announced to it after the commit (it batches
+    them)."""
 
-    def __init__(self, settings: WebhooksConfig, *, dispatcher: Dispatcher | None = None) -> None:
+    def __init__(
+        self,
+        settings: WebhooksConfig,
+        *,
+        dispatcher: Dispatcher | None = None,
+        crm: CrmSync | None = None,
+    ) -> None:
         self.settings = settings
         self.dispatcher = dispatcher
+        self.crm = crm
 
     async def __call__(self, event: Event, *, session: AsyncSession, now: datetime) -> None:
         await self.handle_batch([event], session=session, now=now)
@@ -38,6 +48,12 @@ class RecordDeliveries:
         )
         if self.dispatcher is not None and recorded.count:
             _Handover(self.dispatcher, recorded).after(session.sync_session)
+        if self.crm is not None and recorded.batched:
+            crm, batched = self.crm, recorded.batched
+            orm_event.listen(
+                session.sync_session, "after_commit", lambda _session: crm.recorded(batched),
+                once=True,
+            )  # fmt: skip
 
 
 class _Handover:

@@ -8,6 +8,8 @@ from typing import Any
 
 PATTERN = re.compile(r"^(\*|[a-z0-9_\-]+(\.[a-z0-9_\-]+)*(\.\*)?)$")
 ERASED = "lead.erased"
+QUALIFIED = "lead.qualified"
+"""The handoff: the one event a CRM subscription (HubSpot, Salesforce) takes."""
 
 
 def is_valid_pattern(pattern: str) -> bool:
@@ -35,33 +37,52 @@ def receives(patterns: Sequence[str], event_type: str) -> bool:
     return any(matches(p, event_type) for p in patterns)
 
 
-def without_unconsented(data: Any, personal: Iterable[str]) -> Any:
-    """``data`` minus the personal fields the person did not agree to share.
+NOT_THE_LEAD = frozenset({"owner"})
+"""Parts of an event about someone other than the lead (the rep who owns it): never stripped."""
+COMMUNICATION = "communication:"
 
-    Consent is read from the payload's own ``consent`` object: ``{"share": true}`` shares
-    everything; ``{"fields": ["email"]}`` shares those fields; no consent shares none of them.
-    """
+
+def consented(consent: Any, grants: Iterable[str]) -> bool:
+    """Whether the consent as given agrees to one of ``grants``: a checkbox flag answered true
+    (``contact``), or a communication whose answer is true (``communication:<its type id>``)."""
+    if not isinstance(consent, Mapping):
+        return False
+    flags = consent.get("flags")
+    flags = flags if isinstance(flags, Mapping) else {}
+    agreed = {name for name, value in flags.items() if value is True}
+    for communication in consent.get("communications") or ():
+        if isinstance(communication, Mapping) and communication.get("value") is True:
+            agreed.add(f"{COMMUNICATION}{communication.get('subscription_type_id')}")
+    return not agreed.isdisjoint(grants)
+
+
+def without_unconsented(data: Any, personal: Iterable[str], grants: Iterable[str]) -> Any:
+    """``data`` minus the lead's personal fields, unless its ``consent`` agrees to one of
+    ``grants`` (the subscription's consent flags). No consent object shares none of them."""
     if not isinstance(data, Mapping):
         return data
-    consent = data.get("consent")
-    consent = consent if isinstance(consent, Mapping) else {}
-    if consent.get("share") is True:
+    if consented(data.get("consent"), grants):
         return data
-    shared = set(consent.get("fields") or ()) if isinstance(consent.get("fields"), list) else set()
-    return _strip(data, frozenset(personal) - shared)
+    return _strip(data, frozenset(personal))
 
 
 def _strip(value: Any, hidden: frozenset[str]) -> Any:
     if isinstance(value, Mapping):
-        return {k: _strip(v, hidden) for k, v in value.items() if k not in hidden}
+        return {
+            k: v if k in NOT_THE_LEAD else _strip(v, hidden)
+            for k, v in value.items()
+            if k not in hidden
+        }
     if isinstance(value, list):
         return [_strip(v, hidden) for v in value]
     return value
 
 
-def outbound(event: Mapping[str, Any], personal: Iterable[str]) -> dict[str, Any]:
-    """The CloudEvent as a CRM receives it: the envelope untouched, ``data`` filtered."""
+def outbound(
+    event: Mapping[str, Any], personal: Iterable[str], grants: Iterable[str]
+) -> dict[str, Any]:
+    """The CloudEvent as a subscriber receives it: the envelope untouched, ``data`` filtered."""
     body = dict(event)
     if "data" in body:
-        body["data"] = without_unconsented(body["data"], personal)
+        body["data"] = without_unconsented(body["data"], personal, grants)
     return body

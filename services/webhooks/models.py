@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 from uuid import UUID
 
 from sqlalchemy import Boolean, Float, ForeignKey, Index, Integer, String, Text, text
@@ -16,13 +17,21 @@ DELIVERED = "delivered"
 EXHAUSTED = "exhausted"
 CLOUDEVENTS = "cloudevents"
 SLACK = "slack"
+WEBHOOK = "webhook"
+HUBSPOT = "hubspot"
+SALESFORCE = "salesforce"
+CRM_KINDS = frozenset({HUBSPOT, SALESFORCE})
 
 
 class Subscription(Base):
     """A CRM endpoint and the events it wants. ``secret`` signs; ``previous_secret`` too, until
     ``previous_secret_until`` (rotation). The health columns drive the circuit breaker.
     ``format``: the body sent, ``cloudevents`` (the event) or ``slack`` (a chat message,
-    ``chat``), rendered as each message is recorded."""
+    ``chat``), rendered as each message is recorded. ``kind``: a plain signed ``webhook``, or a
+    CRM (``hubspot``, ``salesforce``) whose messages the CRM sync sends in batches through the
+    CRM's own API (``crm`` its settings, ``credentials`` its token or client secret, never
+    shown). ``consent_flags``: the consent that lets the lead's personal fields through (None:
+    the setting's default)."""
 
     __tablename__ = "webhook_subscriptions"
 
@@ -34,6 +43,10 @@ class Subscription(Base):
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     format: Mapped[str] = mapped_column(String(16), default=CLOUDEVENTS, server_default=CLOUDEVENTS)
     disabled_reason: Mapped[str | None] = mapped_column(String(200))
+    kind: Mapped[str] = mapped_column(String(16), default=WEBHOOK, server_default=WEBHOOK)
+    consent_flags: Mapped[list[str] | None] = mapped_column(Json)
+    crm: Mapped[dict[str, Any] | None] = mapped_column(Json)
+    credentials: Mapped[dict[str, str] | None] = mapped_column(Json)
     secret: Mapped[str] = mapped_column(String(100))
     previous_secret: Mapped[str | None] = mapped_column(String(100))
     previous_secret_until: Mapped[datetime | None] = mapped_column(Timestamp)
@@ -116,3 +129,19 @@ class DeliveryAttempt(Base):
     __table_args__ = (
         Index("ix_webhook_attempts_subscription_time", "subscription_id", "attempted_at"),
     )
+
+
+class CrmLink(Base):
+    """The CRM's id for a lead it received through a subscription: its webhooks name the
+    record, not the lead."""
+
+    __tablename__ = "crm_links"
+
+    subscription_id: Mapped[UUID] = mapped_column(
+        ForeignKey("webhook_subscriptions.id", ondelete="CASCADE"), primary_key=True
+    )
+    lead_id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    record_id: Mapped[str] = mapped_column(String(200))
+    updated_at: Mapped[datetime] = mapped_column(Timestamp)
+
+    __table_args__ = (Index("ix_crm_links_record", "subscription_id", "record_id"),)

@@ -18,7 +18,7 @@ from uuid import UUID
 from sqlalchemy import ColumnClause, func, literal_column, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.webhooks.models import Subscription, WebhookMessage
+from services.webhooks.models import CRM_KINDS, WEBHOOK, Subscription, WebhookMessage
 from services.webhooks.signing import signing_secrets
 from shared.models import table_of
 
@@ -56,6 +56,7 @@ async def claim(
     ahead: int = 0,
     refill: bool = False,
     endpoints: Collection[UUID] | None = None,
+    kind: str = WEBHOOK,
     reserve: Callable[[Claimed], None] = lambda _claimed: None,
 ) -> list[Claimed]:
     """Lease up to ``limit`` due messages, each the oldest pending one of its lead for its
@@ -65,7 +66,10 @@ async def claim(
     for a free connection; such an endpoint is claimed for again only once its outstanding
     messages are down to ``per_endpoint`` (unless ``refill``), so a busy endpoint is refilled in
     batches, not one message per answer. ``endpoints``: only theirs. ``reserve`` is called for
-    each message chosen, before the lease is written."""
+    each message chosen, before the lease is written. ``kind``: the subscriptions' kind (the
+    dispatcher sends plain webhooks; the CRM sync batches a CRM's)."""
+    if kind != WEBHOOK and kind not in CRM_KINDS:
+        raise ValueError(f"unknown subscription kind {kind!r}")
     # A due message is sent only when it heads its (endpoint, lead) queue. The check is a
     # correlated ``min(seq)``: one probe of the queue index per candidate read in due order, so a
     # claim costs in proportion to what it takes, not to the pending rows (a GROUP BY over every
@@ -97,6 +101,7 @@ async def claim(
             messages.c.due_at <= now,
             or_(messages.c.locked_until.is_(None), messages.c.locked_until <= now),
             subscriptions.c.enabled.is_(True),
+            subscriptions.c.kind == literal_column(f"'{kind}'"),
             or_(subscriptions.c.paused_until.is_(None), subscriptions.c.paused_until <= now),
         )
         .order_by(messages.c.due_at)  # the due index's order: the scan stops at ``limit``

@@ -14,8 +14,8 @@ from sqlalchemy import ARRAY, Select, String, any_, bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.webhooks import chat, filters
-from services.webhooks.matching import ERASED, outbound, receives
-from services.webhooks.models import PENDING, SLACK
+from services.webhooks.matching import ERASED, QUALIFIED, outbound, receives
+from services.webhooks.models import CLOUDEVENTS, PENDING, SLACK, WEBHOOK
 from services.webhooks.queue import PENDING_LITERAL, Claimed, messages, subscriptions
 from services.webhooks.settings import WebhooksConfig
 from services.webhooks.signing import signing_secrets
@@ -58,6 +58,9 @@ class Recorded:
     waiting: frozenset[tuple[UUID, str]] = frozenset()
     """The (endpoint, lead) queues of the messages inserted without a lease: claims are to find
     them (some once the message ahead of them in their queue is settled)."""
+    batched: dict[UUID, int] = field(default_factory=dict)
+    """Messages per CRM subscription (the CRM sync's, never leased here): a full batch's worth
+    wakes the sync once the transaction commits."""
 
 
 async def record_many(
@@ -82,12 +85,13 @@ async def record_many(
     those messages."""
     wanted = (await session.execute(_subscriptions())).all()
     rows = _messages(events, wanted, settings, now)
+    endpoints = {s.id: s for s in wanted}
+    batched = _batched(rows, endpoints)
     statement = insert_ignoring_conflicts(session, messages)
     if slots is None or not rows:
         if rows:
             await session.execute(statement, rows)
-        return Recorded(len(rows), waiting=_queues(rows))
-    endpoints = {s.id: s for s in wanted}
+        return Recorded(len(rows), waiting=_queues(rows), batched=batched)
     chosen = _take(_heads(rows, await _queued(session, rows)), endpoints, slots, settings, now)
     for row in chosen:
         row["locked_until"] = now + slots.lease
@@ -113,8 +117,22 @@ async def record_many(
         else:
             slots.unreserve(row["subscription_id"])
     lent = {row["id"] for row in chosen}
-    waiting = _queues(r for r in rows if r["id"] in inserted and r["id"] not in lent)
-    return Recorded(len(rows), leased + claimed, waiting)
+    waiting = _queues(
+        r
+        for r in rows
+        if r["id"] in inserted
+        and r["id"] not in lent
+        and r["subscription_id"] not in batched  # a CRM's: the sync's to send
+    )
+    return Recorded(len(rows), leased + claimed, waiting, batched)
+
+
+def _batched(rows: Iterable[dict[str, Any]], endpoints: Mapping[UUID, Any]) -> dict[UUID, int]:
+    counts: dict[UUID, int] = {}
+    for row in rows:
+        if endpoints[row["subscription_id"]].kind != WEBHOOK:
+            counts[row["subscription_id"]] = counts.get(row["subscription_id"], 0) + 1
+    return counts
 
 
 def _endpoints(rows: Iterable[dict[str, Any]]) -> set[UUID]:
@@ -131,6 +149,8 @@ def _subscriptions() -> Select[Any]:
         subscriptions.c.event_types,
         subscriptions.c.filter,
         subscriptions.c.format,
+        subscriptions.c.kind,
+        subscriptions.c.consent_flags,
         subscriptions.c.url,
         subscriptions.c.secret,
         subscriptions.c.previous_secret,
@@ -143,23 +163,27 @@ def _subscriptions() -> Select[Any]:
 def _messages(
     events: Sequence[CloudEvent], wanted: Sequence[Any], settings: WebhooksConfig, now: datetime
 ) -> list[dict[str, Any]]:
+    config = settings.webhooks
     rows = []
     for event in events:
         document: dict[str, Any] | None = None
-        shown: dict[str, Any] | None = None
-        bodies: dict[str, str] = {}  # by format: each rendered once per event
+        bodies: dict[tuple[str, tuple[str, ...]], str] = {}  # each rendered once per event
         for subscription in wanted:
             if not receives(subscription.event_types, event.type):
                 continue
+            if subscription.kind != WEBHOOK and event.type != QUALIFIED:
+                continue  # a CRM takes the handoff only (see docs/crm.md on erasure)
             if document is None:
                 document = orjson.loads(event.encode())
             if event.type != ERASED and not filters.passes(subscription.filter, document):
                 continue
-            if shown is None:
-                shown = outbound(document, settings.webhooks.consent_fields)
-            if subscription.format not in bodies:
-                bodies[subscription.format] = _body(shown, subscription.format)
-            rows.append(_message(subscription.id, event, bodies[subscription.format], now))
+            flags = subscription.consent_flags
+            grants = tuple(config.consent_flags if flags is None else flags)
+            shape = (subscription.format if subscription.kind == WEBHOOK else CLOUDEVENTS, grants)
+            if shape not in bodies:
+                shown = outbound(document, config.consent_fields, grants)
+                bodies[shape] = _body(shown, shape[0])
+            rows.append(_message(subscription.id, event, bodies[shape], now))
     return rows
 
 
@@ -222,10 +246,13 @@ def _take(
     settings: WebhooksConfig,
     now: datetime,
 ) -> list[dict[str, Any]]:
-    """The heads whose endpoint is not paused and for which ``slots`` reserves a slot."""
+    """The heads whose endpoint is not paused and for which ``slots`` reserves a slot (a CRM's
+    messages are the CRM sync's to batch: never leased here)."""
     taken = []
     for row in heads:
         endpoint = endpoints[row["subscription_id"]]
+        if endpoint.kind != WEBHOOK:
+            continue
         if endpoint.paused_until is not None and endpoint.paused_until > now:
             continue
         half_open = endpoint.consecutive_failures >= settings.webhooks.breaker_failures

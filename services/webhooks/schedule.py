@@ -18,6 +18,7 @@ class Verdict(StrEnum):
     SLOW_DOWN = "slow_down"  # 429, 502, 504: back off, honour Retry-After
     RETRY = "retry"  # any other status, a timeout or a connection failure
     REFUSED = "refused"  # not attempted: the target resolved to a forbidden address
+    REJECTED = "rejected"  # a CRM refused this record for good (a bad property): not retried
 
 
 SLOW_DOWN_STATUSES = frozenset({429, 502, 504})

@@ -63,8 +63,21 @@ class WebhookSettings(Group):
     )
     consent_fields: list[str] = Field(
         ["email", "phone", "first_name", "last_name", "title", "ip_address", "custom"],
-        description="Personal fields left out of webhook payloads unless the event's data says "
-        "`consent.share` is true",
+        description="The lead's personal fields, left out of what a subscriber receives unless "
+        "the lead's consent agrees to one of the subscription's consent flags",
+    )
+    consent_flags: list[str] = Field(
+        ["consent", "contact", "consent_contact", "consentToProcess"],
+        description="A subscription's consent flags when it names none: a consent checkbox "
+        "answered true (a form's `consent_…` field, a JSON `consent.flags` key, HubSpot's "
+        "`consentToProcess`), or `communication:<subscription type id>`",
+    )
+    crm_linger_ms: int = Field(
+        1000,
+        ge=0,
+        le=60_000,
+        description="A CRM subscription's batch waits at most this long for more leads before it "
+        "goes out less than full (a full batch goes at once)",
     )
 
 

@@ -3,7 +3,8 @@ health (circuit breaker), and disable an endpoint that is gone or has failed for
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -97,6 +98,79 @@ async def settle_delivered(
             )
         )
     await _recovered(session, subscription, now)
+
+
+@dataclass(frozen=True)
+class Settled:
+    """What became of one message of a CRM batch request: delivered (``error`` then notes what
+    was left out), rejected for good, or to retry (the request's verdict)."""
+
+    claimed: Claimed
+    verdict: Verdict
+    error: str | None = None
+
+
+async def settle_batch(
+    session: AsyncSession,
+    request: Outcome,
+    settled: list[Settled],
+    *,
+    settings: WebhooksConfig,
+    now: datetime,
+    rand: Callable[[], float],
+) -> bool:
+    """Settle the messages of one CRM batch request (one endpoint): one attempt row each with its
+    own verdict and the CRM's message, each message moved on by its own verdict (a rejected
+    record is not retried), and the endpoint's health moved once, by the request: a CRM that
+    answered is healthy even when it refused some records. True when the endpoint was disabled."""
+    endpoint = settled[0].claimed.subscription_id
+    subscription = await session.get(Subscription, endpoint, with_for_update=True)
+    if subscription is None:
+        return False
+    rows = []
+    for item in settled:
+        failed = item.verdict is not Verdict.DELIVERED
+        outcome = replace(request, error=item.error, excerpt=request.excerpt if failed else None)
+        rows.append(_attempt_row(item.claimed, outcome, item.verdict))
+    await insert_rows(session, attempts, rows)
+    config = settings.webhooks
+    wait = retry_after_s(request.retry_after, now) if request.retry_after else None
+    for item in settled:
+        values: dict[str, Any] = {"last_status": request.status, "last_error": item.error}
+        if item.verdict is Verdict.DELIVERED:
+            values.update(status=DELIVERED, delivered_at=now)
+        elif item.verdict is Verdict.REJECTED:
+            values.update(status=EXHAUSTED, due_at=now)
+        else:
+            due = next_due(
+                item.claimed.attempts + 1,
+                now,
+                schedule=config.retry_schedule_s,
+                jitter=config.jitter,
+                rand=rand(),
+                retry_after=wait,
+                max_retry_after=config.max_retry_after_s,
+            )
+            values.update(status=PENDING if due else EXHAUSTED, due_at=due or now)
+        await _update_message(session, item.claimed, **values)
+    if request.verdict is Verdict.DELIVERED:
+        await _recovered(session, subscription, now)
+        return False
+    policy = policy_of(settings)
+    health = breaker.after_failure(
+        _health_of(subscription),
+        now,
+        policy,
+        retry_after=min(wait, config.max_retry_after_s)
+        if wait is not None and request.verdict is Verdict.SLOW_DOWN
+        else None,
+    )
+    _apply_health(subscription, health, now)
+    if not subscription.enabled or not breaker.should_disable(health, now, policy):
+        return False
+    detail = f"no successful delivery since {health.failing_since}"
+    await _disable(session, subscription, "failing", detail, settings=settings, now=now)
+    return True
 
 
 async def _delivered(

@@ -14,10 +14,17 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.webhooks import signing, ssrf
+from services.webhooks.crm.config import HubSpotConfig, SalesforceConfig
+from services.webhooks.matching import QUALIFIED
 from services.webhooks.models import (
+    CLOUDEVENTS,
+    CRM_KINDS,
     DELIVERED,
     EXHAUSTED,
+    HUBSPOT,
     PENDING,
+    SALESFORCE,
+    WEBHOOK,
     DeliveryAttempt,
     Subscription,
     WebhookMessage,
@@ -50,15 +57,21 @@ async def check_target(url: str, settings: WebhookSettings) -> None:
 async def create(
     session: AsyncSession, body: SubscriptionIn, *, settings: WebhookSettings, now: datetime
 ) -> SubscriptionCreated:
-    await check_target(body.url, settings)
+    url = crm_url(body.crm) if body.crm is not None else body.url
+    assert url is not None and body.event_types is not None  # SubscriptionIn checks both
+    await check_target(url, settings)
     secret = signing.new_secret()
     subscription = Subscription(
         id=new_id(),
-        url=body.url,
+        kind=body.kind,
+        url=url,
         event_types=body.event_types,
         filter=body.filter,
         description=body.description,
         format=body.format,
+        consent_flags=body.consent_flags,
+        crm=body.crm.model_dump(mode="json") if body.crm is not None else None,
+        credentials=body.credentials.given() if body.credentials else None,
         enabled=body.enabled,
         disabled_reason=None if body.enabled else "disabled on creation",
         secret=secret,
@@ -92,9 +105,19 @@ async def change(
     now: datetime,
 ) -> SubscriptionView:
     subscription = await find(session, subscription_id)
+    _check_patch(subscription, patch)
     if patch.url is not None:
         await check_target(patch.url, settings)
         subscription.url = patch.url
+    crm = patch.hubspot or patch.salesforce
+    if crm is not None:
+        await check_target(crm_url(crm), settings)
+        subscription.url = crm_url(crm)
+        subscription.crm = crm.model_dump(mode="json")
+    if patch.credentials is not None:
+        subscription.credentials = {**(subscription.credentials or {}), **patch.credentials.given()}
+    if "consent_flags" in patch.model_fields_set:
+        subscription.consent_flags = patch.consent_flags
     if patch.event_types is not None:
         subscription.event_types = patch.event_types
     if patch.filter is not None:
@@ -133,9 +156,44 @@ async def remove(session: AsyncSession, subscription_id: UUID) -> None:
     await session.execute(delete(Subscription).where(Subscription.id == subscription_id))
 
 
+def _check_patch(subscription: Subscription, patch: SubscriptionPatch) -> None:
+    """A patch that does not fit the subscription's kind is refused whole (nothing applied)."""
+    kind = subscription.kind
+    for name in ("hubspot", "salesforce"):
+        if getattr(patch, name) is not None and kind != name:
+            raise Problem(422, "Unprocessable Content", f"not a {name} subscription", field=name)
+    if kind == WEBHOOK:
+        if patch.credentials is not None:
+            raise Problem(422, "Unprocessable Content", "a webhook has no credentials",
+                          field="credentials")  # fmt: skip
+        return
+    if patch.url is not None:
+        raise Problem(422, "Unprocessable Content", f"a {kind} subscription's url comes from "
+                      f"its settings", field="url")  # fmt: skip
+    if patch.event_types not in (None, [QUALIFIED]):
+        raise Problem(422, "Unprocessable Content", f"a {kind} subscription takes {QUALIFIED} "
+                      "only", field="event_types")  # fmt: skip
+    if patch.format not in (None, CLOUDEVENTS):
+        raise Problem(422, "Unprocessable Content", f"not for a {kind} subscription",
+                      field="format")  # fmt: skip
+
+
+def crm_url(config: HubSpotConfig | SalesforceConfig) -> str:
+    """Where a CRM subscription sends: HubSpot's API, or the Salesforce org's My Domain."""
+    return config.base_url if isinstance(config, HubSpotConfig) else config.login_url
+
+
 def view(subscription: Subscription) -> SubscriptionView:
+    kind = subscription.kind
+    crm = subscription.crm if kind in CRM_KINDS else None
     return SubscriptionView(
         id=subscription.id,
+        kind=kind,
+        hubspot=HubSpotConfig.model_validate(crm) if kind == HUBSPOT and crm else None,
+        salesforce=SalesforceConfig.model_validate(crm) if kind == SALESFORCE and crm else None,
+        credentials=sorted(subscription.credentials or {}),
+        inbound_path=f"/v1/crm/hubspot/{subscription.id}/events" if kind == HUBSPOT else None,
+        consent_flags=subscription.consent_flags,
         url=subscription.url,
         event_types=list(subscription.event_types),
         filter=subscription.filter,

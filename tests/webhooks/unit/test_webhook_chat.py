@@ -52,7 +52,8 @@ def about(event_type: type[CloudEvent], data: Any) -> dict[str, Any]:
     """The event as a ``slack`` subscription is given it: its JSON, consent applied."""
     event = event_type.about_lead(LEAD, data, source="/leadflow/sla", time=DEADLINE)
     document = orjson.loads(event.encode())
-    return outbound(document, WebhookSettings().consent_fields)
+    settings = WebhookSettings()
+    return outbound(document, settings.consent_fields, settings.consent_flags)
 
 
 @pytest.mark.parametrize(
@@ -174,7 +175,7 @@ def test_nothing_personal_or_unrendered_reaches_the_chat_even_when_shared() -> N
         "first_name": "Grace",
         "note": "prefers mornings",
         "api_token": "tok_s3cr3t",
-        "consent": {"share": True},
+        "consent": {"flags": {"contact": True}},
     }
     for event_type in ("lead.received", "sla.breached", "sla.acknowledged"):
         document = {
@@ -183,7 +184,10 @@ def test_nothing_personal_or_unrendered_reaches_the_chat_even_when_shared() -> N
             "subject": str(LEAD),
             "data": {**CLOCK, "deadline": "2026-03-02T10:30:00Z", "by": "x", **personal},
         }
-        body = orjson.dumps(message(outbound(document, WebhookSettings().consent_fields)))
+        settings = WebhookSettings()
+        shown = outbound(document, settings.consent_fields, settings.consent_flags)
+        assert shown["data"]["email"] == "lead@corp.example"  # consented: only the chat omits it
+        body = orjson.dumps(message(shown))
         for value in ("lead@corp.example", "+15550100", "Grace", "mornings", "tok_s3cr3t"):
             assert value.encode() not in body, (event_type, value)
 

@@ -50,22 +50,47 @@ def test_patterns_are_validated(pattern: str, valid: bool) -> None:
 
 
 PERSONAL = ["email", "phone", "first_name"]
+GRANTS = ["contact", "communication:42"]
 DATA = {"lead_id": "L", "email": "a@b.c", "phone": "+1", "first_name": "Ada", "score": 80}
+EVERYTHING = {"lead_id", "score", "email", "phone", "first_name", "consent"}
 
 
 @pytest.mark.parametrize(
     ("consent", "kept"),
     [
         (None, {"lead_id", "score"}),
-        ({"share": False}, {"lead_id", "score", "consent"}),
-        ({"share": True}, {"lead_id", "score", "email", "phone", "first_name", "consent"}),
-        ({"fields": ["email"]}, {"lead_id", "score", "email", "consent"}),
-        ({"fields": "email"}, {"lead_id", "score", "consent"}),
+        ({"flags": {"contact": False}}, {"lead_id", "score", "consent"}),
+        ({"flags": {"contact": True}}, EVERYTHING),
+        ({"flags": {"marketing": True}}, {"lead_id", "score", "consent"}),
+        ({"flags": {"contact": "yes"}}, {"lead_id", "score", "consent"}),
+        ({"flags": "contact"}, {"lead_id", "score", "consent"}),
+        ({"communications": [{"value": True, "subscription_type_id": 42}]}, EVERYTHING),
+        (
+            {"communications": [{"value": False, "subscription_type_id": 42}]},
+            {"lead_id", "score", "consent"},
+        ),
+        (
+            {"communications": [{"value": True, "subscription_type_id": 7}]},
+            {"lead_id", "score", "consent"},
+        ),
+        ({"share": True}, {"lead_id", "score", "consent"}),
     ],
 )
-def test_personal_fields_leave_only_with_consent(consent: dict | None, kept: set[str]) -> None:
+def test_personal_fields_leave_only_with_consent_to_a_flag_the_subscriber_asks_for(
+    consent: dict | None, kept: set[str]
+) -> None:
     data = dict(DATA) if consent is None else {**DATA, "consent": consent}
-    assert set(without_unconsented(data, PERSONAL)) == kept
+    assert set(without_unconsented(data, PERSONAL, GRANTS)) == kept
+
+
+def test_a_subscriber_asking_for_another_flag_gets_nothing_personal() -> None:
+    data = {**DATA, "consent": {"flags": {"contact": True}}}
+    assert set(without_unconsented(data, PERSONAL, ["marketing"])) == {
+        "lead_id",
+        "score",
+        "consent",
+    }
+    assert set(without_unconsented(data, PERSONAL, [])) == {"lead_id", "score", "consent"}
 
 
 def test_nested_personal_fields_are_removed_and_the_envelope_is_untouched() -> None:
@@ -75,7 +100,7 @@ def test_nested_personal_fields_are_removed_and_the_envelope_is_untouched() -> N
         "subject": "L",
         "data": {"lead": {"email": "a@b.c", "company": "Acme"}, "contacts": [{"phone": "+1"}]},
     }
-    body = outbound(event, PERSONAL)
+    body = outbound(event, PERSONAL, GRANTS)
     assert body["data"] == {"lead": {"company": "Acme"}, "contacts": [{}]}
     assert {k: body[k] for k in ("id", "type", "subject")} == {
         "id": "e",
@@ -83,6 +108,17 @@ def test_nested_personal_fields_are_removed_and_the_envelope_is_untouched() -> N
         "subject": "L",
     }
     assert event["data"]["lead"]["email"] == "a@b.c"  # the original is not changed
+
+
+def test_the_owner_is_not_the_lead_and_keeps_their_email() -> None:
+    data = {
+        "contact": {"email": "lead@corp.example", "title": "CTO"},
+        "owner": {"email": "ana@example.com", "name": "Ana"},
+        "consent": {"flags": {"marketing": True}},
+    }
+    shown = without_unconsented(data, ["email", "title"], GRANTS)
+    assert shown["contact"] == {}
+    assert shown["owner"] == {"email": "ana@example.com", "name": "Ana"}
 
 
 EVENT = {"type": "lead.mql", "subject": "L", "data": {"segment": "enterprise", "score": 80}}
