@@ -57,6 +57,7 @@ async def claim(
     refill: bool = False,
     endpoints: Collection[UUID] | None = None,
     kind: str = WEBHOOK,
+    due_by: datetime | None = None,
     reserve: Callable[[Claimed], None] = lambda _claimed: None,
 ) -> list[Claimed]:
     """Lease up to ``limit`` due messages, each the oldest pending one of its lead for its
@@ -67,7 +68,8 @@ async def claim(
     messages are down to ``per_endpoint`` (unless ``refill``), so a busy endpoint is refilled in
     batches, not one message per answer. ``endpoints``: only theirs. ``reserve`` is called for
     each message chosen, before the lease is written. ``kind``: the subscriptions' kind (the
-    dispatcher sends plain webhooks; the CRM sync batches a CRM's)."""
+    dispatcher sends plain webhooks; the CRM sync batches a CRM's). ``due_by``: only messages
+    due by then (default ``now``)."""
     if kind != WEBHOOK and kind not in CRM_KINDS:
         raise ValueError(f"unknown subscription kind {kind!r}")
     # A due message is sent only when it heads its (endpoint, lead) queue. The check is a
@@ -98,7 +100,7 @@ async def claim(
         .where(
             messages.c.seq == head,
             messages.c.status == PENDING_LITERAL,
-            messages.c.due_at <= now,
+            messages.c.due_at <= (now if due_by is None else due_by),
             or_(messages.c.locked_until.is_(None), messages.c.locked_until <= now),
             subscriptions.c.enabled.is_(True),
             subscriptions.c.kind == literal_column(f"'{kind}'"),

@@ -91,7 +91,7 @@ def _describe(path: str, info: FieldInfo) -> str:
 
 
 FIELDS: dict[str, str] = {**dict(_walk(LeadQualifiedData, "")), **DERIVED}
-"""Every field a mapping may name → a one-line description (``GET /v1/subscriptions/crm-fields``)."""
+"""Every field a mapping may name → what it holds (``GET /v1/subscriptions/crm-fields``)."""
 FAMILIES = tuple(path[: -len(KEY)] for path in FIELDS if path.endswith(KEY))
 """Prefixes (with their trailing dot) under which any key may follow."""
 

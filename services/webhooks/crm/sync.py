@@ -10,8 +10,9 @@ CRM refuses: not retried), or retried on the schedule (a rate limit, a locked ro
 A batch goes when it is full, or when its first message has waited ``crm_linger_ms`` (so 500
 leads/s make five requests a second, not five hundred). Messages this process did not record (a
 retry coming due, another process's leftovers after a crash) are found by a poll every
-``POLL_S``. At most ``CONCURRENT`` requests per subscription are in flight; a lead's next message
-waits for its previous one to settle, whatever the batches.
+``poll_interval_ms``, which takes only messages due for longer than the linger: it never cuts a
+filling batch short. At most ``CONCURRENT`` requests per subscription are in flight; a lead's
+next message waits for its previous one to settle, whatever the batches.
 """
 
 from __future__ import annotations
@@ -48,8 +49,6 @@ log = logging.getLogger(__name__)
 
 CONCURRENT = 2
 """Requests in flight to one CRM subscription per process."""
-POLL_S = 5.0
-"""Between looks for due messages nobody announced (retries, a crashed process's leftovers)."""
 MAX_ANSWER_BYTES = 8 * 1024 * 1024
 """A batch's answer is read whole (every record's result is in it), up to this size."""
 
@@ -102,6 +101,11 @@ class CrmSync:
     def linger(self) -> float:
         return self.config.crm_linger_ms / 1000
 
+    @property
+    def poll(self) -> float:
+        """Between looks for due messages nobody announced."""
+        return self.config.poll_interval_ms / 1000
+
     def recorded(self, batched: Mapping[UUID, int]) -> None:
         """Messages for CRM subscriptions were committed: a full batch goes now, a partial one
         once its first message has lingered."""
@@ -137,7 +141,7 @@ class CrmSync:
     async def _idle(self) -> None:
         now = time.monotonic()
         due = [first + self.linger for first in self.first_at.values()]
-        wait = min([self._polled + POLL_S, *due]) - now
+        wait = min([self._polled + self.poll, *due]) - now
         if wait <= 0:
             return
         try:
@@ -147,20 +151,25 @@ class CrmSync:
 
     async def _round(self, client: httpx.AsyncClient) -> None:
         now = time.monotonic()
-        poll = now - self._polled >= POLL_S
+        poll = now - self._polled >= self.poll
         if poll:
             self._polled = now
         for endpoint in await self._endpoints():
             self.sizes[endpoint.id] = endpoint.batch_size
             announced = self.announced.get(endpoint.id, 0)
             lingered = now - self.first_at.get(endpoint.id, now) >= self.linger
-            if poll or announced >= endpoint.batch_size or (announced and lingered):
-                await self._drain(client, endpoint)
+            if announced >= endpoint.batch_size or (announced and lingered):
+                await self._drain(client, endpoint, lingering=False)
+            elif poll:
+                await self._drain(client, endpoint, lingering=True)
 
-    async def _drain(self, client: httpx.AsyncClient, endpoint: Endpoint) -> None:
-        """Claim and send batches of ``endpoint`` while they come full and a request is free."""
+    async def _drain(
+        self, client: httpx.AsyncClient, endpoint: Endpoint, *, lingering: bool
+    ) -> None:
+        """Claim and send batches of ``endpoint`` while they come full and a request is free;
+        ``lingering``: only messages due for longer than the linger (a poll's)."""
         while self.sending.get(endpoint.id, 0) < CONCURRENT:
-            claimed = await self._claim(endpoint)
+            claimed = await self._claim(endpoint, lingering=lingering)
             self._taken(endpoint.id, len(claimed))
             if not claimed:
                 return
@@ -189,8 +198,9 @@ class CrmSync:
             )
             return [endpoint_of(row) for row in rows]
 
-    async def _claim(self, endpoint: Endpoint) -> list[Claimed]:
+    async def _claim(self, endpoint: Endpoint, *, lingering: bool) -> list[Claimed]:
         now = datetime.now(UTC)
+        due_by = now - timedelta(seconds=self.linger) if lingering else now
         async with self.sessions.begin() as session:
             return await claim(
                 session,
@@ -202,6 +212,7 @@ class CrmSync:
                 threshold=self.config.breaker_failures,
                 endpoints=[endpoint.id],
                 kind=endpoint.kind,
+                due_by=due_by,
             )
 
     async def _send(
