@@ -156,6 +156,12 @@ class HubSpotConfig(Settings):
         validate_default=True,
         description="HubSpot property → value → the Leadflow outcome its change means",
     )
+    ignored_sources: list[str] = Field(
+        ["API", "INTEGRATION"],
+        max_length=20,
+        description="Changes whose `changeSource` is one of these are not heard: Leadflow's own "
+        "upserts come back as API changes, and must not count as a rep's answer",
+    )
 
     @field_validator("base_url")
     @classmethod

@@ -21,7 +21,7 @@ import base64
 import hashlib
 import hmac
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -358,6 +358,7 @@ class _Change:
     occurred_at: datetime
     property: str
     value: str
+    source: str | None = None
 
 
 def parse_events(body: bytes) -> list[Mapping[str, Any]]:
@@ -370,11 +371,17 @@ def parse_events(body: bytes) -> list[Mapping[str, Any]]:
 
 
 def inbound_outcomes(
-    events: Sequence[Mapping[str, Any]], rules: Mapping[str, Mapping[str, InboundRule]]
+    events: Sequence[Mapping[str, Any]],
+    rules: Mapping[str, Mapping[str, InboundRule]],
+    *,
+    ignored_sources: Collection[str] = (),
 ) -> list[InboundOutcome]:
-    """The outcomes the contact property changes mean, oldest first; other events are ignored."""
+    """The outcomes the contact property changes mean, oldest first; other events, and changes
+    made by one of ``ignored_sources`` (Leadflow's own upserts: ``API``), are ignored."""
     found = []
     for change in _changes(events):
+        if change.source in ignored_sources:
+            continue
         rule = _rule_for(rules.get(change.property) or {}, change.value)
         if rule is not None:
             found.append(
@@ -403,11 +410,13 @@ def _outcome(change: _Change, rule: InboundRule) -> InboundOutcome:
     )
 
 
-def owner_changes(events: Sequence[Mapping[str, Any]]) -> list[OwnerChange]:
+def owner_changes(
+    events: Sequence[Mapping[str, Any]], *, ignored_sources: Collection[str] = ()
+) -> list[OwnerChange]:
     return [
         OwnerChange(c.object_id, c.event_id, c.value or None, c.occurred_at)
         for c in _changes(events)
-        if c.property == OWNER_PROPERTY
+        if c.property == OWNER_PROPERTY and c.source not in ignored_sources
     ]
 
 
@@ -446,7 +455,10 @@ def _change(index: int, event: object) -> _Change | None:
     if not isinstance(changed, str | int | float) or isinstance(changed, bool):
         raise InboundPayloadError(f"event {index}: propertyValue is not a string")
     at = datetime.fromtimestamp(int(occurred) / 1000, UTC)
-    return _Change(object_id, event_id, at, name, str(changed))
+    source = event.get("changeSource")
+    return _Change(
+        object_id, event_id, at, name, str(changed), source if isinstance(source, str) else None
+    )
 
 
 def _id(index: int, event: Mapping[str, Any], key: str) -> str:

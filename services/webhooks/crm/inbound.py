@@ -106,8 +106,10 @@ async def hubspot_events(
             events = hubspot.parse_events(body)
         except hubspot.InboundPayloadError as error:
             raise Problem(400, "Bad Request", f"not a HubSpot webhook batch: {error}") from None
-        changes = hubspot.inbound_outcomes(events, config.inbound)
-        owners = [c for c in hubspot.owner_changes(events) if c.hubspot_owner_id]
+        ignored = config.ignored_sources
+        changes = hubspot.inbound_outcomes(events, config.inbound, ignored_sources=ignored)
+        owners = hubspot.owner_changes(events, ignored_sources=ignored)
+        owners = [c for c in owners if c.hubspot_owner_id]
         records = [c.object_id for c in changes] + [c.object_id for c in owners]
         leads = await links.leads_of(session, subscription_id, records)
     answer = InboundAnswer(received=len(events), recorded=0, repeats=0, unknown=0, ignored=0)

@@ -129,6 +129,19 @@ def test_owner_changes_are_not_outcomes() -> None:
     assert [(o.event_id, o.hubspot_owner_id) for o in owners] == [("1", "41629779"), ("2", None)]
 
 
+def test_changes_leadflow_made_itself_are_not_heard_back() -> None:
+    """Leadflow's own upsert sets lifecyclestage = salesqualifiedlead for an SQL: HubSpot reports
+    that change as made through the API, and it must not come back as the rep's acceptance."""
+    ours = {**change("lifecyclestage", "salesqualifiedlead"), "changeSource": "API"}
+    owner = {**change("hubspot_owner_id", "41629779", event_id=2), "changeSource": "INTEGRATION"}
+    rep = change("lifecyclestage", "salesqualifiedlead", event_id=3)  # CRM_UI: a person
+    ignored = HubSpotConfig().ignored_sources
+    found = hubspot.inbound_outcomes([ours, owner, rep], RULES, ignored_sources=ignored)
+    assert [o.event_id for o in found] == ["3"]
+    assert hubspot.owner_changes([ours, owner, rep], ignored_sources=ignored) == []
+    assert len(hubspot.inbound_outcomes([ours, rep], RULES)) == 2  # nothing ignored unless asked
+
+
 def test_other_subscription_types_are_ignored() -> None:
     events = [
         {"eventId": 3, "subscriptionType": "contact.creation", "objectId": 5, "occurredAt": AT},
