@@ -120,12 +120,25 @@ def _print(value: BaseModel | list[Any], as_json: bool, table: Callable[[], Tabl
         console.print(table())
 
 
+OPTIONS = {
+    "hubspot": "settings",
+    "salesforce": "settings",
+    "event_types": "event-type",
+    "consent_flags": "consent-flag",
+}
+"""A body field → the option that gives it, where their names differ."""
+
+
 def _model(cls: type[T], **values: Any) -> T:
     try:
         return cls(**values)
     except ValidationError as error:
         first = error.errors()[0]
-        option = str(first["loc"][0]).replace("_", "-")
+        if not first["loc"]:  # a check of the whole: its message names the field
+            typer.echo(f"leadflow: {first['msg']}", err=True)
+            raise typer.Exit(2) from None
+        field = str(first["loc"][0])
+        option = OPTIONS.get(field, field.replace("_", "-"))
         typer.echo(f"leadflow: --{option}: {first['msg']}", err=True)
         raise typer.Exit(2) from None
 

@@ -18,6 +18,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from services.webhooks.crm.fields import Crm, mapping_problems, name_problem
 from shared.events.engagement import OutcomeKind
 
+NEEDS_AMOUNT = frozenset({"opportunity", "booked", "won"})
+"""Outcomes intake takes only with an amount."""
 LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
 UUID_PATTERN = re.compile(r"^[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$")
 
@@ -65,11 +67,7 @@ def _rule(outcome: OutcomeKind, reason: str | None = None) -> InboundRule:
 
 def hubspot_inbound() -> dict[str, dict[str, InboundRule]]:
     return {
-        "lifecyclestage": {
-            "salesqualifiedlead": _rule("accepted"),
-            "opportunity": _rule("opportunity"),
-            "customer": _rule("won"),
-        },
+        "lifecyclestage": {"salesqualifiedlead": _rule("accepted")},
         "hs_lead_status": {
             "IN_PROGRESS": _rule("responded"),
             "CONNECTED": _rule("responded"),
@@ -194,6 +192,13 @@ class HubSpotConfig(Settings):
     ) -> dict[str, dict[str, InboundRule]]:
         merged = {**hubspot_inbound(), **given}
         _hubspot_names(merged, "")
+        for name, values in merged.items():
+            for value, rule in values.items():
+                if rule.outcome in NEEDS_AMOUNT:
+                    raise ValueError(
+                        f"{name}.{value}: {rule.outcome} needs an amount, which a contact's "
+                        "property change does not carry (docs/crm.md: from a deal)"
+                    )
         return merged
 
     @model_validator(mode="after")

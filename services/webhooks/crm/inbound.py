@@ -64,6 +64,7 @@ class InboundAnswer(BaseModel):
     recorded: int = Field(description="Outcomes recorded")
     repeats: int = Field(description="Outcomes of events recorded before (HubSpot retried)")
     reassigned: int = Field(0, description="Leads given to the owner set in HubSpot")
+    refused: int = Field(0, description="Changes intake refused (logged), e.g. a lead erased")
     unknown: int = Field(
         description="Changes of contacts Leadflow did not send, or to an owner it cannot map"
     )
@@ -119,14 +120,22 @@ async def hubspot_events(
         if lead is None:
             answer.unknown += 1
             continue
-        first = await sink(
-            lead_id=UUID(lead),
-            outcome=change.outcome,
-            reason=change.reason,
-            occurred_at=change.occurred_at,
-            crm="hubspot",
-            event_id=change.event_id,
-        )
+        try:
+            first = await sink(
+                lead_id=UUID(lead),
+                outcome=change.outcome,
+                reason=change.reason,
+                occurred_at=change.occurred_at,
+                crm="hubspot",
+                event_id=change.event_id,
+            )
+        except Problem as refused:  # this change only: the rest of the batch is still heard
+            if refused.status >= 500:
+                raise
+            log.warning("HubSpot event %s (%s → %s) not recorded: %s", change.event_id,
+                        change.property, change.value, refused.detail)  # fmt: skip
+            answer.refused += 1
+            continue
         answer.recorded += first
         answer.repeats += not first
     follow: OwnerSink = request.app.state.crm_owners

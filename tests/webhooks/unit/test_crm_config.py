@@ -30,7 +30,13 @@ def test_hubspot_defaults() -> None:
     assert config.inbound["hs_lead_status"]["BAD_TIMING"] == InboundRule(
         outcome="rejected", reason="bad_timing"
     )
-    assert config.inbound["lifecyclestage"]["customer"].outcome == "won"
+    assert set(config.inbound["lifecyclestage"]) == {"salesqualifiedlead"}
+
+
+@pytest.mark.parametrize("outcome", ["opportunity", "booked", "won"])
+def test_an_inbound_rule_needing_an_amount_is_refused(outcome: str) -> None:
+    with pytest.raises(ValidationError, match="needs an amount"):
+        HubSpotConfig(inbound={"lifecyclestage": {"customer": {"outcome": outcome}}})
 
 
 def test_a_mapping_overrides_and_adds_to_the_defaults() -> None:
@@ -53,12 +59,12 @@ def test_merged_settings_validate_to_themselves() -> None:
 def test_entries_replace_defaults_by_key() -> None:
     config = HubSpotConfig(
         stages={"sql": {}, "sal": {"hs_lead_status": "IN_PROGRESS"}},
-        inbound={"hs_lead_status": {"CONNECTED": {"outcome": "booked"}}},
+        inbound={"hs_lead_status": {"CONNECTED": {"outcome": "lost", "reason": "gone_quiet"}}},
     )
     assert config.stages["sql"] == {} and config.stages["mql"]["hs_lead_status"] == "NEW"
     assert config.stages["sal"] == {"hs_lead_status": "IN_PROGRESS"}
     assert set(config.inbound["hs_lead_status"]) == {"CONNECTED"}
-    assert "customer" in config.inbound["lifecyclestage"]
+    assert "salesqualifiedlead" in config.inbound["lifecyclestage"]
 
 
 def _refusal(model: type[Any], settings: dict[str, Any]) -> tuple[str, str]:

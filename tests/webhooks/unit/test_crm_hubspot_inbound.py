@@ -110,8 +110,6 @@ def test_mapped_changes_become_outcomes_oldest_first() -> None:
 @pytest.mark.parametrize(
     ("name", "new", "outcome", "reason"),
     [
-        ("lifecyclestage", "opportunity", "opportunity", None),
-        ("lifecyclestage", "customer", "won", None),
         ("hs_lead_status", "CONNECTED", "responded", None),
         ("hs_lead_status", "attempted_to_contact", "responded", None),
         ("hs_lead_status", "BAD_TIMING", "rejected", "bad_timing"),
@@ -143,14 +141,14 @@ def test_changes_leadflow_made_itself_are_not_heard_back() -> None:
 
 
 def test_other_subscription_types_are_ignored() -> None:
+    sql = change("lifecyclestage", "salesqualifiedlead")
     events = [
         {"eventId": 3, "subscriptionType": "contact.creation", "objectId": 5, "occurredAt": AT},
-        {**change("lifecyclestage", "customer"), "subscriptionType": "deal.propertyChange"},
-        {**change("lifecyclestage", "customer"), "subscriptionType": "object.propertyChange",
-         "objectTypeId": "0-1"},
-    ]  # fmt: skip
+        {**sql, "subscriptionType": "deal.propertyChange"},
+        {**sql, "subscriptionType": "object.propertyChange", "objectTypeId": "0-1"},
+    ]
     [found] = hubspot.inbound_outcomes(events, RULES)
-    assert found.outcome == "won"
+    assert found.outcome == "accepted"
 
 
 def test_parse_events_reads_the_body() -> None:
