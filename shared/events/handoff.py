@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import Any, ClassVar, Literal
 from uuid import UUID
 
+import orjson
 from pydantic import Field
 
 from shared.events.envelope import CloudEvent, Payload, Stream, register
@@ -159,3 +160,11 @@ class LeadQualified(CloudEvent):
     stream: ClassVar[Stream] = "lifecycle"
     type: Literal["lead.qualified"] = "lead.qualified"
     data: LeadQualifiedData
+
+    def encode(self) -> bytes:
+        """Every field of ``data`` is there, null when unknown: a receiver maps the snapshot
+        by its schema and never has to tell "absent" from "not known" (the envelope's optional
+        attributes are still left out when unset)."""
+        document = self.model_dump(mode="json", exclude_none=True, exclude={"data"})
+        document["data"] = self.data.model_dump(mode="json")
+        return orjson.dumps(document)
