@@ -10,9 +10,10 @@ from datetime import UTC, datetime
 from pydantic import SecretStr
 
 from services.api import create_app as intake_app
+from services.handoff.main import start_handoff
 from services.intake.keys.store import dev_public_key
 from services.intake.main import start_intake
-from services.processes import start_scoring_with_routing
+from services.processes import handoff_parts, start_scoring_with_routing
 from services.routing.main import add_sample_team, start_routing
 from services.scoring.main import activate_sample_rules
 from services.sla_monitor.main import start_sla_monitor
@@ -60,6 +61,7 @@ async def run_dev(settings: Settings) -> int:
         start_intake(runtime)
         start_scoring_with_routing(runtime)
         start_routing(runtime)
+        start_handoff(runtime, handoff_parts())
         start_sla_monitor(runtime)
         start_webhooks(runtime)
         public = await dev_public_key(

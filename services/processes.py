@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 from services.api import create_app as intake_app
+from services.handoff.main import start_handoff
+from services.handoff.parts import Parts
+from services.intake.handoff import lead_intake
 from services.intake.main import start_intake
 from services.routing import handlers as routing
+from services.routing.handoff import lead_routing
 from services.routing.main import start_pending_router, start_routing
+from services.scoring.handoff import Qualifications
 from services.scoring.main import start_scoring
+from services.sla_monitor.handoff import Deadlines
 from services.sla_monitor.main import start_sla_monitor
 from services.webhooks.main import start_webhooks
 from shared.config import Settings
@@ -27,6 +33,7 @@ async def run_scoring(settings: Settings) -> int:
     runtime.start_relay("scoring-relay")
     start_scoring_with_routing(runtime)
     start_routing(runtime)
+    start_handoff(runtime, handoff_parts())
     app = health_app("Leadflow scoring", runtime)
     return await serve(runtime, app, port=settings.http.scoring_port)
 
@@ -59,4 +66,15 @@ def start_scoring_with_routing(runtime: Runtime, *, name: str = "scoring") -> No
         after_scoring=[routing.after_scoring],
         on_commit=[router.notify],
         before_poll=router.caught_up.wait,
+    )
+
+
+def handoff_parts() -> Parts:
+    """What each service contributes to a lead's handoff (``lead.qualified``), in the order the
+    handoff asks: intake, scoring, routing, then the SLA monitor with routing's answer."""
+    return Parts(
+        intake=lead_intake,
+        qualification=Qualifications(),
+        routing=lead_routing,
+        sla=Deadlines(),
     )

@@ -6,13 +6,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from services.handoff.settings import HandoffConfig
 from services.intake.settings import IntakeConfig
 from services.sla_monitor.settings import SlaConfig
 from services.webhooks.settings import WebhooksConfig
 from shared import config
 
 
-class LeadflowSettings(IntakeConfig, WebhooksConfig, SlaConfig):
+class LeadflowSettings(IntakeConfig, WebhooksConfig, SlaConfig, HandoffConfig):
     """What a process of any service may read; a variable no group declares is refused."""
 
 

@@ -181,6 +181,11 @@ class HttpSettings(Group):
     sla_monitor_port: int = Field(8002, ge=1, le=65535, description="`leadflow sla-monitor`")
     webhooks_port: int = Field(8003, ge=1, le=65535, description="`leadflow webhooks`")
     max_body_bytes: int = Field(64 * 1024, ge=1024, description="Larger request bodies get 413")
+    public_url: str = Field(
+        "http://127.0.0.1:8000",
+        description="Where people and CRMs reach Leadflow: the links in SLA emails and in "
+        "`lead.qualified` start with it",
+    )
 
 
 class Principal(Group):

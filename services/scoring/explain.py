@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -49,24 +49,12 @@ async def explain(
     lead = await session.get(Lead, lead_id)
     if lead is None:
         raise Problem(404, "Not Found", f"no lead {lead_id}", field="lead_id")
-    if lead.ruleset is not None:
-        label, ruleset = lead.ruleset, await rulesets.by_label(session, lead.ruleset)
-    else:
-        try:
-            label, ruleset = await rulesets.active(session)
-        except NotReady as waiting:
-            raise Problem(409, "Conflict", f"not scored yet: {waiting}", field="ruleset") from None
-    activities = (await store.activities_of(session, [lead_id])).get(lead_id, [])
-    submissions = (await store.submissions_of(session, [lead_id])).get(lead_id, [])
-    decision = qualify(facts_of(lead, submissions), activities, ruleset, now=now)
-    moves = list(
-        await session.scalars(
-            select(LeadTransition)
-            .where(LeadTransition.lead_id == lead_id)
-            .order_by(LeadTransition.occurred_at, LeadTransition.id)
-        )
-    )
-    promoted = next((m for m in reversed(moves) if m.to_stage == lead.stage), None)
+    try:
+        label, decision = (await judge(session, [lead], rulesets, now=now))[lead_id]
+    except NotReady as waiting:
+        raise Problem(409, "Conflict", f"not scored yet: {waiting}", field="ruleset") from None
+    moves = (await transitions_of(session, [lead_id])).get(lead_id, [])
+    promoted = into_stage(moves, lead.stage)
     explanation = {
         "lead_id": lead_id,
         "stage": lead.stage,
@@ -82,12 +70,52 @@ async def explain(
         "caps": [{"group": g, "before": b, "cap": c} for g, b, c in decision.capped],
         "promoted_by": _move(promoted) if promoted else None,
         "next_stage": NEXT.get(lead.stage),
-        "missing": _missing(lead.stage, decision),
+        "missing": missing(lead.stage, decision),
         "transitions": [_move(m) for m in moves],
     }
     for name, section in sections.items():
         explanation[name] = await section(session, lead_id)
     return explanation
+
+
+async def judge(
+    session: AsyncSession, leads: Sequence[Any], rulesets: store.RulesetCache, *, now: datetime
+) -> dict[UUID, tuple[str, Decision]]:
+    """Each lead judged now by the ruleset version that scored it (a lead not scored yet: by the
+    active one, ``NotReady`` without one): that version's label and the decision. Two queries
+    for the leads' activities and forms, whatever their number."""
+    ids = [lead.id for lead in leads]
+    activities = await store.activities_of(session, ids)
+    submissions = await store.submissions_of(session, ids)
+    judged = {}
+    for lead in leads:
+        if lead.ruleset is not None:
+            label, ruleset = lead.ruleset, await rulesets.by_label(session, lead.ruleset)
+        else:
+            label, ruleset = await rulesets.active(session)
+        facts = facts_of(lead, submissions.get(lead.id, []))
+        judged[lead.id] = label, qualify(facts, activities.get(lead.id, []), ruleset, now=now)
+    return judged
+
+
+async def transitions_of(
+    session: AsyncSession, lead_ids: Sequence[UUID]
+) -> dict[UUID, list[LeadTransition]]:
+    """Each lead's stage changes, oldest first."""
+    query = (
+        select(LeadTransition)
+        .where(LeadTransition.lead_id.in_(list(lead_ids)))
+        .order_by(LeadTransition.lead_id, LeadTransition.occurred_at, LeadTransition.id)
+    )
+    found: dict[UUID, list[LeadTransition]] = {}
+    for move in await session.scalars(query):
+        found.setdefault(move.lead_id, []).append(move)
+    return found
+
+
+def into_stage(moves: Sequence[LeadTransition], stage: str) -> LeadTransition | None:
+    """The latest move into ``stage``: what put the lead where it is."""
+    return next((m for m in reversed(moves) if m.to_stage == stage), None)
 
 
 def _rules(decision: Decision, kind: str) -> list[dict[str, Any]]:
@@ -98,7 +126,8 @@ def _rules(decision: Decision, kind: str) -> list[dict[str, Any]]:
     ]
 
 
-def _missing(stage: str, decision: Decision) -> list[str]:
+def missing(stage: str, decision: Decision) -> list[str]:
+    """What the lead still needs for its next stage, in words."""
     if stage in ("inquiry", "recycled"):
         blockers = list(decision.mql.missing)
         if decision.disqualified:

@@ -138,7 +138,7 @@ async def _rules(session: AsyncSession, lead_ids: Collection[UUID]) -> dict[UUID
 def notifier_for(settings: Settings) -> Notifier:
     config = sla_config(settings)
     return Notifier(
-        Mailer(config.smtp), sender=config.smtp.sender, public_url=config.sla.public_url
+        Mailer(config.smtp), sender=config.smtp.sender, public_url=config.http.public_url
     )
 
 

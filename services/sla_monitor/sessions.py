@@ -152,7 +152,7 @@ def clear_cookie(response: Response, *, request: Request) -> None:
 def _own_origins(request: Request) -> set[str]:
     """This request's own origin, and the public URL's (behind a proxy that rewrites ``Host``)."""
     own = {f"{request.url.scheme}://{request.url.netloc}"}
-    public = urlsplit(sla_config(request.app.state.runtime.settings).sla.public_url)
+    public = urlsplit(request.app.state.runtime.settings.http.public_url)
     if public.scheme and public.netloc:
         own.add(f"{public.scheme}://{public.netloc}")
     return own

@@ -25,10 +25,6 @@ class SlaSettings(Group):
         description="A tier firing this long after its due time is marked late (the monitor was "
         "down or behind)",
     )
-    public_url: str = Field(
-        "http://127.0.0.1:8000",
-        description="Where people reach Leadflow: the links in notifications start with it",
-    )
     session_secret: SecretStr = Field(
         SecretStr(""),
         description="Signs the ops board's session cookies (at least 32 characters; the same on "

@@ -16,6 +16,7 @@ Test and erased leads get no clocks; with no SLA policies live, or none matching
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -45,6 +46,26 @@ TRACKED = (
     LeadQueued, LeadRouted, LeadReassigned, LeadOutcome, LeadActivity, LeadDisqualified,
     LeadRecycled, LeadErased,
 )  # fmt: skip
+
+
+def plan_clock(
+    opening: Opening,
+    lead: Any,
+    submissions: Sequence[Mapping[str, Any]],
+    live: tuple[int, CompiledPolicies] | None,
+    *,
+    now: datetime,
+) -> tuple[SlaClock, CloudEvent] | None:
+    """The clock ``opening`` asks for, as the live policies set it for ``lead`` (its row and its
+    forms), and its ``sla.started``: None when no policy is live or applies, the policy sets no
+    target of the kind, or the lead is a test or erased one. Nothing is added to a session."""
+    if live is None or lead.is_test or lead.erased_at is not None:
+        return None
+    version, policies = live
+    policy = policies.choose(sla_facts(lead, submissions, team=opening.team))
+    if policy is None:
+        return None
+    return start_clock(opening, policies=policies, version=version, policy=policy, now=now)
 
 
 @dataclass
@@ -135,16 +156,9 @@ class Tracker:
         system_s: float | None = None,
     ) -> bool:
         lead = state.lead
-        if self.live is None or lead.is_test or lead.erased_at is not None:
-            return False
-        version, policies = self.live
-        policy = policies.choose(sla_facts(lead, state.submissions, team=team))
-        if policy is None:
-            return False
         system = max(system_s, 0.0) if system_s is not None else None
         opening = Opening(lead.id, kind, started, owner_id, owner_email, team, lead.source, system)
-        found = start_clock(opening, policies=policies, version=version, policy=policy,
-                            now=self.now)  # fmt: skip
+        found = plan_clock(opening, lead, state.submissions, self.live, now=self.now)
         if found is None:
             return False
         row, started_event = found

@@ -40,6 +40,7 @@ from shared.events.handoff import (
 )
 from shared.events.leads import LeadReceived, LeadReceivedData, LeadScored, LeadScoredData
 from shared.events.lifecycle import (
+    LIFECYCLE_STAGES,
     STAGE_EVENTS,
     LeadDisqualified,
     LeadMql,
@@ -109,6 +110,7 @@ __all__ = [
     "LeadReassignedData",
     "LeadRouted",
     "LeadRoutedData",
+    "LIFECYCLE_STAGES",
     "STAGE_EVENTS",
     "CloudEvent",
     "Event",

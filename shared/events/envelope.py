@@ -122,12 +122,29 @@ def topic_for(event: CloudEvent, topics: TopicSettings) -> str:
     return str(getattr(topics, event.stream))
 
 
+EXAMPLES = Path(__file__).with_name("examples")
+"""``<type>.json``: a real event of that type, as a test produced it, published with its schema."""
+
+
+def example_of(event_type: str) -> dict[str, Any] | None:
+    path = EXAMPLES / f"{event_type}.json"
+    if not path.exists():
+        return None
+    example: dict[str, Any] = json.loads(path.read_text())
+    return example
+
+
 def json_schemas() -> dict[str, dict[str, Any]]:
-    """Each event type's JSON Schema, keyed by its CloudEvents ``type``."""
-    return {
-        event_type: cls.model_json_schema(mode="serialization")
-        for event_type, cls in event_types().items()
-    }
+    """Each event type's JSON Schema, keyed by its CloudEvents ``type``, with its example if it
+    has one (``EXAMPLES``)."""
+    schemas = {}
+    for event_type, cls in event_types().items():
+        schema = cls.model_json_schema(mode="serialization")
+        example = example_of(event_type)
+        if example is not None:
+            schema["examples"] = [example]
+        schemas[event_type] = schema
+    return schemas
 
 
 def write_json_schemas(folder: Path) -> list[Path]:

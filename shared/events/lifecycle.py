@@ -67,6 +67,12 @@ class RulesetActivated(CloudEvent):
     data: RulesetActivatedData
 
 
+LIFECYCLE_STAGES: tuple[str, ...] = (
+    "inquiry", "mql", "sal", "sql", "opportunity", "won", "lost", "recycled", "disqualified",
+)  # fmt: skip
+"""Every stage a lead can be in, as stage events name them (scoring moves leads among them:
+services/scoring/lifecycle.py)."""
+
 STAGE_EVENTS: dict[str, type[_StageEvent]] = {
     "mql": LeadMql,
     "sql": LeadSql,

@@ -157,7 +157,8 @@ async def test_the_owners_and_the_manager_are_mailed_and_a_subscriber_gets_each_
         settings = make_settings(
             db,
             broker,
-            sla={"sweep_interval_ms": 50, "public_url": PUBLIC_URL},
+            sla={"sweep_interval_ms": 50},
+            http={"public_url": PUBLIC_URL},
             smtp={"host": "127.0.0.1", "port": smtp.port, "tls": "none"},
             webhooks={"allowed_networks": ["127.0.0.0/8"], "poll_interval_ms": 50},
         )

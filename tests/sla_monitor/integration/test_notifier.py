@@ -39,7 +39,7 @@ def settings_for(
     """Settings for one test, its SMTP server at ``port`` (None: no host, mail is logged)."""
     server = {"host": "127.0.0.1" if port else "", "port": port or 587, "tls": "none"}
     server |= {"sender": "Leadflow <leadflow@example.com>", "timeout_s": 5}
-    return make_settings(db, broker, smtp=server | smtp, sla={"public_url": PUBLIC_URL})
+    return make_settings(db, broker, smtp=server | smtp, http={"public_url": PUBLIC_URL})
 
 
 async def add_lead(db: Database, **overrides: Any) -> UUID:

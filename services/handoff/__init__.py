@@ -1,0 +1,1 @@
+"""The CRM handoff: ``lead.qualified``, the whole lead as sales needs it, once per handoff."""
