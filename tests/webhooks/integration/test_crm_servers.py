@@ -174,7 +174,7 @@ async def test_a_signed_hubspot_webhook_verifies_as_received(client: httpx.Async
     secret = "app-client-secret"
     events = [
         contact_change(
-            501, "lifecyclestage", "customer", event_id=1, occurred_at_ms=1_772_443_800_000
+            501, "lifecyclestage", "salesqualifiedlead", event_id=1, occurred_at_ms=1_772_443_800_000
         )
     ]
     async with Receiver() as receiver:
@@ -190,7 +190,7 @@ async def test_a_signed_hubspot_webhook_verifies_as_received(client: httpx.Async
     assert hubspot.verify_v3(secret, got.method, uri, got.body, stamp, signature, now)
     assert not hubspot.verify_v3("other", got.method, uri, got.body, stamp, signature, now)
     [outcome] = hubspot.inbound_outcomes(hubspot.parse_events(got.body), HubSpotConfig().inbound)
-    assert (outcome.object_id, outcome.outcome) == ("501", "won")
+    assert (outcome.object_id, outcome.outcome) == ("501", "accepted")
 
 
 # Salesforce
