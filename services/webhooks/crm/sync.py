@@ -139,8 +139,14 @@ class CrmSync:
                 await asyncio.gather(*self.tasks, return_exceptions=True)
 
     async def _idle(self) -> None:
+        """Until the next poll, the next lingering batch, or a wake-up (a full batch announced,
+        a request done). A subscription with every request in flight waits for the wake-up."""
         now = time.monotonic()
-        due = [first + self.linger for first in self.first_at.values()]
+        due = [
+            first + self.linger
+            for endpoint, first in self.first_at.items()
+            if self.sending.get(endpoint, 0) < CONCURRENT
+        ]
         wait = min([self._polled + self.poll, *due]) - now
         if wait <= 0:
             return
@@ -154,7 +160,11 @@ class CrmSync:
         poll = now - self._polled >= self.poll
         if poll:
             self._polled = now
-        for endpoint in await self._endpoints():
+        endpoints = await self._endpoints()
+        for gone in self.announced.keys() - {e.id for e in endpoints}:  # deleted or disabled
+            self.announced.pop(gone)
+            self.first_at.pop(gone, None)
+        for endpoint in endpoints:
             self.sizes[endpoint.id] = endpoint.batch_size
             announced = self.announced.get(endpoint.id, 0)
             lingered = now - self.first_at.get(endpoint.id, now) >= self.linger

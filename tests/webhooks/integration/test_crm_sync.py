@@ -5,11 +5,12 @@ back. Both databases."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
-from uuid import UUID
+from uuid import UUID, uuid4
 
 import orjson
 import pytest
@@ -17,10 +18,11 @@ from sqlalchemy import select
 
 from services.webhooks import store
 from services.webhooks.crm.links import leads_of
-from services.webhooks.crm.sync import CrmSync
+from services.webhooks.crm.sync import CONCURRENT, CrmSync
 from services.webhooks.models import CrmLink
 from services.webhooks.recording import record_many
 from services.webhooks.schemas import SubscriptionIn
+from services.webhooks.sending import make_client
 from services.webhooks.settings import WebhooksConfig
 from shared.config import Settings
 from shared.events import CloudEvent, decode
@@ -346,3 +348,32 @@ async def test_a_plain_webhook_dispatcher_never_claims_crm_messages(db: Database
         rows = await messages(db, subscription)
     assert rows[0].status == "pending" and rows[0].attempts == 0
     assert server.received == []
+
+
+async def test_an_announced_subscription_that_is_gone_is_forgotten(db: Database) -> None:
+    """Else its batch would be due for ever and the sync would spin on it."""
+    settings = settings_for(db)
+    assert isinstance(settings, WebhooksConfig)
+    sync = CrmSync(db.sessions, settings)
+    sync.recorded({uuid4(): 3})
+    async with make_client(settings.webhooks) as client:
+        await sync._round(client)  # noqa: SLF001 - one round, no loop
+    assert sync.announced == {} and sync.first_at == {}
+
+
+async def test_a_subscription_with_every_request_in_flight_waits_to_be_woken(db: Database) -> None:
+    """Its lingering batch cannot go until a request ends (which wakes the sync): no spinning."""
+    settings = settings_for(db, poll_interval_ms=60_000)
+    assert isinstance(settings, WebhooksConfig)
+    sync = CrmSync(db.sessions, settings)
+    busy = uuid4()
+    sync.recorded({busy: 1})
+    sync.first_at[busy] -= 10  # lingered long ago
+    sync.sending[busy] = CONCURRENT
+    sync._polled = time.monotonic()  # noqa: SLF001
+    sync.wakeup.clear()
+    idle = asyncio.create_task(sync._idle())  # noqa: SLF001
+    done, _ = await asyncio.wait({idle}, timeout=0.2)
+    assert not done, "it returned at once: the sync would spin"
+    sync.wakeup.set()
+    await asyncio.wait_for(idle, 5)
