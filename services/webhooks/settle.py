@@ -154,6 +154,8 @@ async def settle_batch(
             values.update(status=PENDING if due else EXHAUSTED, due_at=due or now)
         await _update_message(session, item.claimed, **values)
     if request.verdict is Verdict.DELIVERED:
+        if subscription.paused_until is not None and subscription.paused_until > now:
+            return False  # sent before a rate limit's pause: the pause (Retry-After) stands
         await _recovered(session, subscription, now)
         return False
     policy = policy_of(settings)

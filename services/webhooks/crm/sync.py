@@ -166,9 +166,7 @@ class CrmSync:
             self.first_at.pop(gone, None)
         for endpoint in endpoints:
             self.sizes[endpoint.id] = endpoint.batch_size
-            announced = self.announced.get(endpoint.id, 0)
-            lingered = now - self.first_at.get(endpoint.id, now) >= self.linger
-            if announced >= endpoint.batch_size or (announced and lingered):
+            if self._ready(endpoint):
                 await self._drain(client, endpoint, lingering=False)
             elif poll:
                 await self._drain(client, endpoint, lingering=True)
@@ -187,8 +185,16 @@ class CrmSync:
             task = asyncio.create_task(self._send(client, endpoint, claimed))
             self.tasks.add(task)
             task.add_done_callback(self.tasks.discard)
-            if len(claimed) < endpoint.batch_size:
-                return
+            full = len(claimed) == endpoint.batch_size
+            if not full or not (lingering or self._ready(endpoint)):
+                return  # the rest fills the next batch (or lingers)
+
+    def _ready(self, endpoint: Endpoint) -> bool:
+        """A batch of ``endpoint`` may go now: a full one announced, or one that lingered."""
+        announced = self.announced.get(endpoint.id, 0)
+        first = self.first_at.get(endpoint.id)
+        lingered = first is not None and time.monotonic() - first >= self.linger
+        return announced >= endpoint.batch_size or (announced > 0 and lingered)
 
     def _taken(self, endpoint: UUID, count: int) -> None:
         left = self.announced.get(endpoint, 0) - count
@@ -209,21 +215,32 @@ class CrmSync:
             return [endpoint_of(row) for row in rows]
 
     async def _claim(self, endpoint: Endpoint, *, lingering: bool) -> list[Claimed]:
+        """Up to a batch of due messages. ``lingering`` (a poll's): only if one has been due for
+        longer than the linger, and then with whatever else is due, to fill the batch."""
         now = datetime.now(UTC)
-        due_by = now - timedelta(seconds=self.linger) if lingering else now
         async with self.sessions.begin() as session:
-            return await claim(
-                session,
-                now=now,
-                limit=endpoint.batch_size,
-                lease=self.lease,
-                in_flight={},
-                per_endpoint=endpoint.batch_size,
-                threshold=self.config.breaker_failures,
-                endpoints=[endpoint.id],
-                kind=endpoint.kind,
-                due_by=due_by,
-            )
+
+            async def take(limit: int, due_by: datetime) -> list[Claimed]:
+                return await claim(
+                    session,
+                    now=now,
+                    limit=limit,
+                    lease=self.lease,
+                    in_flight={},
+                    per_endpoint=endpoint.batch_size,
+                    threshold=self.config.breaker_failures,
+                    endpoints=[endpoint.id],
+                    kind=endpoint.kind,
+                    due_by=due_by,
+                )
+
+            if not lingering:
+                return await take(endpoint.batch_size, now)
+            claimed = await take(endpoint.batch_size, now - timedelta(seconds=self.linger))
+            room = endpoint.batch_size - len(claimed)
+            if claimed and room > 0 and not claimed[0].half_open:
+                claimed += await take(room, now)  # its leases exclude what it took already
+            return claimed
 
     async def _send(
         self, client: httpx.AsyncClient, endpoint: Endpoint, claimed: list[Claimed]
@@ -355,7 +372,8 @@ class CrmSync:
         while True:
             try:
                 async with self.sessions.begin() as session:
-                    await links.remember(session, endpoint.id, found, now=datetime.now(UTC))
+                    # The subscription's row first (settle_batch locks it), then the links,
+                    # whose foreign key share-locks it: two settlements cannot deadlock.
                     disabled = await settle_batch(
                         session,
                         request,
@@ -364,6 +382,7 @@ class CrmSync:
                         now=datetime.now(UTC),
                         rand=self.rand,
                     )
+                    await links.remember(session, endpoint.id, found, now=datetime.now(UTC))
                 break
             except Exception as error:
                 if not (is_transient(error) or conflict(error)):

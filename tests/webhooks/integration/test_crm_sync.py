@@ -8,7 +8,7 @@ import asyncio
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID, uuid4
 
@@ -20,10 +20,12 @@ from services.webhooks import store
 from services.webhooks.crm.links import leads_of
 from services.webhooks.crm.sync import CONCURRENT, CrmSync
 from services.webhooks.models import CrmLink
+from services.webhooks.queue import claim
 from services.webhooks.recording import record_many
 from services.webhooks.schemas import SubscriptionIn
 from services.webhooks.sending import make_client
 from services.webhooks.settings import WebhooksConfig
+from services.webhooks.settle import Outcome, Settled, settle_batch
 from shared.config import Settings
 from shared.events import CloudEvent, decode
 from tests.support.common import Database, eventually
@@ -37,6 +39,7 @@ from tests.support.webhooks import (
     subscribe,
     webhook_settings,
 )
+from tests.support.webhooks import subscription as store_subscription
 
 HUBSPOT_TOKEN = "pat-test-token"
 SF_SECRET = "sf-test-secret"
@@ -377,3 +380,34 @@ async def test_a_subscription_with_every_request_in_flight_waits_to_be_woken(db:
     assert not done, "it returned at once: the sync would spin"
     sync.wakeup.set()
     await asyncio.wait_for(idle, 5)
+
+
+async def test_a_success_inside_a_rate_limit_pause_does_not_lift_it(db: Database) -> None:
+    """Two requests in flight, the second told to wait (429, Retry-After): the first's success
+    must not make the waiting messages due at once."""
+    settings = settings_for(db)
+    assert isinstance(settings, WebhooksConfig)
+    async with HubSpotServer() as server:
+        subscription = await hubspot(db, settings, server)
+        await emit_many(db, settings, [event(), event()])
+        now = datetime.now(UTC)
+        async with db.sessions.begin() as session:
+            first, second = await claim(
+                session, now=now, limit=2, lease=timedelta(minutes=1), in_flight={},
+                per_endpoint=2, threshold=1000, endpoints=[subscription], kind="hubspot",
+            )  # fmt: skip
+        limited = Outcome(attempted_at=now, status=429, latency_ms=1.0, retry_after="60")
+        answered = Outcome(attempted_at=now, status=200, latency_ms=1.0)
+        for outcome, message in ((limited, second), (answered, first)):
+            verdict = outcome.verdict
+            async with db.sessions.begin() as session:
+                await settle_batch(
+                    session, outcome, [Settled(message, verdict)], settings=settings,
+                    now=now, rand=lambda: 0.5,
+                )  # fmt: skip
+        rows = {m.id: m for m in await messages(db, subscription)}
+        paused = (await store_subscription(db, subscription)).paused_until
+    assert rows[first.id].status == "delivered"
+    assert rows[second.id].status == "pending"
+    assert rows[second.id].due_at >= now + timedelta(seconds=59)
+    assert paused is not None and paused >= now + timedelta(seconds=59)
