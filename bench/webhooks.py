@@ -1,4 +1,5 @@
-"""``python -m bench.webhooks [--rate R] [--seconds S] [--burst N]``: webhook latency, throughput.
+"""``python -m bench.webhooks [--rate R] [--seconds S] [--burst N] [--event E]``: webhook latency,
+throughput.
 
 Production-like: PostgreSQL (a fresh database), the embedded broker (topics of one partition,
 as ``leadflow dev`` makes them), and ``leadflow intake``, ``leadflow scoring`` and
@@ -7,21 +8,30 @@ fixed rate (open loop) and runs the CRM receiver, subscribed to ``lead.mql`` (ev
 qualifies). Latency: from the intake's 202 to the receiver's 200 for that lead's ``lead.mql``.
 Then throughput: ``--burst`` messages queued at once for one fast receiver, drained by the
 dispatcher.
+
+``--event lead.qualified``: routing on (``leadflow dev``'s sample team, routing rules and SLA
+policies), leads posted with UTM, consent, page and title (``--payload rich``), the receiver
+subscribed to the handoff's ``lead.qualified``; the latency runs to that event's arrival.
+
+The pipeline's helpers (processes, posting, CPU window, stage timings) serve ``bench.crm`` too.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import itertools
+import contextlib
 import os
 import socket
 import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from uuid import uuid4
+from typing import Any
+from uuid import UUID, uuid4
 
 import asyncpg
 import httpx
@@ -30,27 +40,34 @@ import uvloop
 from rich.console import Console
 from rich.table import Table
 from sqlalchemy import insert, text
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from bench.intake import bench_database
 from bench.loadgen import CpuProbe, _cpu_ticks
 from bench.suite import DEFAULT_PG_URL, machine_pace, quantile
+from services.routing.main import add_sample_team
 from services.scoring.main import activate_sample_rules
 from services.settings import load_settings
+from services.sla_monitor.sample import activate_sample_policies
 from services.webhooks import store
 from services.webhooks.models import WebhookMessage
 from services.webhooks.schemas import SubscriptionIn
 from shared.broker import EMBEDDED_PARTITIONS, EmbeddedBroker
 from shared.runtime import Runtime
-from tests.support.receiver import Receiver
+from tests.support.receiver import Received, Receiver
 
 SECRET_KEY = "sk_bench"
 IDLE_RECONNECT_S = 4.0
 """A poster idle this long connects again: uvicorn closes a connection idle for 5 s (at low
 ``--rate``, with many ``--connections``, each waits that long between posts)."""
+MQL, QUALIFIED = "lead.mql", "lead.qualified"
 console = Console(width=None if sys.stdout.isatty() else 120)
 
 
-def _free_port() -> int:
+# --------------------------------------------------------------------------- the pipeline
+
+
+def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
@@ -80,38 +97,78 @@ def _environment(db_url: str, bootstrap: str, ports: dict[str, int]) -> dict[str
     return env
 
 
-async def _prepare(env: dict[str, str], receiver_url: str) -> None:
-    """Activate the sample rules, subscribe the receiver to lead.mql."""
-    settings = load_settings(db={"url": env["LEADFLOW_DB__URL"]})
+@dataclass
+class Pipeline:
+    """The three services running against a fresh database and the embedded broker."""
+
+    env: dict[str, str]
+    ports: dict[str, int]
+    db_url: str
+    """SQLAlchemy URL (asyncpg) of the bench database."""
+    cpu: CpuWindow
+
+
+@contextlib.contextmanager
+def running_pipeline(pg_url: str) -> Iterator[Pipeline]:
+    """Broker, database and ``leadflow intake``/``scoring``/``webhooks`` until the block ends."""
+    broker = EmbeddedBroker()
+    broker.start()
+    processes: list[subprocess.Popen[bytes]] = []
+    try:
+        with bench_database(pg_url, console.log) as url:
+            db_url = url.set(drivername="postgresql+asyncpg").render_as_string(hide_password=False)
+            ports = {name: free_port() for name in ("intake", "scoring", "webhooks")}
+            env = _environment(db_url, broker.bootstrap_servers, ports)
+            leadflow = os.path.join(os.path.dirname(sys.executable), "leadflow")
+            try:
+                for name in ports:
+                    processes.append(subprocess.Popen([leadflow, name], env=env))
+                services = {name: p.pid for name, p in zip(ports, processes, strict=True)}
+                dsn = url.set(drivername="postgresql").render_as_string(False)
+                cpu = CpuWindow(services, str(url.database), dsn)
+                yield Pipeline(env, ports, db_url, cpu)
+            finally:
+                for process in processes:
+                    process.terminate()
+                for process in processes:
+                    process.wait(timeout=30)
+    finally:
+        broker.stop()
+
+
+async def prepare(pipeline: Pipeline, subscription: SubscriptionIn, *, routing: bool) -> UUID:
+    """Activate the sample rules (and, with ``routing``, ``leadflow dev``'s sample team and SLA
+    policies, so qualified leads are routed and handed over), create the subscription."""
+    settings = load_settings(db={"url": pipeline.db_url})
     runtime = Runtime.create(settings)
     try:
         await activate_sample_rules(runtime)
+        if routing:
+            await add_sample_team(runtime)
+            await activate_sample_policies(runtime)
         async with runtime.sessions.begin() as session:
-            body = SubscriptionIn(url=receiver_url, event_types=["lead.mql"])
             webhooks = settings.webhooks.model_copy(update={"allowed_networks": ["127.0.0.0/8"]})
-            created = await store.create(session, body, settings=webhooks, now=datetime.now(UTC))
-        bench_state["subscription"] = created.id
-        bench_state["db_url"] = env["LEADFLOW_DB__URL"]
+            now = datetime.now(UTC)
+            created = await store.create(session, subscription, settings=webhooks, now=now)
+        return created.id
     finally:
         await runtime.close()
 
 
-bench_state: dict[str, object] = {}
-
-
-async def _wait_ready(client: httpx.AsyncClient, ports: dict[str, int]) -> None:
+async def wait_ready(ports: dict[str, int]) -> None:
     deadline = time.monotonic() + 90
-    for port in ports.values():
-        while True:
-            try:
-                response = await client.get(f"http://127.0.0.1:{port}/readyz")
-                if response.status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"service on port {port} not ready")
-            await asyncio.sleep(0.2)
+    async with httpx.AsyncClient(timeout=5) as client:
+        for port in ports.values():
+            while True:
+                try:
+                    response = await client.get(f"http://127.0.0.1:{port}/readyz")
+                    if response.status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"service on port {port} not ready")
+                await asyncio.sleep(0.2)
 
 
 class CpuWindow:
@@ -119,9 +176,10 @@ class CpuWindow:
     three services (and their children), PostgreSQL's backends for the bench database, the
     broker (this process's other children) and this process (load generator and receiver)."""
 
-    def __init__(self, services: dict[str, int], database: str) -> None:
+    def __init__(self, services: dict[str, int], database: str, dsn: str) -> None:
         self.services = services
         self.database = database
+        self.dsn = dsn
         self.start: tuple[float, dict[str, dict[int, int]], list[int]] | None = None
         self.cores: dict[str, float] = {}
         self.seconds: dict[str, float] = {}
@@ -130,7 +188,7 @@ class CpuWindow:
         the backends last reported them: within about a second) at the window's edges."""
 
     async def count_transactions(self) -> None:
-        connection = await asyncpg.connect(str(bench_state["dsn"]))
+        connection = await asyncpg.connect(self.dsn)
         try:
             query = "SELECT xact_commit FROM pg_stat_database WHERE datname = $1"
             self.commits.append(await connection.fetchval(query, self.database))
@@ -214,197 +272,133 @@ def _machine_ticks() -> list[int]:
     return [fields[i] for i in (0, 1, 2, 5, 6, 7)]
 
 
-async def _latency_run(args: argparse.Namespace, env: dict[str, str], ports: dict[str, int]):  # type: ignore[no-untyped-def]
-    accepted: dict[str, float] = {}
-    posted: dict[str, float] = {}
-    accepted_wall: dict[str, float] = {}
-    statuses = bench_state["statuses"] = {}
-    answered: list[float] = []
-    """Each measured post's response time: request written → intake's answer read."""
-    bench_state["answered"] = answered
-    arrived: dict[str, float] = {}
-    receiver = Receiver(keep=False)
+# --------------------------------------------------------------------------- posting leads
 
-    def on_request(request) -> None:  # type: ignore[no-untyped-def]
-        arrived.setdefault(orjson.loads(request.body)["subject"], request.at)
 
-    receiver.on_request = on_request
-    await receiver.start()
-    await _prepare(env, receiver.url())
-    limits = httpx.Limits(max_connections=256, max_keepalive_connections=256)
-    async with httpx.AsyncClient(limits=limits, timeout=30) as client:
-        await _wait_ready(client, ports)
-        due: asyncio.Queue[tuple[int, bool] | None] = asyncio.Queue()
+def lean_lead(index: int, tag: str) -> dict[str, Any]:
+    """The lead the figures before issue 18 were measured with."""
+    return {"email": f"b{index}.{tag}@acme-corp.example", "company": "Acme"}
 
-        async def poster() -> None:
-            """One keep-alive connection, one request in flight: raw bytes, not httpx, whose
-            CPU per request would make this process the bottleneck it is meant to measure."""
-            reader, writer = await asyncio.open_connection("127.0.0.1", ports["intake"])
-            done = time.perf_counter()
-            try:
-                while (item := await due.get()) is not None:
-                    index, measured = item
-                    if time.perf_counter() - done > IDLE_RECONNECT_S:
-                        writer.close()
-                        reader, writer = await asyncio.open_connection("127.0.0.1", ports["intake"])
-                    sent = time.perf_counter()
-                    writer.write(_lead_request(ports["intake"], index))
-                    status, body = await _read_response(reader)
-                    done = time.perf_counter()
-                    statuses[status] = statuses.get(status, 0) + 1
-                    if measured:
-                        answered.append((done - sent) * 1000)
-                    if status == 202 and measured:
-                        lead = orjson.loads(body)["lead_id"]
-                        accepted[lead], posted[lead] = done, sent
-                        accepted_wall[lead] = time.time()
-            finally:
-                writer.close()
 
-        total = int(args.rate * (args.warmup + args.seconds))
-        warm = int(args.rate * args.warmup)
-        posters = [asyncio.create_task(poster()) for _ in range(args.connections)]
-        start = time.perf_counter()
-        cpu: CpuWindow = bench_state["cpu"]  # type: ignore[assignment]
-        for index in range(total):
-            delay = start + index / args.rate - time.perf_counter()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            if index == warm:
-                await cpu.count_transactions()
-                cpu.sample()
-                _profile(cpu.services, args.seconds)
-            due.put_nowait((index, index >= warm))
-        cpu.sample()
-        await cpu.count_transactions()
-        for _ in posters:
-            due.put_nowait(None)
-        await asyncio.gather(*posters)
-        sent_for = time.perf_counter() - start
-        deadline = time.perf_counter() + 60
-        while not set(accepted) <= set(arrived) and time.perf_counter() < deadline:  # noqa: ASYNC110
-            await asyncio.sleep(0.1)
+def rich_lead(index: int, tag: str) -> dict[str, Any]:
+    """A lead as a web form with tracking sends it: UTM, page, referrer, title, consent (so its
+    personal fields reach the subscriber), a custom field. No phone: a shared one would merge
+    the leads."""
+    return {
+        **lean_lead(index, tag),
+        "first_name": "Ada",
+        "last_name": f"Bench {index}",
+        "title": "Head of Revenue Operations",
+        "website": "https://acme-corp.example",
+        "country": "Germany",
+        "utm": {"source": "newsletter", "medium": "email", "campaign": "spring-launch"},
+        "page_url": "https://www.leadflow.example/pricing?plan=team",
+        "referrer": "https://www.google.com/",
+        "consent": {
+            "text": "I agree to be contacted about this inquiry.",
+            "flags": {"contact": True},
+        },
+        "custom": {"team_size": "11-50"},
+    }
+
+
+PAYLOADS: dict[str, Callable[[int, str], dict[str, Any]]] = {"lean": lean_lead, "rich": rich_lead}
+
+
+@dataclass
+class Posted:
+    """What the open-loop posting gave: per measured lead (its id), when it was posted and
+    accepted (``perf_counter``), and its index (its email is ``PAYLOADS[..](index, tag)``)."""
+
+    rate: float
+    """Leads posted per second, over the whole posting (warm-up included)."""
+    window: tuple[float, float]
+    """The measured window's start and end (``perf_counter``)."""
+    accepted: dict[str, float] = field(default_factory=dict)
+    posted: dict[str, float] = field(default_factory=dict)
+    index: dict[str, int] = field(default_factory=dict)
+    statuses: dict[int, int] = field(default_factory=dict)
+    answered: list[float] = field(default_factory=list)
+    """Each measured post's response time: request written → intake's answer read (ms)."""
+
+    def wall(self) -> dict[str, float]:
+        """The 202s as wall-clock times (the database's timestamps are wall clock)."""
         clock = time.time() - time.perf_counter()
-        arrived_wall = {k: arrived[k] + clock for k in accepted_wall if k in arrived}
-        bench_state["stages"] = await _stages(accepted_wall, arrived_wall)
-        burst = await _burst(args.burst, receiver)
-    await receiver.stop()
-    latencies = sorted((arrived[k] - t) * 1000 for k, t in accepted.items() if k in arrived)
-    bench_state["whole"] = sorted(
-        (arrived[k] - t) * 1000 for k, t in posted.items() if k in arrived
-    )
-    return total / sent_for, accepted, latencies, burst
+        return {lead: at + clock for lead, at in self.accepted.items()}
 
 
-async def _burst(count: int, receiver: Receiver) -> tuple[int, float]:
-    """Queue ``count`` messages at once for the subscribed receiver; time the dispatcher."""
-    from sqlalchemy.ext.asyncio import create_async_engine
+async def post_leads(
+    args: argparse.Namespace,
+    pipeline: Pipeline,
+    lead: Callable[[int], dict[str, Any]],
+) -> Posted:
+    """Post ``args.rate`` leads a second (open loop) for ``args.warmup`` + ``args.seconds``
+    over ``args.connections`` keep-alive connections; the CPU window covers the measured part."""
+    port = pipeline.ports["intake"]
+    due: asyncio.Queue[tuple[int, bool] | None] = asyncio.Queue()
+    result = Posted(rate=0.0, window=(0.0, 0.0))
 
-    engine = create_async_engine(str(bench_state["db_url"]))
-    now = datetime.now(UTC)
-    rows = [
-        {
-            "id": uuid4(),
-            "subscription_id": bench_state["subscription"],
-            "event_id": str(uuid4()),
-            "event_type": "lead.mql",
-            "lead_id": str(uuid4()),
-            "payload": '{"type":"lead.mql","subject":"burst","data":{}}',
-            "status": "pending",
-            "attempts": 0,
-            "due_at": now,
-            "created_at": now,
-        }
-        for _ in range(count)
-    ]
-    before = receiver.count
-    async with engine.begin() as connection:
-        await connection.execute(insert(WebhookMessage.__table__), rows)
-    async with engine.begin() as connection:  # as autovacuum would soon after a bulk insert
-        await connection.execute(text("ANALYZE webhook_messages"))
-    started = time.perf_counter()
-    while receiver.count - before < count and time.perf_counter() - started < 120:  # noqa: ASYNC110
-        await asyncio.sleep(0.02)
-    elapsed = time.perf_counter() - started
-    await engine.dispose()
-    return receiver.count - before, elapsed
+    async def poster() -> None:
+        """One keep-alive connection, one request in flight: raw bytes, not httpx, whose
+        CPU per request would make this process the bottleneck it is meant to measure."""
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        done = time.perf_counter()
+        try:
+            while (item := await due.get()) is not None:
+                index, measured = item
+                if time.perf_counter() - done > IDLE_RECONNECT_S:
+                    writer.close()
+                    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+                sent = time.perf_counter()
+                writer.write(lead_request(port, lead(index)))
+                status, body = await _read_response(reader)
+                done = time.perf_counter()
+                result.statuses[status] = result.statuses.get(status, 0) + 1
+                if measured:
+                    result.answered.append((done - sent) * 1000)
+                if status == 202 and measured:
+                    lead_id = orjson.loads(body)["lead_id"]
+                    result.accepted[lead_id], result.posted[lead_id] = done, sent
+                    result.index[lead_id] = index
+        finally:
+            writer.close()
 
-
-STAGES_SQL = text(
-    """
-    SELECT o1.aggregate_id AS lead, o1.created_at AS intake_commit,
-           o1.published_at AS received_published, s.processed_at AS scored,
-           o2.published_at AS mql_published, w.processed_at AS recorded,
-           (SELECT min(a.attempted_at) FROM webhook_attempts a WHERE a.message_seq = m.seq)
-               AS attempted,
-           m.delivered_at AS settled
-    FROM outbox o1
-    JOIN processed_events s ON s.consumer = 'scoring' AND s.event_id = o1.id::text
-    JOIN outbox o2 ON o2.aggregate_id = o1.aggregate_id AND o2.type = 'lead.mql'
-    JOIN processed_events w ON w.consumer = 'webhooks' AND w.event_id = o2.id::text
-    JOIN webhook_messages m ON m.event_id = o2.id::text
-    WHERE o1.type = 'lead.received'
-    """
-)
-BATCHES_SQL = text(
-    """
-    SELECT (SELECT count(*)::float / greatest(count(DISTINCT xmin::text), 1) FROM inquiries)
-               AS per_intake_commit,
-           (SELECT count(*)::float / greatest(count(DISTINCT xmin::text), 1)
-            FROM webhook_attempts) AS per_settle_commit
-    """
-)
-"""Rows written by one transaction share its ``xmin``: inquiries per intake transaction, attempts
-per settling transaction (neither table's rows are updated later), over the latency run."""
-STAGE_NAMES = (
-    "202 → intake relay published lead.received",
-    "→ scoring consumed it (transaction start)",
-    "→ scoring relay published lead.mql",
-    "→ webhooks consumer recorded the message",
-    "→ dispatcher attempt started",
-    "→ receiver got it",
-    "→ attempt settled (delivered_at)",
-)
+    total = int(args.rate * (args.warmup + args.seconds))
+    warm = int(args.rate * args.warmup)
+    posters = [asyncio.create_task(poster()) for _ in range(args.connections)]
+    start = window_start = time.perf_counter()
+    cpu = pipeline.cpu
+    for index in range(total):
+        delay = start + index / args.rate - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        if index == warm:
+            await cpu.count_transactions()
+            cpu.sample()
+            window_start = time.perf_counter()
+            _profile(cpu.services, args.seconds)
+        due.put_nowait((index, index >= warm))
+    window_end = time.perf_counter()
+    cpu.sample()
+    await cpu.count_transactions()
+    for _ in posters:
+        due.put_nowait(None)
+    await asyncio.gather(*posters)
+    result.rate = total / (time.perf_counter() - start)
+    result.window = (window_start, window_end)
+    return result
 
 
-async def _stages(
-    accepted: dict[str, float], arrived: dict[str, float]
-) -> list[tuple[str, float, float]]:
-    """Where the time goes, per stage: (name, p50 ms, p99 ms) from the rows' timestamps."""
-    from sqlalchemy.ext.asyncio import create_async_engine
-
-    engine = create_async_engine(str(bench_state["db_url"]))
-    async with engine.connect() as connection:
-        rows = (await connection.execute(STAGES_SQL)).all()
-        bench_state["batches"] = (await connection.execute(BATCHES_SQL)).one()
-    await engine.dispose()
-    gaps: list[list[float]] = [[] for _ in STAGE_NAMES]
-    for row in rows:
-        if row.lead not in arrived or row.attempted is None or row.settled is None:
-            continue
-        points = [
-            accepted[row.lead],
-            row.received_published.timestamp(),
-            row.scored.timestamp(),
-            row.mql_published.timestamp(),
-            row.recorded.timestamp(),
-            row.attempted.timestamp(),
-            arrived[row.lead],
-            row.settled.timestamp(),
-        ]
-        for index, (a, b) in enumerate(itertools.pairwise(points)):
-            gaps[index].append((b - a) * 1000)
-    return [
-        (name, quantile(g, 0.5), quantile(g, 0.99))
-        for name, g in zip(STAGE_NAMES, gaps, strict=True)
-    ]
+async def wait_for(done: Callable[[], bool], seconds: float) -> None:
+    """Poll ``done`` until it holds or ``seconds`` pass."""
+    deadline = time.perf_counter() + seconds
+    while not done() and time.perf_counter() < deadline:  # noqa: ASYNC110
+        await asyncio.sleep(0.1)
 
 
-def _lead_request(port: int, index: int) -> bytes:
+def lead_request(port: int, lead: dict[str, Any]) -> bytes:
     """A lead posted with the secret key (no rate limit applies to it)."""
-    body = orjson.dumps(
-        {"email": f"b{index}.{uuid4().hex[:6]}@acme-corp.example", "company": "Acme"}
-    )
+    body = orjson.dumps(lead)
     return (
         f"POST /v1/leads HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
         f"Authorization: Bearer {SECRET_KEY}\r\nContent-Type: application/json\r\n"
@@ -422,98 +416,136 @@ async def _read_response(reader: asyncio.StreamReader) -> tuple[int, bytes]:
     return int(head.split(b" ", 2)[1]), await reader.readexactly(length)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.webhooks", description=__doc__)
-    parser.add_argument("--rate", type=float, default=500.0, help="leads/s posted (default 500)")
-    parser.add_argument("--seconds", type=float, default=20.0, help="measured seconds")
-    parser.add_argument("--warmup", type=float, default=5.0, help="unmeasured seconds first")
-    parser.add_argument("--connections", type=int, default=32, help="posting connections")
-    parser.add_argument("--burst", type=int, default=20_000, help="messages for throughput")
-    parser.add_argument("--pg-url", default=os.environ.get("BENCH_PG_URL", DEFAULT_PG_URL))
-    args = parser.parse_args(argv)
-    bench_state["pace"] = [machine_pace()]
-    broker = EmbeddedBroker()
-    broker.start()
-    processes: list[subprocess.Popen[bytes]] = []
+# --------------------------------------------------------------------------- where the time goes
+
+STAGES_SQL = text(
+    """
+    WITH received AS (
+        SELECT aggregate_id AS lead, id, published_at FROM outbox WHERE type = 'lead.received'
+    ), mql AS (
+        SELECT DISTINCT ON (aggregate_id) aggregate_id AS lead, published_at
+        FROM outbox WHERE type = 'lead.mql' ORDER BY aggregate_id, seq
+    ), routed AS (
+        SELECT DISTINCT ON (aggregate_id) aggregate_id AS lead, created_at, published_at
+        FROM outbox WHERE type IN ('lead.routed', 'lead.queued') ORDER BY aggregate_id, seq
+    ), delivered AS (
+        SELECT DISTINCT ON (aggregate_id) aggregate_id AS lead, id, created_at, published_at
+        FROM outbox WHERE type = :event ORDER BY aggregate_id, seq
+    )
+    SELECT r.lead, r.published_at AS received_published, s.processed_at AS scored,
+           mql.published_at AS mql_published, routed.created_at AS routed_created,
+           routed.published_at AS routed_published, d.created_at AS event_created,
+           d.published_at AS event_published, w.processed_at AS recorded,
+           (SELECT min(a.attempted_at) FROM webhook_attempts a WHERE a.message_seq = m.seq)
+               AS attempted,
+           m.delivered_at AS settled
+    FROM received r
+    JOIN processed_events s ON s.consumer = 'scoring' AND s.event_id = r.id::text
+    JOIN mql ON mql.lead = r.lead
+    LEFT JOIN routed ON routed.lead = r.lead
+    JOIN delivered d ON d.lead = r.lead
+    JOIN processed_events w ON w.consumer = 'webhooks' AND w.event_id = d.id::text
+    JOIN webhook_messages m ON m.event_id = d.id::text
+    """
+)
+BATCHES_SQL = text(
+    """
+    SELECT (SELECT count(*)::float / greatest(count(DISTINCT xmin::text), 1) FROM inquiries)
+               AS per_intake_commit,
+           (SELECT count(*)::float / greatest(count(DISTINCT xmin::text), 1)
+            FROM webhook_attempts) AS per_settle_commit
+    """
+)
+"""Rows written by one transaction share its ``xmin``: inquiries per intake transaction, attempts
+per settling transaction (neither table's rows are updated later), over the latency run."""
+ACCEPTED, ARRIVED = "accepted", "arrived"
+Stage = tuple[str, str, str]
+"""A stage's name and the two points it runs between (columns of ``STAGES_SQL``, or the 202
+and the arrival measured here)."""
+
+
+def stages_of(
+    event: str, receiver: str = "receiver", sender: str = "dispatcher"
+) -> tuple[Stage, ...]:
+    """The stages from the 202 to ``receiver``'s arrival of ``event``, then its settling."""
+    head: tuple[Stage, ...] = (
+        ("202 → intake relay published lead.received", ACCEPTED, "received_published"),
+        ("→ scoring consumed it (transaction start)", "received_published", "scored"),
+    )
+    if event == MQL:
+        middle: tuple[Stage, ...] = (
+            ("→ scoring relay published lead.mql", "scored", "event_published"),
+        )
+    else:
+        middle = (
+            ("  (beside the path: → scoring relay published lead.mql)", "scored", "mql_published"),
+            ("→ routing staged lead.routed/queued", "scored", "routed_created"),
+            ("→ scoring relay published it", "routed_created", "routed_published"),
+            (f"→ handoff staged {event}", "routed_published", "event_created"),
+            (f"→ scoring relay published {event}", "event_created", "event_published"),
+        )
+    tail: tuple[Stage, ...] = (
+        ("→ webhooks consumer recorded the message", "event_published", "recorded"),
+        (f"→ {sender} attempt started", "recorded", "attempted"),
+        (f"→ {receiver} got it", "attempted", ARRIVED),
+        ("→ attempt settled (delivered_at)", ARRIVED, "settled"),
+    )
+    return head + middle + tail
+
+
+@dataclass
+class Timings:
+    stages: list[tuple[str, float, float]]
+    """(name, p50 ms, p99 ms) per stage."""
+    per_intake_commit: float
+    per_settle_commit: float
+
+
+async def stage_timings(
+    db_url: str,
+    event: str,
+    stages: tuple[Stage, ...],
+    accepted: dict[str, float],
+    arrived: dict[str, float],
+) -> Timings:
+    """Where the time goes, per stage, from the rows' timestamps (wall clock: ``accepted`` and
+    ``arrived`` too, by lead id)."""
+    engine = create_async_engine(db_url)
     try:
-        with bench_database(args.pg_url, console.log) as url:
-            db_url = url.set(drivername="postgresql+asyncpg").render_as_string(hide_password=False)
-            ports = {name: _free_port() for name in ("intake", "scoring", "webhooks")}
-            env = _environment(db_url, broker.bootstrap_servers, ports)
-            for name in ports:
-                leadflow = os.path.join(os.path.dirname(sys.executable), "leadflow")
-                processes.append(subprocess.Popen([leadflow, name], env=env))
-            services = {name: p.pid for name, p in zip(ports, processes, strict=True)}
-            bench_state["cpu"] = CpuWindow(services, str(url.database))
-            bench_state["dsn"] = url.set(drivername="postgresql").render_as_string(False)
-            try:
-                rate, accepted, latencies, burst = uvloop.run(_latency_run(args, env, ports))
-            finally:
-                for process in processes:
-                    process.terminate()
-                for process in processes:
-                    process.wait(timeout=30)
+        async with engine.connect() as connection:
+            rows = (await connection.execute(STAGES_SQL, {"event": event})).mappings().all()
+            batches = (await connection.execute(BATCHES_SQL)).one()
     finally:
-        broker.stop()
-    bench_state["pace"].append(machine_pace())  # type: ignore[attr-defined]
-    _report(args, rate, accepted, latencies, burst)
-    p50, p99 = quantile(latencies, 0.5), quantile(latencies, 0.99)
-    return 0 if len(latencies) == len(accepted) and p50 < 50 and p99 < 250 else 1
+        await engine.dispose()
+    gaps: list[list[float]] = [[] for _ in stages]
+    for row in rows:
+        lead = row["lead"]
+        if lead not in arrived or lead not in accepted:
+            continue
+        points = {**row, ACCEPTED: accepted[lead], ARRIVED: arrived[lead]}
+        for gap, (_, start, end) in zip(gaps, stages, strict=True):
+            a, b = points.get(start), points.get(end)
+            if a is not None and b is not None:
+                a, b = (p if isinstance(p, float) else p.timestamp() for p in (a, b))
+                gap.append((b - a) * 1000)
+    found = [
+        (name, quantile(g, 0.5), quantile(g, 0.99))
+        for (name, _, _), g in zip(stages, gaps, strict=True)
+    ]
+    return Timings(found, batches.per_intake_commit, batches.per_settle_commit)
 
 
-def _report(args, rate, accepted, latencies, burst) -> None:  # type: ignore[no-untyped-def]
-    table = Table(title="Webhooks: intake 202 → receiver 200 (lead.mql), PostgreSQL + broker")
-    for heading in (
-        "posted/s",
-        "measured leads",
-        "delivered",
-        "p50 ms",
-        "p90 ms",
-        "p99 ms",
-        "max ms",
-    ):
-        table.add_column(heading, justify="right")
-    table.add_row(
-        f"{rate:,.0f}",
-        f"{len(accepted):,}",
-        f"{len(latencies):,}",
-        *(f"{quantile(latencies, q):.1f}" for q in (0.5, 0.9, 0.99)),
-        f"{max(latencies):.1f}" if latencies else "–",
-    )
-    console.print(table)
-    answered = sorted(bench_state.get("answered") or [0.0])  # type: ignore[type-var]
-    console.print(
-        f"  intake answers: {bench_state.get('statuses')}; its response time (before the 202, "
-        f"not in the latency above) p50 {quantile(answered, 0.5):.1f} ms, "
-        f"p99 {quantile(answered, 0.99):.1f} ms"
-    )
-    whole = bench_state.get("whole") or []
-    console.print(
-        f"  post → receiver (the intake's response time and the latency above, per lead): "
-        f"p50 {quantile(whole, 0.5):.1f} ms, p99 {quantile(whole, 0.99):.1f} ms"  # type: ignore[arg-type]
-    )
-    delivered, elapsed = burst
-    console.print(
-        f"  throughput to one fast receiver: {delivered:,} of {args.burst:,} queued messages in "
-        f"{elapsed:.2f} s = [bold]{delivered / elapsed:,.0f} deliveries/s[/bold]"
-    )
-    if latencies:
-        console.print(f"  mean {statistics.fmean(latencies):.1f} ms")
-    before, after = bench_state["pace"]  # type: ignore[misc]
-    console.print(
-        f"  machine pace (bench.suite.machine_pace, idle machine): {before:.0f} ms before, "
-        f"{after:.0f} ms after; figures from runs at different paces do not compare"
-    )
-    _report_cpu(bench_state["cpu"], len(accepted))  # type: ignore[arg-type]
-    stages = Table(title="Where the time goes (database timestamps; clocks of one machine)")
+def stages_table(timings: Timings) -> Table:
+    table = Table(title="Where the time goes (database timestamps; clocks of one machine)")
     for heading in ("stage", "p50 ms", "p99 ms"):
-        stages.add_column(heading, justify="left" if heading == "stage" else "right")
-    for name, p50, p99 in bench_state.get("stages") or []:
-        stages.add_row(name, f"{p50:.1f}", f"{p99:.1f}")
-    console.print(stages)
+        table.add_column(heading, justify="left" if heading == "stage" else "right")
+    for name, p50, p99 in timings.stages:
+        table.add_row(name, f"{p50:.1f}", f"{p99:.1f}")
+    return table
 
 
-def _report_cpu(cpu: CpuWindow, leads: int) -> None:
+def cpu_table(cpu: CpuWindow, leads: int, timings: Timings | None) -> list[Any]:
+    """The CPU table and its notes (transactions per lead, batch sizes)."""
     table = Table(title=f"CPU over the measured window (/proc), {leads:,} leads posted in it")
     for heading in ("process", "cores busy", "CPU ms per lead"):
         table.add_column(heading, justify="left" if heading == "process" else "right")
@@ -529,18 +561,178 @@ def _report_cpu(cpu: CpuWindow, leads: int) -> None:
         f"{sum(per_lead[k] for k in ours):.3f}",
     )
     table.add_row(machine, f"{cpu.cores[machine]:.2f}", f"{per_lead[machine]:.3f}")
-    console.print(table)
+    notes: list[Any] = [table]
     if len(cpu.commits) == 2:
         commits = cpu.commits[1] - cpu.commits[0]
-        console.print(
+        notes.append(
             f"  PostgreSQL: {commits:,} transactions committed in the window, "
             f"{commits / max(leads, 1):.2f} per lead (pg_stat_database, ±1 s)"
         )
-    if batches := bench_state.get("batches"):
-        console.print(
-            f"  leads per intake transaction {batches[0]:.2f}, "  # type: ignore[index]
-            f"attempts per settling transaction {batches[1]:.2f}"  # type: ignore[index]
+    if timings is not None:
+        notes.append(
+            f"  leads per intake transaction {timings.per_intake_commit:.2f}, "
+            f"attempts per settling transaction {timings.per_settle_commit:.2f}"
         )
+    return notes
+
+
+# --------------------------------------------------------------------------- this benchmark
+
+
+@dataclass
+class Run:
+    posted: Posted
+    latencies: list[float]
+    """202 → receiver's arrival, ms, per measured lead that arrived."""
+    whole: list[float]
+    """Post written → receiver's arrival, ms."""
+    timings: Timings
+    burst: tuple[int, float]
+    cpu: CpuWindow
+
+
+async def _latency_run(args: argparse.Namespace, pipeline: Pipeline) -> Run:
+    arrived: dict[str, float] = {}
+    receiver = Receiver(keep=False)
+
+    def on_request(request: Received) -> None:
+        arrived.setdefault(orjson.loads(request.body)["subject"], request.at)
+
+    receiver.on_request = on_request
+    await receiver.start()
+    try:
+        body = SubscriptionIn(url=receiver.url(), event_types=[args.event])
+        subscription = await prepare(pipeline, body, routing=args.event == QUALIFIED)
+        await wait_ready(pipeline.ports)
+        tag, payload = uuid4().hex[:8], PAYLOADS[args.payload]
+        posted = await post_leads(args, pipeline, lambda index: payload(index, tag))
+        await wait_for(lambda: posted.accepted.keys() <= arrived.keys(), 60)
+        clock = time.time() - time.perf_counter()
+        arrived_wall = {k: at + clock for k, at in arrived.items()}
+        stages = stages_of(args.event)
+        timings = await stage_timings(
+            pipeline.db_url, args.event, stages, posted.wall(), arrived_wall
+        )
+        burst = await _burst(args.burst, receiver, pipeline.db_url, subscription, args.event)
+    finally:
+        await receiver.stop()
+    latencies = sorted((arrived[k] - t) * 1000 for k, t in posted.accepted.items() if k in arrived)
+    whole = sorted((arrived[k] - t) * 1000 for k, t in posted.posted.items() if k in arrived)
+    return Run(posted, latencies, whole, timings, burst, pipeline.cpu)
+
+
+async def _burst(
+    count: int, receiver: Receiver, db_url: str, subscription: UUID, event: str
+) -> tuple[int, float]:
+    """Queue ``count`` messages at once for the subscribed receiver; time the dispatcher."""
+    engine = create_async_engine(db_url)
+    now = datetime.now(UTC)
+    rows = [
+        {
+            "id": uuid4(),
+            "subscription_id": subscription,
+            "event_id": str(uuid4()),
+            "event_type": event,
+            "lead_id": str(uuid4()),
+            "payload": orjson.dumps({"type": event, "subject": "burst", "data": {}}).decode(),
+            "status": "pending",
+            "attempts": 0,
+            "due_at": now,
+            "created_at": now,
+        }
+        for _ in range(count)
+    ]
+    before = receiver.count
+    async with engine.begin() as connection:
+        await connection.execute(insert(WebhookMessage), rows)
+    async with engine.begin() as connection:  # as autovacuum would soon after a bulk insert
+        await connection.execute(text("ANALYZE webhook_messages"))
+    started = time.perf_counter()
+    while receiver.count - before < count and time.perf_counter() - started < 120:  # noqa: ASYNC110
+        await asyncio.sleep(0.02)
+    elapsed = time.perf_counter() - started
+    await engine.dispose()
+    return receiver.count - before, elapsed
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.webhooks", description=__doc__)
+    parser.add_argument("--rate", type=float, default=500.0, help="leads/s posted (default 500)")
+    parser.add_argument("--seconds", type=float, default=20.0, help="measured seconds")
+    parser.add_argument("--warmup", type=float, default=5.0, help="unmeasured seconds first")
+    parser.add_argument("--connections", type=int, default=32, help="posting connections")
+    parser.add_argument("--burst", type=int, default=20_000, help="messages for throughput")
+    parser.add_argument(
+        "--event",
+        choices=(MQL, QUALIFIED),
+        default=MQL,
+        help=f"the event the receiver subscribes to (default {MQL}); {QUALIFIED}: routing on",
+    )
+    parser.add_argument(
+        "--payload",
+        choices=sorted(PAYLOADS),
+        help="the leads posted: lean (email, company) or rich (UTM, consent, page, title…); "
+        f"default lean for {MQL}, rich for {QUALIFIED}",
+    )
+    parser.add_argument("--pg-url", default=os.environ.get("BENCH_PG_URL", DEFAULT_PG_URL))
+    args = parser.parse_args(argv)
+    args.payload = args.payload or ("lean" if args.event == MQL else "rich")
+    pace = [machine_pace()]
+    with running_pipeline(args.pg_url) as pipeline:
+        run = uvloop.run(_latency_run(args, pipeline))
+    pace.append(machine_pace())
+    _report(args, run, pace)
+    p50, p99 = quantile(run.latencies, 0.5), quantile(run.latencies, 0.99)
+    complete = len(run.latencies) == len(run.posted.accepted)
+    return 0 if complete and p50 < 50 and p99 < 250 else 1
+
+
+def _report(args: argparse.Namespace, run: Run, pace: list[float]) -> None:
+    posted, latencies = run.posted, run.latencies
+    table = Table(
+        title=f"Webhooks: intake 202 → receiver 200 ({args.event}, {args.payload} leads), "
+        "PostgreSQL + broker"
+    )
+    for heading in ("posted/s", "measured leads", "delivered", "p50 ms", "p90 ms", "p99 ms"):
+        table.add_column(heading, justify="right")
+    table.add_column("max ms", justify="right")
+    table.add_row(
+        f"{posted.rate:,.0f}",
+        f"{len(posted.accepted):,}",
+        f"{len(latencies):,}",
+        *(f"{quantile(latencies, q):.1f}" for q in (0.5, 0.9, 0.99)),
+        f"{max(latencies):.1f}" if latencies else "–",
+    )
+    console.print(table)
+    answered = posted.answered or [0.0]
+    console.print(
+        f"  intake answers: {posted.statuses}; its response time (before the 202, "
+        f"not in the latency above) p50 {quantile(answered, 0.5):.1f} ms, "
+        f"p99 {quantile(answered, 0.99):.1f} ms"
+    )
+    console.print(
+        f"  post → receiver (the intake's response time and the latency above, per lead): "
+        f"p50 {quantile(run.whole, 0.5):.1f} ms, p99 {quantile(run.whole, 0.99):.1f} ms"
+    )
+    delivered, elapsed = run.burst
+    console.print(
+        f"  throughput to one fast receiver: {delivered:,} of {args.burst:,} queued messages in "
+        f"{elapsed:.2f} s = [bold]{delivered / elapsed:,.0f} deliveries/s[/bold]"
+    )
+    if latencies:
+        console.print(f"  mean {statistics.fmean(latencies):.1f} ms")
+    print_pace(pace)
+    for item in cpu_table(run.cpu, len(posted.accepted), run.timings):
+        console.print(item)
+    console.print(stages_table(run.timings))
+
+
+def print_pace(pace: list[float]) -> None:
+    before, after = pace
+    console.print(
+        f"  machine pace (bench.suite.machine_pace, idle machine): {before:.0f} ms before, "
+        f"{after:.0f} ms after; figures from runs at different paces do not compare"
+    )
 
 
 if __name__ == "__main__":

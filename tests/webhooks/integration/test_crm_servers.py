@@ -174,7 +174,11 @@ async def test_a_signed_hubspot_webhook_verifies_as_received(client: httpx.Async
     secret = "app-client-secret"
     events = [
         contact_change(
-            501, "lifecyclestage", "salesqualifiedlead", event_id=1, occurred_at_ms=1_772_443_800_000
+            501,
+            "lifecyclestage",
+            "salesqualifiedlead",
+            event_id=1,
+            occurred_at_ms=1_772_443_800_000,
         )
     ]
     async with Receiver() as receiver:
