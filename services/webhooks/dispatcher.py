@@ -29,9 +29,9 @@ from services.webhooks.queue import Claimed, claim
 from services.webhooks.schedule import Verdict
 from services.webhooks.sending import make_transport, send
 from services.webhooks.settings import WebhooksConfig
-from services.webhooks.settle import Outcome, settle, settle_delivered
+from services.webhooks.settle import Outcome, settle, settle_delivered, until_settled
 from shared.consumer import is_transient
-from shared.outages import conflict, describe
+from shared.outages import describe
 
 log = logging.getLogger(__name__)
 
@@ -361,17 +361,11 @@ class Dispatcher:
     async def _settle_together(
         self, batch: list[tuple[Claimed, Outcome, asyncio.Future[None]]]
     ) -> list[bool | Exception]:
-        backoff = 0.05
-        while True:
-            try:
-                async with self.sessions.begin() as session:
-                    return await self._settle_in(session, batch, datetime.now(UTC))
-            except Exception as error:
-                if not (is_transient(error) or conflict(error)):
-                    raise
-                log.warning("webhooks: settling failed (%s); retrying", describe(error))
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 5.0)
+        return await until_settled(
+            self.sessions,
+            lambda session: self._settle_in(session, batch, datetime.now(UTC)),
+            who="webhooks",
+        )
 
     async def _settle_in(
         self,

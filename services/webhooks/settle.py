@@ -3,26 +3,32 @@ health (circuit breaker), and disable an endpoint that is gone or has failed for
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import and_, insert, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.webhooks import breaker
 from services.webhooks.models import DELIVERED, EXHAUSTED, PENDING, DeliveryAttempt, Subscription
 from services.webhooks.queue import PENDING_LITERAL, Claimed, messages
 from services.webhooks.schedule import Verdict, classify, next_due, retry_after_s
 from services.webhooks.settings import WebhooksConfig
+from shared.consumer import is_transient
 from shared.db import insert_rows
 from shared.events import SubscriptionDisabled, SubscriptionDisabledData
 from shared.ids import new_id
 from shared.models import table_of
+from shared.outages import conflict, describe
 from shared.outbox import stage
 
 SOURCE = "/leadflow/webhooks"
+T = TypeVar("T")
+log = logging.getLogger(__name__)
 attempts = table_of(DeliveryAttempt)
 
 
@@ -41,6 +47,28 @@ class Outcome:
     @property
     def verdict(self) -> Verdict:
         return Verdict.REFUSED if self.refused else classify(self.status)
+
+
+async def until_settled(
+    sessions: async_sessionmaker[AsyncSession],
+    work: Callable[[AsyncSession], Awaitable[T]],
+    *,
+    who: str,
+) -> T:
+    """``work`` (a settlement) in a transaction of its own, tried again after an outage or a
+    conflict (a deadlock with another settlement): an attempt that happened is logged in the
+    end, never dropped."""
+    backoff = 0.05
+    while True:
+        try:
+            async with sessions.begin() as session:
+                return await work(session)
+        except Exception as error:
+            if not (is_transient(error) or conflict(error)):
+                raise
+            log.warning("%s: settling failed (%s); retrying", who, describe(error))
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, 5.0)
 
 
 async def settle(

@@ -24,6 +24,7 @@ from pydantic import BaseModel, Field
 from services.webhooks.crm import hubspot, links
 from services.webhooks.crm.config import HubSpotConfig
 from services.webhooks.models import HUBSPOT, Subscription
+from shared.config import Settings
 from shared.deps import RuntimeDep
 from shared.problems import PROBLEM_JSON, Problem
 
@@ -151,9 +152,7 @@ async def hubspot_events(
     return answer
 
 
-def _uris(request: Request, settings: object) -> list[str]:
+def _uris(request: Request, settings: Settings) -> list[str]:
     """The URI HubSpot signed: as configured publicly (behind a proxy), else as received."""
     path = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-    public = getattr(getattr(settings, "http", None), "public_url", None)
-    uris = [f"{public.rstrip('/')}{path}"] if public else []
-    return [*uris, str(request.url)]
+    return [f"{settings.http.public_url.rstrip('/')}{path}", str(request.url)]

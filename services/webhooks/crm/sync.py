@@ -40,10 +40,10 @@ from services.webhooks.queue import Claimed, claim
 from services.webhooks.schedule import Verdict
 from services.webhooks.sending import make_client
 from services.webhooks.settings import WebhooksConfig
-from services.webhooks.settle import Outcome, Settled, settle_batch
+from services.webhooks.settle import Outcome, Settled, settle_batch, until_settled
 from services.webhooks.ssrf import ForbiddenTarget
 from shared.consumer import is_transient
-from shared.outages import conflict, describe
+from shared.outages import describe
 
 log = logging.getLogger(__name__)
 
@@ -368,28 +368,17 @@ class CrmSync:
     async def _settle(
         self, endpoint: Endpoint, request: Outcome, settled: list[Settled], found: dict[str, str]
     ) -> None:
-        backoff = 0.05
-        while True:
-            try:
-                async with self.sessions.begin() as session:
-                    # The subscription's row first (settle_batch locks it), then the links,
-                    # whose foreign key share-locks it: two settlements cannot deadlock.
-                    disabled = await settle_batch(
-                        session,
-                        request,
-                        settled,
-                        settings=self.settings,
-                        now=datetime.now(UTC),
-                        rand=self.rand,
-                    )
-                    await links.remember(session, endpoint.id, found, now=datetime.now(UTC))
-                break
-            except Exception as error:
-                if not (is_transient(error) or conflict(error)):
-                    raise
-                log.warning("crm sync: settling failed (%s); retrying", describe(error))
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 5.0)
+        async def work(session: AsyncSession) -> bool:
+            now = datetime.now(UTC)
+            # The subscription's row first (settle_batch locks it), then the links, whose
+            # foreign key share-locks it: two settlements cannot deadlock.
+            disabled = await settle_batch(
+                session, request, settled, settings=self.settings, now=now, rand=self.rand
+            )
+            await links.remember(session, endpoint.id, found, now=now)
+            return disabled
+
+        disabled = await until_settled(self.sessions, work, who="crm sync")
         if disabled:
             log.warning("crm sync: subscription %s disabled", settled[0].claimed.subscription_id)
             self.on_disabled()
