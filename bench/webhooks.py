@@ -625,6 +625,8 @@ async def _burst(
     count: int, receiver: Receiver, db_url: str, subscription: UUID, event: str
 ) -> tuple[int, float]:
     """Queue ``count`` messages at once for the subscribed receiver; time the dispatcher."""
+    if count == 0:
+        return 0, 0.0
     engine = create_async_engine(db_url)
     now = datetime.now(UTC)
     rows = [
@@ -661,7 +663,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=20.0, help="measured seconds")
     parser.add_argument("--warmup", type=float, default=5.0, help="unmeasured seconds first")
     parser.add_argument("--connections", type=int, default=32, help="posting connections")
-    parser.add_argument("--burst", type=int, default=20_000, help="messages for throughput")
+    parser.add_argument(
+        "--burst", type=int, default=20_000, help="messages for throughput (0: none)"
+    )
     parser.add_argument(
         "--event",
         choices=(MQL, QUALIFIED),
@@ -715,10 +719,11 @@ def _report(args: argparse.Namespace, run: Run, pace: list[float]) -> None:
         f"p50 {quantile(run.whole, 0.5):.1f} ms, p99 {quantile(run.whole, 0.99):.1f} ms"
     )
     delivered, elapsed = run.burst
-    console.print(
-        f"  throughput to one fast receiver: {delivered:,} of {args.burst:,} queued messages in "
-        f"{elapsed:.2f} s = [bold]{delivered / elapsed:,.0f} deliveries/s[/bold]"
-    )
+    if args.burst:
+        console.print(
+            f"  throughput to one fast receiver: {delivered:,} of {args.burst:,} queued messages "
+            f"in {elapsed:.2f} s = [bold]{delivered / elapsed:,.0f} deliveries/s[/bold]"
+        )
     if latencies:
         console.print(f"  mean {statistics.fmean(latencies):.1f} ms")
     print_pace(pace)

@@ -54,6 +54,28 @@ class Opening:
     system_time_s: float | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class Planned:
+    """The deadline a clock would have, without its tiers: what a handoff shows of it."""
+
+    policy: str
+    kind: ClockKind
+    deadline: datetime
+    target_s: float
+
+
+def plan_deadline(
+    opening: Opening, *, policies: CompiledPolicies, policy: PolicySpec
+) -> Planned | None:
+    """The deadline ``start_clock`` would set, worked out alone (no tiers, row or event)."""
+    target = policy.target(opening.kind)
+    if target is None:
+        return None
+    _, calendar = policies.calendar_for(policy, team=opening.team, owner_email=opening.owner_email)
+    deadline = calendar.add(opening.started_at, target.target)
+    return Planned(policy.id, opening.kind, deadline, target.target.total_seconds())
+
+
 def start_clock(
     opening: Opening,
     *,

@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.sla_monitor.clocks import Opening
 from services.sla_monitor.policy import CompiledPolicies
 from services.sla_monitor.store import LEAD_COLUMNS, PolicyCache
-from services.sla_monitor.tracking import plan_clock
+from services.sla_monitor.tracking import planned_deadline
 from shared.events import HandoffOwner, HandoffQueue, HandoffRouting, HandoffSla
 from shared.models import Inquiry, Lead
 
@@ -52,8 +52,7 @@ class Deadlines:
             for row in await session.execute(query.order_by(Inquiry.received_at)):
                 forms.setdefault(row.lead_id, []).append(dict(row.submission or {}))
         return {
-            lead.id: deadline(lead, forms.get(lead.id, []), routed[lead.id], live, now=now)
-            for lead in leads
+            lead.id: deadline(lead, forms.get(lead.id, []), routed[lead.id], live) for lead in leads
         }
 
 
@@ -62,8 +61,6 @@ def deadline(
     submissions: list[dict[str, Any]],
     routed: Routed,
     live: tuple[int, CompiledPolicies],
-    *,
-    now: datetime,
 ) -> HandoffSla | None:
     """The clock the monitor opens for the lead as ``routed``, as the handoff shows it. Pure."""
     decision = routed.routing
@@ -79,10 +76,12 @@ def deadline(
         opening = Opening(lead.id, "pickup", decided, team=routed.queue.team, source=lead.source)
     else:
         return None
-    found = plan_clock(opening, lead, submissions, live, now=now)
-    if found is None:
+    planned = planned_deadline(opening, lead, submissions, live)
+    if planned is None:
         return None
-    clock, _ = found
     return HandoffSla(
-        policy=clock.policy, clock=clock.kind, deadline=clock.deadline, target_s=clock.target_s
+        policy=planned.policy,
+        clock=planned.kind,
+        deadline=planned.deadline,
+        target_s=planned.target_s,
     )

@@ -22,10 +22,10 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from services.sla_monitor.clocks import Opening, cancel, meet, start_clock
+from services.sla_monitor.clocks import Opening, Planned, cancel, meet, plan_deadline, start_clock
 from services.sla_monitor.facts import sla_facts
 from services.sla_monitor.models import SlaClock, SlaTouch
-from services.sla_monitor.policy import ALWAYS, CompiledPolicies
+from services.sla_monitor.policy import ALWAYS, CompiledPolicies, PolicySpec
 from shared.calendars import BusinessCalendar
 from shared.events import (
     ClockKind,
@@ -59,13 +59,35 @@ def plan_clock(
     """The clock ``opening`` asks for, as the live policies set it for ``lead`` (its row and its
     forms), and its ``sla.started``: None when no policy is live or applies, the policy sets no
     target of the kind, or the lead is a test or erased one. Nothing is added to a session."""
-    if live is None or lead.is_test or lead.erased_at is not None:
+    policy = _policy(opening, lead, submissions, live)
+    if live is None or policy is None:
         return None
     version, policies = live
-    policy = policies.choose(sla_facts(lead, submissions, team=opening.team))
-    if policy is None:
-        return None
     return start_clock(opening, policies=policies, version=version, policy=policy, now=now)
+
+
+def planned_deadline(
+    opening: Opening,
+    lead: Any,
+    submissions: Sequence[Mapping[str, Any]],
+    live: tuple[int, CompiledPolicies] | None,
+) -> Planned | None:
+    """The deadline of the clock ``plan_clock`` would start, worked out alone."""
+    policy = _policy(opening, lead, submissions, live)
+    if live is None or policy is None:
+        return None
+    return plan_deadline(opening, policies=live[1], policy=policy)
+
+
+def _policy(
+    opening: Opening,
+    lead: Any,
+    submissions: Sequence[Mapping[str, Any]],
+    live: tuple[int, CompiledPolicies] | None,
+) -> PolicySpec | None:
+    if live is None or lead.is_test or lead.erased_at is not None:
+        return None
+    return live[1].choose(sla_facts(lead, submissions, team=opening.team))
 
 
 @dataclass

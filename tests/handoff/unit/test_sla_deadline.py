@@ -48,7 +48,7 @@ def routed(*, available_at: datetime | None = None, queue: bool = False) -> Lead
 
 
 def test_an_owned_lead_gets_the_first_response_deadline() -> None:
-    found = deadline(lead(), [], routed(), LIVE, now=NOW)
+    found = deadline(lead(), [], routed(), LIVE)
     assert found == HandoffSla(
         policy="hot", clock="first_response", deadline=NOW + HOUR, target_s=3600
     )
@@ -56,20 +56,20 @@ def test_an_owned_lead_gets_the_first_response_deadline() -> None:
 
 def test_held_for_the_owners_hours_the_clock_starts_when_they_do() -> None:
     later = NOW + timedelta(hours=17)
-    found = deadline(lead(), [], routed(available_at=later), LIVE, now=NOW)
+    found = deadline(lead(), [], routed(available_at=later), LIVE)
     assert found is not None and found.deadline == later + HOUR
 
 
 def test_a_queued_lead_gets_the_pickup_deadline() -> None:
-    found = deadline(lead(), [], routed(queue=True), LIVE, now=NOW)
+    found = deadline(lead(), [], routed(queue=True), LIVE)
     assert found == HandoffSla(
         policy="hot", clock="pickup", deadline=NOW + timedelta(minutes=10), target_s=600
     )
 
 
 def test_no_deadline_where_no_policy_applies_or_for_a_test_lead() -> None:
-    assert deadline(lead(source="event"), [], routed(), LIVE, now=NOW) is None
-    assert deadline(lead(is_test=True), [], routed(), LIVE, now=NOW) is None
-    assert deadline(lead(erased_at=NOW), [], routed(), LIVE, now=NOW) is None
+    assert deadline(lead(source="event"), [], routed(), LIVE) is None
+    assert deadline(lead(is_test=True), [], routed(), LIVE) is None
+    assert deadline(lead(erased_at=NOW), [], routed(), LIVE) is None
     never = LeadRouting(owner=None, queue=None, routing=None, is_expansion=None, account_id=None)
-    assert deadline(lead(), [], never, LIVE, now=NOW) is None
+    assert deadline(lead(), [], never, LIVE) is None
