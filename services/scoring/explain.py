@@ -23,6 +23,8 @@ WAITING_FOR = {
     "sql": ["an opportunity: the CRM posts the outcome 'opportunity'"],
     "opportunity": ["a booking ('booked' or 'won') or 'lost' from the CRM"],
 }
+RULES_DECIDE = frozenset({"inquiry", "recycled", "sal"})
+"""The stages whose next step the rules take: what is missing there needs the lead judged."""
 NEXT = {
     "inquiry": "mql",
     "recycled": "mql",
@@ -126,8 +128,13 @@ def _rules(decision: Decision, kind: str) -> list[dict[str, Any]]:
     ]
 
 
-def missing(stage: str, decision: Decision) -> list[str]:
-    """What the lead still needs for its next stage, in words."""
+def missing(stage: str, decision: Decision | None) -> list[str]:
+    """What the lead still needs for its next stage, in words. ``decision``, the lead judged
+    now, is needed only in the stages the rules decide (``RULES_DECIDE``)."""
+    if stage not in RULES_DECIDE:
+        return WAITING_FOR.get(stage, [])
+    if decision is None:
+        raise ValueError(f"what a lead in {stage} misses needs it judged")
     if stage in ("inquiry", "recycled"):
         blockers = list(decision.mql.missing)
         if decision.disqualified:
@@ -135,9 +142,7 @@ def missing(stage: str, decision: Decision) -> list[str]:
         if stage == "recycled" and decision.recycle:
             blockers.append(f"recycle rule {decision.recycle.rule} still applies")
         return blockers
-    if stage == "sal":
-        return list(decision.sql.missing)
-    return WAITING_FOR.get(stage, [])
+    return list(decision.sql.missing)
 
 
 def _move(move: LeadTransition) -> dict[str, Any]:

@@ -1,18 +1,27 @@
 """Scoring's part of a lead's handoff (``lead.qualified``): why it stands in its stage, its
 scores, and what its next stage still needs (as ``GET /v1/leads/{id}/explain`` says it), for a
-batch of leads in a few queries. Reads only."""
+batch of leads in a few queries. Reads only. The rules run again only for a lead whose next step
+they take (``RULES_DECIDE``: not from MQL or SQL, where sales or the CRM moves it on)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from typing import cast
 from uuid import UUID
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.scoring import store
-from services.scoring.explain import NEXT, into_stage, judge, missing, transitions_of
+from services.scoring.explain import (
+    NEXT,
+    RULES_DECIDE,
+    into_stage,
+    judge,
+    missing,
+    transitions_of,
+)
 from services.scoring.models import LeadTransition
 from shared.events import HandoffQualification
 from shared.models import Lead
@@ -32,11 +41,12 @@ class Qualifications:
         leads = list(await session.scalars(query))
         if not leads:
             return {}
-        judged = await judge(session, leads, self.rulesets, now=now)
+        to_judge = [lead for lead in leads if lead.stage in RULES_DECIDE]
+        judged = await judge(session, to_judge, self.rulesets, now=now) if to_judge else {}
         moves = await transitions_of(session, [lead.id for lead in leads])
         found = {}
         for lead in leads:
-            label, decision = judged[lead.id]
+            label, decision = judged.get(lead.id, (cast(str, lead.ruleset), None))
             move = into_stage(moves.get(lead.id, []), lead.stage)
             found[lead.id] = qualification(lead, move, label, missing(lead.stage, decision))
         return found

@@ -365,6 +365,28 @@ async def test_a_queued_lead_is_handed_to_its_queue_then_to_an_owner(flow: Flow)
     assert picked.data.sla is not None and picked.data.sla.clock == "first_response"
 
 
+async def test_where_the_rules_take_the_next_step_what_is_missing_is_judged(flow: Flow) -> None:
+    """From MQL and SQL sales moves a lead on; from an inquiry or SAL the rules do, so what is
+    missing there is the lead judged again, as its explanation says."""
+    cold = {"email": "sam@gmail.com", "company": "Sam's", "consent": FORM["consent"]}
+    lead_id, _ = await flow.post(cold)
+    [received] = await flow.fresh()
+    assert [e.type for e in await flow.score(received)] == ["lead.scored"]
+    qualifications = handoff_parts().qualification
+    for stage in ("inquiry", "sal"):
+        async with flow.db.sessions.begin() as session:
+            lead = await session.get(Lead, lead_id)
+            assert lead is not None
+            lead.stage = stage
+        async with flow.db.sessions() as session:
+            found = await qualifications(session, [lead_id], now=flow.now)
+        async with client_for(flow.runtime, headers=AUTH) as client:
+            explained = (await client.get(f"/v1/leads/{lead_id}/explain")).json()
+        why = found[lead_id]
+        assert why.missing and why.missing == explained["missing"], stage
+        assert why.next_stage == explained["next_stage"] == {"inquiry": "mql", "sal": "sql"}[stage]
+
+
 async def test_a_test_lead_is_never_handed_over(flow: Flow) -> None:
     lead_id, _, events = await qualified_and_routed(flow)
     async with flow.db.sessions.begin() as session:
