@@ -10,6 +10,7 @@ from functools import partial
 
 from fastapi import FastAPI
 
+from services.analytics.api import router as analytics
 from services.intake import api as intake
 from services.intake.engagement.crm import record_crm_outcome
 from services.routing.api import router as routing
@@ -49,6 +50,7 @@ def create_app(runtime: Runtime) -> FastAPI:
     app.include_router(routing)
     app.include_router(sla)
     app.include_router(sla_board)
+    app.include_router(analytics)
     intake.install_inbound(app, runtime)
     app.include_router(health_router())
     return app

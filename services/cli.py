@@ -11,6 +11,7 @@ from typing import Annotated, Any
 import typer
 from pydantic import ValidationError
 
+from services.analytics.cli import funnel_app
 from services.intake.cli import keys_app
 from services.routing.cli import owners_app, routing_rules_app
 from services.scoring.cli import rules_app
@@ -28,6 +29,7 @@ app = typer.Typer(
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 events_app = typer.Typer(help="Event types and their JSON Schemas.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
+app.add_typer(funnel_app, name="funnel")
 app.add_typer(events_app, name="events")
 app.add_typer(rules_app, name="rules")
 app.add_typer(owners_app, name="owners")
@@ -93,6 +95,15 @@ def sla_monitor() -> None:
     from services.processes import run_sla_monitor
 
     _run(run_sla_monitor(_settings()))
+
+
+@app.command()
+def analytics() -> None:
+    """Run the analytics consumer: the funnel's lines from intake and lifecycle events (health
+    and metrics on its port)."""
+    from services.processes import run_analytics
+
+    _run(run_analytics(_settings()))
 
 
 @app.command()

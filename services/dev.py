@@ -9,8 +9,10 @@ from datetime import UTC, datetime
 
 from pydantic import SecretStr
 
+from services.analytics.main import start_analytics
 from services.api import create_app as intake_app
 from services.handoff.main import start_handoff
+from services.intake.analytics import inquiry_origins
 from services.intake.keys.store import dev_public_key
 from services.intake.main import start_intake
 from services.processes import handoff_parts, start_scoring_with_routing
@@ -64,6 +66,7 @@ async def run_dev(settings: Settings) -> int:
         start_handoff(runtime, handoff_parts())
         start_sla_monitor(runtime)
         start_webhooks(runtime)
+        start_analytics(runtime, inquiry_origins)
         public = await dev_public_key(
             runtime.sessions, settings.data_dir / "public-key", now=datetime.now(UTC)
         )

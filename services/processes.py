@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from services.analytics.main import start_analytics
 from services.api import create_app as intake_app
 from services.handoff.main import start_handoff
 from services.handoff.parts import Parts
+from services.intake.analytics import inquiry_origins
 from services.intake.handoff import lead_intake
 from services.intake.main import start_intake
 from services.routing import handlers as routing
@@ -52,6 +54,13 @@ async def run_webhooks(settings: Settings) -> int:
     start_webhooks(runtime)
     app = health_app("Leadflow webhooks", runtime)
     return await serve(runtime, app, port=settings.http.webhooks_port)
+
+
+async def run_analytics(settings: Settings) -> int:
+    runtime = Runtime.create(settings)
+    start_analytics(runtime, inquiry_origins)
+    app = health_app("Leadflow analytics", runtime)
+    return await serve(runtime, app, port=settings.http.analytics_port)
 
 
 def start_scoring_with_routing(runtime: Runtime, *, name: str = "scoring") -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from services.analytics.settings import AnalyticsConfig
 from services.handoff.settings import HandoffConfig
 from services.intake.settings import IntakeConfig
 from services.sla_monitor.settings import SlaConfig
@@ -13,7 +14,7 @@ from services.webhooks.settings import WebhooksConfig
 from shared import config
 
 
-class LeadflowSettings(IntakeConfig, WebhooksConfig, SlaConfig, HandoffConfig):
+class LeadflowSettings(IntakeConfig, WebhooksConfig, SlaConfig, HandoffConfig, AnalyticsConfig):
     """What a process of any service may read; a variable no group declares is refused."""
 
 

@@ -4,6 +4,7 @@ nothing in shared needs to know which services there are."""
 
 from __future__ import annotations
 
+from services.analytics import models as _analytics  # noqa: F401
 from services.handoff import models as _handoff  # noqa: F401
 from services.intake import models as _intake  # noqa: F401
 from services.routing import models as _routing  # noqa: F401

@@ -180,6 +180,7 @@ class HttpSettings(Group):
     scoring_port: int = Field(8001, ge=1, le=65535, description="`leadflow scoring` health/metrics")
     sla_monitor_port: int = Field(8002, ge=1, le=65535, description="`leadflow sla-monitor`")
     webhooks_port: int = Field(8003, ge=1, le=65535, description="`leadflow webhooks`")
+    analytics_port: int = Field(8004, ge=1, le=65535, description="`leadflow analytics`")
     max_body_bytes: int = Field(64 * 1024, ge=1024, description="Larger request bodies get 413")
     public_url: str = Field(
         "http://127.0.0.1:8000",

@@ -1,0 +1,74 @@
+"""HTTP routes of the analytics service: the funnel by cohort, with both views, rates and their
+intervals, the time between stages and the bookings, grouped by one dimension and filtered on
+any. Every route needs a secret key; bad input is an RFC 9457 problem naming the field."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta
+from typing import Annotated, Any
+from uuid import UUID
+
+from fastapi import APIRouter, Depends, Query
+
+from services.analytics import reports
+from services.analytics.schemas import FunnelView, GroupBy
+from services.analytics.settings import analytics_config
+from shared import problems
+from shared.auth import secret_key
+from shared.deps import RuntimeDep
+from shared.problems import Problem
+
+PROBLEM = {"content": {problems.PROBLEM_JSON: {}}, "description": "RFC 9457 problem details"}
+ERRORS: dict[int | str, dict[str, Any]] = dict.fromkeys((401, 403, 422), PROBLEM)
+DEFAULT_DAYS = 365
+Text = Annotated[str | None, Query(min_length=1, max_length=200)]
+
+router = APIRouter(
+    prefix="/v1", tags=["analytics"], responses=ERRORS, dependencies=[Depends(secret_key)]
+)
+
+
+@router.get("/funnel", response_model=FunnelView, summary="The funnel by cohort")
+async def funnel(
+    runtime: RuntimeDep,
+    start: Annotated[
+        date | None,
+        Query(alias="from", description="First cohort day (default: a year before `to`)"),
+    ] = None,
+    end: Annotated[
+        date | None,
+        Query(alias="to", description="Last cohort day (default: today, reporting time zone)"),
+    ] = None,
+    by: Annotated[GroupBy | None, Query(description="Group by this dimension")] = None,
+    source: Text = None,
+    campaign: Text = None,
+    medium: Text = None,
+    ad_platform: Text = None,
+    segment: Text = None,
+    team: Text = None,
+    owner: Annotated[UUID | None, Query(description="The owner's rep id")] = None,
+    expansion: Annotated[
+        bool | None, Query(description="true: existing customers; false: net-new")
+    ] = None,
+    ruleset: Text = None,
+) -> FunnelView:
+    """Counts and conversion rates inquiry → MQL → SQL → opportunity → booking of the leads
+    whose first inquiry arrived in the period: "reached" (by any path) and "in order" (every
+    stage before, no later than the next) with 95 % Wilson intervals, the median and p90 time
+    between stages, and the bookings with their amounts. Test leads are left out."""
+    settings = analytics_config(runtime.settings).analytics
+    today = datetime.now(settings.definitions.time_zone).date()
+    end = end or today
+    start = start or end - timedelta(days=DEFAULT_DAYS - 1)
+    if start > end:
+        raise Problem(422, "Unprocessable Content", "from must not be after to", field="from")
+    given = {
+        "source": source, "campaign": campaign, "medium": medium, "ad_platform": ad_platform,
+        "segment": segment, "team": team, "owner": owner, "expansion": expansion,
+        "ruleset": ruleset,
+    }  # fmt: skip
+    filters = {name: value for name, value in given.items() if value is not None}
+    async with runtime.sessions() as session:
+        return await reports.funnel(
+            session, settings, start=start, end=end, group_by=by, filters=filters
+        )

@@ -1,0 +1,58 @@
+"""The analytics service's HTTP bodies."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+GroupBy = Literal[
+    "source", "campaign", "medium", "ad_platform", "segment", "team", "owner", "expansion",
+    "ruleset", "cohort_month", "cohort_day",
+]  # fmt: skip
+
+
+class RateView(BaseModel):
+    converted: int
+    base: int
+    rate: float | None = Field(description="converted ÷ base (None without a base)")
+    low: float | None = Field(description="95 % Wilson interval; None when no share (rate > 1)")
+    high: float | None
+    small: bool = Field(description="Fewer than 30 in the base: read the interval, not the rate")
+
+
+class StageView(BaseModel):
+    stage: Literal["inquiry", "mql", "sql", "opportunity", "booking"]
+    reached: int = Field(description="Leads that reached the stage, by any path")
+    in_order: int = Field(description="Leads that passed every stage before it, in order")
+    reached_rate: RateView | None = Field(description="reached ÷ the stage before's reached")
+    in_order_rate: RateView | None = Field(description="in_order ÷ the stage before's in_order")
+
+
+class LagView(BaseModel):
+    from_stage: str
+    to_stage: str
+    leads: int = Field(description="Leads that passed both stages in order")
+    p50_s: float | None
+    p90_s: float | None
+
+
+class FunnelGroupView(BaseModel):
+    group: Any = Field(description="The group's value (null: none, e.g. no campaign)")
+    stages: list[StageView]
+    lags: list[LagView]
+    bookings: int
+    bookings_amount: float
+    average_booking: float | None = Field(description="Of the bookings with an amount")
+    pipeline_amount: float = Field(description="The opportunities' amounts")
+
+
+class FunnelView(BaseModel):
+    start: date = Field(description="First cohort day counted")
+    end: date = Field(description="Last cohort day counted")
+    time_zone: str = Field(description="The reporting calendar's zone (LEADFLOW_ANALYTICS__…)")
+    group_by: GroupBy | None
+    filters: dict[str, Any]
+    total: FunnelGroupView | None = Field(description="All the leads counted; null: none")
+    groups: list[FunnelGroupView] = Field(description="One per value of group_by")

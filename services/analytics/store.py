@@ -1,0 +1,207 @@
+"""The analytics service's queries: keeping facts, folding them into funnel lines, rebuilding the
+lines, and the funnel's counts and stage lags over the lines of a cohort."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import AsyncIterator, Collection, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import date
+from typing import Any
+from uuid import UUID
+
+from sqlalchemy import ColumnElement, and_, case, delete, func, select, text
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from services.analytics.funnel import STAGES, Counts
+from services.analytics.models import AnalyticsFact, AnalyticsLead
+from services.analytics.projection import Definitions, Fact, LeadLine, fold
+from shared.db import insert_ignoring_conflicts
+from shared.models import table_of
+
+facts_t, lines_t = table_of(AnalyticsFact), table_of(AnalyticsLead)
+LOCK = text("SELECT pg_advisory_xact_lock(k) FROM unnest(CAST(:keys AS bigint[])) AS k")
+L = AnalyticsLead
+STAGE_TIMES = (L.cohort_at, L.mql_at, L.sql_at, L.opportunity_at, L.booked_at)
+"""When a line reached each of ``funnel.STAGES`` (the inquiry: its cohort's first inquiry)."""
+GROUPS: dict[str, Any] = {
+    "source": L.source,
+    "campaign": L.campaign,
+    "medium": L.medium,
+    "ad_platform": L.ad_platform,
+    "segment": L.segment,
+    "team": L.team,
+    "owner": L.owner_id,
+    "expansion": L.is_expansion,
+    "ruleset": L.ruleset,
+    "cohort_month": L.cohort_month,
+    "cohort_day": L.cohort_day,
+}
+"""What a report may be grouped by, and filtered on (each by its name)."""
+
+
+async def add_facts(session: AsyncSession, facts: Sequence[Fact]) -> None:
+    """Keep the facts; one already kept (the same event) is left as it is."""
+    if facts:
+        await session.execute(
+            insert_ignoring_conflicts(session, facts_t), [asdict(f) for f in facts]
+        )
+
+
+async def facts_of(session: AsyncSession, lead_ids: Collection[UUID]) -> dict[UUID, list[Fact]]:
+    query = select(AnalyticsFact).where(AnalyticsFact.lead_id.in_(sorted(lead_ids)))
+    found: dict[UUID, list[Fact]] = defaultdict(list)
+    for row in await session.scalars(query):
+        found[row.lead_id].append(
+            Fact(row.event_id, row.lead_id, row.kind, row.occurred_at, row.detail)
+        )
+    return found
+
+
+async def refold(
+    session: AsyncSession, lead_ids: Collection[UUID], definitions: Definitions
+) -> list[LeadLine]:
+    """Fold the leads' facts into their lines again, replacing the lines they had."""
+    if not lead_ids:
+        return []
+    await _lock(session, lead_ids)
+    facts = await facts_of(session, lead_ids)
+    lines = [line for i in sorted(lead_ids) if (line := fold(facts.get(i, []), definitions))]
+    await session.execute(delete(lines_t).where(lines_t.c.lead_id.in_(sorted(lead_ids))))
+    if lines:
+        await session.execute(lines_t.insert(), [asdict(line) for line in lines])
+    return lines
+
+
+async def _lock(session: AsyncSession, lead_ids: Collection[UUID]) -> None:
+    """One transaction at a time folds a lead. On PostgreSQL the consumer applies the intake and
+    the lifecycle topic in lanes side by side, so a lead's ``lead.received`` and ``lead.mql`` may
+    be applied at once, each transaction blind to the other's fact: a transaction advisory lock
+    per lead (its id's last 64 bits), taken in order, makes the second wait and fold both.
+    SQLite has one writer at a time."""
+    if session.get_bind().dialect.name != "postgresql":
+        return
+    keys = sorted({int.from_bytes(i.bytes[8:], "big", signed=True) for i in lead_ids})
+    await session.execute(LOCK, {"keys": keys})
+
+
+async def rebuild(
+    sessions: async_sessionmaker[AsyncSession], definitions: Definitions, *, chunk: int = 2000
+) -> AsyncIterator[tuple[int, int]]:
+    """Fold every lead's line again, ``chunk`` leads per transaction; yields (done, total) after
+    each. Lines of leads that no longer have facts go too."""
+    async with sessions() as session:
+        total = await session.scalar(select(func.count(func.distinct(AnalyticsFact.lead_id))))
+    total = total or 0
+    done, after = 0, None
+    while True:
+        async with sessions.begin() as session:
+            query = select(AnalyticsFact.lead_id).distinct().order_by(AnalyticsFact.lead_id)
+            if after is not None:
+                query = query.where(AnalyticsFact.lead_id > after)
+            ids = list(await session.scalars(query.limit(chunk)))
+            if not ids:
+                orphans = select(AnalyticsFact.lead_id).distinct().scalar_subquery()
+                await session.execute(delete(lines_t).where(lines_t.c.lead_id.not_in(orphans)))
+                return
+            await refold(session, ids, definitions)
+        done, after = done + len(ids), ids[-1]
+        yield min(done, total), total
+
+
+@dataclass(frozen=True, slots=True)
+class Cohort:
+    """Which lines a report counts: cohort days from ``start`` to ``end`` (both included), and
+    dimensions equal to the values given (``GROUPS``' names). Test leads never count."""
+
+    start: date | None = None
+    end: date | None = None
+    where: Mapping[str, Any] = field(default_factory=dict)
+
+    def conditions(self) -> list[ColumnElement[bool]]:
+        found: list[ColumnElement[bool]] = [L.is_test.is_(False)]
+        if self.start is not None:
+            found.append(L.cohort_day >= self.start.isoformat())
+        if self.end is not None:
+            found.append(L.cohort_day <= self.end.isoformat())
+        for name, value in self.where.items():
+            column = GROUPS[name]
+            found.append(column.is_(None) if value is None else column == value)
+        return found
+
+
+def _in_order(upto: int) -> ColumnElement[int]:
+    """1 for a line that passed stages 0…upto, each no later than the next."""
+    times = STAGE_TIMES[: upto + 1]
+    passed = and_(
+        *(t.is_not(None) for t in times), *(a <= b for a, b in zip(times, times[1:], strict=False))
+    )
+    return func.coalesce(func.sum(case((passed, 1), else_=0)), 0)
+
+
+async def counts(session: AsyncSession, cohort: Cohort, group_by: str | None) -> list[Counts]:
+    """Both views' counts, the amounts and the stage lags per group (one group, None, without
+    ``group_by``), in group order."""
+    key = GROUPS[group_by] if group_by else None
+    columns = [
+        *(func.count(t) for t in STAGE_TIMES),
+        *(_in_order(i) for i in range(len(STAGES))),
+        func.coalesce(func.sum(case((L.booked_at.is_not(None), L.booking_amount))), 0.0),
+        func.count(case((L.booked_at.is_not(None), L.booking_amount))),
+        func.coalesce(func.sum(case((L.opportunity_at.is_not(None), L.opportunity_amount))), 0.0),
+    ]
+    query = select(*(([key.label("grp")] if key is not None else []) + columns)).where(
+        *cohort.conditions()
+    )
+    if key is not None:
+        query = query.group_by(key)
+    rows = sorted(
+        (await session.execute(query)).all(), key=_group_order if key is not None else None
+    )
+    lags = await _lags(session, cohort, key)
+    n = len(STAGES)
+    found = []
+    for row in rows:
+        values = list(row)
+        group = values.pop(0) if key is not None else None
+        if values[0] == 0:
+            continue
+        found.append(
+            Counts(
+                group=group,
+                reached=[int(v) for v in values[:n]],
+                in_order=[int(v) for v in values[n : 2 * n]],
+                bookings_amount=float(values[2 * n]),
+                priced_bookings=int(values[2 * n + 1]),
+                pipeline_amount=float(values[2 * n + 2]),
+                lags=lags.get(group, {}),
+            )
+        )
+    return found
+
+
+def _group_order(row: Any) -> tuple[bool, str]:
+    """Groups in order, the one without a value (no campaign, no segment…) last, on both
+    databases."""
+    return row[0] is None, str(row[0])
+
+
+async def _lags(
+    session: AsyncSession, cohort: Cohort, key: Any
+) -> dict[Any, dict[tuple[str, str], list[float]]]:
+    """Per group, per pair of stages, the durations of the lines that passed both in order.
+    Fetched as the stage times and worked out here: the same on both databases."""
+    group = key.label("grp") if key is not None else None
+    query = select(*([group] if group is not None else []), *STAGE_TIMES).where(
+        *cohort.conditions(), L.mql_at.is_not(None)
+    )
+    found: dict[Any, dict[tuple[str, str], list[float]]] = defaultdict(lambda: defaultdict(list))
+    for row in await session.execute(query):
+        values = list(row)
+        name = values.pop(0) if group is not None else None
+        for i in range(len(STAGES) - 1):
+            before, after = values[i], values[i + 1]
+            if before is None or after is None or after < before:
+                break
+            found[name][(STAGES[i], STAGES[i + 1])].append((after - before).total_seconds())
+    return found
