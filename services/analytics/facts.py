@@ -40,7 +40,12 @@ def fact_of(event: CloudEvent, origins: Mapping[UUID, Mapping[str, Any]]) -> Fac
         found = origins.get(event.data.inquiry_id) or {}
         detail = {**found, "source": event.data.source, "is_test": event.data.is_test}
     elif isinstance(event, LeadMql | LeadSql | LeadRecycled | LeadDisqualified):
-        detail = {"ruleset": event.ruleset, "cause": event.data.cause, "reason": event.data.reason}
+        data = event.data
+        at = data.caused_at or event.time
+        detail = {
+            "ruleset": event.ruleset, "cause": data.cause, "outcome": data.outcome,
+            "reason": data.reason,
+        }  # fmt: skip
     elif isinstance(event, LeadOutcome):
         at = event.data.occurred_at
         detail = {

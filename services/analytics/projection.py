@@ -17,7 +17,7 @@ counted twice). The same holds for an opportunity.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -90,7 +90,7 @@ def segment_of(employees: Any, segments: Sequence[tuple[int, str]]) -> str | Non
 
 
 def fold(facts: Iterable[Fact], definitions: Definitions) -> LeadLine | None:
-    ordered = sorted(facts, key=lambda f: (f.occurred_at, str(f.event_id)))
+    ordered = sorted(facts, key=_when)
     received = [f for f in ordered if f.kind == "received"]
     if not received:
         return None
@@ -118,7 +118,7 @@ def fold(facts: Iterable[Fact], definitions: Definitions) -> LeadLine | None:
         ruleset=mqls[0].detail.get("ruleset") if mqls else None,
         is_test=bool(origin.get("is_test")),
         mql_at=mqls[0].occurred_at if mqls else None,
-        sql_at=_first(ordered, "sql"),
+        sql_at=next((f.occurred_at for f in ordered if f.kind == "sql"), None),
         opportunity_at=opportunity[0].occurred_at if opportunity else None,
         booked_at=booking[0].occurred_at if booking else None,
         lost_at=next((f.occurred_at for f in _outcomes(ordered, {"lost"})), None),
@@ -128,11 +128,11 @@ def fold(facts: Iterable[Fact], definitions: Definitions) -> LeadLine | None:
     )
 
 
-def _first(facts: Sequence[Fact], kind: str) -> datetime | None:
-    return next((f.occurred_at for f in facts if f.kind == kind), None)
+def _when(fact: Fact) -> tuple[datetime, str]:
+    return fact.occurred_at, str(fact.event_id)
 
 
-def _outcomes(facts: Sequence[Fact], kinds: frozenset[str] | set[str]) -> list[Fact]:
+def _outcomes(facts: Sequence[Fact], kinds: Collection[Any]) -> list[Fact]:
     return [f for f in facts if f.kind == "outcome" and f.detail.get("outcome") in kinds]
 
 

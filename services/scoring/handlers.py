@@ -90,6 +90,7 @@ class ScoringHandler:
         submissions = await store.submissions_of(session, ids)
         for event in relevant:
             lead = states[event.data.lead_id]
+            batch.cause_at = _happened(event)
             if isinstance(event, LeadOutcome):
                 batch.outcome(lead, event)
             facts = facts_of(_Row(lead), submissions.get(lead["id"], ()))
@@ -109,6 +110,14 @@ class _Row:
 
     def __init__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
+
+
+def _happened(event: CloudEvent) -> datetime:
+    """When what an event reports happened: an outcome's or an activity's own time, else the
+    event's (an inquiry's arrival)."""
+    if isinstance(event, LeadOutcome | LeadActivity):
+        return event.data.occurred_at
+    return event.time
 
 
 def _activity_row(event: CloudEvent) -> dict[str, Any]:
@@ -136,6 +145,8 @@ class _Batch:
         self.history: list[dict[str, Any]] = []
         self.moves: list[dict[str, Any]] = []
         self.events: list[CloudEvent] = []
+        self.cause_at: datetime | None = None
+        """When what the event being applied reports happened (``_happened``)."""
 
     def outcome(self, lead: dict[str, Any], event: LeadOutcome) -> None:
         data = event.data
@@ -203,6 +214,7 @@ class _Batch:
                 fit_score=lead["score"],
                 fit_grade=lead["fit_grade"],
                 engagement_score=lead["engagement_score"],
+                caused_at=self.cause_at,
             )
             event_id = self._emit(STAGE_EVENTS[move.to_stage], lead["id"], data).id
         detail = {"from": move.from_stage, "cause": move.cause, "rules": list(move.rules)}

@@ -5,6 +5,7 @@ Every one carries the ``ruleset`` extension: the version label that decided.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import ClassVar, Literal
 from uuid import UUID
 
@@ -24,6 +25,11 @@ class StageChangedData(Payload):
     fit_score: int | None = None
     fit_grade: str | None = None
     engagement_score: int | None = None
+    caused_at: datetime | None = Field(
+        None,
+        description="When what caused the change happened: the CRM outcome's or the activity's "
+        "time, or the inquiry's arrival (the event's `time` is when Leadflow applied it)",
+    )
 
 
 class RulesetActivatedData(Payload):

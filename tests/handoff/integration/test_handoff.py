@@ -297,8 +297,10 @@ async def test_sql_promotion_and_reassignment_each_hand_over_again(flow: Flow) -
     ana = first.data.owner
     assert ana is not None
 
-    accepted = await flow.score(outcome(lead_id, "accepted", flow.tick()))
+    accepted_at = flow.tick()
+    accepted = await flow.score(outcome(lead_id, "accepted", accepted_at))
     assert [e.type for e in accepted] == ["lead.scored", "lead.sql"]
+    assert accepted[-1].data.caused_at == accepted_at < accepted[-1].time  # type: ignore[attr-defined]
     [promoted] = await flow.hand_over(accepted)
     why = promoted.data.qualification
     assert (promoted.data.handoff, promoted.data.owner) == ("promoted", ana)
