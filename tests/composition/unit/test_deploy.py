@@ -33,6 +33,7 @@ SERVICE_PORTS = {
     "scoring": "scoring_port",
     "sla-monitor": "sla_monitor_port",
     "webhooks": "webhooks_port",
+    "analytics": "analytics_port",
 }
 LEADFLOW_CONTAINERS = ["migrate", *SERVICE_PORTS]
 # Values for the ${…} interpolations, as an operator would export them.
@@ -346,7 +347,9 @@ def test_long_running_services_have_healthchecks() -> None:
 def test_ports_match_settings(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
     field = SERVICE_PORTS[name]
     default = HttpSettings.model_fields[field].default
-    assert default == {"intake": 8000, "scoring": 8001, "sla-monitor": 8002, "webhooks": 8003}[name]
+    assert default == {
+        "intake": 8000, "scoring": 8001, "sla-monitor": 8002, "webhooks": 8003, "analytics": 8004
+    }[name]  # fmt: skip
     port = getattr(_settings_for(name, monkeypatch).http, field)
     assert port == default
     assert [_published(p) for p in _service(name).get("ports", [])] == [(port, port)]
@@ -460,7 +463,7 @@ def test_dockerfile_exposes_the_service_ports() -> None:
         for port in arguments.split()
     }
     defaults = {HttpSettings.model_fields[field].default for field in SERVICE_PORTS.values()}
-    assert defaults == {8000, 8001, 8002, 8003}
+    assert defaults == {8000, 8001, 8002, 8003, 8004}
     assert defaults <= exposed
 
 
