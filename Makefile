@@ -45,6 +45,9 @@ bench-webhooks: $(STAMP) ## Webhook latency at 500 leads/s end to end, and the e
 	$(BIN)/python -m bench.webhooks
 	$(BIN)/python -m bench.broker
 
+bench-funnel: $(STAMP) ## Funnel (issue 19): the report over 1M leads on PostgreSQL, the analytics handler's events/s
+	$(BIN)/python -m bench.funnel
+
 bench-crm: $(STAMP) ## CRM handoff (issue 18): lead.qualified latency at 500 leads/s, HubSpot batch upserts per second
 	-$(BIN)/python -m bench.webhooks --event lead.qualified --burst 2000
 	$(BIN)/python -m bench.crm
@@ -52,7 +55,7 @@ bench-crm: $(STAMP) ## CRM handoff (issue 18): lead.qualified latency at 500 lea
 chaos: $(STAMP) ## Fault run of the production processes: PostgreSQL and broker restarts, services killed
 	$(BIN)/python -m bench.chaos
 
-.PHONY: help install dev test lint schemas bench bench-sla bench-webhooks bench-crm chaos
+.PHONY: help install dev test lint schemas bench bench-sla bench-webhooks bench-crm bench-funnel chaos
 
 docs: $(STAMP) ## Regenerate the settings table in docs/configuration.md and the event schemas
 	$(BIN)/python -c "import pathlib; from services.settings import settings_reference as r; p = pathlib.Path('docs/configuration.md'); t = p.read_text(); i = t.index('| variable |'); p.write_text(t[:i] + r())"

@@ -1,6 +1,7 @@
 """HTTP routes of the analytics service: the funnel by cohort, with both views, rates and their
-intervals, the time between stages and the bookings, grouped by one dimension and filtered on
-any. Every route needs a secret key; bad input is an RFC 9457 problem naming the field."""
+intervals, the time between stages and the bookings; and the bookings and pipeline of a period,
+credited to source, marketing or sales, expansion or net-new. Grouped by one dimension, filtered
+on any. Every route needs a secret key; bad input is an RFC 9457 problem naming the field."""
 
 from __future__ import annotations
 
@@ -11,8 +12,8 @@ from uuid import UUID
 from fastapi import APIRouter, Depends, Query
 
 from services.analytics import reports
-from services.analytics.schemas import FunnelView, GroupBy
-from services.analytics.settings import analytics_config
+from services.analytics.schemas import AttributionView, FunnelView, GroupBy
+from services.analytics.settings import AnalyticsSettings, analytics_config
 from shared import problems
 from shared.auth import secret_key
 from shared.deps import RuntimeDep
@@ -28,18 +29,15 @@ router = APIRouter(
 )
 
 
-@router.get("/funnel", response_model=FunnelView, summary="The funnel by cohort")
-async def funnel(
-    runtime: RuntimeDep,
-    start: Annotated[
-        date | None,
-        Query(alias="from", description="First cohort day (default: a year before `to`)"),
-    ] = None,
-    end: Annotated[
-        date | None,
-        Query(alias="to", description="Last cohort day (default: today, reporting time zone)"),
-    ] = None,
-    by: Annotated[GroupBy | None, Query(description="Group by this dimension")] = None,
+StartDay = Annotated[
+    date | None, Query(alias="from", description="First day (default: a year before `to`)")
+]
+EndDay = Annotated[
+    date | None, Query(alias="to", description="Last day (default: today, reporting time zone)")
+]
+
+
+async def dimension_filters(
     source: Text = None,
     campaign: Text = None,
     medium: Text = None,
@@ -51,24 +49,66 @@ async def funnel(
         bool | None, Query(description="true: existing customers; false: net-new")
     ] = None,
     ruleset: Text = None,
-) -> FunnelView:
-    """Counts and conversion rates inquiry → MQL → SQL → opportunity → booking of the leads
-    whose first inquiry arrived in the period: "reached" (by any path) and "in order" (every
-    stage before, no later than the next) with 95 % Wilson intervals, the median and p90 time
-    between stages, and the bookings with their amounts. Test leads are left out."""
-    settings = analytics_config(runtime.settings).analytics
-    today = datetime.now(settings.definitions.time_zone).date()
-    end = end or today
-    start = start or end - timedelta(days=DEFAULT_DAYS - 1)
-    if start > end:
-        raise Problem(422, "Unprocessable Content", "from must not be after to", field="from")
+) -> dict[str, Any]:
+    """The dimensions a report is narrowed to, each to one value."""
     given = {
         "source": source, "campaign": campaign, "medium": medium, "ad_platform": ad_platform,
         "segment": segment, "team": team, "owner": owner, "expansion": expansion,
         "ruleset": ruleset,
     }  # fmt: skip
-    filters = {name: value for name, value in given.items() if value is not None}
+    return {name: value for name, value in given.items() if value is not None}
+
+
+Filters = Annotated[dict[str, Any], Depends(dimension_filters)]
+
+
+def period(settings: AnalyticsSettings, start: date | None, end: date | None) -> tuple[date, date]:
+    """``start`` to ``end``, both included: by default the ``DEFAULT_DAYS`` up to today."""
+    end = end or datetime.now(settings.definitions.time_zone).date()
+    start = start or end - timedelta(days=DEFAULT_DAYS - 1)
+    if start > end:
+        raise Problem(422, "Unprocessable Content", "from must not be after to", field="from")
+    return start, end
+
+
+@router.get("/funnel", response_model=FunnelView, summary="The funnel by cohort")
+async def funnel(
+    runtime: RuntimeDep,
+    filters: Filters,
+    start: Annotated[date | None, Query(alias="from", description="First cohort day")] = None,
+    end: Annotated[date | None, Query(alias="to", description="Last cohort day")] = None,
+    by: Annotated[GroupBy | None, Query(description="Group by this dimension")] = None,
+) -> FunnelView:
+    """Counts and conversion rates inquiry → MQL → SQL → opportunity → booking of the leads
+    whose first inquiry arrived in the period (default: the 365 days up to today): "reached"
+    (by any path) and "in order" (every stage before, no later than the next) with 95 % Wilson
+    intervals, the median and p90 time between stages, and the bookings with their amounts.
+    Test leads are left out."""
+    settings = analytics_config(runtime.settings).analytics
+    first, last = period(settings, start, end)
     async with runtime.sessions() as session:
         return await reports.funnel(
-            session, settings, start=start, end=end, group_by=by, filters=filters
+            session, settings, start=first, end=last, group_by=by, filters=filters
+        )
+
+
+@router.get(
+    "/funnel/attribution", response_model=AttributionView, summary="Bookings and pipeline credited"
+)
+async def attribution(
+    runtime: RuntimeDep,
+    filters: Filters,
+    start: StartDay = None,
+    end: EndDay = None,
+    by: Annotated[GroupBy, Query(description="Credit to this dimension of the lead")] = "source",
+) -> AttributionView:
+    """The bookings (booked or won) and the opportunities dated in the period (default: the 365
+    days up to today), each credited to the lead's original source (or campaign, medium…: `by`),
+    to marketing (the lead was an MQL before its opportunity) or sales, and to expansion
+    (an existing customer's) or net-new. Test leads are left out."""
+    settings = analytics_config(runtime.settings).analytics
+    first, last = period(settings, start, end)
+    async with runtime.sessions() as session:
+        return await reports.attribution(
+            session, settings, start=first, end=last, group_by=by, filters=filters
         )

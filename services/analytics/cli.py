@@ -4,7 +4,7 @@ segments or the reporting time zone changed), with a progress bar."""
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta
+from datetime import date, timedelta
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
@@ -15,8 +15,14 @@ from rich.table import Table
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.analytics import reports, store
-from services.analytics.api import DEFAULT_DAYS
-from services.analytics.schemas import FunnelGroupView, FunnelView, GroupBy, RateView
+from services.analytics.api import period
+from services.analytics.schemas import (
+    AttributionView,
+    FunnelGroupView,
+    FunnelView,
+    GroupBy,
+    RateView,
+)
 from services.analytics.settings import AnalyticsConfig
 from shared.cli import console, on_db, show, with_sessions
 
@@ -67,11 +73,7 @@ def show_funnel(
     }  # fmt: skip
 
     async def work(session: AsyncSession, settings: AnalyticsConfig) -> FunnelView:
-        today = datetime.now(settings.analytics.definitions.time_zone).date()
-        to = last or today
-        since = first or to - timedelta(days=DEFAULT_DAYS - 1)
-        if since > to:
-            raise typer.BadParameter("must not be after --to", param_hint="--from")
+        since, to = period(settings.analytics, first, last)
         filters = {k: v for k, v in given.items() if v is not None}
         group_by: GroupBy | None = by  # type: ignore[assignment]
         return await reports.funnel(
@@ -124,6 +126,49 @@ def _rate(rated: RateView) -> str:
     if rated.small and rated.low is not None and rated.high is not None:
         return f"{rated.low:.0%}–{rated.high:.0%}"
     return f"{rated.rate:.1%}"
+
+
+@funnel_app.command("attribution")
+def show_attribution(
+    start: Annotated[str | None, typer.Option("--from", help="First day, YYYY-MM-DD")] = None,
+    end: Annotated[str | None, typer.Option("--to", help="Last day (default: today)")] = None,
+    by: Annotated[str, typer.Option(help="Credit to: source, campaign, medium, …")] = "source",
+    as_json: JsonOption = False,
+) -> None:
+    """Bookings and opportunities dated in the period (default: the last 365 days), credited to
+    the lead's original source (or --by), to marketing or sales, to expansion or net-new."""
+    if by not in store.GROUPS:
+        raise typer.BadParameter(f"one of {', '.join(store.GROUPS)}", param_hint="--by")
+    first, last = _day(start, "--from"), _day(end, "--to")
+
+    async def work(session: AsyncSession, settings: AnalyticsConfig) -> AttributionView:
+        since, to = period(settings.analytics, first, last)
+        return await reports.attribution(
+            session,
+            settings.analytics,
+            start=since,
+            end=to,
+            group_by=by,  # type: ignore[arg-type]
+        )
+
+    found = on_db(work, write=False, settings=AnalyticsConfig)
+    if as_json:
+        show(found.model_dump(mode="json"), True)
+        return
+    table = Table(title=f"Bookings and pipeline credited, {found.start} – {found.end}")
+    table.add_column(found.group_by)
+    for heading in ("bookings", "amount", "marketing", "sales", "expansion", "net-new", "pipeline"):
+        table.add_column(heading, justify="right")
+    for index, credit in enumerate([found.total, *found.groups]):
+        name = "all" if index == 0 else ("(none)" if credit.group is None else str(credit.group))
+        booked = credit.bookings
+        table.add_row(
+            name, f"{booked.all.count:,}", f"{booked.all.amount:,.2f}",
+            f"{booked.marketing.amount:,.2f}", f"{booked.sales.amount:,.2f}",
+            f"{booked.expansion.amount:,.2f}", f"{booked.net_new.amount:,.2f}",
+            f"{credit.pipeline.all.amount:,.2f}",
+        )  # fmt: skip
+    console.print(table)
 
 
 @funnel_app.command("rebuild")

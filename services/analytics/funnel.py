@@ -162,3 +162,42 @@ def report(counts: Counts) -> GroupReport:
         ),
         pipeline_amount=counts.pipeline_amount,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class Share:
+    count: int
+    amount: float
+
+    def __sub__(self, other: Share) -> Share:
+        return Share(self.count - other.count, self.amount - other.amount)
+
+    def __add__(self, other: Share) -> Share:
+        return Share(self.count + other.count, self.amount + other.amount)
+
+
+@dataclass(frozen=True, slots=True)
+class Split:
+    """A group's bookings (or opportunities) of a period, and the shares credited to marketing
+    (``projection.sourced_by``) and to existing customers; sales and net-new are the rest (a
+    lead never routed, so never matched to an account, counts as net-new)."""
+
+    all: Share
+    marketing: Share
+    expansion: Share
+
+    def __add__(self, other: Split) -> Split:
+        return Split(
+            self.all + other.all,
+            self.marketing + other.marketing,
+            self.expansion + other.expansion,
+        )
+
+    def shares(self) -> dict[str, Share]:
+        return {
+            "all": self.all,
+            "marketing": self.marketing,
+            "sales": self.all - self.marketing,
+            "expansion": self.expansion,
+            "net_new": self.all - self.expansion,
+        }

@@ -55,3 +55,4 @@ class AnalyticsLead(Base):
     opportunity_amount: Mapped[float | None] = mapped_column(Float)
     booking_amount: Mapped[float | None] = mapped_column(Float)
     currency: Mapped[str | None] = mapped_column(String(3))
+    sourced_by: Mapped[str | None] = mapped_column(String(16), doc="marketing or sales")

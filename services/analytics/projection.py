@@ -9,6 +9,9 @@ segment are that first inquiry's (the original source). Its team and owner are t
 routing's; its ruleset the version that first made it an MQL. Without an inquiry yet (its
 ``lead.received`` not applied) a lead has no line.
 
+A booking or an opportunity is credited to marketing when the lead was an MQL before it (before
+its opportunity, or before its booking when it had none), else to sales: ``sourced_by``.
+
 A booking is a ``booked`` or ``won`` outcome: the first one dates it, the latest one with an
 amount gives the amount (a CRM that reports ``booked`` and then ``won`` for one deal is not
 counted twice). The same holds for an opportunity.
@@ -72,6 +75,8 @@ class LeadLine:
     opportunity_amount: float | None
     booking_amount: float | None
     currency: str | None
+    sourced_by: str | None
+    """marketing or sales, for a lead with an opportunity or a booking; None without."""
 
 
 def segment_of(employees: Any, segments: Sequence[tuple[int, str]]) -> str | None:
@@ -102,6 +107,8 @@ def fold(facts: Iterable[Fact], definitions: Definitions) -> LeadLine | None:
     routing = routings[-1].detail if routings else {}
     opportunity, booking = _outcomes(ordered, {"opportunity"}), _outcomes(ordered, BOOKINGS)
     owner = routing.get("owner_id")
+    mql_at = mqls[0].occurred_at if mqls else None
+    credited_at = (opportunity or booking)[0].occurred_at if opportunity or booking else None
     return LeadLine(
         lead_id=first.lead_id,
         cohort_at=first.occurred_at,
@@ -117,7 +124,7 @@ def fold(facts: Iterable[Fact], definitions: Definitions) -> LeadLine | None:
         is_expansion=routing.get("is_expansion"),
         ruleset=mqls[0].detail.get("ruleset") if mqls else None,
         is_test=bool(origin.get("is_test")),
-        mql_at=mqls[0].occurred_at if mqls else None,
+        mql_at=mql_at,
         sql_at=next((f.occurred_at for f in ordered if f.kind == "sql"), None),
         opportunity_at=opportunity[0].occurred_at if opportunity else None,
         booked_at=booking[0].occurred_at if booking else None,
@@ -125,7 +132,16 @@ def fold(facts: Iterable[Fact], definitions: Definitions) -> LeadLine | None:
         opportunity_amount=_latest_amount(opportunity),
         booking_amount=_latest_amount(booking),
         currency=_currency(booking or opportunity),
+        sourced_by=sourced_by(mql_at, credited_at),
     )
+
+
+def sourced_by(mql_at: datetime | None, won_at: datetime | None) -> str | None:
+    """Who a lead's opportunity (or booking: ``won_at``, whichever came first) is credited to:
+    marketing when the lead was an MQL no later, else sales; None without either."""
+    if won_at is None:
+        return None
+    return "marketing" if mql_at is not None and mql_at <= won_at else "sales"
 
 
 def _when(fact: Fact) -> tuple[datetime, str]:

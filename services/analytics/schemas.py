@@ -56,3 +56,32 @@ class FunnelView(BaseModel):
     filters: dict[str, Any]
     total: FunnelGroupView | None = Field(description="All the leads counted; null: none")
     groups: list[FunnelGroupView] = Field(description="One per value of group_by")
+
+
+class ShareView(BaseModel):
+    count: int
+    amount: float = Field(description="Summed as reported, whatever the currency")
+
+
+class SplitView(BaseModel):
+    all: ShareView
+    marketing: ShareView = Field(description="The lead was an MQL before its opportunity")
+    sales: ShareView = Field(description="The rest: sourced by sales")
+    expansion: ShareView = Field(description="Existing customers (routing's account match)")
+    net_new: ShareView = Field(description="The rest, a lead never routed included")
+
+
+class CreditView(BaseModel):
+    group: Any = Field(description="The group's value (null: none, e.g. no campaign)")
+    bookings: SplitView = Field(description="Booked (booked or won) in the period")
+    pipeline: SplitView = Field(description="Opportunities opened in the period")
+
+
+class AttributionView(BaseModel):
+    start: date = Field(description="First day counted (reporting time zone)")
+    end: date = Field(description="Last day counted")
+    time_zone: str
+    group_by: GroupBy
+    filters: dict[str, Any]
+    total: CreditView
+    groups: list[CreditView]

@@ -6,14 +6,14 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import AsyncIterator, Collection, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import date
+from datetime import date, datetime
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import ColumnElement, and_, case, delete, func, select, text
+from sqlalchemy import ColumnElement, and_, case, delete, func, or_, select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from services.analytics.funnel import STAGES, Counts
+from services.analytics.funnel import STAGES, Counts, Share, Split
 from services.analytics.models import AnalyticsFact, AnalyticsLead
 from services.analytics.projection import Definitions, Fact, LeadLine, fold
 from shared.db import insert_ignoring_conflicts
@@ -204,4 +204,37 @@ async def _lags(
             if before is None or after is None or after < before:
                 break
             found[name][(STAGES[i], STAGES[i + 1])].append((after - before).total_seconds())
+    return found
+
+
+async def credits(
+    session: AsyncSession,
+    cohort: Cohort,
+    group_by: str,
+    *,
+    start: datetime,
+    end: datetime,
+) -> list[tuple[Any, Split, Split]]:
+    """Per group (of ``cohort``'s dimensions; its days are not read), the bookings and the
+    opportunities dated from ``start`` up to ``end``, credited (funnel.Split)."""
+    key = GROUPS[group_by]
+    booked = and_(L.booked_at >= start, L.booked_at < end)
+    opened = and_(L.opportunity_at >= start, L.opportunity_at < end)
+    marketing, expansion = L.sourced_by == "marketing", L.is_expansion.is_(True)
+    columns = []
+    for within, amount in ((booked, L.booking_amount), (opened, L.opportunity_amount)):
+        for share in (within, and_(within, marketing), and_(within, expansion)):
+            columns += [
+                func.count(case((share, 1))),
+                func.coalesce(func.sum(case((share, amount))), 0.0),
+            ]
+    query = (
+        select(key.label("grp"), *columns)
+        .where(*cohort.conditions(), or_(booked, opened))
+        .group_by(key)
+    )
+    found = []
+    for row in sorted((await session.execute(query)).all(), key=_group_order):
+        shares = [Share(int(row[i]), float(row[i + 1])) for i in range(1, len(row), 2)]
+        found.append((row[0], Split(*shares[:3]), Split(*shares[3:])))
     return found

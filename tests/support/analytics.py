@@ -6,7 +6,8 @@ The leads (March and April 2026, UTC; times in minutes after each lead's inquiry
 ====  ==========  ===========  =====================================================
 lead  source      campaign     what happened
 ====  ==========  ===========  =====================================================
-A     web         spring       MQL +5 (v1), ana; SQL +1445; opportunity +11525 (1,000);
+A     web         spring       MQL +5 (v1), ana (an existing customer); SQL +1445;
+                               opportunity +11525 (1,000);
                                booked +25925 (900) then won +30000 (950)
 B     web         spring       MQL +60, bo; SQL +2940; lost
 C     web         –            nothing more
@@ -114,10 +115,12 @@ class Leads:
             self.ids[name], data, source=SOURCE, time=self.at(name, minutes + 1440)
         )
 
-    def routed(self, name: str, owner: UUID, minutes: float) -> LeadRouted:
+    def routed(
+        self, name: str, owner: UUID, minutes: float, *, expansion: bool = False
+    ) -> LeadRouted:
         data = LeadRoutedData(
             lead_id=self.ids[name], trigger="qualified", rule="default", team="emea",
-            is_expansion=False, reason="round robin", owner_id=owner,
+            is_expansion=expansion, reason="round robin", owner_id=owner,
             owner_email=f"{owner.hex[-2:]}@example.com",
         )  # fmt: skip
         return LeadRouted.about_lead(
@@ -171,7 +174,7 @@ def story() -> tuple[Leads, list[list[CloudEvent]]]:
     )
     batches: list[list[CloudEvent]] = [
         [leads.stage(LeadMql, "B", 60), leads.outcome("A", "booked", 25925, 900.0)],
-        [a, c, leads.stage(LeadMql, "A", 5), leads.routed("A", ANA, 6), g_moved],
+        [a, c, leads.stage(LeadMql, "A", 5), leads.routed("A", ANA, 6, expansion=True), g_moved],
         [b, leads.routed("B", BO, 61), leads.stage(LeadSql, "B", 2940), d, d_queued],
         [
             leads.stage(LeadSql, "A", 1445),

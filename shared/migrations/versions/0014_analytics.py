@@ -55,6 +55,7 @@ def upgrade() -> None:
         sa.Column("opportunity_amount", sa.Float(), nullable=True),
         sa.Column("booking_amount", sa.Float(), nullable=True),
         sa.Column("currency", sa.String(3), nullable=True),
+        sa.Column("sourced_by", sa.String(16), nullable=True),
         sa.PrimaryKeyConstraint("lead_id"),
     )
     op.create_index("ix_analytics_leads_cohort", "analytics_leads", ["is_test", "cohort_day"])

@@ -17,7 +17,7 @@ from sqlalchemy import delete, select, text
 
 from services.analytics import store
 from services.analytics.models import AnalyticsLead
-from services.analytics.reports import funnel
+from services.analytics.reports import attribution, funnel
 from services.analytics.settings import AnalyticsSettings
 from shared.events import LeadMql
 from tests.support.analytics import ANA, BO, apply, handler_for, seed, story
@@ -102,6 +102,44 @@ async def test_every_number_of_the_funnel(db: Database) -> None:
     before = snapshot(await lines(db))
     await apply(db, handler_for(db), batches)  # redelivered: the same facts, the same lines
     assert snapshot(await lines(db)) == before
+
+
+async def test_bookings_and_pipeline_credited(db: Database) -> None:
+    """A's booking (20 March) and opportunity (10 March) are marketing's (an MQL first) and an
+    existing customer's; E's opportunity (5 April) is sales' (never an MQL) and net-new."""
+    leads, batches = story()
+    await seed(db, leads)
+    await apply(db, handler_for(db), batches)
+
+    async def credited(start: date, end: date, **query: Any) -> Any:
+        async with db.sessions() as session:
+            return await attribution(session, AnalyticsSettings(), start=start, end=end, **query)
+
+    def shares(split: Any) -> dict[str, tuple[int, float]]:
+        return {name: (share.count, share.amount) for name, share in split}
+
+    found = await credited(date(2026, 3, 1), date(2026, 4, 30))
+    assert [g.group for g in found.groups] == ["web"]  # the only source with either
+    assert shares(found.total.bookings) == {
+        "all": (1, 950.0), "marketing": (1, 950.0), "sales": (0, 0.0),
+        "expansion": (1, 950.0), "net_new": (0, 0.0),
+    }  # fmt: skip
+    assert shares(found.total.pipeline) == {
+        "all": (2, 1500.0), "marketing": (1, 1000.0), "sales": (1, 500.0),
+        "expansion": (1, 1000.0), "net_new": (1, 500.0),
+    }  # fmt: skip
+    april = await credited(date(2026, 4, 1), date(2026, 4, 30), group_by="campaign")
+    assert april.total.bookings.all.count == 0 and april.total.pipeline.all.amount == 500.0
+    assert [g.group for g in april.groups] == [None]  # E has no campaign
+    march_20 = await credited(date(2026, 3, 20), date(2026, 3, 20))
+    assert march_20.total.bookings.all.count == 1  # the whole day, in the reporting zone
+    east = AnalyticsSettings(time_zone="Pacific/Kiritimati")  # UTC+14: 10:05 is 00:05 next day
+    async with db.sessions() as session:
+        day = {
+            d: await attribution(session, east, start=date(2026, 3, d), end=date(2026, 3, d))
+            for d in (20, 21)
+        }
+    assert (day[20].total.bookings.all.count, day[21].total.bookings.all.count) == (0, 1)
 
 
 async def test_a_rebuild_gives_the_same_lines_and_applies_a_new_definition(db: Database) -> None:

@@ -89,11 +89,26 @@ async def test_bad_input_is_a_problem_naming_the_field(
     assert response.json()["field"] == field
 
 
+async def test_attribution_credits_bookings_and_pipeline(runtime: Runtime) -> None:
+    async with client_for(runtime, headers=AUTH) as client:
+        response = await client.get("/v1/funnel/attribution", params=PERIOD | {"by": "campaign"})
+        assert response.status_code == 200, response.text
+        body = response.json()
+        assert body["group_by"] == "campaign"
+        groups = {g["group"]: g for g in body["groups"]}
+        assert groups["spring"]["bookings"]["all"] == {"count": 1, "amount": 950.0}
+        assert groups[None]["pipeline"]["sales"] == {"count": 1, "amount": 500.0}
+        assert body["total"]["pipeline"]["all"] == {"count": 2, "amount": 1500.0}
+        bad = await client.get("/v1/funnel/attribution", params={"by": "planet"})
+        assert bad.status_code == 422 and bad.json()["field"] == "by"
+
+
 async def test_the_funnel_needs_a_secret_key(runtime: Runtime) -> None:
     async with client_for(runtime) as client:
-        response = await client.get("/v1/funnel")
-    assert response.status_code == 401
-    assert response.headers["content-type"].startswith("application/problem+json")
+        for path in ("/v1/funnel", "/v1/funnel/attribution"):
+            response = await client.get(path)
+            assert response.status_code == 401
+            assert response.headers["content-type"].startswith("application/problem+json")
 
 
 async def test_the_cli_shows_the_funnel_and_rebuilds_it(
@@ -120,10 +135,21 @@ async def test_the_cli_shows_the_funnel_and_rebuilds_it(
     assert code == 0, out
     assert "Funnel, cohorts 2026-03-01 – 2026-04-30 (UTC), in-order" in out
     assert "mql → sql: median 1 day, 0:00:00 (2)" in out
+    code, out = await leadflow(
+        "funnel", "attribution", "--from", "2026-03-01", "--to", "2026-04-30", "--json"
+    )
+    assert code == 0, out
+    credited = json.loads(out)
+    assert credited["total"]["bookings"]["marketing"] == {"count": 1, "amount": 950.0}
+    assert [g["group"] for g in credited["groups"]] == ["web"]
+    code, out = await leadflow(
+        "funnel", "attribution", "--from", "2026-03-01", "--to", "2026-04-30"
+    )
+    assert code == 0 and "Bookings and pipeline credited, 2026-03-01 – 2026-04-30" in out
     code, out = await leadflow("funnel", "rebuild", "--json")
     assert code == 0, out
     assert json.loads(out.strip().splitlines()[-1]) == {"leads": 7}
     code, out = await leadflow("funnel", "show", "--from", "2026-05-01", "--to", "2026-04-01")
-    assert code == 2 and "must not be after --to" in out
+    assert code == 1 and "from must not be after to" in out
     code, out = await leadflow("funnel", "show", "--by", "planet")
     assert code == 2 and "one of source, campaign" in out

@@ -5,7 +5,17 @@ from __future__ import annotations
 
 import pytest
 
-from services.analytics.funnel import STAGES, Counts, percentile, rate, report, stage_lines, wilson
+from services.analytics.funnel import (
+    STAGES,
+    Counts,
+    Share,
+    Split,
+    percentile,
+    rate,
+    report,
+    stage_lines,
+    wilson,
+)
 
 
 @pytest.mark.parametrize(
@@ -77,3 +87,16 @@ def test_a_groups_report() -> None:
     ]
     unpriced = report(Counts(group=None, reached=[1, 1, 1, 1, 1], in_order=[1, 1, 1, 1, 1]))
     assert (unpriced.bookings, unpriced.average_booking) == (1, None)
+
+
+def test_a_split_credits_the_rest_to_sales_and_net_new() -> None:
+    split = Split(all=Share(5, 500.0), marketing=Share(3, 200.0), expansion=Share(1, 100.0))
+    assert split.shares() == {
+        "all": Share(5, 500.0),
+        "marketing": Share(3, 200.0),
+        "sales": Share(2, 300.0),
+        "expansion": Share(1, 100.0),
+        "net_new": Share(4, 400.0),
+    }
+    doubled = split + split
+    assert doubled.shares()["sales"] == Share(4, 600.0)

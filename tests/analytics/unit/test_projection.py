@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from services.analytics.projection import Definitions, Fact, fold, segment_of
+from services.analytics.projection import Definitions, Fact, fold, segment_of, sourced_by
 
 LEAD = UUID("0193a1b2-0000-7000-8000-000000000001")
 ANA, BO = uuid4(), uuid4()
@@ -82,6 +82,22 @@ def test_a_test_lead_is_marked_and_a_lost_one_dated() -> None:
     assert (line.booked_at, line.booking_amount, line.segment, line.owner_id) == (
         None, None, None, None,
     )  # fmt: skip
+
+
+def test_credit_goes_to_marketing_for_an_mql_before_the_opportunity() -> None:
+    line = fold(HISTORY, UTC_DAYS)
+    assert line is not None and line.sourced_by == "marketing"
+    sales = fold(
+        [
+            fact("received", 0),
+            fact("outcome", 30, outcome="opportunity"),
+            fact("mql", 40),  # after the opportunity: sales found it
+        ],
+        UTC_DAYS,
+    )
+    assert sales is not None and sales.sourced_by == "sales"
+    assert sourced_by(None, T0) == "sales" and sourced_by(T0, T0) == "marketing"
+    assert sourced_by(T0, None) is None
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,294 @@
+"""``python -m bench.funnel [--leads N]``: the funnel report and the analytics consumer on
+PostgreSQL (issue 19).
+
+1. **A generated history**: ``--leads`` funnel lines (default 1,000,000) over two years of cohorts
+   ending 2026-11-30, written with COPY: six sources in a realistic mix, 20 campaigns each, four
+   segments, five teams of ten owners, a fifth of them existing customers, two ruleset versions;
+   MQL, SQL, opportunity and booking by source-dependent rates, with lags of hours to weeks and
+   lognormal amounts; 1 % test leads. Seeded: every run the same data.
+2. **The report**: ``reports.funnel`` (what ``GET /v1/funnel`` and ``leadflow funnel show`` run)
+   for a year of cohorts grouped by source, then ``--queries`` more over varied windows (a
+   year, a quarter, a month), groupings and filters; p50 and p95 of the time each took, beside a
+   reference measured in the same run: a bare ``count(*)`` over the same year of lines.
+3. **The consumer**: ``--events`` events (``lead.received``, then ``lead.mql``, ``lead.routed``
+   and outcomes) of new leads, applied by the analytics handler in batches of the consumer's
+   ``max_batch`` with the history in place; events per second. The handler, not the broker: the
+   consumer's own cost of polling and committing offsets is not in it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import math
+import random
+import time
+from collections.abc import Sequence
+from datetime import UTC, date, datetime, timedelta
+from uuid import UUID, uuid4
+
+import asyncpg
+from rich.table import Table
+from sqlalchemy.engine import URL
+from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
+
+from bench.intake import bench_database
+from bench.suite import Log, Options, Report, machine_pace, quantile, run_standalone
+from services.analytics.handlers import AnalyticsHandler
+from services.analytics.reports import funnel
+from services.analytics.settings import AnalyticsSettings, analytics_config
+from services.intake.analytics import inquiry_origins
+from services.settings import load_settings
+from shared.events import (
+    CloudEvent,
+    LeadMql,
+    LeadOutcome,
+    LeadOutcomeData,
+    LeadReceived,
+    LeadReceivedData,
+    LeadRouted,
+    LeadRoutedData,
+    StageChangedData,
+)
+
+END = datetime(2026, 11, 30, 23, 0, tzinfo=UTC)
+DAYS = 730
+SOURCES = {  # share of inquiries, MQL rate
+    "web": (0.45, 0.22), "google-ads": (0.20, 0.18), "meta": (0.15, 0.10),
+    "event": (0.08, 0.35), "referral": (0.07, 0.40), "partner": (0.05, 0.30),
+}  # fmt: skip
+MEDIUM = {"web": "organic", "google-ads": "cpc", "meta": "social", "event": "event"}
+SEGMENTS = [("smb", 0.50), ("mid-market", 0.35), ("enterprise", 0.10), (None, 0.05)]
+TEAMS = ["emea", "amer", "apac", "inside", "enterprise"]
+OWNERS = {team: [uuid4() for _ in range(10)] for team in TEAMS}
+COLUMNS = (
+    "lead_id", "cohort_at", "cohort_day", "cohort_month", "source", "campaign", "medium",
+    "ad_platform", "segment", "team", "owner_id", "is_expansion", "ruleset", "is_test",
+    "mql_at", "sql_at", "opportunity_at", "booked_at", "lost_at", "opportunity_amount",
+    "booking_amount", "currency",
+)  # fmt: skip
+
+
+def _pick(rng: random.Random, weighted: Sequence[tuple[object, float]]) -> object:
+    return rng.choices([v for v, _ in weighted], weights=[w for _, w in weighted])[0]
+
+
+def line(rng: random.Random) -> tuple[object, ...]:
+    """One lead's funnel line, as the analytics consumer would have folded it."""
+    source = str(_pick(rng, [(s, share) for s, (share, _) in SOURCES.items()]))
+    cohort_at = END - timedelta(seconds=rng.random() * DAYS * 86400)
+    day = cohort_at.date()
+    team = rng.choice(TEAMS)
+    stages: list[datetime | None] = [None, None, None, None]
+    at = cohort_at
+    odds = [SOURCES[source][1], 0.40, 0.50, 0.30]
+    lags_h = [24, 72, 168, 720]
+    for i, (chance, mean_h) in enumerate(zip(odds, lags_h, strict=True)):
+        if rng.random() >= chance:
+            break
+        at = at + timedelta(hours=rng.expovariate(1 / mean_h))
+        stages[i] = at
+    mql, sql, opportunity, booked = stages
+    if mql is None and rng.random() < 0.01:  # a CRM made it an SQL that was never an MQL
+        sql = cohort_at + timedelta(days=2)
+    owner = rng.choice(OWNERS[team]) if mql or sql else None
+    amount = round(math.exp(rng.gauss(9.9, 0.6)), 2)
+    lost = at + timedelta(days=10) if opportunity and not booked and rng.random() < 0.6 else None
+    return (
+        uuid4(), cohort_at, day.isoformat(), day.isoformat()[:7], source,
+        f"{source}-{rng.randrange(20):02d}", MEDIUM.get(source),
+        source if source in ("google-ads", "meta") else None, _pick(rng, SEGMENTS),
+        team if owner else None, owner, rng.random() < 0.2 if owner else None,
+        ("v1" if day < date(2025, 12, 1) else "v2") if mql else None, rng.random() < 0.01,
+        mql, sql, opportunity, booked, lost, amount if opportunity else None,
+        amount if booked else None, "EUR" if opportunity else None,
+    )  # fmt: skip
+
+
+async def _generate(url: URL, leads: int, log: Log) -> float:
+    rng = random.Random(19)
+    dsn = url.set(drivername="postgresql").render_as_string(hide_password=False)
+    connection = await asyncpg.connect(dsn)
+    started = time.perf_counter()
+    try:
+        chunk = 100_000
+        for start in range(0, leads, chunk):
+            rows = [line(rng) for _ in range(min(chunk, leads - start))]
+            await connection.copy_records_to_table("analytics_leads", records=rows, columns=COLUMNS)
+            log(f"  {start + len(rows):,} lines written")
+        await connection.execute("ANALYZE analytics_leads")
+    finally:
+        await connection.close()
+    return time.perf_counter() - started
+
+
+QUERIES: list[tuple[str, dict[str, object]]] = [
+    ("source", {}), ("campaign", {}), ("segment", {}), ("team", {}), ("owner", {}),
+    ("cohort_month", {}), ("source", {"segment": "enterprise"}), ("source", {"team": "emea"}),
+    ("campaign", {"source": "web"}), ("source", {"expansion": False}),
+    ("ruleset", {}), ("medium", {"ad_platform": "meta"}),
+]  # fmt: skip
+
+
+async def _report(url: URL, queries: int, log: Log) -> tuple[list[float], list[float], float]:
+    engine = create_async_engine(url.set(drivername="postgresql+asyncpg"))
+    sessions = async_sessionmaker(engine, expire_on_commit=False)
+    settings = AnalyticsSettings()
+    rng = random.Random(7)
+    year = (date(2025, 12, 1), date(2026, 11, 30))
+    timings, references = [], []
+    try:
+        async with sessions() as session:  # warm the caches and the statement cache
+            await funnel(session, settings, start=year[0], end=year[1], group_by="source")
+        for index in range(queries + 1):
+            group_by, filters = ("source", {}) if index == 0 else rng.choice(QUERIES)
+            span = 365 if index == 0 else rng.choice((365, 91, 30))
+            end = year[1] - timedelta(days=0 if index == 0 else rng.randrange(0, 300))
+            started = time.perf_counter()
+            async with sessions() as session:
+                found = await funnel(
+                    session, settings, start=end - timedelta(days=span - 1), end=end,
+                    group_by=group_by, filters=filters,  # type: ignore[arg-type]
+                )  # fmt: skip
+            timings.append((time.perf_counter() - started) * 1000)
+            if index == 0:
+                first = found.total.stages[0].reached if found.total else 0
+                log(f"  a year by source: {first:,} inquiries in {timings[0]:.0f} ms")
+            started = time.perf_counter()
+            async with engine.connect() as connection:
+                await connection.exec_driver_sql(
+                    "SELECT count(*) FROM analytics_leads WHERE NOT is_test "
+                    "AND cohort_day BETWEEN $1 AND $2",
+                    (year[0].isoformat(), year[1].isoformat()),
+                )
+            references.append((time.perf_counter() - started) * 1000)
+    finally:
+        await engine.dispose()
+    return timings, references, first
+
+
+def _events(leads: int) -> tuple[list[tuple[UUID, UUID]], list[list[CloudEvent]]]:
+    """``leads`` new leads' events: received, MQL, routed, an opportunity and a booking."""
+    now = datetime.now(UTC)
+    ids = [(uuid4(), uuid4()) for _ in range(leads)]
+    stories = []
+    for lead_id, inquiry_id in ids:
+        at = now
+        received = LeadReceivedData(
+            lead_id=lead_id, inquiry_id=inquiry_id, source="web", new_lead=True
+        )
+        mql = StageChangedData(lead_id=lead_id, from_stage="inquiry", to_stage="mql", cause="rules")
+        routed = LeadRoutedData(
+            lead_id=lead_id, trigger="qualified", rule="default", team="emea",
+            is_expansion=False, reason="round robin", owner_id=OWNERS["emea"][0],
+            owner_email="ana@example.com",
+        )  # fmt: skip
+        stories.append(
+            [
+                LeadReceived.about_lead(lead_id, received, source="/bench", time=at),
+                LeadMql.about_lead(lead_id, mql, source="/bench", time=at, ruleset="v2"),
+                LeadRouted.about_lead(lead_id, routed, source="/bench", time=at),
+                *(
+                    LeadOutcome.about_lead(
+                        lead_id,
+                        LeadOutcomeData(
+                            lead_id=lead_id,
+                            outcome=kind,
+                            occurred_at=at,
+                            amount=1000.0,
+                        ),
+                        source="/bench",
+                        time=at,
+                    )
+                    for kind in ("opportunity", "booked")
+                ),
+            ]
+        )
+    return ids, stories
+
+
+async def _consume(url: URL, events: int, log: Log) -> tuple[int, float]:
+    per_lead = 5
+    ids, stories = _events(max(events // per_lead, 1))
+    dsn = url.set(drivername="postgresql").render_as_string(hide_password=False)
+    connection = await asyncpg.connect(dsn)
+    try:
+        at = datetime.now(UTC)
+        await connection.copy_records_to_table(
+            "leads", records=[(i, "web", at, at) for i, _ in ids],
+            columns=("id", "source", "created_at", "updated_at"),
+        )  # fmt: skip
+        await connection.copy_records_to_table(
+            "inquiries",
+            records=[(q, i, "web", at, '{"utm": {"campaign": "bench"}}') for i, q in ids],
+            columns=("id", "lead_id", "source", "received_at", "submission"),
+        )
+    finally:
+        await connection.close()
+    settings = load_settings(db={"url": url.render_as_string(hide_password=False)})
+    handler = AnalyticsHandler(analytics_config(settings), inquiry_origins)
+    batch = settings.consumer.max_batch
+    # Each lead's events in order, leads interleaved as partitions would give them.
+    stream = [story[i] for i in range(per_lead) for story in stories]
+    engine = create_async_engine(url.set(drivername="postgresql+asyncpg"))
+    sessions = async_sessionmaker(engine, expire_on_commit=False)
+    try:
+        started = time.perf_counter()
+        for start in range(0, len(stream), batch):
+            async with sessions.begin() as session:
+                await handler.handle_batch(
+                    stream[start : start + batch], session=session, now=datetime.now(UTC)
+                )
+        elapsed = time.perf_counter() - started
+    finally:
+        await engine.dispose()
+    log(f"  {len(stream):,} events applied in {elapsed:.1f} s (batches of {batch})")
+    return len(stream), elapsed
+
+
+def run(options: Options, log: Log, args: argparse.Namespace) -> Report:
+    pace = [machine_pace()]
+    report = Report(title=f"Funnel: {args.leads:,} leads on PostgreSQL", caption="")
+    with bench_database(options.pg_url, log) as url:
+        written = asyncio.run(_generate(url, args.leads, log))
+        timings, references, first = asyncio.run(_report(url, args.queries, log))
+        applied, elapsed = asyncio.run(_consume(url, args.events, log))
+    pace.append(machine_pace())
+    table = Table(title=report.title)
+    for heading in ("measure", "figure", "target", "reference (same run)", "ratio"):
+        table.add_column(heading, justify="right")
+    ref50 = quantile(references, 0.5)
+    table.add_row("lines written (COPY)", f"{args.leads / written:,.0f} lines/s", "", "", "")
+    table.add_row(
+        "a year by source (first query)", f"{timings[0]:.0f} ms", "< 1,000 ms",
+        f"count(*) of the year {references[0]:.0f} ms", f"{timings[0] / references[0]:.1f}",
+    )  # fmt: skip
+    p50, p95 = quantile(timings, 0.5), quantile(timings, 0.95)
+    table.add_row(
+        f"report p50 over {len(timings)} queries", f"{p50:.0f} ms", "", f"{ref50:.0f} ms",
+        f"{p50 / ref50:.1f}",
+    )  # fmt: skip
+    table.add_row(
+        f"report p95 over {len(timings)} queries", f"{p95:.0f} ms", "< 1,000 ms",
+        f"{ref50:.0f} ms", f"{p95 / ref50:.1f}",
+    )  # fmt: skip
+    table.add_row(
+        "analytics handler", f"{applied / elapsed:,.0f} events/s", "≥ 5,000 events/s", "", ""
+    )
+    report.tables.append(table)
+    log(f"  a year's inquiries counted: {first:,}")
+    log(f"  machine pace {pace[0]:.0f} ms before, {pace[1]:.0f} ms after")
+    return report
+
+
+def main() -> int:
+    def arguments(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--leads", type=int, default=1_000_000, help="funnel lines generated")
+        parser.add_argument("--queries", type=int, default=40, help="varied report queries")
+        parser.add_argument("--events", type=int, default=50_000, help="events for the handler")
+
+    return run_standalone("python -m bench.funnel", __doc__, arguments, run)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
