@@ -2,18 +2,20 @@
 PostgreSQL (issue 19).
 
 1. **A generated history**: ``--leads`` funnel lines (default 1,000,000) over two years of cohorts
-   ending 2026-11-30, written with COPY: six sources in a realistic mix, 20 campaigns each, four
-   segments, five teams of ten owners, a fifth of them existing customers, two ruleset versions;
-   MQL, SQL, opportunity and booking by source-dependent rates, with lags of hours to weeks and
-   lognormal amounts; 1 % test leads. Seeded: every run the same data.
+   ending 2026-11-30, written with COPY in the order the leads came in: six sources in a
+   realistic mix, 20 campaigns each, four segments, five teams of ten owners, a fifth of them
+   existing customers, two ruleset versions; MQL, SQL, opportunity and booking by
+   source-dependent rates, with lags of hours to weeks and lognormal amounts; 1 % test leads.
+   Seeded: every run the same data.
 2. **The report**: ``reports.funnel`` (what ``GET /v1/funnel`` and ``leadflow funnel show`` run)
    for a year of cohorts grouped by source, then ``--queries`` more over varied windows (a
    year, a quarter, a month), groupings and filters; p50 and p95 of the time each took, beside a
    reference measured in the same run: a bare ``count(*)`` over the same year of lines.
 3. **The consumer**: ``--events`` events (``lead.received``, then ``lead.mql``, ``lead.routed``
-   and outcomes) of new leads, applied by the analytics handler in batches of the consumer's
-   ``max_batch`` with the history in place; events per second. The handler, not the broker: the
-   consumer's own cost of polling and committing offsets is not in it.
+   and two outcomes) of new leads, with the history in place: applied by the analytics handler
+   alone in batches of the consumer's ``max_batch``; then as many again published to the
+   embedded broker first and drained by ``leadflow analytics`` as a process (polling, decoding,
+   claiming, committing offsets): events per second.
 """
 
 from __future__ import annotations
@@ -21,7 +23,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import math
+import os
 import random
+import subprocess
+import sys
 import time
 from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
@@ -39,6 +44,7 @@ from services.analytics.reports import funnel
 from services.analytics.settings import AnalyticsSettings, analytics_config
 from services.intake.analytics import inquiry_origins
 from services.settings import load_settings
+from shared.broker import EmbeddedBroker, free_port
 from shared.events import (
     CloudEvent,
     LeadMql,
@@ -50,6 +56,8 @@ from shared.events import (
     LeadRoutedData,
     StageChangedData,
 )
+from shared.events.envelope import topic_for
+from shared.kafka import make_producer
 
 END = datetime(2026, 11, 30, 23, 0, tzinfo=UTC)
 DAYS = 730
@@ -73,10 +81,11 @@ def _pick(rng: random.Random, weighted: Sequence[tuple[object, float]]) -> objec
     return rng.choices([v for v, _ in weighted], weights=[w for _, w in weighted])[0]
 
 
-def line(rng: random.Random) -> tuple[object, ...]:
-    """One lead's funnel line, as the analytics consumer would have folded it."""
+def line(rng: random.Random, index: int, leads: int) -> tuple[object, ...]:
+    """The ``index``-th of ``leads`` leads' funnel line, as the analytics consumer would have
+    folded it: leads come in evenly over the two years, and are written in that order."""
     source = str(_pick(rng, [(s, share) for s, (share, _) in SOURCES.items()]))
-    cohort_at = END - timedelta(seconds=rng.random() * DAYS * 86400)
+    cohort_at = END - timedelta(seconds=(leads - index - rng.random()) * DAYS * 86400 / leads)
     day = cohort_at.date()
     team = rng.choice(TEAMS)
     stages: list[datetime | None] = [None, None, None, None]
@@ -113,7 +122,7 @@ async def _generate(url: URL, leads: int, log: Log) -> float:
     try:
         chunk = 100_000
         for start in range(0, leads, chunk):
-            rows = [line(rng) for _ in range(min(chunk, leads - start))]
+            rows = [line(rng, i, leads) for i in range(start, min(start + chunk, leads))]
             await connection.copy_records_to_table("analytics_leads", records=rows, columns=COLUMNS)
             log(f"  {start + len(rows):,} lines written")
         await connection.execute("ANALYZE analytics_leads")
@@ -207,16 +216,18 @@ def _events(leads: int) -> tuple[list[tuple[UUID, UUID]], list[list[CloudEvent]]
     return ids, stories
 
 
-async def _consume(url: URL, events: int, log: Log) -> tuple[int, float]:
-    per_lead = 5
-    ids, stories = _events(max(events // per_lead, 1))
-    dsn = url.set(drivername="postgresql").render_as_string(hide_password=False)
-    connection = await asyncpg.connect(dsn)
+PER_LEAD = 5
+
+
+async def _new_leads(url: URL, events: int) -> list[list[CloudEvent]]:
+    """Leads and inquiries for ``events`` events, stored; each lead's events (``_events``)."""
+    ids, stories = _events(max(events // PER_LEAD, 1))
+    connection = await asyncpg.connect(_dsn(url))
     try:
         at = datetime.now(UTC)
         await connection.copy_records_to_table(
-            "leads", records=[(i, "web", at, at) for i, _ in ids],
-            columns=("id", "source", "created_at", "updated_at"),
+            "leads", records=[(i, "web", "inquiry", at, at) for i, _ in ids],
+            columns=("id", "source", "stage", "created_at", "updated_at"),
         )  # fmt: skip
         await connection.copy_records_to_table(
             "inquiries",
@@ -225,11 +236,21 @@ async def _consume(url: URL, events: int, log: Log) -> tuple[int, float]:
         )
     finally:
         await connection.close()
+    return stories
+
+
+def _dsn(url: URL) -> str:
+    return url.set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+async def _handler_run(url: URL, events: int, log: Log) -> tuple[int, float]:
+    """The handler alone, in the consumer's batch size, each lead's events in order and the
+    leads interleaved as partitions would give them."""
+    stories = await _new_leads(url, events)
     settings = load_settings(db={"url": url.render_as_string(hide_password=False)})
     handler = AnalyticsHandler(analytics_config(settings), inquiry_origins)
     batch = settings.consumer.max_batch
-    # Each lead's events in order, leads interleaved as partitions would give them.
-    stream = [story[i] for i in range(per_lead) for story in stories]
+    stream = [story[i] for i in range(PER_LEAD) for story in stories]
     engine = create_async_engine(url.set(drivername="postgresql+asyncpg"))
     sessions = async_sessionmaker(engine, expire_on_commit=False)
     try:
@@ -242,8 +263,62 @@ async def _consume(url: URL, events: int, log: Log) -> tuple[int, float]:
         elapsed = time.perf_counter() - started
     finally:
         await engine.dispose()
-    log(f"  {len(stream):,} events applied in {elapsed:.1f} s (batches of {batch})")
+    log(f"  handler: {len(stream):,} events applied in {elapsed:.1f} s (batches of {batch})")
     return len(stream), elapsed
+
+
+async def _process_run(url: URL, events: int, log: Log) -> tuple[int, float]:
+    """``leadflow analytics`` as a process on the embedded broker: the events published first
+    (a backlog on the intake and lifecycle topics), then the time from its readiness until it
+    has kept a fact of every one."""
+    stories = await _new_leads(url, events)
+    prefix, port = f"bench{uuid4().hex[:8]}", free_port()
+    with EmbeddedBroker() as broker:
+        settings = load_settings(
+            kafka={"bootstrap_servers": broker.bootstrap_servers}, topics={"prefix": prefix}
+        )
+        producer = make_producer(settings.kafka)
+        await producer.start()
+        try:
+            sends = [
+                await producer.send(topic_for(e, settings.topics), e.encode(), key=e.key.encode())
+                for i in range(PER_LEAD)
+                for story in stories
+                for e in [story[i]]
+            ]
+            await asyncio.gather(*sends)
+        finally:
+            await producer.stop()
+        env = {k: v for k, v in os.environ.items() if not k.startswith("LEADFLOW_")}
+        env.update(
+            LEADFLOW_DB__URL=url.render_as_string(hide_password=False),
+            LEADFLOW_KAFKA__BOOTSTRAP_SERVERS=broker.bootstrap_servers,
+            LEADFLOW_TOPICS__PREFIX=prefix,
+            LEADFLOW_HTTP__ANALYTICS_PORT=str(port),
+            LEADFLOW_LOG_LEVEL="WARNING",
+        )
+        leadflow = os.path.join(os.path.dirname(sys.executable), "leadflow")
+        process = subprocess.Popen([leadflow, "analytics"], env=env)  # noqa: ASYNC220
+        try:
+            connection = await asyncpg.connect(_dsn(url))
+            try:
+                before = await connection.fetchval("SELECT count(*) FROM analytics_facts")
+                expect = before + len(stories) * PER_LEAD
+                started = time.perf_counter()
+                while (
+                    kept := await connection.fetchval("SELECT count(*) FROM analytics_facts")
+                ) < expect:
+                    if time.perf_counter() - started > 300 or process.poll() is not None:
+                        raise RuntimeError(f"analytics kept {kept - before:,} facts, then stopped")
+                    await asyncio.sleep(0.1)
+                elapsed = time.perf_counter() - started
+            finally:
+                await connection.close()
+        finally:
+            process.terminate()
+            process.wait(30)
+    log(f"  leadflow analytics: {expect - before:,} events applied in {elapsed:.1f} s")
+    return expect - before, elapsed
 
 
 def run(options: Options, log: Log, args: argparse.Namespace) -> Report:
@@ -252,7 +327,8 @@ def run(options: Options, log: Log, args: argparse.Namespace) -> Report:
     with bench_database(options.pg_url, log) as url:
         written = asyncio.run(_generate(url, args.leads, log))
         timings, references, first = asyncio.run(_report(url, args.queries, log))
-        applied, elapsed = asyncio.run(_consume(url, args.events, log))
+        applied, elapsed = asyncio.run(_handler_run(url, args.events, log))
+        drained, drain_s = asyncio.run(_process_run(url, args.events, log))
     pace.append(machine_pace())
     table = Table(title=report.title)
     for heading in ("measure", "figure", "target", "reference (same run)", "ratio"):
@@ -272,9 +348,11 @@ def run(options: Options, log: Log, args: argparse.Namespace) -> Report:
         f"report p95 over {len(timings)} queries", f"{p95:.0f} ms", "< 1,000 ms",
         f"{ref50:.0f} ms", f"{p95 / ref50:.1f}",
     )  # fmt: skip
+    table.add_row("analytics handler alone", f"{applied / elapsed:,.0f} events/s", "", "", "")
     table.add_row(
-        "analytics handler", f"{applied / elapsed:,.0f} events/s", "≥ 5,000 events/s", "", ""
-    )
+        "leadflow analytics draining a backlog", f"{drained / drain_s:,.0f} events/s",
+        "≥ 5,000 events/s", "", "",
+    )  # fmt: skip
     report.tables.append(table)
     log(f"  a year's inquiries counted: {first:,}")
     log(f"  machine pace {pace[0]:.0f} ms before, {pace[1]:.0f} ms after")

@@ -131,8 +131,8 @@ class Counts:
     """The bookings that came with an amount."""
     pipeline_amount: float = 0.0
     """The opportunities' amounts."""
-    lags: Mapping[tuple[str, str], Sequence[float]] = field(default_factory=dict)
-    """Seconds from each stage to the next, of the leads that passed both in order."""
+    lags: Mapping[tuple[str, str], Lag] = field(default_factory=dict)
+    """From each stage to the next, of the leads that passed both in order (none: no lead)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,7 +154,7 @@ def report(counts: Counts) -> GroupReport:
     return GroupReport(
         group=counts.group,
         stages=stage_lines(counts.reached, counts.in_order),
-        lags=[lag(a, b, counts.lags.get((a, b), ())) for a, b in pairs],
+        lags=[counts.lags.get((a, b)) or lag(a, b, ()) for a, b in pairs],
         bookings=bookings,
         bookings_amount=counts.bookings_amount,
         average_booking=(

@@ -5,18 +5,31 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import AsyncIterator, Collection, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import ColumnElement, and_, case, delete, func, or_, select, text
+from sqlalchemy import (
+    ColumnElement,
+    Uuid,
+    and_,
+    any_,
+    bindparam,
+    case,
+    delete,
+    func,
+    or_,
+    select,
+    text,
+)
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from services.analytics.funnel import STAGES, Counts, Share, Split
+from services.analytics.funnel import STAGES, Counts, Lag, Share, Split, lag
 from services.analytics.models import AnalyticsFact, AnalyticsLead
 from services.analytics.projection import Definitions, Fact, LeadLine, fold
-from shared.db import insert_ignoring_conflicts
+from shared.db import insert_ignoring_conflicts, insert_many
 from shared.models import table_of
 
 facts_t, lines_t = table_of(AnalyticsFact), table_of(AnalyticsLead)
@@ -24,6 +37,7 @@ LOCK = text("SELECT pg_advisory_xact_lock(k) FROM unnest(CAST(:keys AS bigint[])
 L = AnalyticsLead
 STAGE_TIMES = (L.cohort_at, L.mql_at, L.sql_at, L.opportunity_at, L.booked_at)
 """When a line reached each of ``funnel.STAGES`` (the inquiry: its cohort's first inquiry)."""
+PAIRS = list(zip(STAGES, STAGES[1:], strict=False))
 GROUPS: dict[str, Any] = {
     "source": L.source,
     "campaign": L.campaign,
@@ -43,15 +57,28 @@ GROUPS: dict[str, Any] = {
 async def add_facts(session: AsyncSession, facts: Sequence[Fact]) -> None:
     """Keep the facts; one already kept (the same event) is left as it is."""
     if facts:
-        await session.execute(
-            insert_ignoring_conflicts(session, facts_t), [asdict(f) for f in facts]
-        )
+        await session.execute(insert_ignoring_conflicts(session, facts_t), [_row(f) for f in facts])
+
+
+def _among(session: AsyncSession, column: Any, ids: Collection[UUID]) -> ColumnElement[bool]:
+    """``column IN ids``: on PostgreSQL as ``= ANY`` of one array parameter, one statement
+    whatever the batch's size (an IN list is rendered again for each size: a tenth of the
+    consumer's time)."""
+    if session.get_bind().dialect.name == "postgresql":
+        return column == any_(bindparam(None, sorted(ids), type_=postgresql.ARRAY(Uuid())))
+    return column.in_(sorted(ids))
+
+
+def _row(value: Fact | LeadLine) -> dict[str, Any]:
+    """A fact or a line as a table row (``dataclasses.asdict`` copies each value deeply: it was
+    most of the handler's time)."""
+    return {name: getattr(value, name) for name in value.__slots__}
 
 
 async def facts_of(session: AsyncSession, lead_ids: Collection[UUID]) -> dict[UUID, list[Fact]]:
-    query = select(AnalyticsFact).where(AnalyticsFact.lead_id.in_(sorted(lead_ids)))
+    query = select(facts_t).where(_among(session, facts_t.c.lead_id, lead_ids))
     found: dict[UUID, list[Fact]] = defaultdict(list)
-    for row in await session.scalars(query):
+    for row in await session.execute(query):
         found[row.lead_id].append(
             Fact(row.event_id, row.lead_id, row.kind, row.occurred_at, row.detail)
         )
@@ -67,9 +94,8 @@ async def refold(
     await _lock(session, lead_ids)
     facts = await facts_of(session, lead_ids)
     lines = [line for i in sorted(lead_ids) if (line := fold(facts.get(i, []), definitions))]
-    await session.execute(delete(lines_t).where(lines_t.c.lead_id.in_(sorted(lead_ids))))
-    if lines:
-        await session.execute(lines_t.insert(), [asdict(line) for line in lines])
+    await session.execute(delete(lines_t).where(_among(session, lines_t.c.lead_id, lead_ids)))
+    await insert_many(session, (lines_t, [_row(line) for line in lines]))
     return lines
 
 
@@ -130,22 +156,36 @@ class Cohort:
         return found
 
 
-def _in_order(upto: int) -> ColumnElement[int]:
-    """1 for a line that passed stages 0…upto, each no later than the next."""
+def _passed(upto: int) -> ColumnElement[bool]:
+    """The line passed stages 0…upto, each no later than the next."""
     times = STAGE_TIMES[: upto + 1]
-    passed = and_(
+    return and_(
         *(t.is_not(None) for t in times), *(a <= b for a, b in zip(times, times[1:], strict=False))
     )
-    return func.coalesce(func.sum(case((passed, 1), else_=0)), 0)
+
+
+def _in_order(upto: int) -> ColumnElement[int]:
+    return func.coalesce(func.sum(case((_passed(upto), 1), else_=0)), 0)
+
+
+def _lag_quantiles(i: int) -> list[ColumnElement[Any]]:
+    """PostgreSQL: the p50 and p90 (``percentile_disc``: nearest rank, as funnel.percentile) of
+    the seconds from stage i to i+1 over the lines that passed both in order."""
+    seconds = func.extract("epoch", STAGE_TIMES[i + 1] - STAGE_TIMES[i])
+    return [
+        func.percentile_disc(share).within_group(seconds).filter(_passed(i + 1))
+        for share in (0.5, 0.9)
+    ]
 
 
 async def counts(session: AsyncSession, cohort: Cohort, group_by: str | None) -> list[Counts]:
     """Both views' counts, the amounts and the stage lags per group (one group, None, without
     ``group_by``), in group order."""
     key = GROUPS[group_by] if group_by else None
+    n = len(STAGES)
     columns = [
         *(func.count(t) for t in STAGE_TIMES),
-        *(_in_order(i) for i in range(len(STAGES))),
+        *(_in_order(i) for i in range(n)),
         func.coalesce(func.sum(case((L.booked_at.is_not(None), L.booking_amount))), 0.0),
         func.count(case((L.booked_at.is_not(None), L.booking_amount))),
         func.coalesce(func.sum(case((L.opportunity_at.is_not(None), L.opportunity_amount))), 0.0),
@@ -159,7 +199,6 @@ async def counts(session: AsyncSession, cohort: Cohort, group_by: str | None) ->
         (await session.execute(query)).all(), key=_group_order if key is not None else None
     )
     lags = await _lags(session, cohort, key)
-    n = len(STAGES)
     found = []
     for row in rows:
         values = list(row)
@@ -188,23 +227,51 @@ def _group_order(row: Any) -> tuple[bool, str]:
 
 async def _lags(
     session: AsyncSession, cohort: Cohort, key: Any
-) -> dict[Any, dict[tuple[str, str], list[float]]]:
-    """Per group, per pair of stages, the durations of the lines that passed both in order.
-    Fetched as the stage times and worked out here: the same on both databases."""
-    group = key.label("grp") if key is not None else None
-    query = select(*([group] if group is not None else []), *STAGE_TIMES).where(
-        *cohort.conditions(), L.mql_at.is_not(None)
+) -> dict[Any, dict[tuple[str, str], Lag]]:
+    """Per group, from each stage to the next, the lines that passed both in order and the p50
+    and p90 of their time between them (nearest rank). PostgreSQL works them out in SQL
+    (``percentile_disc``, over the MQLs' lines only: a query of their own, so the counts' stays
+    a parallel hash aggregate); SQLite, without percentiles, here from the lines' times."""
+    group = [key.label("grp")] if key is not None else []
+    mqls = (*cohort.conditions(), L.mql_at.is_not(None))
+    found: dict[Any, dict[tuple[str, str], Lag]] = {}
+    if session.get_bind().dialect.name == "postgresql":
+        columns: list[ColumnElement[Any]] = [
+            func.count(case((_passed(i + 1), 1))) for i in range(len(PAIRS))
+        ]
+        columns += [q for i in range(len(PAIRS)) for q in _lag_quantiles(i)]
+        query = select(*group, *columns).where(*mqls)
+        if key is not None:
+            query = query.group_by(key)
+        for row in await session.execute(query):
+            values = list(row)
+            name = values.pop(0) if key is not None else None
+            quantiles = values[len(PAIRS) :]
+            found[name] = {
+                (a, b): Lag(
+                    a, b, int(values[i]), _seconds(quantiles[2 * i]), _seconds(quantiles[2 * i + 1])
+                )
+                for i, (a, b) in enumerate(PAIRS)
+            }
+        return found
+    durations: dict[Any, dict[tuple[str, str], list[float]]] = defaultdict(
+        lambda: defaultdict(list)
     )
-    found: dict[Any, dict[tuple[str, str], list[float]]] = defaultdict(lambda: defaultdict(list))
-    for row in await session.execute(query):
+    for row in await session.execute(select(*group, *STAGE_TIMES).where(*mqls)):
         values = list(row)
-        name = values.pop(0) if group is not None else None
-        for i in range(len(STAGES) - 1):
+        name = values.pop(0) if key is not None else None
+        for i, pair in enumerate(PAIRS):
             before, after = values[i], values[i + 1]
             if before is None or after is None or after < before:
                 break
-            found[name][(STAGES[i], STAGES[i + 1])].append((after - before).total_seconds())
+            durations[name][pair].append((after - before).total_seconds())
+    for name, pairs in durations.items():
+        found[name] = {pair: lag(*pair, pairs.get(pair, ())) for pair in PAIRS}
     return found
+
+
+def _seconds(value: Any) -> float | None:
+    return float(value) if value is not None else None
 
 
 async def credits(

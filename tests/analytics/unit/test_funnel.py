@@ -10,6 +10,7 @@ from services.analytics.funnel import (
     Counts,
     Share,
     Split,
+    lag,
     percentile,
     rate,
     report,
@@ -75,7 +76,10 @@ def test_a_groups_report() -> None:
         bookings_amount=900.0,
         priced_bookings=1,
         pipeline_amount=1000.0,
-        lags={("inquiry", "mql"): [60.0, 180.0], ("mql", "sql"): [3600.0]},
+        lags={
+            ("inquiry", "mql"): lag("inquiry", "mql", [180.0, 60.0]),
+            ("mql", "sql"): lag("mql", "sql", [3600.0]),
+        },
     )
     found = report(counts)
     assert (found.bookings, found.bookings_amount, found.average_booking) == (1, 900.0, 900.0)
