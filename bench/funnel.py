@@ -40,6 +40,7 @@ from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 from bench.intake import bench_database
 from bench.suite import Log, Options, Report, machine_pace, quantile, run_standalone
 from services.analytics.handlers import AnalyticsHandler
+from services.analytics.projection import sourced_by
 from services.analytics.reports import funnel
 from services.analytics.settings import AnalyticsSettings, analytics_config
 from services.intake.analytics import inquiry_origins
@@ -71,9 +72,9 @@ TEAMS = ["emea", "amer", "apac", "inside", "enterprise"]
 OWNERS = {team: [uuid4() for _ in range(10)] for team in TEAMS}
 COLUMNS = (
     "lead_id", "cohort_at", "cohort_day", "cohort_month", "source", "campaign", "medium",
-    "ad_platform", "segment", "team", "owner_id", "is_expansion", "ruleset", "is_test",
-    "mql_at", "sql_at", "opportunity_at", "booked_at", "lost_at", "opportunity_amount",
-    "booking_amount", "currency",
+    "ad_platform", "segment", "team", "owner_id", "owner_email", "is_expansion", "ruleset",
+    "is_test", "mql_at", "sql_at", "opportunity_at", "booked_at", "lost_at", "opportunity_amount",
+    "booking_amount", "currency", "sourced_by",
 )  # fmt: skip
 
 
@@ -107,10 +108,12 @@ def line(rng: random.Random, index: int, leads: int) -> tuple[object, ...]:
         uuid4(), cohort_at, day.isoformat(), day.isoformat()[:7], source,
         f"{source}-{rng.randrange(20):02d}", MEDIUM.get(source),
         source if source in ("google-ads", "meta") else None, _pick(rng, SEGMENTS),
-        team if owner else None, owner, rng.random() < 0.2 if owner else None,
+        team if owner else None, owner, f"{owner.hex[:8]}@example.com" if owner else None,
+        rng.random() < 0.2 if owner else None,
         ("v1" if day < date(2025, 12, 1) else "v2") if mql else None, rng.random() < 0.01,
         mql, sql, opportunity, booked, lost, amount if opportunity else None,
         amount if booked else None, "EUR" if opportunity else None,
+        sourced_by(mql, opportunity or booked),
     )  # fmt: skip
 
 

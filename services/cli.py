@@ -11,7 +11,7 @@ from typing import Annotated, Any
 import typer
 from pydantic import ValidationError
 
-from services.analytics.cli import funnel_app
+from services.analytics.cli import funnel_app, goals_app
 from services.intake.cli import keys_app
 from services.routing.cli import owners_app, routing_rules_app
 from services.scoring.cli import rules_app
@@ -30,6 +30,7 @@ db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 events_app = typer.Typer(help="Event types and their JSON Schemas.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(funnel_app, name="funnel")
+app.add_typer(goals_app, name="goals")
 app.add_typer(events_app, name="events")
 app.add_typer(rules_app, name="rules")
 app.add_typer(owners_app, name="owners")

@@ -11,22 +11,30 @@ from uuid import UUID
 
 from fastapi import APIRouter, Depends, Query
 
-from services.analytics import reports
-from services.analytics.schemas import AttributionView, FunnelView, GroupBy
+from services.analytics import reports, store
+from services.analytics.goals import month_after
+from services.analytics.schemas import AttributionView, FunnelView, GoalsProgressView, GroupBy
 from services.analytics.settings import AnalyticsSettings, analytics_config
+from services.analytics.versions import GOALS
 from shared import problems
 from shared.auth import secret_key
+from shared.cosign.api import router_for
 from shared.deps import RuntimeDep
 from shared.problems import Problem
 
 PROBLEM = {"content": {problems.PROBLEM_JSON: {}}, "description": "RFC 9457 problem details"}
 ERRORS: dict[int | str, dict[str, Any]] = dict.fromkeys((401, 403, 422), PROBLEM)
 DEFAULT_DAYS = 365
+MAX_MONTHS = 36
 Text = Annotated[str | None, Query(min_length=1, max_length=200)]
 
 router = APIRouter(
     prefix="/v1", tags=["analytics"], responses=ERRORS, dependencies=[Depends(secret_key)]
 )
+router.include_router(
+    router_for(GOALS, prefix="/goals/versions", responses={404: PROBLEM, 409: PROBLEM})
+)
+Month = Annotated[str | None, Query(pattern=r"^\d{4}-(0[1-9]|1[0-2])$", description="YYYY-MM")]
 
 
 StartDay = Annotated[
@@ -112,3 +120,42 @@ async def attribution(
         return await reports.attribution(
             session, settings, start=first, end=last, group_by=by, filters=filters
         )
+
+
+@router.get("/goals/progress", response_model=GoalsProgressView, summary="Goals against actuals")
+async def goals_progress(
+    runtime: RuntimeDep,
+    start: Annotated[Month, Query(alias="from")] = None,
+    end: Annotated[Month, Query(alias="to")] = None,
+) -> GoalsProgressView:
+    """Each month's actuals against the live goals version: the shared goals (MQLs, MQL → SQL,
+    opportunities, bookings and their amount) with the gap and, for the month under way, the
+    run-rate forecast; the revenue target's expansion and net-new shares; marketing's bookings
+    (from its MQLs); each team's and owner's goals. Default: the goals' twelve months, or
+    without goals the last twelve up to this one (actuals alone)."""
+    settings = analytics_config(runtime.settings).analytics
+    today = datetime.now(settings.definitions.time_zone).date()
+    async with runtime.sessions() as session:
+        live = await store.live_goals(session)
+        months = period_months(live[1].months if live else None, start, end, today)
+        return await reports.goals_progress(session, settings, months=months, today=today)
+
+
+def period_months(
+    planned: list[str] | None, start: str | None, end: str | None, today: date
+) -> list[str]:
+    """The months from ``start`` to ``end``, both included: by default the goals' twelve (or
+    the twelve up to this month); at most 36."""
+    this = today.strftime("%Y-%m")
+    last = end or (planned[-1] if planned else this)
+    first = start or (planned[0] if planned and not end else month_after(last, -11))
+    months = [first]
+    while months[-1] < last and len(months) <= MAX_MONTHS:
+        months.append(month_after(months[-1], 1))
+    if first > last:
+        raise Problem(422, "Unprocessable Content", "from must not be after to", field="from")
+    if len(months) > MAX_MONTHS:
+        raise Problem(
+            422, "Unprocessable Content", f"at most {MAX_MONTHS} months at once", field="to"
+        )
+    return months

@@ -4,7 +4,8 @@ segments or the reporting time zone changed), with a progress bar."""
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
+from pathlib import Path
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
@@ -15,19 +16,31 @@ from rich.table import Table
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.analytics import reports, store
-from services.analytics.api import period
+from services.analytics.api import period, period_months
+from services.analytics.goals import MONTH
+from services.analytics.reports import GOAL_METRICS
 from services.analytics.schemas import (
     AttributionView,
     FunnelGroupView,
     FunnelView,
+    GoalsProgressView,
     GroupBy,
+    ProgressLine,
     RateView,
 )
 from services.analytics.settings import AnalyticsConfig
+from services.analytics.versions import GOALS
 from shared.cli import console, on_db, show, with_sessions
+from shared.config import Settings
+from shared.cosign.cli import add_commands
 
 funnel_app = typer.Typer(
     help="The funnel by cohort (show), and its lines rebuilt (rebuild).", no_args_is_help=True
+)
+goals_app = typer.Typer(
+    help="Goals versions (validate, propose, approve by each side, activate, diff, history) "
+    "and their progress.",
+    no_args_is_help=True,
 )
 JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable output")]
 View = Literal["in-order", "reached"]
@@ -189,3 +202,67 @@ def rebuild(as_json: JsonOption = False) -> None:
 
     leads = with_sessions(work, settings=AnalyticsConfig)
     typer.echo(f'{{"leads": {leads}}}' if as_json else f"rebuilt the lines of {leads:,} leads")
+
+
+@goals_app.command("validate")
+def validate_goals(
+    path: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="Goals YAML")],
+    as_json: JsonOption = False,
+) -> None:
+    """Check a goals file: YAML, months, revenue target and shares, counts and rates."""
+    text = path.read_text(encoding="utf-8")
+
+    async def work(session: AsyncSession, _settings: Settings) -> dict[str, Any]:
+        validated = await GOALS.validate(session, text)
+        return {"valid": True, "content_hash": validated.content_hash, **validated.extra}
+
+    show(on_db(work, write=False), as_json)
+
+
+add_commands(goals_app, GOALS, file_help="Goals YAML")
+
+
+@goals_app.command("progress")
+def show_progress(
+    start: Annotated[str | None, typer.Option("--from", help="First month, YYYY-MM")] = None,
+    end: Annotated[str | None, typer.Option("--to", help="Last month, YYYY-MM")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Each month's actuals against the live goals: gap, run-rate forecast for the month under
+    way, revenue by expansion and net-new, marketing's bookings (default: the goals' months)."""
+    for name, value in (("--from", start), ("--to", end)):
+        if value is not None and not MONTH.match(value):
+            raise typer.BadParameter(f"{value!r} is no month (YYYY-MM)", param_hint=name)
+
+    async def work(session: AsyncSession, settings: AnalyticsConfig) -> GoalsProgressView:
+        today = datetime.now(settings.analytics.definitions.time_zone).date()
+        live = await store.live_goals(session)
+        months = period_months(live[1].months if live else None, start, end, today)
+        return await reports.goals_progress(session, settings.analytics, months=months, today=today)
+
+    found = on_db(work, write=False, settings=AnalyticsConfig)
+    if as_json:
+        show(found.model_dump(mode="json"), True)
+        return
+    name = f"{found.name} (v{found.version})" if found.version else "no goals live"
+    table = Table(title=f"Goals: {name}, {found.time_zone}")
+    table.add_column("month")
+    for metric in GOAL_METRICS:
+        table.add_column(metric.replace("_", " "), justify="right")
+    for month in found.months:
+        table.add_row(month.month, *(_cell(line) for line in month.shared))
+    console.print(table)
+
+
+def _cell(line: ProgressLine) -> str:
+    rate = line.metric == "mql_to_sql"
+
+    def number(value: float) -> str:
+        return f"{value:.0%}" if rate else f"{value:,.0f}"
+
+    text = number(line.actual)
+    if line.goal is not None:
+        text += f" / {number(line.goal)}"
+    if line.forecast is not None:
+        text += f" (→ {number(line.forecast)})"
+    return text

@@ -60,6 +60,7 @@ def fact_of(event: CloudEvent, origins: Mapping[UUID, Mapping[str, Any]]) -> Fac
         owner = getattr(event.data, "owner_id", None)
         detail = {
             "owner_id": str(owner) if owner else None,
+            "owner_email": getattr(event.data, "owner_email", None),
             "team": event.data.team,
             "is_expansion": event.data.is_expansion,
         }

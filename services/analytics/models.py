@@ -44,6 +44,7 @@ class AnalyticsLead(Base):
     segment: Mapped[str | None] = mapped_column(String(64))
     team: Mapped[str | None] = mapped_column(String(200))
     owner_id: Mapped[UUID | None] = mapped_column()
+    owner_email: Mapped[str | None] = mapped_column(String(320), doc="The rep's, not the lead's")
     is_expansion: Mapped[bool | None] = mapped_column()
     ruleset: Mapped[str | None] = mapped_column(String(64))
     is_test: Mapped[bool] = mapped_column()

@@ -64,6 +64,7 @@ class LeadLine:
     segment: str | None
     team: str | None
     owner_id: UUID | None
+    owner_email: str | None
     is_expansion: bool | None
     ruleset: str | None
     is_test: bool
@@ -121,6 +122,7 @@ def fold(facts: Iterable[Fact], definitions: Definitions) -> LeadLine | None:
         segment=segment_of(origin.get("employees"), definitions.segments),
         team=routing.get("team"),
         owner_id=UUID(owner) if owner else None,
+        owner_email=routing.get("owner_email"),
         is_expansion=routing.get("is_expansion"),
         ruleset=mqls[0].detail.get("ruleset") if mqls else None,
         is_test=bool(origin.get("is_test")),

@@ -12,12 +12,18 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.analytics import store
 from services.analytics.funnel import GroupReport, Share, Split, report
+from services.analytics.goals import CompiledGoals, Key, actuals, month_days, progress
 from services.analytics.schemas import (
     AttributionView,
     CreditView,
     FunnelGroupView,
     FunnelView,
+    GoalsProgressView,
     GroupBy,
+    MarketingProgress,
+    MonthProgress,
+    ProgressLine,
+    RevenueProgress,
 )
 from services.analytics.settings import AnalyticsSettings
 
@@ -93,3 +99,81 @@ def _credit(group: Any, booked: Split, opened: Split) -> CreditView:
 
 def _shown(filters: dict[str, Any] | None) -> dict[str, Any]:
     return {k: str(v) if isinstance(v, UUID) else v for k, v in (filters or {}).items()}
+
+
+async def goals_progress(
+    session: AsyncSession, settings: AnalyticsSettings, *, months: list[str], today: date
+) -> GoalsProgressView:
+    """Each month's actuals against the live goals (a version's twelve months by default)."""
+    live = await store.live_goals(session)
+    zone = settings.definitions.time_zone
+    first, _ = month_days(months[0])
+    _, last = month_days(months[-1])
+    lines = await store.activity(
+        session,
+        start=datetime.combine(first, time(), zone),
+        end=datetime.combine(last + timedelta(days=1), time(), zone),
+    )
+    wanted = set(months)
+
+    def month_of(at: datetime) -> str | None:
+        month = at.astimezone(zone).strftime("%Y-%m")
+        return month if month in wanted else None
+
+    found = actuals(lines, month_of)
+    goals = live[1] if live else None
+    return GoalsProgressView(
+        version=live[0] if live else None,
+        name=goals.spec.name if goals else None,
+        time_zone=settings.time_zone,
+        months=[_month(month, found, goals, today) for month in months],
+    )
+
+
+GOAL_METRICS = ("mqls", "mql_to_sql", "opportunities", "bookings", "bookings_amount")
+"""The metrics goals are set for (team and owner goals too)."""
+
+
+def _month(
+    month: str, found: dict[Key, dict[str, float]], goals: CompiledGoals | None, today: date
+) -> MonthProgress:
+    totals = found.get((month, None, None), {})
+    shared = goals.shared(month) if goals else {}
+    target = shared.get("bookings_amount")
+    share = goals.spec.revenue.expansion_share if goals else None
+    expansion = totals.get("expansion_amount", 0.0)
+
+    def lines(wanted: dict[str, float], actual: dict[str, float]) -> list[ProgressLine]:
+        metrics = {m: actual.get(m, 0.0) for m in GOAL_METRICS}
+        return [
+            ProgressLine.model_validate(asdict(p)) for p in progress(wanted, metrics, month, today)
+        ]
+
+    teams = {key[1] for key in found if key[0] == month and key[1]}
+    owners = {key[2] for key in found if key[0] == month and key[2]}
+    if goals:
+        teams |= set(goals.spec.teams)
+        owners |= set(goals.spec.owners)
+    return MonthProgress(
+        month=month,
+        shared=lines(shared, totals),
+        revenue=RevenueProgress(
+            goal=target,
+            expansion_goal=target * share if target is not None and share is not None else None,
+            net_new_goal=target * (1 - share) if target is not None and share is not None else None,
+            expansion=expansion,
+            net_new=totals.get("bookings_amount", 0.0) - expansion,
+        ),
+        marketing=MarketingProgress(
+            bookings=int(totals.get("marketing_bookings", 0)),
+            amount=totals.get("marketing_amount", 0.0),
+        ),
+        teams={
+            t: lines(goals.of_team(t, month) if goals else {}, found.get((month, t, None), {}))
+            for t in sorted(teams)
+        },
+        owners={
+            o: lines(goals.of_owner(o, month) if goals else {}, found.get((month, None, o), {}))
+            for o in sorted(owners)
+        },
+    )

@@ -85,3 +85,42 @@ class AttributionView(BaseModel):
     filters: dict[str, Any]
     total: CreditView
     groups: list[CreditView]
+
+
+class ProgressLine(BaseModel):
+    metric: str = Field(description="mqls, mql_to_sql, opportunities, bookings, bookings_amount")
+    goal: float | None = Field(description="null: no goal set for it")
+    actual: float
+    gap: float | None = Field(description="actual − goal (negative: short of it)")
+    forecast: float | None = Field(
+        description="The month under way: a count at the run rate so far (null otherwise)"
+    )
+
+
+class RevenueProgress(BaseModel):
+    goal: float | None = Field(description="The month's twelfth of the NTM revenue target")
+    expansion_goal: float | None = Field(description="Its expected expansion share")
+    net_new_goal: float | None
+    expansion: float = Field(description="Booked from existing customers")
+    net_new: float
+
+
+class MarketingProgress(BaseModel):
+    bookings: int = Field(description="Bookings from marketing's MQLs (they own them)")
+    amount: float
+
+
+class MonthProgress(BaseModel):
+    month: str = Field(description="YYYY-MM, reporting time zone")
+    shared: list[ProgressLine] = Field(description="The goals both teams own")
+    revenue: RevenueProgress
+    marketing: MarketingProgress
+    teams: dict[str, list[ProgressLine]] = Field(description="Per team with goals or activity")
+    owners: dict[str, list[ProgressLine]] = Field(description="Per owner (email), likewise")
+
+
+class GoalsProgressView(BaseModel):
+    version: int | None = Field(description="The goals version measured against (null: none)")
+    name: str | None
+    time_zone: str
+    months: list[MonthProgress]

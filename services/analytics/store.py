@@ -27,8 +27,11 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.analytics.funnel import STAGES, Counts, Lag, Share, Split, lag
+from services.analytics.goals import Activity, CompiledGoals, compile_goals
 from services.analytics.models import AnalyticsFact, AnalyticsLead
 from services.analytics.projection import Definitions, Fact, LeadLine, fold
+from services.analytics.versions import GOALS
+from shared.cosign import store as cosigned
 from shared.db import insert_ignoring_conflicts, insert_many
 from shared.models import table_of
 
@@ -305,3 +308,25 @@ async def credits(
         shares = [Share(int(row[i]), float(row[i + 1])) for i in range(1, len(row), 2)]
         found.append((row[0], Split(*shares[:3]), Split(*shares[3:])))
     return found
+
+
+async def activity(session: AsyncSession, *, start: datetime, end: datetime) -> list[Activity]:
+    """The lines that became an MQL, opened an opportunity or booked from ``start`` up to
+    ``end`` (test leads left out), as the goals' actuals count them."""
+
+    def within(column: Any) -> ColumnElement[bool]:
+        return and_(column >= start, column < end)
+
+    query = select(
+        L.team, L.owner_email, L.mql_at, L.sql_at, L.opportunity_at, L.booked_at,
+        L.booking_amount, L.sourced_by, L.is_expansion,
+    ).where(
+        L.is_test.is_(False), or_(within(L.mql_at), within(L.opportunity_at), within(L.booked_at))
+    )  # fmt: skip
+    return [Activity(*row) for row in await session.execute(query)]
+
+
+async def live_goals(session: AsyncSession) -> tuple[int, CompiledGoals] | None:
+    """The goals version live now, compiled; None before the first goes live."""
+    row = await cosigned.active(session, GOALS)
+    return (row.version, compile_goals(row.content)) if row is not None else None

@@ -23,6 +23,7 @@ from shared.events.envelope import (
     topic_for,
     write_json_schemas,
 )
+from shared.events.goals import GoalsActivated, GoalsActivatedData
 from shared.events.handoff import (
     HandoffAd,
     HandoffAttribution,
@@ -138,6 +139,8 @@ __all__ = [
     "SlaEscalatedData",
     "SlaMet",
     "SlaMetData",
+    "GoalsActivated",
+    "GoalsActivatedData",
     "SlaPoliciesActivated",
     "SlaPoliciesActivatedData",
     "SlaStarted",

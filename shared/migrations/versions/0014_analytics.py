@@ -44,6 +44,7 @@ def upgrade() -> None:
         sa.Column("segment", sa.String(64), nullable=True),
         sa.Column("team", sa.String(200), nullable=True),
         sa.Column("owner_id", sa.Uuid(), nullable=True),
+        sa.Column("owner_email", sa.String(320), nullable=True),
         sa.Column("is_expansion", sa.Boolean(), nullable=True),
         sa.Column("ruleset", sa.String(64), nullable=True),
         sa.Column("is_test", sa.Boolean(), nullable=False),
