@@ -13,7 +13,13 @@ from fastapi import APIRouter, Depends, Query
 
 from services.analytics import reports, store
 from services.analytics.goals import month_after
-from services.analytics.schemas import AttributionView, FunnelView, GoalsProgressView, GroupBy
+from services.analytics.schemas import (
+    AttributionView,
+    FunnelView,
+    GoalsProgressView,
+    GroupBy,
+    PlanView,
+)
 from services.analytics.settings import AnalyticsSettings, analytics_config
 from services.analytics.versions import GOALS
 from shared import problems
@@ -159,3 +165,53 @@ def period_months(
             422, "Unprocessable Content", f"at most {MAX_MONTHS} months at once", field="to"
         )
     return months
+
+
+Rate = Annotated[float | None, Query(gt=0, le=1)]
+Days = Annotated[float | None, Query(ge=0, le=3650)]
+
+
+async def plan_given(
+    target: Annotated[float | None, Query(gt=0, description="Revenue to book")] = None,
+    expansion_share: Annotated[float | None, Query(ge=0, le=1)] = None,
+    deal_size: Annotated[float | None, Query(gt=0, description="The average booking")] = None,
+    inquiry_to_mql: Rate = None,
+    mql_to_sql: Rate = None,
+    sql_to_opportunity: Rate = None,
+    opportunity_to_booking: Rate = None,
+    inquiry_to_mql_days: Days = None,
+    mql_to_sql_days: Days = None,
+    sql_to_opportunity_days: Days = None,
+    opportunity_to_booking_days: Days = None,
+) -> dict[str, float]:
+    """The plan's inputs given by hand (a new source or experiment without history)."""
+    given = {
+        "target": target, "expansion_share": expansion_share, "deal_size": deal_size,
+        "inquiry_to_mql": inquiry_to_mql, "mql_to_sql": mql_to_sql,
+        "sql_to_opportunity": sql_to_opportunity,
+        "opportunity_to_booking": opportunity_to_booking,
+        "inquiry_to_mql_days": inquiry_to_mql_days, "mql_to_sql_days": mql_to_sql_days,
+        "sql_to_opportunity_days": sql_to_opportunity_days,
+        "opportunity_to_booking_days": opportunity_to_booking_days,
+    }  # fmt: skip
+    return {name: value for name, value in given.items() if value is not None}
+
+
+@router.get("/plan", response_model=PlanView, summary="The revenue plan, worked backwards")
+async def revenue_plan(
+    runtime: RuntimeDep,
+    given: Annotated[dict[str, float], Depends(plan_given)],
+    start: Annotated[Month, Query(alias="from", description="First of twelve months")] = None,
+) -> PlanView:
+    """From the revenue target and its expansion share (the live goals, or given), the
+    net-new bookings, opportunities, SQLs, MQLs and inquiries needed month by month and by
+    source, using the funnel's measured rates and median lags over the last 365 days of cohorts
+    (or rates and lags given by hand), and the month the pipeline open now falls short. Each
+    input says where it came from."""
+    settings = analytics_config(runtime.settings).analytics
+    today = datetime.now(settings.definitions.time_zone).date()
+    months = [month_after(start, i) for i in range(12)] if start else None
+    async with runtime.sessions() as session:
+        return await reports.revenue_plan(
+            session, settings, today=today, given=given, months=months
+        )

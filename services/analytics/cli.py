@@ -17,14 +17,15 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.analytics import reports, store
 from services.analytics.api import period, period_months
-from services.analytics.goals import MONTH
-from services.analytics.reports import GOAL_METRICS
+from services.analytics.goals import MONTH, month_after
+from services.analytics.reports import GOAL_METRICS, PLAN_INPUTS
 from services.analytics.schemas import (
     AttributionView,
     FunnelGroupView,
     FunnelView,
     GoalsProgressView,
     GroupBy,
+    PlanView,
     ProgressLine,
     RateView,
 )
@@ -266,3 +267,59 @@ def _cell(line: ProgressLine) -> str:
     if line.forecast is not None:
         text += f" (→ {number(line.forecast)})"
     return text
+
+
+@goals_app.command("plan")
+def show_plan(
+    start: Annotated[str | None, typer.Option("--from", help="First of twelve months")] = None,
+    given: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--set",
+            help="An input by hand, NAME=VALUE: target, expansion_share, deal_size, "
+            "mql_to_sql (a step's rate), mql_to_sql_days (its lag)…; repeatable",
+        ),
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """The revenue plan worked backwards from the live goals: net-new bookings, opportunities,
+    SQLs, MQLs and inquiries needed month by month and by source, with the funnel's measured
+    rates and lags (or those --set by hand), and the month the open pipeline falls short."""
+    if start is not None and not MONTH.match(start):
+        raise typer.BadParameter(f"{start!r} is no month (YYYY-MM)", param_hint="--from")
+    inputs = dict(_setting(item) for item in given or [])
+
+    async def work(session: AsyncSession, settings: AnalyticsConfig) -> PlanView:
+        today = datetime.now(settings.analytics.definitions.time_zone).date()
+        months = [month_after(start, i) for i in range(12)] if start else None
+        return await reports.revenue_plan(
+            session, settings.analytics, today=today, given=inputs, months=months
+        )
+
+    found = on_db(work, write=False, settings=AnalyticsConfig)
+    if as_json:
+        show(found.model_dump(mode="json"), True)
+        return
+    table = Table(title=f"Plan: {found.net_new_revenue:,.0f} net-new of {found.revenue:,.0f}")
+    for heading in ("month", "bookings", "opportunities", "SQLs", "MQLs", "inquiries", "open →"):
+        table.add_column(heading, justify="right")
+    for need in found.needs:
+        table.add_row(
+            need.month, str(need.bookings), str(need.opportunities), str(need.sqls),
+            str(need.mqls), str(need.inquiries), f"{need.expected_bookings:.1f}",
+        )  # fmt: skip
+    console.print(table)
+    for name, used in found.inputs.items():
+        console.print(f"  {name}: {used.value:,.4g} ({used.origin})")
+    short = found.short_from or "never: it covers the plan"
+    console.print(f"  the open pipeline falls short from {short}")
+
+
+def _setting(item: str) -> tuple[str, float]:
+    name, _, value = item.partition("=")
+    if name not in PLAN_INPUTS:
+        raise typer.BadParameter(f"{name!r}: one of {', '.join(PLAN_INPUTS)}", param_hint="--set")
+    try:
+        return name, float(value)
+    except ValueError:
+        raise typer.BadParameter(f"{item!r}: NAME=number", param_hint="--set") from None

@@ -53,6 +53,7 @@ class AnalyticsLead(Base):
     opportunity_at: Mapped[datetime | None] = mapped_column(Timestamp)
     booked_at: Mapped[datetime | None] = mapped_column(Timestamp)
     lost_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    dropped_at: Mapped[datetime | None] = mapped_column(Timestamp, doc="Recycled, disqualified")
     opportunity_amount: Mapped[float | None] = mapped_column(Float)
     booking_amount: Mapped[float | None] = mapped_column(Float)
     currency: Mapped[str | None] = mapped_column(String(3))

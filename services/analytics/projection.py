@@ -73,6 +73,8 @@ class LeadLine:
     opportunity_at: datetime | None
     booked_at: datetime | None
     lost_at: datetime | None
+    dropped_at: datetime | None
+    """The latest recycling or disqualification (a lead may qualify again after it)."""
     opportunity_amount: float | None
     booking_amount: float | None
     currency: str | None
@@ -131,6 +133,9 @@ def fold(facts: Iterable[Fact], definitions: Definitions) -> LeadLine | None:
         opportunity_at=opportunity[0].occurred_at if opportunity else None,
         booked_at=booking[0].occurred_at if booking else None,
         lost_at=next((f.occurred_at for f in _outcomes(ordered, {"lost"})), None),
+        dropped_at=max(
+            (f.occurred_at for f in ordered if f.kind in ("recycled", "disqualified")), default=None
+        ),
         opportunity_amount=_latest_amount(opportunity),
         booking_amount=_latest_amount(booking),
         currency=_currency(booking or opportunity),

@@ -12,7 +12,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.analytics import store
 from services.analytics.funnel import GroupReport, Share, Split, report
-from services.analytics.goals import CompiledGoals, Key, actuals, month_days, progress
+from services.analytics.goals import CompiledGoals, Key, actuals, month_after, month_days, progress
+from services.analytics.planner import STEPS, PlanInputs, PlanInvalid, plan, round_up
 from services.analytics.schemas import (
     AttributionView,
     CreditView,
@@ -21,11 +22,15 @@ from services.analytics.schemas import (
     GoalsProgressView,
     GroupBy,
     MarketingProgress,
+    MonthNeedView,
     MonthProgress,
+    PlanInput,
+    PlanView,
     ProgressLine,
     RevenueProgress,
 )
 from services.analytics.settings import AnalyticsSettings
+from shared.problems import Problem
 
 
 async def funnel(
@@ -177,3 +182,127 @@ def _month(
             for o in sorted(owners)
         },
     )
+
+
+RATE_NAMES = {step: f"{step[0]}_to_{step[1]}" for step in STEPS}
+"""How a step's rate is named in a plan's inputs (``mql_to_sql``…); its lag adds ``_days``."""
+PLAN_INPUTS = (
+    "target", "expansion_share", "deal_size", *RATE_NAMES.values(),
+    *(f"{name}_days" for name in RATE_NAMES.values()),
+)  # fmt: skip
+
+
+async def revenue_plan(
+    session: AsyncSession,
+    settings: AnalyticsSettings,
+    *,
+    today: date,
+    given: dict[str, float],
+    months: list[str] | None = None,
+) -> PlanView:
+    """The reverse funnel for the live goals' twelve months (or ``months``), each input
+    ``given``, else from the goals, else measured over the last 365 days of cohorts."""
+    live = await store.live_goals(session)
+    goals = live[1] if live else None
+    measured = await _measured(session, today)
+    inputs: dict[str, PlanInput] = {}
+
+    def pick(name: str, from_goals: float | None = None) -> float:
+        if name in given:
+            inputs[name] = PlanInput(value=given[name], origin="given")
+        elif from_goals is not None:
+            inputs[name] = PlanInput(value=from_goals, origin="goals")
+        elif measured.get(name) is not None:
+            inputs[name] = PlanInput(value=measured[name], origin="measured")
+        else:
+            raise Problem(
+                422, "Unprocessable Content",
+                f"no {name} in the goals nor in the funnel's history: give {name}", field=name,
+            )  # fmt: skip
+        return inputs[name].value
+
+    spec = goals.spec if goals else None
+    target = pick("target", spec.revenue.target if spec else None)
+    share = pick("expansion_share", spec.revenue.expansion_share if spec else None)
+    deal = pick("deal_size", spec.deal_size.get("default") if spec else None)
+    rates = {step: pick(RATE_NAMES[step]) for step in STEPS}
+    lags = {step: pick(f"{RATE_NAMES[step]}_days") for step in STEPS}
+    planned = months or (
+        goals.months if goals else [month_after(today.strftime("%Y-%m"), i) for i in range(12)]
+    )
+    opportunities, sqls = await store.open_pipeline(session)
+    try:
+        found = plan(
+            PlanInputs(
+                months=planned,
+                target=target,
+                expansion_share=share,
+                deal_size=deal,
+                rates=rates,
+                lag_days=lags,
+                sources=measured_sources(measured),
+                open_opportunities=opportunities,
+                open_sqls=sqls,
+            )  # fmt: skip
+        )
+    except PlanInvalid as invalid:
+        raise Problem(422, "Unprocessable Content", str(invalid), field="rates") from None
+    return PlanView(
+        months=planned,
+        inputs=inputs,
+        revenue=found.revenue,
+        expansion_revenue=found.expansion_revenue,
+        net_new_revenue=found.net_new_revenue,
+        bookings=round_up(found.bookings),
+        needs=[
+            MonthNeedView(
+                month=m.month,
+                bookings=round_up(m.bookings),
+                opportunities=round_up(m.opportunities),
+                sqls=round_up(m.sqls),
+                mqls=round_up(m.mqls),
+                inquiries=round_up(m.inquiries),
+                expected_bookings=m.expected_bookings,
+            )  # fmt: skip
+            for m in found.months
+        ],
+        late_inquiries=round_up(found.late),
+        inquiries_by_source={s: round_up(n) for s, n in found.inquiries_by_source.items()},
+        open_opportunities=opportunities,
+        open_sqls=sqls,
+        short_from=found.short_from,
+    )
+
+
+async def _measured(session: AsyncSession, today: date) -> dict[str, Any]:
+    """The funnel of the last 365 days of cohorts: each step's in-order rate and median lag
+    (days), the average booking, and per source its bookings and inquiries."""
+    cohort = store.Cohort(start=today - timedelta(days=364), end=today)
+    total = next(iter(await store.counts(session, cohort, None)), None)
+    if total is None:
+        return {}
+    found = report(total)
+    measured: dict[str, Any] = {"deal_size": found.average_booking}
+    for line, lag_ in zip(found.stages[1:], found.lags, strict=True):
+        step = (lag_.from_stage, lag_.to_stage)
+        rated = line.in_order_rate
+        measured[RATE_NAMES[step]] = rated.rate if rated and rated.converted else None
+        measured[f"{RATE_NAMES[step]}_days"] = (
+            lag_.p50_s / 86400 if lag_.p50_s is not None else None
+        )
+    measured["sources"] = {
+        str(c.group): (c.reached[-1], c.reached[0])
+        for c in await store.counts(session, cohort, "source")
+    }
+    return measured
+
+
+def measured_sources(measured: dict[str, Any]) -> dict[str, tuple[float, float]]:
+    """Source → (its share of the bookings, its inquiry → booking yield)."""
+    sources: dict[str, tuple[int, int]] = measured.get("sources", {})
+    booked = sum(b for b, _ in sources.values())
+    return {
+        source: (bookings / booked, bookings / inquiries)
+        for source, (bookings, inquiries) in sources.items()
+        if booked and inquiries
+    }

@@ -124,3 +124,47 @@ class GoalsProgressView(BaseModel):
     name: str | None
     time_zone: str
     months: list[MonthProgress]
+
+
+Origin = Literal["given", "goals", "measured"]
+
+
+class PlanInput(BaseModel):
+    value: float
+    origin: Origin = Field(
+        description="given (this request), goals (the live version) or measured (the funnel "
+        "of the last 365 days of cohorts)"
+    )
+
+
+class MonthNeedView(BaseModel):
+    month: str
+    bookings: int = Field(description="Net-new bookings to close this month")
+    opportunities: int = Field(description="To open this month, for later bookings")
+    sqls: int
+    mqls: int
+    inquiries: int
+    expected_bookings: float = Field(description="From the pipeline open now")
+
+
+class PlanView(BaseModel):
+    months: list[str] = Field(description="The months the revenue is booked in")
+    inputs: dict[str, PlanInput] = Field(
+        description="target, expansion_share, deal_size, each step's rate and lag (days)"
+    )
+    revenue: float
+    expansion_revenue: float = Field(description="From existing customers")
+    net_new_revenue: float = Field(description="Worked backwards through the funnel")
+    bookings: int = Field(description="Net-new bookings over the plan")
+    needs: list[MonthNeedView] = Field(
+        description="Month by month, from the first that needs anything (counts rounded up)"
+    )
+    late_inquiries: int = Field(description="Needed before the plan's first month: late already")
+    inquiries_by_source: dict[str, int] = Field(
+        description="By the source's share of the bookings and its own inquiry → booking yield"
+    )
+    open_opportunities: int
+    open_sqls: int
+    short_from: str | None = Field(
+        description="The first month the pipeline open now falls short (null: it covers it)"
+    )

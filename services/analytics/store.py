@@ -330,3 +330,24 @@ async def live_goals(session: AsyncSession) -> tuple[int, CompiledGoals] | None:
     """The goals version live now, compiled; None before the first goes live."""
     row = await cosigned.active(session, GOALS)
     return (row.version, compile_goals(row.content)) if row is not None else None
+
+
+async def open_pipeline(session: AsyncSession) -> tuple[int, int]:
+    """Open now: opportunities neither booked nor lost, and SQLs without an opportunity, that
+    no recycling or disqualification closed since (test leads left out)."""
+
+    def still_open(since: Any) -> ColumnElement[bool]:
+        return and_(
+            L.booked_at.is_(None),
+            L.lost_at.is_(None),
+            or_(L.dropped_at.is_(None), L.dropped_at < since),
+        )
+
+    opportunities = func.count(
+        case((and_(L.opportunity_at.is_not(None), still_open(L.opportunity_at)), 1))
+    )
+    sqls = func.count(
+        case((and_(L.sql_at.is_not(None), L.opportunity_at.is_(None), still_open(L.sql_at)), 1))
+    )
+    row = (await session.execute(select(opportunities, sqls).where(L.is_test.is_(False)))).one()
+    return int(row[0]), int(row[1])

@@ -27,8 +27,10 @@ from uuid import UUID, uuid4
 
 from services.analytics.handlers import AnalyticsHandler
 from services.analytics.settings import analytics_config
+from services.analytics.versions import GOALS
 from services.intake.analytics import inquiry_origins
 from services.intake.models import PlatformLead
+from shared.cosign import store as cosigned
 from shared.events import (
     CloudEvent,
     LeadMql,
@@ -220,3 +222,27 @@ async def apply(
 def handler_for(db: Database, **analytics: Any) -> AnalyticsHandler:
     settings = analytics_config(make_settings(db, analytics=analytics))
     return AnalyticsHandler(settings, inquiry_origins)
+
+
+GOALS_TEXT = """
+name: Spring 2026
+start: 2026-03
+revenue: {target: 120000, expansion_share: 0.25}
+monthly: {mqls: 4, mql_to_sql: 0.5, opportunities: 2, bookings: 1}
+months:
+  2026-04: {mqls: 3}
+teams: {emea: {mqls: 3}}
+owners: {a1@example.com: {bookings: 2}}
+"""
+
+
+async def live(db: Database) -> None:
+    """The seven leads applied, and ``GOALS_TEXT`` the live goals (unsigned, as a sample)."""
+    leads, batches = story()
+    await seed(db, leads)
+    await apply(db, handler_for(db), batches)
+    async with db.sessions.begin() as session:
+        settings = make_settings(db)
+        assert await cosigned.bootstrap(
+            session, settings, GOALS, GOALS_TEXT, by="tests", now=datetime.now(UTC)
+        )

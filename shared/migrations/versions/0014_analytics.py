@@ -53,6 +53,7 @@ def upgrade() -> None:
         sa.Column("opportunity_at", TS, nullable=True),
         sa.Column("booked_at", TS, nullable=True),
         sa.Column("lost_at", TS, nullable=True),
+        sa.Column("dropped_at", TS, nullable=True),
         sa.Column("opportunity_amount", sa.Float(), nullable=True),
         sa.Column("booking_amount", sa.Float(), nullable=True),
         sa.Column("currency", sa.String(3), nullable=True),

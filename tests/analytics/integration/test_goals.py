@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from datetime import UTC, date, datetime
+from datetime import date
 from typing import Any
 
 import pytest
@@ -14,35 +14,11 @@ from typer.testing import CliRunner
 
 from services.analytics.reports import goals_progress
 from services.analytics.settings import AnalyticsSettings
-from services.analytics.versions import GOALS
 from services.cli import app
-from shared.cosign import store as cosigned
 from shared.runtime import Runtime
-from tests.support.analytics import apply, handler_for, seed, story
+from tests.support.analytics import GOALS_TEXT, apply, handler_for, live, seed, story
 from tests.support.common import Database, make_settings
 from tests.support.intake import AUTH, client_for
-
-TEXT = """
-name: Spring 2026
-start: 2026-03
-revenue: {target: 120000, expansion_share: 0.25}
-monthly: {mqls: 4, mql_to_sql: 0.5, opportunities: 2, bookings: 1}
-months:
-  2026-04: {mqls: 3}
-teams: {emea: {mqls: 3}}
-owners: {a1@example.com: {bookings: 2}}
-"""
-
-
-async def live(db: Database) -> None:
-    leads, batches = story()
-    await seed(db, leads)
-    await apply(db, handler_for(db), batches)
-    async with db.sessions.begin() as session:
-        settings = make_settings(db)
-        assert await cosigned.bootstrap(
-            session, settings, GOALS, TEXT, by="tests", now=datetime.now(UTC)
-        )
 
 
 def by_metric(lines: list[Any]) -> dict[str, tuple[Any, ...]]:
@@ -146,7 +122,7 @@ async def test_the_goals_cli(
     code, out = await leadflow("goals", "progress", "--from", "2026-03", "--to", "2026-03")
     assert code == 0 and "Goals: Spring 2026 (v1)" in out and "2 / 4" in out, out
     path = tmp_path / "goals.yaml"
-    path.write_text(TEXT.replace("mqls: 4", "mqls: 5"))
+    path.write_text(GOALS_TEXT.replace("mqls: 4", "mqls: 5"))
     code, out = await leadflow("goals", "validate", str(path), "--json")
     assert code == 0 and json.loads(out)["months"][0] == "2026-03", out
     code, out = await leadflow("goals", "progress", "--from", "March")

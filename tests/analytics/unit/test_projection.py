@@ -53,6 +53,7 @@ def test_a_lead_with_its_whole_history() -> None:
     assert line.booked_at == T0 + timedelta(minutes=300)  # booked, then won: one booking
     assert (line.booking_amount, line.opportunity_amount, line.currency) == (950.0, 1000.0, "EUR")
     assert line.lost_at is None and not line.is_test
+    assert line.dropped_at == T0 + timedelta(minutes=500)  # recycled, then an MQL again
 
 
 def test_any_order_of_the_facts_gives_the_same_line() -> None:
