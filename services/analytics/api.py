@@ -6,7 +6,7 @@ on any. Every route needs a secret key; bad input is an RFC 9457 problem naming 
 from __future__ import annotations
 
 from datetime import date, datetime, timedelta
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
 from fastapi import APIRouter, Depends, Query
@@ -15,6 +15,7 @@ from services.analytics import reports, store
 from services.analytics.goals import month_after
 from services.analytics.schemas import (
     AttributionView,
+    FeedbackView,
     FunnelView,
     GoalsProgressView,
     GroupBy,
@@ -215,3 +216,30 @@ async def revenue_plan(
         return await reports.revenue_plan(
             session, settings, today=today, given=given, months=months
         )
+
+
+FeedbackBy = Literal[
+    "source", "campaign", "medium", "ad_platform", "segment", "team", "owner", "ruleset", "rule",
+]  # fmt: skip
+
+
+@router.get("/funnel/feedback", response_model=FeedbackView, summary="Sales' feedback")
+async def sales_feedback(
+    runtime: RuntimeDep,
+    start: StartDay = None,
+    end: EndDay = None,
+    by: Annotated[FeedbackBy, Query(description="Count by this (rule: each qualifying rule)")] = (
+        "source"
+    ),
+) -> FeedbackView:
+    """Rejection, loss, recycle and disqualification reasons given in the period (default: the
+    365 days up to today), counted by source, campaign, ruleset, owner, team… or by each rule
+    that qualified the lead; and the rules behind the period's MQLs, the ones sales rejected
+    most first, with where to backtest a proposed ruleset. Test leads are left out."""
+    settings = analytics_config(runtime.settings).analytics
+    first, last = period(settings, start, end)
+    async with runtime.sessions() as session:
+        return await reports.feedback(
+            session, settings, start=first, end=last, by=by,
+            public_url=runtime.settings.http.public_url,
+        )  # fmt: skip

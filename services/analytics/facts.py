@@ -44,7 +44,7 @@ def fact_of(event: CloudEvent, origins: Mapping[UUID, Mapping[str, Any]]) -> Fac
         at = data.caused_at or event.time
         detail = {
             "ruleset": event.ruleset, "cause": data.cause, "outcome": data.outcome,
-            "reason": data.reason,
+            "reason": data.reason, "rules": list(data.rules),
         }  # fmt: skip
     elif isinstance(event, LeadOutcome):
         at = event.data.occurred_at

@@ -11,12 +11,14 @@ from uuid import UUID
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.analytics import store
+from services.analytics.feedback import reasons, rules_rejected
 from services.analytics.funnel import GroupReport, Share, Split, report
 from services.analytics.goals import CompiledGoals, Key, actuals, month_after, month_days, progress
 from services.analytics.planner import STEPS, PlanInputs, PlanInvalid, plan, round_up
 from services.analytics.schemas import (
     AttributionView,
     CreditView,
+    FeedbackView,
     FunnelGroupView,
     FunnelView,
     GoalsProgressView,
@@ -27,7 +29,9 @@ from services.analytics.schemas import (
     PlanInput,
     PlanView,
     ProgressLine,
+    ReasonsView,
     RevenueProgress,
+    RuleRejectionView,
 )
 from services.analytics.settings import AnalyticsSettings
 from shared.problems import Problem
@@ -306,3 +310,32 @@ def measured_sources(measured: dict[str, Any]) -> dict[str, tuple[float, float]]
         for source, (bookings, inquiries) in sources.items()
         if booked and inquiries
     }
+
+
+async def feedback(
+    session: AsyncSession,
+    settings: AnalyticsSettings,
+    *,
+    start: date,
+    end: date,
+    by: str,
+    public_url: str,
+) -> FeedbackView:
+    """Sales' feedback of the period (days of the reporting calendar, both included) by
+    ``by``, and the rules behind the period's MQLs that sales rejected most."""
+    zone = settings.definitions.time_zone
+    said, qualified = await store.feedback(
+        session,
+        start=datetime.combine(start, time(), zone),
+        end=datetime.combine(end + timedelta(days=1), time(), zone),
+        by=by,
+    )
+    return FeedbackView(
+        start=start,
+        end=end,
+        time_zone=settings.time_zone,
+        group_by=by,
+        groups=[ReasonsView.model_validate(asdict(line)) for line in reasons(said)],
+        rules=[RuleRejectionView.model_validate(asdict(r)) for r in rules_rejected(qualified)],
+        backtest=f"{public_url.rstrip('/')}/v1/rulesets/{{version}}/backtest",
+    )

@@ -168,3 +168,33 @@ class PlanView(BaseModel):
     short_from: str | None = Field(
         description="The first month the pipeline open now falls short (null: it covers it)"
     )
+
+
+class ReasonsView(BaseModel):
+    group: Any = Field(description="The group's value (a rule id with by=rule; null: none)")
+    total: int
+    reasons: dict[str, dict[str, int]] = Field(
+        description="Kind (rejected, lost, recycled, disqualified) → reason code → count"
+    )
+
+
+class RuleRejectionView(BaseModel):
+    rule: str
+    qualified: int = Field(description="Leads it helped make MQLs in the period")
+    rejected: int = Field(description="Of those, the ones sales rejected since")
+    rejection_rate: float
+
+
+class FeedbackView(BaseModel):
+    start: date
+    end: date
+    time_zone: str
+    group_by: str
+    groups: list[ReasonsView]
+    rules: list[RuleRejectionView] = Field(
+        description="The rules that qualified the period's MQLs, the most rejected first"
+    )
+    backtest: str = Field(
+        description="Where to backtest a proposed ruleset version against past leads (POST; "
+        "put the version in place of {version})"
+    )

@@ -26,6 +26,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from services.analytics.feedback import KINDS, Qualified, Said
 from services.analytics.funnel import STAGES, Counts, Lag, Share, Split, lag
 from services.analytics.goals import Activity, CompiledGoals, compile_goals
 from services.analytics.models import AnalyticsFact, AnalyticsLead
@@ -351,3 +352,59 @@ async def open_pipeline(session: AsyncSession) -> tuple[int, int]:
     )
     row = (await session.execute(select(opportunities, sqls).where(L.is_test.is_(False)))).one()
     return int(row[0]), int(row[1])
+
+
+async def feedback(
+    session: AsyncSession, *, start: datetime, end: datetime, by: str
+) -> tuple[list[Said], list[Qualified]]:
+    """The feedback given from ``start`` up to ``end`` (rejected and lost outcomes,
+    recyclings, disqualifications), each with its lead's groups by ``by`` (a ``GROUPS`` name, or
+    ``rule``: each rule of the lead's first MQL); and the leads that became MQLs then, with
+    their rules and whether sales rejected them after. Test leads left out."""
+    kinds = ("outcome", "recycled", "disqualified")
+    given = select(facts_t.c.lead_id, facts_t.c.kind, facts_t.c.detail).where(
+        facts_t.c.occurred_at >= start, facts_t.c.occurred_at < end, facts_t.c.kind.in_(kinds)
+    )
+    items = []
+    for row in await session.execute(given):
+        kind = row.detail.get("outcome") if row.kind == "outcome" else row.kind
+        if kind in KINDS:
+            items.append((row.lead_id, kind, row.detail.get("reason")))
+    became = select(L.lead_id).where(L.mql_at >= start, L.mql_at < end, L.is_test.is_(False))
+    mqls = set(await session.scalars(became))
+    ids = {lead_id for lead_id, _, _ in items} | mqls
+    if not ids:
+        return [], []
+    column = GROUPS.get(by, L.ruleset)
+    lines = select(L.lead_id, column.label("grp")).where(
+        _among(session, L.lead_id, ids), L.is_test.is_(False)
+    )
+    dims = {row.lead_id: row.grp for row in await session.execute(lines)}
+    facts = await facts_of(session, [i for i in ids if i in dims])
+    first_mql = {
+        lead_id: min(
+            (f for f in found if f.kind == "mql"), key=lambda f: f.occurred_at, default=None
+        )
+        for lead_id, found in facts.items()
+    }
+
+    def groups(lead_id: UUID) -> list[Any]:
+        if by != "rule":
+            return [dims[lead_id]]
+        mql = first_mql.get(lead_id)
+        return list(mql.detail.get("rules") or [None]) if mql else [None]
+
+    said = [Said(groups(i), kind, reason) for i, kind, reason in items if i in dims]
+    qualified = []
+    for lead_id in sorted(mqls & dims.keys()):
+        mql = first_mql.get(lead_id)
+        if mql is None:
+            continue
+        rejected = any(
+            f.kind == "outcome" and f.detail.get("outcome") == "rejected"
+            and f.occurred_at >= mql.occurred_at
+            for f in facts.get(lead_id, [])
+        )  # fmt: skip
+        rules = [str(r) for r in mql.detail.get("rules") or []]
+        qualified.append(Qualified(rules, mql.detail.get("ruleset"), rejected))
+    return said, qualified

@@ -93,17 +93,28 @@ class Leads:
     def at(self, name: str, minutes: float) -> datetime:
         return self.arrived[name] + minutes * MINUTE
 
-    def stage(self, kind: type[LeadMql | LeadSql], name: str, minutes: float) -> CloudEvent:
+    def stage(
+        self,
+        kind: type[LeadMql | LeadSql],
+        name: str,
+        minutes: float,
+        rules: list[str] = [],  # noqa: B006
+    ) -> CloudEvent:
         to = "mql" if kind is LeadMql else "sql"
         data = StageChangedData(
-            lead_id=self.ids[name], from_stage="inquiry", to_stage=to, cause="rules"
+            lead_id=self.ids[name], from_stage="inquiry", to_stage=to, cause="rules", rules=rules
         )
         return kind.about_lead(
             self.ids[name], data, source=SOURCE, time=self.at(name, minutes), ruleset="v1"
         )
 
     def outcome(
-        self, name: str, outcome: str, minutes: float, amount: float | None = None
+        self,
+        name: str,
+        outcome: str,
+        minutes: float,
+        amount: float | None = None,
+        reason: str | None = None,
     ) -> LeadOutcome:
         data = LeadOutcomeData(
             lead_id=self.ids[name],
@@ -111,6 +122,7 @@ class Leads:
             occurred_at=self.at(name, minutes),
             amount=amount,
             currency="EUR" if amount else None,
+            reason=reason,
         )
         # reported to Leadflow a day later: the time that counts is when it happened
         return LeadOutcome.about_lead(
@@ -175,18 +187,32 @@ def story() -> tuple[Leads, list[list[CloudEvent]]]:
         time=leads.at("G", 300),
     )
     batches: list[list[CloudEvent]] = [
-        [leads.stage(LeadMql, "B", 60), leads.outcome("A", "booked", 25925, 900.0)],
-        [a, c, leads.stage(LeadMql, "A", 5), leads.routed("A", ANA, 6, expansion=True), g_moved],
+        [
+            leads.stage(LeadMql, "B", 60, ["business-email"]),
+            leads.outcome("A", "booked", 25925, 900.0),
+        ],
+        [
+            a,
+            c,
+            leads.stage(LeadMql, "A", 5, ["business-email", "senior-title"]),
+            leads.routed("A", ANA, 6, expansion=True),
+            g_moved,
+        ],
         [b, leads.routed("B", BO, 61), leads.stage(LeadSql, "B", 2940), d, d_queued],
         [
             leads.stage(LeadSql, "A", 1445),
             leads.outcome("A", "opportunity", 11525, 1000.0),
             leads.outcome("A", "won", 30000, 950.0),
             leads.outcome("B", "lost", 5000),
-            leads.stage(LeadMql, "D", 30),
+            leads.stage(LeadMql, "D", 30, ["ad-lead"]),
         ],
         [e, leads.stage(LeadSql, "E", 1440), leads.outcome("E", "opportunity", 4320, 500.0)],
-        [f, leads.stage(LeadMql, "F", 10), g, leads.stage(LeadMql, "G", 120)],
+        [
+            f,
+            leads.stage(LeadMql, "F", 10),
+            g,
+            leads.stage(LeadMql, "G", 120, ["business-email", "webinar"]),
+        ],
         [leads.routed("G", ANA, 121)],
     ]
     return leads, batches
