@@ -17,6 +17,7 @@ from services.routing.api import router as routing
 from services.routing.crm import follow_crm_owner
 from services.routing.explain import routing_explanation
 from services.scoring.api import router as qualification
+from services.sla_monitor.analytics import attainment_by_source
 from services.sla_monitor.api import router as sla
 from services.sla_monitor.board import router as sla_board
 from services.webhooks.api import router as webhooks
@@ -42,6 +43,7 @@ def create_app(runtime: Runtime) -> FastAPI:
     app.state.erasure_steps = [erase_webhook_copies]
     app.state.crm_outcomes = partial(record_crm_outcome, runtime)
     app.state.crm_owners = partial(follow_crm_owner, runtime)
+    app.state.sla_by_source = attainment_by_source
     problems.install(app)
     intake.install_leads(app, runtime)
     app.include_router(webhooks)

@@ -11,7 +11,7 @@ from typing import Annotated, Any
 import typer
 from pydantic import ValidationError
 
-from services.analytics.cli import funnel_app, goals_app
+from services.analytics.cli import funnel_app, goals_app, write_review
 from services.intake.cli import keys_app
 from services.routing.cli import owners_app, routing_rules_app
 from services.scoring.cli import rules_app
@@ -28,9 +28,11 @@ app = typer.Typer(
 )
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 events_app = typer.Typer(help="Event types and their JSON Schemas.", no_args_is_help=True)
+report_app = typer.Typer(help="Reports written to files.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(funnel_app, name="funnel")
 app.add_typer(goals_app, name="goals")
+app.add_typer(report_app, name="report")
 app.add_typer(events_app, name="events")
 app.add_typer(rules_app, name="rules")
 app.add_typer(owners_app, name="owners")
@@ -105,6 +107,20 @@ def analytics() -> None:
     from services.processes import run_analytics
 
     _run(run_analytics(_settings()))
+
+
+@report_app.command("monthly")
+def report_monthly(
+    month: Annotated[str, typer.Option(help="The month, YYYY-MM")],
+    out: Annotated[Path, typer.Option(help="The folder to write to")] = Path("."),
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output")] = False,
+) -> None:
+    """The monthly source review of MONTH: review-MONTH.html and review-MONTH.zip (the page
+    and its tables as CSV). `leadflow analytics` writes it by itself each month when
+    LEADFLOW_ANALYTICS__REVIEW_DIR is set."""
+    from services.sla_monitor.analytics import attainment_by_source
+
+    write_review(month, out, attainment_by_source, as_json=as_json)
 
 
 @app.command()

@@ -18,6 +18,7 @@ from services.intake.main import start_intake
 from services.processes import handoff_parts, start_scoring_with_routing
 from services.routing.main import add_sample_team, start_routing
 from services.scoring.main import activate_sample_rules
+from services.sla_monitor.analytics import attainment_by_source
 from services.sla_monitor.main import start_sla_monitor
 from services.sla_monitor.sample import activate_sample_policies
 from services.webhooks.main import start_webhooks
@@ -66,7 +67,7 @@ async def run_dev(settings: Settings) -> int:
         start_handoff(runtime, handoff_parts())
         start_sla_monitor(runtime)
         start_webhooks(runtime)
-        start_analytics(runtime, inquiry_origins)
+        start_analytics(runtime, inquiry_origins, sla=attainment_by_source)
         public = await dev_public_key(
             runtime.sessions, settings.data_dir / "public-key", now=datetime.now(UTC)
         )

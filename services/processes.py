@@ -14,6 +14,7 @@ from services.routing.handoff import lead_routing
 from services.routing.main import start_pending_router, start_routing
 from services.scoring.handoff import Qualifications
 from services.scoring.main import start_scoring
+from services.sla_monitor.analytics import attainment_by_source
 from services.sla_monitor.handoff import Deadlines
 from services.sla_monitor.main import start_sla_monitor
 from services.webhooks.main import start_webhooks
@@ -58,7 +59,7 @@ async def run_webhooks(settings: Settings) -> int:
 
 async def run_analytics(settings: Settings) -> int:
     runtime = Runtime.create(settings)
-    start_analytics(runtime, inquiry_origins)
+    start_analytics(runtime, inquiry_origins, sla=attainment_by_source)
     app = health_app("Leadflow analytics", runtime)
     return await serve(runtime, app, port=settings.http.analytics_port)
 

@@ -9,10 +9,12 @@ from datetime import date, datetime, timedelta
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
+from fastapi.responses import HTMLResponse
 
-from services.analytics import reports, store
+from services.analytics import reports, review_files, store
 from services.analytics.goals import month_after
+from services.analytics.review import Review
 from services.analytics.schemas import (
     AttributionView,
     FeedbackView,
@@ -28,6 +30,7 @@ from shared.auth import secret_key
 from shared.cosign.api import router_for
 from shared.deps import RuntimeDep
 from shared.problems import Problem
+from shared.runtime import Runtime
 
 PROBLEM = {"content": {problems.PROBLEM_JSON: {}}, "description": "RFC 9457 problem details"}
 ERRORS: dict[int | str, dict[str, Any]] = dict.fromkeys((401, 403, 422), PROBLEM)
@@ -243,3 +246,45 @@ async def sales_feedback(
             session, settings, start=first, end=last, by=by,
             public_url=runtime.settings.http.public_url,
         )  # fmt: skip
+
+
+MonthPath = Annotated[str, Path(pattern=r"^\d{4}-(0[1-9]|1[0-2])$", description="YYYY-MM")]
+REVIEW_CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
+"""The review page stands alone: its styles and charts are inline, it runs no script."""
+
+
+async def _review(request: Request, runtime: Runtime, month: str) -> Review:
+    settings = analytics_config(runtime.settings).analytics
+    today = datetime.now(settings.definitions.time_zone).date()
+    sla: reports.SlaBySource | None = getattr(request.app.state, "sla_by_source", None)
+    async with runtime.sessions() as session:
+        return await reports.monthly_review(session, settings, month=month, today=today, sla=sla)
+
+
+@router.get(
+    "/reports/monthly/{month}",
+    response_class=HTMLResponse,
+    summary="The monthly source review (HTML)",
+)
+async def monthly_review(request: Request, runtime: RuntimeDep, month: MonthPath) -> HTMLResponse:
+    """The review the monthly sales–marketing meeting opens as it is: per source, the month's
+    cohort and its MQL → SQL and SQL → booking rates beside first-response SLA attainment and
+    the month's bookings; goals against actuals; sales' feedback reasons and the rules behind
+    rejected MQLs; with charts."""
+    page = review_files.html(await _review(request, runtime, month))
+    return HTMLResponse(page, headers={"Content-Security-Policy": REVIEW_CSP})
+
+
+@router.get(
+    "/reports/monthly/{month}/archive",
+    response_class=Response,
+    responses={200: {"content": {"application/zip": {}}}},
+    summary="The monthly source review: the page and its tables as CSV, zipped",
+)
+async def monthly_archive(request: Request, runtime: RuntimeDep, month: MonthPath) -> Response:
+    review = await _review(request, runtime, month)
+    body = review_files.archive(review, review_files.html(review))
+    disposition = f'attachment; filename="review-{month}.zip"'
+    return Response(
+        body, media_type="application/zip", headers={"Content-Disposition": disposition}
+    )

@@ -15,10 +15,11 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from services.analytics import reports, store
+from services.analytics import reports, review_files, store
 from services.analytics.api import period, period_months
 from services.analytics.goals import MONTH, month_after
-from services.analytics.reports import GOAL_METRICS, PLAN_INPUTS
+from services.analytics.reports import GOAL_METRICS, PLAN_INPUTS, SlaBySource
+from services.analytics.review import Review
 from services.analytics.schemas import (
     AttributionView,
     FunnelGroupView,
@@ -323,3 +324,24 @@ def _setting(item: str) -> tuple[str, float]:
         return name, float(value)
     except ValueError:
         raise typer.BadParameter(f"{item!r}: NAME=number", param_hint="--set") from None
+
+
+def write_review(month: str, folder: Path, sla: SlaBySource | None, *, as_json: bool) -> None:
+    """``leadflow report monthly``: the review of ``month`` written to ``folder`` (the command
+    is the composition root's, which hands in the SLA monitor's attainment)."""
+    if not MONTH.match(month):
+        raise typer.BadParameter(f"{month!r} is no month (YYYY-MM)", param_hint="--month")
+
+    async def work(session: AsyncSession, settings: AnalyticsConfig) -> Review:
+        today = datetime.now(settings.analytics.definitions.time_zone).date()
+        return await reports.monthly_review(
+            session, settings.analytics, month=month, today=today, sla=sla
+        )
+
+    review = on_db(work, write=False, settings=AnalyticsConfig)
+    written = review_files.write(review, folder)
+    if as_json:
+        show({"month": month, "files": [str(p) for p in written]}, True)
+        return
+    for path in written:
+        typer.echo(f"wrote {path}")

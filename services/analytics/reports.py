@@ -3,18 +3,20 @@ the maths done by funnel.py, in the HTTP body's shape."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict
 from datetime import date, datetime, time, timedelta
-from typing import Any
+from typing import Any, Protocol
 from uuid import UUID
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.analytics import store
 from services.analytics.feedback import reasons, rules_rejected
-from services.analytics.funnel import GroupReport, Share, Split, report
+from services.analytics.funnel import STAGES, Counts, GroupReport, Rate, Share, Split, rate, report
 from services.analytics.goals import CompiledGoals, Key, actuals, month_after, month_days, progress
 from services.analytics.planner import STEPS, PlanInputs, PlanInvalid, plan, round_up
+from services.analytics.review import GoalLine, Review, SourceLine
 from services.analytics.schemas import (
     AttributionView,
     CreditView,
@@ -338,4 +340,101 @@ async def feedback(
         groups=[ReasonsView.model_validate(asdict(line)) for line in reasons(said)],
         rules=[RuleRejectionView.model_validate(asdict(r)) for r in rules_rejected(qualified)],
         backtest=f"{public_url.rstrip('/')}/v1/rulesets/{{version}}/backtest",
+    )
+
+
+class SourceAttainment(Protocol):
+    """A source's first-response attainment (the SLA monitor's ``attainment.Attainment``)."""
+
+    @property
+    def clocks(self) -> int: ...
+    @property
+    def attainment_pct(self) -> float: ...
+    @property
+    def owner_p50_s(self) -> float | None: ...
+
+
+class SlaBySource(Protocol):
+    """First-response attainment by source over a period (the SLA monitor:
+    services/sla_monitor/analytics.py), handed in by the composition root."""
+
+    async def __call__(
+        self, session: AsyncSession, since: datetime, until: datetime, /
+    ) -> Mapping[str, SourceAttainment]: ...
+
+
+async def monthly_review(
+    session: AsyncSession,
+    settings: AnalyticsSettings,
+    *,
+    month: str,
+    today: date,
+    sla: SlaBySource | None,
+) -> Review:
+    """The review of ``month`` (its cohort, its bookings, feedback and clocks)."""
+    zone = settings.definitions.time_zone
+    first, last = month_days(month)
+    since = datetime.combine(first, time(), zone)
+    until = datetime.combine(last + timedelta(days=1), time(), zone)
+    cohort = store.Cohort(start=first, end=last)
+    funnels = {str(c.group): c for c in await store.counts(session, cohort, "source")}
+    credited = {
+        str(group): booked.all.amount
+        for group, booked, _ in await store.credits(
+            session, store.Cohort(), "source", start=since, end=until
+        )
+    }
+    attained = await sla(session, since, until) if sla is not None else {}
+    said, qualified = await store.feedback(session, start=since, end=until, by="source")
+    progress_ = await goals_progress(session, settings, months=[month], today=today)
+    names = sorted(set(funnels) | set(credited) | set(attained))
+    return Review(
+        month=month,
+        time_zone=settings.time_zone,
+        sources=[
+            _source(name, funnels.get(name), attained.get(name), credited.get(name, 0.0))
+            for name in names
+        ],
+        goals=[
+            GoalLine(line.metric, line.goal, line.actual, line.gap)
+            for line in progress_.months[0].shared
+        ],
+        goals_version=progress_.version,
+        reasons=[
+            (str(line.group), kind, reason, count)
+            for line in reasons(said)
+            for kind, counted in line.reasons.items()
+            for reason, count in counted.items()
+        ],
+        rules=[
+            (r.rule, r.qualified, r.rejected, r.rejection_rate) for r in rules_rejected(qualified)
+        ],
+    )
+
+
+def _source(
+    name: str, counts: Counts | None, attained: SourceAttainment | None, booked: float
+) -> SourceLine:
+    in_order = list(counts.in_order) if counts else [0] * len(STAGES)
+    mql_to_sql, sql_to_booking = rate(in_order[2], in_order[1]), rate(in_order[4], in_order[2])
+
+    def interval(found: Rate) -> tuple[float, float] | None:
+        if found.small and found.low is not None and found.high is not None:
+            return found.low, found.high
+        return None
+
+    return SourceLine(
+        source=name,
+        inquiries=in_order[0],
+        mqls=in_order[1],
+        sqls=in_order[2],
+        bookings=in_order[4],
+        mql_to_sql=mql_to_sql.rate,
+        mql_to_sql_interval=interval(mql_to_sql),
+        sql_to_booking=sql_to_booking.rate,
+        sql_to_booking_interval=interval(sql_to_booking),
+        sla_clocks=attained.clocks if attained else 0,
+        sla_attainment_pct=attained.attainment_pct if attained else None,
+        sla_p50_s=attained.owner_p50_s if attained else None,
+        booked_amount=booked,
     )

@@ -27,6 +27,12 @@ class AnalyticsSettings(Group):
         "lowest, or without a size, has no segment",
     )
 
+    review_dir: str = Field(
+        "",
+        description="Where `leadflow analytics` writes each month's review (HTML, and a zip "
+        "with its CSV tables) once the month is over; empty: none is written",
+    )
+
     @field_validator("time_zone")
     @classmethod
     def _zone(cls, value: str) -> str:

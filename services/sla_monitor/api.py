@@ -15,7 +15,7 @@ from uuid import UUID
 from fastapi import APIRouter, Depends, Query
 
 from services.sla_monitor import store
-from services.sla_monitor.attainment import Outcome, attainment, time_left
+from services.sla_monitor.attainment import Outcome, attainment, met_in_time, time_left
 from services.sla_monitor.clocks import acknowledge
 from services.sla_monitor.ladder import Tier
 from services.sla_monitor.models import OPEN, SlaClock
@@ -174,7 +174,7 @@ async def attainment_by(
     outcomes = [
         Outcome(
             group=str(getattr(r, column) or "(none)"),
-            met_in_time=r.state == "met" and r.closed_at is not None and r.closed_at <= r.deadline,
+            met_in_time=met_in_time(r.state, r.closed_at, r.deadline),
             working_time_s=r.working_time_s,
             system_time_s=r.system_time_s,
         )

@@ -38,6 +38,11 @@ class Attainment:
     system_p90_s: float | None
 
 
+def met_in_time(state: str, closed_at: datetime | None, deadline: datetime) -> bool:
+    """A clock met by its deadline (a breached one, met late or not at all, is not)."""
+    return state == "met" and closed_at is not None and closed_at <= deadline
+
+
 def percentile(values: Sequence[float], share: float) -> float | None:
     """Nearest-rank percentile (``share`` in 0…1) of ``values``; None when there are none."""
     if not values:
