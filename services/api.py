@@ -11,6 +11,7 @@ from functools import partial
 from fastapi import FastAPI
 
 from services.analytics.api import router as analytics
+from services.analytics.console import router as console
 from services.intake import api as intake
 from services.intake.engagement.crm import record_crm_outcome
 from services.routing.api import router as routing
@@ -20,6 +21,7 @@ from services.scoring.api import router as qualification
 from services.sla_monitor.analytics import attainment_by_source
 from services.sla_monitor.api import router as sla
 from services.sla_monitor.board import router as sla_board
+from services.sla_monitor.sessions import current_session
 from services.webhooks.api import router as webhooks
 from services.webhooks.crm.inbound import router as crm_inbound
 from services.webhooks.store import erase_copies as erase_webhook_copies
@@ -44,6 +46,7 @@ def create_app(runtime: Runtime) -> FastAPI:
     app.state.crm_outcomes = partial(record_crm_outcome, runtime)
     app.state.crm_owners = partial(follow_crm_owner, runtime)
     app.state.sla_by_source = attainment_by_source
+    app.state.ops_session = current_session
     problems.install(app)
     intake.install_leads(app, runtime)
     app.include_router(webhooks)
@@ -53,6 +56,7 @@ def create_app(runtime: Runtime) -> FastAPI:
     app.include_router(sla)
     app.include_router(sla_board)
     app.include_router(analytics)
+    app.include_router(console)
     intake.install_inbound(app, runtime)
     app.include_router(health_router())
     return app

@@ -253,7 +253,8 @@ REVIEW_CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
 """The review page stands alone: its styles and charts are inline, it runs no script."""
 
 
-async def _review(request: Request, runtime: Runtime, month: str) -> Review:
+async def review_of(request: Request, runtime: Runtime, month: str) -> Review:
+    """``month``'s review, with the SLA monitor's attainment the composition root handed in."""
     settings = analytics_config(runtime.settings).analytics
     today = datetime.now(settings.definitions.time_zone).date()
     sla: reports.SlaBySource | None = getattr(request.app.state, "sla_by_source", None)
@@ -271,7 +272,7 @@ async def monthly_review(request: Request, runtime: RuntimeDep, month: MonthPath
     cohort and its MQL → SQL and SQL → booking rates beside first-response SLA attainment and
     the month's bookings; goals against actuals; sales' feedback reasons and the rules behind
     rejected MQLs; with charts."""
-    page = review_files.html(await _review(request, runtime, month))
+    page = review_files.html(await review_of(request, runtime, month))
     return HTMLResponse(page, headers={"Content-Security-Policy": REVIEW_CSP})
 
 
@@ -282,7 +283,7 @@ async def monthly_review(request: Request, runtime: RuntimeDep, month: MonthPath
     summary="The monthly source review: the page and its tables as CSV, zipped",
 )
 async def monthly_archive(request: Request, runtime: RuntimeDep, month: MonthPath) -> Response:
-    review = await _review(request, runtime, month)
+    review = await review_of(request, runtime, month)
     body = review_files.archive(review, review_files.html(review))
     disposition = f'attachment; filename="review-{month}.zip"'
     return Response(

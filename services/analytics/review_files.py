@@ -40,10 +40,17 @@ def number(metric: str, value: float | None) -> str:
     return f"{value:.0%}" if metric == "mql_to_sql" else f"{value:,.0f}"
 
 
-def html(review: Review) -> str:
-    return pages.get_template("review.html").render(
-        review=review, charts=charts(review), share=share, duration=duration, number=number
-    )
+CSS = (Path(__file__).parent / "static" / "console.css").read_text()
+"""The console's stylesheet: linked from its pages, inlined in the review's standalone file."""
+
+
+def html(review: Review, *, console: dict[str, Any] | None = None) -> str:
+    """The review's page: standalone (styles inline), or ``console``'s page (its caller…)."""
+    template = "console_review.html" if console is not None else "review.html"
+    return pages.get_template(template).render(
+        review=review, charts=charts(review), share=share, duration=duration, number=number,
+        css=CSS, current="review", **(console or {}),
+    )  # fmt: skip
 
 
 def as_csv(table: tuple[list[str], list[list[Any]]]) -> str:
