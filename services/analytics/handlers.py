@@ -1,7 +1,7 @@
 """The analytics consumer's handler, on the intake and lifecycle topics: each event of a batch
-that the funnel reads is kept as a fact, and the lines of the leads it touched are folded again
-from all their facts, in the consumer's transaction (which also records the events as
-processed). Never commits."""
+that the funnel reads is kept as a fact, and merged into its lead's line (or the line folded
+again from all the lead's facts where merging cannot tell), in the consumer's transaction
+(which also records the events as processed). Never commits."""
 
 from __future__ import annotations
 
@@ -43,4 +43,4 @@ class AnalyticsHandler:
         if not facts:
             return
         await store.add_facts(session, facts)
-        await store.refold(session, {f.lead_id for f in facts}, self.definitions)
+        await store.apply(session, facts, self.definitions)

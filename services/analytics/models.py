@@ -25,7 +25,7 @@ class AnalyticsFact(Base):
     event_id: Mapped[UUID] = mapped_column(primary_key=True)
     lead_id: Mapped[UUID] = mapped_column(index=True)
     kind: Mapped[str] = mapped_column(String(32))
-    occurred_at: Mapped[datetime] = mapped_column(Timestamp)
+    occurred_at: Mapped[datetime] = mapped_column(Timestamp, index=True)
     detail: Mapped[dict[str, Any]] = mapped_column(Json)
 
 
@@ -46,6 +46,7 @@ class AnalyticsLead(Base):
     owner_id: Mapped[UUID | None] = mapped_column()
     owner_email: Mapped[str | None] = mapped_column(String(320), doc="The rep's, not the lead's")
     is_expansion: Mapped[bool | None] = mapped_column()
+    routed_at: Mapped[datetime | None] = mapped_column(Timestamp, doc="Of the routing shown")
     ruleset: Mapped[str | None] = mapped_column(String(64))
     is_test: Mapped[bool] = mapped_column()
     mql_at: Mapped[datetime | None] = mapped_column(Timestamp)
@@ -55,6 +56,8 @@ class AnalyticsLead(Base):
     lost_at: Mapped[datetime | None] = mapped_column(Timestamp)
     dropped_at: Mapped[datetime | None] = mapped_column(Timestamp, doc="Recycled, disqualified")
     opportunity_amount: Mapped[float | None] = mapped_column(Float)
+    opportunity_amount_at: Mapped[datetime | None] = mapped_column(Timestamp)
     booking_amount: Mapped[float | None] = mapped_column(Float)
+    booking_amount_at: Mapped[datetime | None] = mapped_column(Timestamp)
     currency: Mapped[str | None] = mapped_column(String(3))
     sourced_by: Mapped[str | None] = mapped_column(String(16), doc="marketing or sales")

@@ -20,10 +20,10 @@ counted twice). The same holds for an opportunity.
 from __future__ import annotations
 
 import re
-from collections.abc import Collection, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal, overload
 from uuid import UUID
 from zoneinfo import ZoneInfo
 
@@ -66,6 +66,8 @@ class LeadLine:
     owner_id: UUID | None
     owner_email: str | None
     is_expansion: bool | None
+    routed_at: datetime | None
+    """When the routing the line shows was made."""
     ruleset: str | None
     is_test: bool
     mql_at: datetime | None
@@ -76,8 +78,12 @@ class LeadLine:
     dropped_at: datetime | None
     """The latest recycling or disqualification (a lead may qualify again after it)."""
     opportunity_amount: float | None
+    opportunity_amount_at: datetime | None
+    """When the amount shown was reported (the latest with one)."""
     booking_amount: float | None
+    booking_amount_at: datetime | None
     currency: str | None
+    """The currency reported with the booking's amount, else with the opportunity's."""
     sourced_by: str | None
     """marketing or sales, for a lead with an opportunity or a booking; None without."""
 
@@ -98,20 +104,36 @@ def segment_of(employees: Any, segments: Sequence[tuple[int, str]]) -> str | Non
 
 
 def fold(facts: Iterable[Fact], definitions: Definitions) -> LeadLine | None:
+    """The lead's line from all its facts."""
     ordered = sorted(facts, key=_when)
-    received = [f for f in ordered if f.kind == "received"]
-    if not received:
+    first = next((f for f in ordered if f.kind == "received"), None)
+    if first is None:
         return None
-    first = received[0]
+    line = _started(first, definitions)
+    for fact in ordered:
+        if fact is not first:
+            line = _applied(line, fact, definitions, ties="by order")
+    return line
+
+
+def merge(line: LeadLine, facts: Iterable[Fact], definitions: Definitions) -> LeadLine | None:
+    """``line`` with more of the lead's facts applied: what ``fold`` of all of them would give,
+    without reading the earlier ones. None when the line cannot tell: a fact at the very time of
+    the one the line took a value from (``fold`` orders those by event id, which the line does
+    not keep): fold them all then."""
+    found: LeadLine | None = line
+    for fact in sorted(facts, key=_when):
+        found = _applied(found, fact, definitions, ties="unknown") if found else None
+    return found
+
+
+Ties = Literal["by order", "unknown"]
+
+
+def _started(first: Fact, definitions: Definitions) -> LeadLine:
+    """A line from the lead's first inquiry, nothing else yet."""
     local = first.occurred_at.astimezone(definitions.time_zone)
     origin = first.detail
-    mqls = [f for f in ordered if f.kind == "mql"]
-    routings = [f for f in ordered if f.kind == "routed"]
-    routing = routings[-1].detail if routings else {}
-    opportunity, booking = _outcomes(ordered, {"opportunity"}), _outcomes(ordered, BOOKINGS)
-    owner = routing.get("owner_id")
-    mql_at = mqls[0].occurred_at if mqls else None
-    credited_at = (opportunity or booking)[0].occurred_at if opportunity or booking else None
     return LeadLine(
         lead_id=first.lead_id,
         cohort_at=first.occurred_at,
@@ -122,25 +144,101 @@ def fold(facts: Iterable[Fact], definitions: Definitions) -> LeadLine | None:
         medium=origin.get("medium"),
         ad_platform=origin.get("ad_platform"),
         segment=segment_of(origin.get("employees"), definitions.segments),
-        team=routing.get("team"),
-        owner_id=UUID(owner) if owner else None,
-        owner_email=routing.get("owner_email"),
-        is_expansion=routing.get("is_expansion"),
-        ruleset=mqls[0].detail.get("ruleset") if mqls else None,
-        is_test=bool(origin.get("is_test")),
-        mql_at=mql_at,
-        sql_at=next((f.occurred_at for f in ordered if f.kind == "sql"), None),
-        opportunity_at=opportunity[0].occurred_at if opportunity else None,
-        booked_at=booking[0].occurred_at if booking else None,
-        lost_at=next((f.occurred_at for f in _outcomes(ordered, {"lost"})), None),
-        dropped_at=max(
-            (f.occurred_at for f in ordered if f.kind in ("recycled", "disqualified")), default=None
-        ),
-        opportunity_amount=_latest_amount(opportunity),
-        booking_amount=_latest_amount(booking),
-        currency=_currency(booking or opportunity),
-        sourced_by=sourced_by(mql_at, credited_at),
+        team=None, owner_id=None, owner_email=None, is_expansion=None, routed_at=None,
+        ruleset=None, is_test=bool(origin.get("is_test")),
+        mql_at=None, sql_at=None, opportunity_at=None, booked_at=None, lost_at=None,
+        dropped_at=None, opportunity_amount=None, opportunity_amount_at=None,
+        booking_amount=None, booking_amount_at=None, currency=None, sourced_by=None,
+    )  # fmt: skip
+
+
+@overload
+def _applied(
+    line: LeadLine, fact: Fact, definitions: Definitions, *, ties: Literal["by order"]
+) -> LeadLine: ...
+@overload
+def _applied(
+    line: LeadLine, fact: Fact, definitions: Definitions, *, ties: Literal["unknown"]
+) -> LeadLine | None: ...
+def _applied(
+    line: LeadLine, fact: Fact, definitions: Definitions, *, ties: Ties
+) -> LeadLine | None:
+    """``line`` with ``fact`` applied; on a tie with the value's own fact (same time), ``by
+    order``: ``fact`` comes after it (``fold`` applies facts in order), ``unknown``: None."""
+    at, detail = fact.occurred_at, fact.detail
+    change: dict[str, Any] = {}
+
+    def earliest(current: datetime | None) -> bool | None:
+        """Whether ``fact`` is the new earliest (None: cannot tell)."""
+        if current is None or at < current:
+            return True
+        return None if at == current and ties == "unknown" else False
+
+    def latest(current: datetime | None) -> bool | None:
+        if current is None or at > current:
+            return True
+        if at == current:
+            return True if ties == "by order" else None
+        return False
+
+    if fact.kind == "received":
+        first = earliest(line.cohort_at)
+        if first is None:
+            return None
+        if first:
+            started = _started(fact, definitions)
+            change = {k: getattr(started, k) for k in ORIGIN}
+    elif fact.kind == "mql":
+        first = earliest(line.mql_at)
+        if first is None:
+            return None
+        if first:
+            change = {"mql_at": at, "ruleset": detail.get("ruleset")}
+    elif fact.kind == "sql":
+        change = {"sql_at": min(at, line.sql_at or at)}
+    elif fact.kind == "routed":
+        newest = latest(line.routed_at)
+        if newest is None:
+            return None
+        if newest:
+            owner = detail.get("owner_id")
+            change = {
+                "team": detail.get("team"), "owner_id": UUID(owner) if owner else None,
+                "owner_email": detail.get("owner_email"),
+                "is_expansion": detail.get("is_expansion"), "routed_at": at,
+            }  # fmt: skip
+    elif fact.kind in ("recycled", "disqualified"):
+        change = {"dropped_at": max(at, line.dropped_at or at)}
+    elif fact.kind == "outcome":
+        outcome = detail.get("outcome")
+        if outcome == "lost":
+            change = {"lost_at": min(at, line.lost_at or at)}
+        elif outcome in BOOKINGS or outcome == "opportunity":
+            kind = "booking" if outcome in BOOKINGS else "opportunity"
+            reached = "booked_at" if kind == "booking" else "opportunity_at"
+            change = {reached: min(at, getattr(line, reached) or at)}
+            if detail.get("amount") is not None:
+                newest = latest(getattr(line, f"{kind}_amount_at"))
+                if newest is None:
+                    return None
+                if newest:
+                    change |= {f"{kind}_amount": float(detail["amount"]), f"{kind}_amount_at": at}
+                    if kind == "booking" or line.booking_amount is None:
+                        change["currency"] = detail.get("currency")
+    if not change:
+        return line
+    mql_at = change.get("mql_at", line.mql_at)
+    credited = change.get("opportunity_at", line.opportunity_at) or change.get(
+        "booked_at", line.booked_at
     )
+    return replace(line, **change, sourced_by=sourced_by(mql_at, credited))
+
+
+ORIGIN = (
+    "cohort_at", "cohort_day", "cohort_month", "source", "campaign", "medium", "ad_platform",
+    "segment", "is_test",
+)  # fmt: skip
+"""What a line takes from the lead's first inquiry."""
 
 
 def sourced_by(mql_at: datetime | None, won_at: datetime | None) -> str | None:
@@ -153,17 +251,3 @@ def sourced_by(mql_at: datetime | None, won_at: datetime | None) -> str | None:
 
 def _when(fact: Fact) -> tuple[datetime, str]:
     return fact.occurred_at, str(fact.event_id)
-
-
-def _outcomes(facts: Sequence[Fact], kinds: Collection[Any]) -> list[Fact]:
-    return [f for f in facts if f.kind == "outcome" and f.detail.get("outcome") in kinds]
-
-
-def _latest_amount(facts: Sequence[Fact]) -> float | None:
-    amounts = [f.detail["amount"] for f in facts if f.detail.get("amount") is not None]
-    return float(amounts[-1]) if amounts else None
-
-
-def _currency(facts: Sequence[Fact]) -> str | None:
-    found = [f.detail["currency"] for f in facts if f.detail.get("currency")]
-    return str(found[-1]) if found else None

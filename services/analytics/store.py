@@ -30,7 +30,7 @@ from services.analytics.feedback import KINDS, Qualified, Said
 from services.analytics.funnel import STAGES, Counts, Lag, Share, Split, lag
 from services.analytics.goals import Activity, CompiledGoals, compile_goals
 from services.analytics.models import AnalyticsFact, AnalyticsLead
-from services.analytics.projection import Definitions, Fact, LeadLine, fold
+from services.analytics.projection import Definitions, Fact, LeadLine, fold, merge
 from services.analytics.versions import GOALS
 from shared.cosign import store as cosigned
 from shared.db import insert_ignoring_conflicts, insert_many
@@ -89,6 +89,26 @@ async def facts_of(session: AsyncSession, lead_ids: Collection[UUID]) -> dict[UU
     return found
 
 
+async def apply(
+    session: AsyncSession, facts: Sequence[Fact], definitions: Definitions
+) -> list[LeadLine]:
+    """The new ``facts`` (kept already) into their leads' lines: merged into the line a lead
+    has (``projection.merge``), else (no line yet, or one that cannot tell) folded again from
+    all the lead's facts."""
+    new: dict[UUID, list[Fact]] = defaultdict(list)
+    for fact in facts:
+        new[fact.lead_id].append(fact)
+    await _lock(session, new)
+    query = select(lines_t).where(_among(session, lines_t.c.lead_id, new))
+    had = {row.lead_id: LeadLine(**row._mapping) for row in await session.execute(query)}
+    merged = {
+        lead_id: line
+        for lead_id, line in ((i, merge(had[i], new[i], definitions)) for i in had)
+        if line is not None
+    }
+    return await _replace(session, new, merged, definitions)
+
+
 async def refold(
     session: AsyncSession, lead_ids: Collection[UUID], definitions: Definitions
 ) -> list[LeadLine]:
@@ -96,8 +116,22 @@ async def refold(
     if not lead_ids:
         return []
     await _lock(session, lead_ids)
-    facts = await facts_of(session, lead_ids)
-    lines = [line for i in sorted(lead_ids) if (line := fold(facts.get(i, []), definitions))]
+    return await _replace(session, lead_ids, {}, definitions)
+
+
+async def _replace(
+    session: AsyncSession,
+    lead_ids: Collection[UUID],
+    merged: dict[UUID, LeadLine],
+    definitions: Definitions,
+) -> list[LeadLine]:
+    """The leads' lines replaced: ``merged`` ones as they are, the others folded from all
+    their facts (a lead without an inquiry yet loses its line)."""
+    unfolded = [i for i in lead_ids if i not in merged]
+    facts = await facts_of(session, unfolded) if unfolded else {}
+    folded = (fold(facts.get(i, []), definitions) for i in unfolded)
+    kept = [*merged.values(), *(line for line in folded if line)]
+    lines = sorted(kept, key=lambda line: line.lead_id)
     await session.execute(delete(lines_t).where(_among(session, lines_t.c.lead_id, lead_ids)))
     await insert_many(session, (lines_t, [_row(line) for line in lines]))
     return lines

@@ -31,6 +31,7 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("event_id"),
     )
     op.create_index("ix_analytics_facts_lead_id", "analytics_facts", ["lead_id"])
+    op.create_index("ix_analytics_facts_occurred_at", "analytics_facts", ["occurred_at"])
     op.create_table(
         "analytics_leads",
         sa.Column("lead_id", sa.Uuid(), nullable=False),
@@ -46,6 +47,7 @@ def upgrade() -> None:
         sa.Column("owner_id", sa.Uuid(), nullable=True),
         sa.Column("owner_email", sa.String(320), nullable=True),
         sa.Column("is_expansion", sa.Boolean(), nullable=True),
+        sa.Column("routed_at", TS, nullable=True),
         sa.Column("ruleset", sa.String(64), nullable=True),
         sa.Column("is_test", sa.Boolean(), nullable=False),
         sa.Column("mql_at", TS, nullable=True),
@@ -55,7 +57,9 @@ def upgrade() -> None:
         sa.Column("lost_at", TS, nullable=True),
         sa.Column("dropped_at", TS, nullable=True),
         sa.Column("opportunity_amount", sa.Float(), nullable=True),
+        sa.Column("opportunity_amount_at", TS, nullable=True),
         sa.Column("booking_amount", sa.Float(), nullable=True),
+        sa.Column("booking_amount_at", TS, nullable=True),
         sa.Column("currency", sa.String(3), nullable=True),
         sa.Column("sourced_by", sa.String(16), nullable=True),
         sa.PrimaryKeyConstraint("lead_id"),

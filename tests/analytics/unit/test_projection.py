@@ -11,7 +11,14 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from services.analytics.projection import Definitions, Fact, fold, segment_of, sourced_by
+from services.analytics.projection import (
+    Definitions,
+    Fact,
+    fold,
+    merge,
+    segment_of,
+    sourced_by,
+)
 
 LEAD = UUID("0193a1b2-0000-7000-8000-000000000001")
 ANA, BO = uuid4(), uuid4()
@@ -111,3 +118,46 @@ def test_credit_goes_to_marketing_for_an_mql_before_the_opportunity() -> None:
 )  # fmt: skip
 def test_segments_by_company_size(employees: Any, segment: str | None) -> None:
     assert segment_of(employees, UTC_DAYS.segments) == segment
+
+
+def random_history(shuffler: random.Random, *, ties: bool) -> list[Fact]:
+    """A lead's facts of every kind at random times (minutes 0–40: ties when ``ties``)."""
+    spread = 40 if ties else 100_000
+
+    def at() -> float:
+        return shuffler.randrange(spread) if ties else shuffler.random() * spread
+
+    kinds: list[tuple[str, dict[str, Any]]] = [
+        ("received", {"source": "web", "employees": 120}),
+        ("received", {"source": "meta", "employees": 5000}),
+        ("mql", {"ruleset": "v1"}), ("mql", {"ruleset": "v2"}), ("sql", {}),
+        ("routed", {"owner_id": str(ANA), "team": "emea", "is_expansion": False}),
+        ("routed", {"owner_id": str(BO), "team": "amer", "is_expansion": True}),
+        ("outcome", {"outcome": "opportunity", "amount": 100.0, "currency": "EUR"}),
+        ("outcome", {"outcome": "opportunity", "amount": 150.0, "currency": "USD"}),
+        ("outcome", {"outcome": "booked", "amount": 90.0, "currency": "EUR"}),
+        ("outcome", {"outcome": "won", "amount": None}),
+        ("outcome", {"outcome": "lost"}), ("recycled", {}), ("disqualified", {}),
+    ]  # fmt: skip
+    chosen = shuffler.sample(kinds, shuffler.randrange(1, len(kinds)))
+    return [fact(kind, at(), **detail) for kind, detail in chosen]
+
+
+@pytest.mark.parametrize("ties", [False, True])
+def test_merging_facts_into_a_line_gives_what_folding_all_of_them_gives(ties: bool) -> None:
+    """Any split of a lead's facts into what a line already holds and what comes next, in any
+    order: the merge is the fold of all, or (at a tie it cannot order) says so."""
+    shuffler, merged_some = random.Random(11), 0
+    for _ in range(3000):
+        facts = random_history(shuffler, ties=ties)
+        shuffler.shuffle(facts)
+        cut = shuffler.randrange(len(facts) + 1)
+        earlier, later = facts[:cut], facts[cut:]
+        line = fold(earlier, UTC_DAYS)
+        if line is None:
+            continue
+        found = merge(line, later, UTC_DAYS)
+        if found is not None:
+            merged_some += 1
+            assert found == fold(facts, UTC_DAYS)
+    assert merged_some > 1000  # most splits merge
