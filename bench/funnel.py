@@ -343,6 +343,7 @@ async def _process_run(url: URL, events: int, log: Log) -> tuple[int, float]:
             LEADFLOW_HTTP__ANALYTICS_PORT=str(port),
             LEADFLOW_LOG_LEVEL="WARNING",
         )
+        env.update({k: v for k, v in os.environ.items() if k.startswith("LEADFLOW_CONSUMER__")})
         leadflow = os.path.join(os.path.dirname(sys.executable), "leadflow")
         process = subprocess.Popen([leadflow, "analytics"], env=env)  # noqa: ASYNC220
         try:
