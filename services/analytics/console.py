@@ -19,16 +19,9 @@ from services.analytics.review_files import duration, pages
 from services.analytics.schemas import GroupBy, RateView
 from services.analytics.settings import analytics_config
 from shared.deps import RuntimeDep
+from shared.pages import PAGE_HEADERS
 from shared.problems import Problem
 
-PAGE_HEADERS = {
-    "Content-Security-Policy": (
-        "default-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
-    ),
-    "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "same-origin",
-    "Cache-Control": "no-store",
-}
 SIGN_IN = "/ops/sign-in"
 
 router = APIRouter(prefix="/ops", tags=["ops console"], include_in_schema=False)

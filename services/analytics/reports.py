@@ -1,5 +1,7 @@
-"""The funnel report as the API and the CLI give it: the cohort's lines counted by the store,
-the maths done by funnel.py, in the HTTP body's shape."""
+"""The analytics reports as the API, the CLI and the console give them: the funnel, the
+attribution, goals against actuals, the plan, sales' feedback and the monthly review. The store
+counts, the pure modules (funnel, goals, planner, feedback, review) do the maths; here they
+meet, in the HTTP bodies' shapes."""
 
 from __future__ import annotations
 
@@ -37,6 +39,15 @@ from services.analytics.schemas import (
 )
 from services.analytics.settings import AnalyticsSettings
 from shared.problems import Problem
+
+
+def days(settings: AnalyticsSettings, first: date, last: date) -> tuple[datetime, datetime]:
+    """The days ``first`` to ``last`` of the reporting calendar, both included, as the instants
+    from the first's start up to (not including) the day after the last's."""
+    zone = settings.definitions.time_zone
+    return datetime.combine(first, time(), zone), datetime.combine(
+        last + timedelta(days=1), time(), zone
+    )
 
 
 async def funnel(
@@ -79,9 +90,7 @@ async def attribution(
     """The bookings and opportunities dated from ``start`` to ``end`` (days of the reporting
     calendar, both included), credited to each group (the lead's original source, campaign…),
     to marketing or sales, and to expansion or net-new."""
-    zone = settings.definitions.time_zone
-    since = datetime.combine(start, time(), zone)
-    until = datetime.combine(end + timedelta(days=1), time(), zone)
+    since, until = days(settings, start, end)
     cohort = store.Cohort(where=filters or {})
     found = await store.credits(session, cohort, group_by, start=since, end=until)
     none = Split(Share(0, 0.0), Share(0, 0.0), Share(0, 0.0))
@@ -118,13 +127,8 @@ async def goals_progress(
     """Each month's actuals against the live goals (a version's twelve months by default)."""
     live = await store.live_goals(session)
     zone = settings.definitions.time_zone
-    first, _ = month_days(months[0])
-    _, last = month_days(months[-1])
-    lines = await store.activity(
-        session,
-        start=datetime.combine(first, time(), zone),
-        end=datetime.combine(last + timedelta(days=1), time(), zone),
-    )
+    since, until = days(settings, month_days(months[0])[0], month_days(months[-1])[1])
+    lines = await store.activity(session, start=since, end=until)
     wanted = set(months)
 
     def month_of(at: datetime) -> str | None:
@@ -325,13 +329,8 @@ async def feedback(
 ) -> FeedbackView:
     """Sales' feedback of the period (days of the reporting calendar, both included) by
     ``by``, and the rules behind the period's MQLs that sales rejected most."""
-    zone = settings.definitions.time_zone
-    said, qualified = await store.feedback(
-        session,
-        start=datetime.combine(start, time(), zone),
-        end=datetime.combine(end + timedelta(days=1), time(), zone),
-        by=by,
-    )
+    since, until = days(settings, start, end)
+    said, qualified = await store.feedback(session, start=since, end=until, by=by)
     return FeedbackView(
         start=start,
         end=end,
@@ -372,10 +371,8 @@ async def monthly_review(
     sla: SlaBySource | None,
 ) -> Review:
     """The review of ``month`` (its cohort, its bookings, feedback and clocks)."""
-    zone = settings.definitions.time_zone
     first, last = month_days(month)
-    since = datetime.combine(first, time(), zone)
-    until = datetime.combine(last + timedelta(days=1), time(), zone)
+    since, until = days(settings, first, last)
     cohort = store.Cohort(start=first, end=last)
     funnels = {str(c.group): c for c in await store.counts(session, cohort, "source")}
     credited = {

@@ -49,18 +49,11 @@ from services.sla_monitor.sessions import (
 from services.sla_monitor.settings import sla_config
 from shared.auth import Caller, SecretLookup, identify
 from shared.deps import RuntimeDep
+from shared.pages import PAGE_HEADERS
 from shared.problems import Problem
 
 BOARD_LIMIT = 200
 RECENT = timedelta(hours=24)
-PAGE_HEADERS = {
-    "Content-Security-Policy": (
-        "default-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
-    ),
-    "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "same-origin",
-    "Cache-Control": "no-store",
-}
 STATIC = {
     "board.js": "text/javascript; charset=utf-8",
     "board.css": "text/css; charset=utf-8",

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 import uvicorn
 from fastapi import FastAPI
+from playwright.async_api import Page, async_playwright
 
 from tests.support.common import eventually
 
@@ -58,3 +59,25 @@ async def serving(app: FastAPI) -> AsyncIterator[str]:
         server.should_exit = True
         await task
         sock.close()
+
+
+@asynccontextmanager
+async def watched_page(chromium: Path) -> AsyncIterator[tuple[Page, list[str]]]:
+    """A page of headless Chromium (1280×900), and the problems seen on it as they happen: script
+    errors, failed requests (4xx, 5xx) and what the Content-Security-Policy blocked."""
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(
+            executable_path=str(chromium), args=["--no-sandbox"], headless=True
+        )
+        try:
+            page = await browser.new_page(viewport={"width": 1280, "height": 900})
+            problems: list[str] = []
+            page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+            page.on("pageerror", lambda error: problems.append(str(error)))
+            page.on(
+                "response",
+                lambda r: problems.append(f"{r.status} {r.url}") if r.status >= 400 else None,
+            )
+            yield page, problems
+        finally:
+            await browser.close()

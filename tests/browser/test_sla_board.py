@@ -12,7 +12,7 @@ from typing import Any
 from uuid import UUID
 
 import pytest
-from playwright.async_api import Page, async_playwright, expect
+from playwright.async_api import Page, expect
 
 from services.api import create_app
 from services.sla_monitor import store
@@ -22,7 +22,7 @@ from services.sla_monitor.models import SlaClock
 from shared.ids import new_id
 from shared.outbox import stage
 from shared.runtime import Runtime
-from tests.browser.conftest import serving
+from tests.browser.conftest import serving, watched_page
 from tests.support.common import Database, make_settings
 
 OPS_KEY = "ops-key-browser-0123456789abcdef012345"
@@ -131,56 +131,42 @@ async def test_a_breach_appears_live_and_is_acknowledged_from_the_board(
 ) -> None:
     clock_id = await overdue_clock(runtime)
     await decided_clocks(runtime)
-    async with serving(create_app(runtime)) as base, async_playwright() as playwright:
-        browser = await playwright.chromium.launch(
-            executable_path=str(chromium), args=["--no-sandbox"], headless=True
+    async with serving(create_app(runtime)) as base, watched_page(chromium) as (page, problems):
+        await sign_in(page, base)
+
+        opened = page.locator(f'#open-rows tr[data-clock-id="{clock_id}"]')
+        await expect(opened).to_be_visible()
+        await expect(opened.locator("td.status")).to_have_text("overdue")
+        await expect(opened.locator("td.left")).to_have_text(re.compile(r"^-\d+m \d\ds$"))
+        await expect(page.locator("#breach-rows tr")).to_have_count(0)
+        bars = page.locator("table.attainment tbody tr")
+        await expect(bars).to_have_count(2)
+        await expect(bars.first).to_contain_text("66.7%")
+        await expect(bars.first.locator("svg.bar rect.fill.good")).to_have_attribute(
+            "width", "66.7"
         )
-        try:
-            page = await browser.new_page(viewport={"width": 1280, "height": 900})
-            problems: list[str] = []
-            page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
-            page.on("pageerror", lambda error: problems.append(str(error)))
-            page.on(
-                "response",
-                lambda r: problems.append(f"{r.status} {r.url}") if r.status >= 400 else None,
-            )
-            await sign_in(page, base)
+        await expect(page.locator("#live")).to_have_text("live")  # the stream is open
+        await page.evaluate("window.boardMarker = 'no reload'")
 
-            opened = page.locator(f'#open-rows tr[data-clock-id="{clock_id}"]')
-            await expect(opened).to_be_visible()
-            await expect(opened.locator("td.status")).to_have_text("overdue")
-            await expect(opened.locator("td.left")).to_have_text(re.compile(r"^-\d+m \d\ds$"))
-            await expect(page.locator("#breach-rows tr")).to_have_count(0)
-            bars = page.locator("table.attainment tbody tr")
-            await expect(bars).to_have_count(2)
-            await expect(bars.first).to_contain_text("66.7%")
-            await expect(bars.first.locator("svg.bar rect.fill.good")).to_have_attribute(
-                "width", "66.7"
-            )
-            await expect(page.locator("#live")).to_have_text("live")  # the stream is open
-            await page.evaluate("window.boardMarker = 'no reload'")
+        assert await fire_due_tiers(runtime, clock_id) == 1
+        breached = page.locator(f'#breach-rows tr[data-clock-id="{clock_id}"]')
+        await expect(breached).to_be_visible(timeout=LIVE_WAIT_MS)
+        await expect(breached.locator("td.status")).to_have_text("breached")
+        await expect(opened).to_have_attribute("data-tone", "breached")
+        assert await page.evaluate("window.boardMarker") == "no reload"
 
-            assert await fire_due_tiers(runtime, clock_id) == 1
-            breached = page.locator(f'#breach-rows tr[data-clock-id="{clock_id}"]')
-            await expect(breached).to_be_visible(timeout=LIVE_WAIT_MS)
-            await expect(breached.locator("td.status")).to_have_text("breached")
-            await expect(opened).to_have_attribute("data-tone", "breached")
-            assert await page.evaluate("window.boardMarker") == "no reload"
+        await breached.get_by_role("button", name="Acknowledge").click()
+        await expect(breached.locator("td.status")).to_have_text("acknowledged by ops-ann")
+        await expect(opened.locator("td.status")).to_have_text("acknowledged by ops-ann")
+        await expect(breached.get_by_role("button", name="Acknowledge")).to_be_hidden()
+        async with runtime.sessions() as session:
+            row = await store.clock(session, clock_id)
+            assert row is not None and row.acknowledged_by == "ops-ann"
+            assert row.acknowledged_at is not None and row.breached_at == row.deadline
 
-            await breached.get_by_role("button", name="Acknowledge").click()
-            await expect(breached.locator("td.status")).to_have_text("acknowledged by ops-ann")
-            await expect(opened.locator("td.status")).to_have_text("acknowledged by ops-ann")
-            await expect(breached.get_by_role("button", name="Acknowledge")).to_be_hidden()
-            async with runtime.sessions() as session:
-                row = await store.clock(session, clock_id)
-                assert row is not None and row.acknowledged_by == "ops-ann"
-                assert row.acknowledged_at is not None and row.breached_at == row.deadline
-
-            await page.screenshot(path=str(artifacts / "sla-board.png"), full_page=True)
-            await phone_layout_stacks_rows(page, artifacts)
-            assert problems == [], problems  # no script error, nothing the CSP blocked
-        finally:
-            await browser.close()
+        await page.screenshot(path=str(artifacts / "sla-board.png"), full_page=True)
+        await phone_layout_stacks_rows(page, artifacts)
+        assert problems == [], problems  # no script error, nothing the CSP blocked
 
 
 async def phone_layout_stacks_rows(page: Page, artifacts: Path) -> None:

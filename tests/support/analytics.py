@@ -20,14 +20,18 @@ G     meta        –            MQL +120, ana, then reassigned to bo
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID, uuid4
 
+from typer.testing import CliRunner
+
 from services.analytics.handlers import AnalyticsHandler
 from services.analytics.settings import analytics_config
 from services.analytics.versions import GOALS
+from services.cli import app
 from services.intake.analytics import inquiry_origins
 from services.intake.models import PlatformLead
 from shared.cosign import store as cosigned
@@ -42,6 +46,7 @@ from shared.events import (
     LeadReassignedData,
     LeadReceived,
     LeadReceivedData,
+    LeadRecycled,
     LeadRouted,
     LeadRoutedData,
     LeadSql,
@@ -272,3 +277,37 @@ async def live(db: Database) -> None:
         assert await cosigned.bootstrap(
             session, settings, GOALS, GOALS_TEXT, by="tests", now=datetime.now(UTC)
         )
+
+
+async def leadflow(*args: str) -> tuple[int, str]:
+    """``leadflow ARGS`` in a thread of its own (the command runs its own event loop): its exit
+    code and output. The database is the one ``LEADFLOW_DB__URL`` names."""
+    result = await asyncio.to_thread(CliRunner().invoke, app, list(args))
+    return result.exit_code, result.output
+
+
+async def with_rejections(db: Database) -> Leads:
+    """The seven leads, then sales rejects D (wrong territory) and G (no budget, which
+    recycles it)."""
+    leads, batches = story()
+    await seed(db, leads)
+    recycled = LeadRecycled.about_lead(
+        leads.ids["G"],
+        StageChangedData(
+            lead_id=leads.ids["G"],
+            from_stage="mql",
+            to_stage="recycled",
+            cause="outcome",
+            outcome="rejected",
+            reason="no_budget",
+        ),  # fmt: skip
+        source="/tests",
+        time=leads.at("G", 201),
+    )
+    rejections = [
+        leads.outcome("D", "rejected", 600, reason="wrong_territory"),
+        leads.outcome("G", "rejected", 200, reason="no_budget"),
+        recycled,
+    ]
+    await apply(db, handler_for(db), [*batches, rejections])
+    return leads

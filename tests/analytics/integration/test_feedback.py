@@ -11,38 +11,12 @@ import pytest
 
 from services.analytics.reports import feedback
 from services.analytics.settings import AnalyticsSettings
-from shared.events import LeadRecycled, StageChangedData
 from shared.runtime import Runtime
-from tests.support.analytics import Leads, apply, handler_for, seed, story
+from tests.support.analytics import with_rejections
 from tests.support.common import Database, make_settings
 from tests.support.intake import AUTH, client_for
 
 PUBLIC = "https://leadflow.example.com"
-
-
-async def with_rejections(db: Database) -> Leads:
-    leads, batches = story()
-    await seed(db, leads)
-    recycled = LeadRecycled.about_lead(
-        leads.ids["G"],
-        StageChangedData(
-            lead_id=leads.ids["G"],
-            from_stage="mql",
-            to_stage="recycled",
-            cause="outcome",
-            outcome="rejected",
-            reason="no_budget",
-        ),  # fmt: skip
-        source="/tests",
-        time=leads.at("G", 201),
-    )
-    rejections = [
-        leads.outcome("D", "rejected", 600, reason="wrong_territory"),
-        leads.outcome("G", "rejected", 200, reason="no_budget"),
-        recycled,
-    ]
-    await apply(db, handler_for(db), [*batches, rejections])
-    return leads
 
 
 async def report(db: Database, by: str) -> Any:

@@ -4,16 +4,13 @@ grouping, and a clear problem for bad input."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import AsyncIterator
 
 import pytest
-from typer.testing import CliRunner
 
-from services.cli import app
 from shared.runtime import Runtime
-from tests.support.analytics import ANA, apply, handler_for, seed, story
+from tests.support.analytics import ANA, apply, handler_for, leadflow, seed, story
 from tests.support.common import Database, make_settings
 from tests.support.intake import AUTH, client_for
 
@@ -115,12 +112,6 @@ async def test_the_cli_shows_the_funnel_and_rebuilds_it(
     runtime: Runtime, db: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("LEADFLOW_DB__URL", db.url)
-    runner = CliRunner()
-
-    async def leadflow(*args: str) -> tuple[int, str]:
-        result = await asyncio.to_thread(runner.invoke, app, list(args))
-        return result.exit_code, result.output
-
     code, out = await leadflow(
         "funnel", "show", "--from", "2026-03-01", "--to", "2026-04-30", "--by", "cohort_month",
         "--json",

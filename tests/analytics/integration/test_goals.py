@@ -4,19 +4,16 @@ API and CLI."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 from datetime import date
 from typing import Any
 
 import pytest
-from typer.testing import CliRunner
 
 from services.analytics.reports import goals_progress
 from services.analytics.settings import AnalyticsSettings
-from services.cli import app
 from shared.runtime import Runtime
-from tests.support.analytics import GOALS_TEXT, apply, handler_for, live, seed, story
+from tests.support.analytics import GOALS_TEXT, apply, handler_for, leadflow, live, seed, story
 from tests.support.common import Database, make_settings
 from tests.support.intake import AUTH, client_for
 
@@ -108,12 +105,6 @@ async def test_the_goals_cli(
     runtime: Runtime, db: Database, monkeypatch: pytest.MonkeyPatch, tmp_path: Any
 ) -> None:
     monkeypatch.setenv("LEADFLOW_DB__URL", db.url)
-    runner = CliRunner()
-
-    async def leadflow(*args: str) -> tuple[int, str]:
-        result = await asyncio.to_thread(runner.invoke, app, list(args))
-        return result.exit_code, result.output
-
     code, out = await leadflow(
         "goals", "progress", "--from", "2026-03", "--to", "2026-04", "--json"
     )

@@ -4,21 +4,18 @@ lags, average deal and source mix, the pipeline open now; and the API."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import math
 from datetime import date
 from typing import Any
 
 import pytest
-from typer.testing import CliRunner
 
 from services.analytics.reports import revenue_plan
 from services.analytics.settings import AnalyticsSettings
-from services.cli import app
 from shared.problems import Problem
 from shared.runtime import Runtime
-from tests.support.analytics import live
+from tests.support.analytics import leadflow, live
 from tests.support.common import Database, make_settings
 from tests.support.intake import AUTH, client_for
 
@@ -111,12 +108,6 @@ async def test_the_plan_cli(
     runtime: Runtime, db: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("LEADFLOW_DB__URL", db.url)
-    runner = CliRunner()
-
-    async def leadflow(*args: str) -> tuple[int, str]:
-        result = await asyncio.to_thread(runner.invoke, app, list(args))
-        return result.exit_code, result.output
-
     code, out = await leadflow(
         "goals", "plan", "--from", "2027-01", "--set", "deal_size=5000", "--json"
     )

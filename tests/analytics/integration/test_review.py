@@ -29,8 +29,7 @@ from services.sla_monitor.analytics import attainment_by_source
 from services.sla_monitor.models import SlaClock
 from shared.cosign import store as cosigned
 from shared.runtime import Runtime
-from tests.analytics.integration.test_feedback import with_rejections
-from tests.support.analytics import GOALS_TEXT, Leads
+from tests.support.analytics import GOALS_TEXT, Leads, with_rejections
 from tests.support.common import Database, make_settings
 from tests.support.intake import AUTH, client_for
 
