@@ -234,7 +234,7 @@ async def revenue_plan(
     spec = goals.spec if goals else None
     target = pick("target", spec.revenue.target if spec else None)
     share = pick("expansion_share", spec.revenue.expansion_share if spec else None)
-    deal = pick("deal_size", spec.deal_size.get("default") if spec else None)
+    deal = pick("deal_size", goals_deal_size(spec.deal_size, measured) if spec else None)
     rates = {step: pick(RATE_NAMES[step]) for step in STEPS}
     lags = {step: pick(f"{RATE_NAMES[step]}_days") for step in STEPS}
     planned = months or (
@@ -304,7 +304,30 @@ async def _measured(session: AsyncSession, today: date) -> dict[str, Any]:
         str(c.group): (c.reached[-1], c.reached[0])
         for c in await store.counts(session, cohort, "source")
     }
+    measured["segments"] = {
+        c.group: c.reached[-1] for c in await store.counts(session, cohort, "segment")
+    }
     return measured
+
+
+def goals_deal_size(sizes: Mapping[str, float], measured: Mapping[str, Any]) -> float | None:
+    """The average deal the goals imply: their size per segment weighted by the segments' share
+    of the last year's bookings (a segment without a size, or no segment: ``default``); without
+    bookings, ``default`` alone. None when the goals give no size that applies."""
+    booked: Mapping[Any, int] = measured.get("segments", {})
+    total = sum(booked.values())
+    if total == 0:
+        return sizes.get("default")
+    weighted = 0.0
+    for segment, count in booked.items():
+        if count == 0:
+            continue
+        size = sizes.get(segment) if segment is not None else None
+        size = size if size is not None else sizes.get("default")
+        if size is None:
+            return None
+        weighted += size * count / total
+    return weighted
 
 
 def measured_sources(measured: dict[str, Any]) -> dict[str, tuple[float, float]]:

@@ -6,20 +6,23 @@ from __future__ import annotations
 
 import json
 import math
-from datetime import date
+from datetime import UTC, date, datetime
 from typing import Any
 
 import pytest
 
 from services.analytics.reports import revenue_plan
 from services.analytics.settings import AnalyticsSettings
+from services.analytics.versions import GOALS
+from shared.cosign import store as cosigned
 from shared.problems import Problem
 from shared.runtime import Runtime
-from tests.support.analytics import leadflow, live
+from tests.support.analytics import GOALS_TEXT, apply, handler_for, leadflow, live, seed, story
 from tests.support.common import Database, make_settings
 from tests.support.intake import AUTH, client_for
 
 TODAY = date(2026, 4, 30)
+NOW = datetime(2026, 4, 30, tzinfo=UTC)
 
 
 async def test_the_plan_from_the_goals_and_the_measured_funnel(db: Database) -> None:
@@ -121,3 +124,25 @@ async def test_the_plan_cli(
     assert code == 1 and "mql → sql: a rate above 0 and at most 1" in out, out
     code, out = await leadflow("goals", "plan", "--set", "calls=3")
     assert code == 2 and "'calls': one of target" in out
+
+
+@pytest.mark.parametrize(
+    ("sizes", "deal"),
+    [
+        ("{mid-market: 20000, smb: 4000}", (20000.0, "goals")),  # A's booking: mid-market
+        ("{default: 7000}", (7000.0, "goals")),
+        ("{smb: 4000}", (950.0, "measured")),  # no size for mid-market, no default
+    ],
+)
+async def test_the_average_deal_from_the_goals_sizes_per_segment(
+    db: Database, sizes: str, deal: tuple[float, str]
+) -> None:
+    leads, batches = story()
+    await seed(db, leads)
+    await apply(db, handler_for(db), batches)
+    text = GOALS_TEXT + f"deal_size: {sizes}\n"
+    async with db.sessions.begin() as session:
+        await cosigned.bootstrap(session, make_settings(db), GOALS, text, by="tests", now=NOW)
+    async with db.sessions() as session:
+        found = await revenue_plan(session, AnalyticsSettings(), today=TODAY, given={})
+    assert (found.inputs["deal_size"].value, found.inputs["deal_size"].origin) == deal
