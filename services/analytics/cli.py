@@ -22,6 +22,7 @@ from services.analytics.reports import GOAL_METRICS, PLAN_INPUTS, SlaBySource
 from services.analytics.review import Review
 from services.analytics.schemas import (
     AttributionView,
+    FeedbackView,
     FunnelGroupView,
     FunnelView,
     GoalsProgressView,
@@ -345,3 +346,44 @@ def write_review(month: str, folder: Path, sla: SlaBySource | None, *, as_json: 
         return
     for path in written:
         typer.echo(f"wrote {path}")
+
+
+@funnel_app.command("feedback")
+def show_feedback(
+    start: Annotated[str | None, typer.Option("--from", help="First day, YYYY-MM-DD")] = None,
+    end: Annotated[str | None, typer.Option("--to", help="Last day (default: today)")] = None,
+    by: Annotated[str, typer.Option(help="source, campaign, ruleset, owner, team… or rule")] = (
+        "source"
+    ),
+    as_json: JsonOption = False,
+) -> None:
+    """Sales' feedback of the period (default: the last 365 days): rejection, loss, recycle and
+    disqualification reasons by group, and the rules behind the MQLs sales rejected most."""
+    if by != "rule" and by not in store.GROUPS:
+        raise typer.BadParameter(f"rule or one of {', '.join(store.GROUPS)}", param_hint="--by")
+    first, last = _day(start, "--from"), _day(end, "--to")
+
+    async def work(session: AsyncSession, settings: AnalyticsConfig) -> FeedbackView:
+        since, to = period(settings.analytics, first, last)
+        return await reports.feedback(
+            session, settings.analytics, start=since, end=to, by=by,
+            public_url=settings.http.public_url,
+        )  # fmt: skip
+
+    found = on_db(work, write=False, settings=AnalyticsConfig)
+    if as_json:
+        show(found.model_dump(mode="json"), True)
+        return
+    table = Table(title=f"Sales' feedback, {found.start} – {found.end}, by {found.group_by}")
+    for heading in (found.group_by, "kind", "reason", "leads"):
+        table.add_column(heading)
+    for group in found.groups:
+        for kind, counted in group.reasons.items():
+            for reason, count in counted.items():
+                table.add_row(str(group.group), kind, reason, str(count))
+    console.print(table)
+    for rule in found.rules[:10]:
+        console.print(
+            f"  {rule.rule}: {rule.rejected} of {rule.qualified} rejected by sales "
+            f"({rule.rejection_rate:.0%})"
+        )

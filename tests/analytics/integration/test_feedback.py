@@ -4,6 +4,7 @@ recycles it); B was lost. Reasons by source and by rule; the rules behind reject
 
 from __future__ import annotations
 
+import json
 from datetime import date
 from typing import Any
 
@@ -12,7 +13,7 @@ import pytest
 from services.analytics.reports import feedback
 from services.analytics.settings import AnalyticsSettings
 from shared.runtime import Runtime
-from tests.support.analytics import with_rejections
+from tests.support.analytics import leadflow, with_rejections
 from tests.support.common import Database, make_settings
 from tests.support.intake import AUTH, client_for
 
@@ -73,3 +74,17 @@ async def test_the_feedback_api(db: Database) -> None:
             assert bad.status_code == 422 and bad.json()["field"] == "by"
     finally:
         await runtime.close()
+
+
+async def test_the_feedback_cli(db: Database, monkeypatch: pytest.MonkeyPatch) -> None:
+    await with_rejections(db)
+    monkeypatch.setenv("LEADFLOW_DB__URL", db.url)
+    period = ("--from", "2026-03-01", "--to", "2026-04-30")
+    code, out = await leadflow("funnel", "feedback", *period, "--by", "rule", "--json")
+    assert code == 0, out
+    body = json.loads(out)
+    assert [r["rule"] for r in body["rules"]][:2] == ["ad-lead", "webinar"]
+    code, out = await leadflow("funnel", "feedback", *period)
+    assert code == 0 and "wrong_territory" in out and "ad-lead: 1 of 1 rejected by sales" in out
+    code, out = await leadflow("funnel", "feedback", "--by", "planet")
+    assert code == 2 and "rule or one of source" in out
