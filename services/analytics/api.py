@@ -1,7 +1,8 @@
-"""HTTP routes of the analytics service: the funnel by cohort, with both views, rates and their
-intervals, the time between stages and the bookings; and the bookings and pipeline of a period,
-credited to source, marketing or sales, expansion or net-new. Grouped by one dimension, filtered
-on any. Every route needs a secret key; bad input is an RFC 9457 problem naming the field."""
+"""HTTP routes of the analytics service: the funnel by cohort (both views, rates with their
+intervals, the time between stages, the bookings), the attribution of a period's bookings and
+pipeline, sales' feedback, the goals' versions (shared/cosign) and their progress, the plan worked
+backwards, and the monthly review (page and zip). Every route needs a secret key; bad input is
+an RFC 9457 problem naming the field."""
 
 from __future__ import annotations
 
