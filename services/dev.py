@@ -99,6 +99,7 @@ Leadflow is running ({where}; database {_safe_url(settings.db.url)}).
     curl -s {base}/v1/leads/<lead_id> -H 'Authorization: Bearer {key}'
 
   Its SLA clocks, live: {base}/ops/sla (sign in with the secret key)
+  The funnel, the plan and the monthly review: {base}/ops/funnel
 
   API docs: {base}/docs     Health: {base}/readyz     Stop: Ctrl-C
 """,
