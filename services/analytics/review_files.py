@@ -53,13 +53,22 @@ def html(review: Review, *, console: dict[str, Any] | None = None) -> str:
     )  # fmt: skip
 
 
+FORMULA = ("=", "+", "-", "@", "\t", "\r")
+
+
 def as_csv(table: tuple[list[str], list[list[Any]]]) -> str:
+    """The table as CSV; a text cell a spreadsheet would run as a formula (a campaign named
+    ``=HYPERLINK(…)``) is written with a leading ``'``, so it is read as text."""
     out = io.StringIO()
     writer = csv.writer(out)
     headings, rows = table
     writer.writerow(headings)
-    writer.writerows(rows)
+    writer.writerows([[_cell(value) for value in row] for row in rows])
     return out.getvalue()
+
+
+def _cell(value: Any) -> Any:
+    return f"'{value}" if isinstance(value, str) and value.startswith(FORMULA) else value
 
 
 def archive(review: Review, page: str) -> bytes:
