@@ -220,10 +220,9 @@ async def _report(url: URL, queries: int, log: Log) -> tuple[list[float], list[f
     return timings, references, first
 
 
-def _events(leads: int) -> tuple[list[tuple[UUID, UUID]], list[list[CloudEvent]]]:
-    """``leads`` new leads' events, a minute apart: received, MQL, routed, an opportunity and a
-    booking."""
-    now = datetime.now(UTC)
+def _events(leads: int, now: datetime) -> tuple[list[tuple[UUID, UUID]], list[list[CloudEvent]]]:
+    """``leads`` new leads' events, a minute apart from ``now``: received, MQL, routed, an
+    opportunity and a booking."""
     ids = [(uuid4(), uuid4()) for _ in range(leads)]
     stories = []
     for lead_id, inquiry_id in ids:
@@ -265,9 +264,9 @@ def _events(leads: int) -> tuple[list[tuple[UUID, UUID]], list[list[CloudEvent]]
 PER_LEAD = 5
 
 
-async def _new_leads(url: URL, events: int) -> list[list[CloudEvent]]:
+async def _new_leads(url: URL, events: int, now: datetime) -> list[list[CloudEvent]]:
     """Leads and inquiries for ``events`` events, stored; each lead's events (``_events``)."""
-    ids, stories = _events(max(events // PER_LEAD, 1))
+    ids, stories = _events(max(events // PER_LEAD, 1), now)
     connection = await asyncpg.connect(_dsn(url))
     try:
         at = datetime.now(UTC)
@@ -292,7 +291,7 @@ def _dsn(url: URL) -> str:
 async def _handler_run(url: URL, events: int, log: Log) -> tuple[int, float]:
     """The handler alone, in the consumer's batch size, each lead's events in order and the
     leads interleaved as partitions would give them."""
-    stories = await _new_leads(url, events)
+    stories = await _new_leads(url, events, datetime.now(UTC))
     settings = load_settings(db={"url": url.render_as_string(hide_password=False)})
     handler = AnalyticsHandler(analytics_config(settings), inquiry_origins)
     batch = settings.consumer.max_batch
@@ -317,7 +316,8 @@ async def _process_run(url: URL, events: int, log: Log) -> tuple[int, float]:
     """``leadflow analytics`` as a process on the embedded broker: the events published first
     (a backlog on the intake and lifecycle topics), then the time from its readiness until it
     has kept a fact of every one."""
-    stories = await _new_leads(url, events)
+    # A day ahead: their facts are told from the handler run's by their time.
+    stories = await _new_leads(url, events, datetime.now(UTC) + timedelta(days=1))
     prefix, port = f"bench{uuid4().hex[:8]}", free_port()
     with EmbeddedBroker() as broker:
         settings = load_settings(
@@ -349,23 +349,25 @@ async def _process_run(url: URL, events: int, log: Log) -> tuple[int, float]:
         try:
             connection = await asyncpg.connect(_dsn(url))
             try:
-                before = await connection.fetchval("SELECT count(*) FROM analytics_facts")
-                expect = before + len(stories) * PER_LEAD
+                # Counted by the index on the facts' time (the new leads' events are dated
+                # from now on): a count of the whole table every poll would take the CPU the
+                # drain is measured by.
+                count = "SELECT count(*) FROM analytics_facts WHERE occurred_at >= $1"
+                expect = len(stories) * PER_LEAD
+                since = stories[0][0].time
                 started = time.perf_counter()
-                while (
-                    kept := await connection.fetchval("SELECT count(*) FROM analytics_facts")
-                ) < expect:
+                while (kept := await connection.fetchval(count, since)) < expect:
                     if time.perf_counter() - started > 300 or process.poll() is not None:
-                        raise RuntimeError(f"analytics kept {kept - before:,} facts, then stopped")
-                    await asyncio.sleep(0.1)
+                        raise RuntimeError(f"analytics kept {kept:,} facts, then stopped")
+                    await asyncio.sleep(0.05)
                 elapsed = time.perf_counter() - started
             finally:
                 await connection.close()
         finally:
             process.terminate()
             process.wait(30)
-    log(f"  leadflow analytics: {expect - before:,} events applied in {elapsed:.1f} s")
-    return expect - before, elapsed
+    log(f"  leadflow analytics: {expect:,} events applied in {elapsed:.1f} s")
+    return expect, elapsed
 
 
 REVIEWED = ("2026-11", "2026-06", "2025-12")
