@@ -135,6 +135,21 @@ class Counts:
     """From each stage to the next, of the leads that passed both in order (none: no lead)."""
 
 
+def total_of(groups: Sequence[Counts], lags: Mapping[tuple[str, str], Lag]) -> Counts:
+    """The counts of groups that part the same lines, added up; the lags of all of them (which
+    do not add up) given."""
+    n = len(STAGES)
+    return Counts(
+        group=None,
+        reached=[sum(c.reached[i] for c in groups) for i in range(n)],
+        in_order=[sum(c.in_order[i] for c in groups) for i in range(n)],
+        bookings_amount=sum(c.bookings_amount for c in groups),
+        priced_bookings=sum(c.priced_bookings for c in groups),
+        pipeline_amount=sum(c.pipeline_amount for c in groups),
+        lags=lags,
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class GroupReport:
     group: Any

@@ -60,8 +60,10 @@ async def funnel(
     filters: dict[str, Any] | None = None,
 ) -> FunnelView:
     cohort = store.Cohort(start=start, end=end, where=filters or {})
-    total = next(iter(await store.counts(session, cohort, None)), None)
-    groups = await store.counts(session, cohort, group_by) if group_by else []
+    if group_by:
+        total, groups = await store.counts_and_total(session, cohort, group_by)
+    else:
+        total, groups = next(iter(await store.counts(session, cohort, None)), None), []
     return FunnelView(
         start=start,
         end=end,
@@ -288,7 +290,7 @@ async def _measured(session: AsyncSession, today: date) -> dict[str, Any]:
     """The funnel of the last 365 days of cohorts: each step's in-order rate and median lag
     (days), the average booking, and per source its bookings and inquiries."""
     cohort = store.Cohort(start=today - timedelta(days=364), end=today)
-    total = next(iter(await store.counts(session, cohort, None)), None)
+    total, sources = await store.counts_and_total(session, cohort, "source")
     if total is None:
         return {}
     found = report(total)
@@ -300,10 +302,7 @@ async def _measured(session: AsyncSession, today: date) -> dict[str, Any]:
         measured[f"{RATE_NAMES[step]}_days"] = (
             lag_.p50_s / 86400 if lag_.p50_s is not None else None
         )
-    measured["sources"] = {
-        str(c.group): (c.reached[-1], c.reached[0])
-        for c in await store.counts(session, cohort, "source")
-    }
+    measured["sources"] = {str(c.group): (c.reached[-1], c.reached[0]) for c in sources}
     measured["segments"] = {
         c.group: c.reached[-1] for c in await store.counts(session, cohort, "segment")
     }

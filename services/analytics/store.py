@@ -22,12 +22,13 @@ from sqlalchemy import (
     or_,
     select,
     text,
+    tuple_,
 )
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.analytics.feedback import KINDS, Qualified, Said
-from services.analytics.funnel import STAGES, Counts, Lag, Share, Split, lag
+from services.analytics.funnel import STAGES, Counts, Lag, Share, Split, lag, total_of
 from services.analytics.goals import Activity, CompiledGoals, compile_goals
 from services.analytics.models import AnalyticsFact, AnalyticsLead
 from services.analytics.projection import Definitions, Fact, LeadLine, fold, merge
@@ -216,9 +217,29 @@ def _lag_quantiles(i: int) -> list[ColumnElement[Any]]:
     ]
 
 
-async def counts(session: AsyncSession, cohort: Cohort, group_by: str | None) -> list[Counts]:
+TOTAL = "__total__"
+"""Where ``_lags`` answers for all the lines together, beside the groups."""
+
+
+async def counts_and_total(
+    session: AsyncSession, cohort: Cohort, group_by: str
+) -> tuple[Counts | None, list[Counts]]:
+    """``counts`` by ``group_by``, and the counts of all the lines: summed from the groups
+    (they part the lines), with the lags of all of them worked out in the groups' query."""
+    groups = await counts(session, cohort, group_by, total=True)
+    found = [c for c in groups if c.group != TOTAL]
+    whole = next((c for c in groups if c.group == TOTAL), None)
+    if whole is None or not found:
+        return None, found
+    return total_of(found, whole.lags), found
+
+
+async def counts(
+    session: AsyncSession, cohort: Cohort, group_by: str | None, *, total: bool = False
+) -> list[Counts]:
     """Both views' counts, the amounts and the stage lags per group (one group, None, without
-    ``group_by``), in group order."""
+    ``group_by``), in group order; with ``total``, also a group ``TOTAL`` holding only the lags
+    of all the lines (``counts_and_total``)."""
     key = GROUPS[group_by] if group_by else None
     n = len(STAGES)
     columns = [
@@ -236,8 +257,10 @@ async def counts(session: AsyncSession, cohort: Cohort, group_by: str | None) ->
     rows = sorted(
         (await session.execute(query)).all(), key=_group_order if key is not None else None
     )
-    lags = await _lags(session, cohort, key)
+    lags = await _lags(session, cohort, key, total=total)
     found = []
+    if total and TOTAL in lags:
+        found.append(Counts(group=TOTAL, reached=[], in_order=[], lags=lags[TOTAL]))
     for row in rows:
         values = list(row)
         group = values.pop(0) if key is not None else None
@@ -264,7 +287,7 @@ def _group_order(row: Any) -> tuple[bool, str]:
 
 
 async def _lags(
-    session: AsyncSession, cohort: Cohort, key: Any
+    session: AsyncSession, cohort: Cohort, key: Any, *, total: bool = False
 ) -> dict[Any, dict[tuple[str, str], Lag]]:
     """Per group, from each stage to the next, the lines that passed both in order and the p50
     and p90 of their time between them (nearest rank). PostgreSQL works them out in SQL
@@ -278,12 +301,18 @@ async def _lags(
             func.count(case((_passed(i + 1), 1))) for i in range(len(PAIRS))
         ]
         columns += [q for i in range(len(PAIRS)) for q in _lag_quantiles(i)]
+        if key is not None and total:
+            # One pass for the groups and for all the lines (grouping(…) = 1 on the latter).
+            columns.insert(0, func.grouping(key))
         query = select(*group, *columns).where(*mqls)
         if key is not None:
-            query = query.group_by(key)
+            sets = func.grouping_sets(tuple_(key), tuple_()) if total else key
+            query = query.group_by(sets)
         for row in await session.execute(query):
             values = list(row)
             name = values.pop(0) if key is not None else None
+            if key is not None and total and values.pop(0):
+                name = TOTAL
             quantiles = values[len(PAIRS) :]
             found[name] = {
                 (a, b): Lag(
@@ -303,6 +332,12 @@ async def _lags(
             if before is None or after is None or after < before:
                 break
             durations[name][pair].append((after - before).total_seconds())
+    if total:
+        durations[TOTAL] = defaultdict(list)
+        for name, pairs in list(durations.items()):
+            for pair, seconds in pairs.items():
+                if name != TOTAL:
+                    durations[TOTAL][pair].extend(seconds)
     for name, pairs in durations.items():
         found[name] = {pair: lag(*pair, pairs.get(pair, ())) for pair in PAIRS}
     return found

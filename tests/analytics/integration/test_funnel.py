@@ -69,6 +69,8 @@ async def test_every_number_of_the_funnel(db: Database) -> None:
     assert (total.bookings, total.bookings_amount, total.average_booking) == (1, 950.0, 950.0)
     assert total.pipeline_amount == 1500.0
 
+    for by in ("source", "campaign", "owner"):  # grouped, the total is the same, lags and all
+        assert (await report(db, group_by=by)).total == total
     by_source = {g.group: counts(g) for g in (await report(db, group_by="source")).groups}
     assert by_source == {
         "google-ads": ([1, 1, 0, 0, 0], [1, 1, 0, 0, 0]),
