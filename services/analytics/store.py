@@ -229,9 +229,9 @@ async def counts_and_total(
     groups = await counts(session, cohort, group_by, total=True)
     found = [c for c in groups if c.group != TOTAL]
     whole = next((c for c in groups if c.group == TOTAL), None)
-    if whole is None or not found:
+    if not found:
         return None, found
-    return total_of(found, whole.lags), found
+    return total_of(found, whole.lags if whole is not None else {}), found
 
 
 async def counts(

@@ -71,6 +71,8 @@ async def test_every_number_of_the_funnel(db: Database) -> None:
 
     for by in ("source", "campaign", "owner"):  # grouped, the total is the same, lags and all
         assert (await report(db, group_by=by)).total == total
+    only_c = await report(db, start=date(2026, 3, 8), end=date(2026, 3, 8), group_by="source")
+    assert only_c.total is not None and counts(only_c.total) == ([1, 0, 0, 0, 0], [1, 0, 0, 0, 0])
     by_source = {g.group: counts(g) for g in (await report(db, group_by="source")).groups}
     assert by_source == {
         "google-ads": ([1, 1, 0, 0, 0], [1, 1, 0, 0, 0]),
