@@ -14,7 +14,7 @@ from services.analytics.reports import goals_progress
 from services.analytics.settings import AnalyticsSettings
 from shared.runtime import Runtime
 from tests.support.analytics import GOALS_TEXT, apply, handler_for, leadflow, live, seed, story
-from tests.support.common import Database, make_settings
+from tests.support.common import Database
 from tests.support.intake import AUTH, client_for
 
 
@@ -66,18 +66,8 @@ async def test_without_goals_the_actuals_alone(db: Database) -> None:
     assert by_metric(found.months[0].shared)["mqls"] == (None, 2, None, None)
 
 
-@pytest.fixture
-async def runtime(db: Database) -> Any:
-    await live(db)
-    runtime = Runtime.create(make_settings(db))
-    try:
-        yield runtime
-    finally:
-        await runtime.close()
-
-
-async def test_the_goals_api(runtime: Runtime) -> None:
-    async with client_for(runtime, headers=AUTH) as client:
+async def test_the_goals_api(live_runtime: Runtime) -> None:
+    async with client_for(live_runtime, headers=AUTH) as client:
         response = await client.get(
             "/v1/goals/progress", params={"from": "2026-03", "to": "2026-04"}
         )
@@ -102,7 +92,7 @@ async def test_the_goals_api(runtime: Runtime) -> None:
 
 
 async def test_the_goals_cli(
-    runtime: Runtime, db: Database, monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+    live_runtime: Runtime, db: Database, monkeypatch: pytest.MonkeyPatch, tmp_path: Any
 ) -> None:
     monkeypatch.setenv("LEADFLOW_DB__URL", db.url)
     code, out = await leadflow(

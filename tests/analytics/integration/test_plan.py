@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import math
 from datetime import UTC, date, datetime
-from typing import Any
 
 import pytest
 
@@ -81,18 +80,8 @@ async def test_rates_given_by_hand_win_and_a_plan_needs_a_target(db: Database) -
     assert raised.value.extra["field"] == "target"
 
 
-@pytest.fixture
-async def runtime(db: Database) -> Any:
-    await live(db)
-    runtime = Runtime.create(make_settings(db))
-    try:
-        yield runtime
-    finally:
-        await runtime.close()
-
-
-async def test_the_plan_api(runtime: Runtime) -> None:
-    async with client_for(runtime, headers=AUTH) as client:
+async def test_the_plan_api(live_runtime: Runtime) -> None:
+    async with client_for(live_runtime, headers=AUTH) as client:
         response = await client.get("/v1/plan", params={"from": "2027-01", "deal_size": 5000})
         assert response.status_code == 200, response.text
         body = response.json()
@@ -108,7 +97,7 @@ async def test_the_plan_api(runtime: Runtime) -> None:
 
 
 async def test_the_plan_cli(
-    runtime: Runtime, db: Database, monkeypatch: pytest.MonkeyPatch
+    live_runtime: Runtime, db: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("LEADFLOW_DB__URL", db.url)
     code, out = await leadflow(
