@@ -34,7 +34,6 @@ from services.analytics.schemas import (
 from services.analytics.settings import AnalyticsConfig
 from services.analytics.versions import GOALS
 from shared.cli import console, on_db, show, with_sessions
-from shared.config import Settings
 from shared.cosign.cli import add_commands
 
 funnel_app = typer.Typer(
@@ -207,22 +206,12 @@ def rebuild(as_json: JsonOption = False) -> None:
     typer.echo(f'{{"leads": {leads}}}' if as_json else f"rebuilt the lines of {leads:,} leads")
 
 
-@goals_app.command("validate")
-def validate_goals(
-    path: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="Goals YAML")],
-    as_json: JsonOption = False,
-) -> None:
-    """Check a goals file: YAML, months, revenue target and shares, counts and rates."""
-    text = path.read_text(encoding="utf-8")
-
-    async def work(session: AsyncSession, _settings: Settings) -> dict[str, Any]:
-        validated = await GOALS.validate(session, text)
-        return {"valid": True, "content_hash": validated.content_hash, **validated.extra}
-
-    show(on_db(work, write=False), as_json)
-
-
-add_commands(goals_app, GOALS, file_help="Goals YAML")
+add_commands(
+    goals_app,
+    GOALS,
+    file_help="Goals YAML",
+    validate_help="Check a goals file: YAML, months, revenue target and shares, counts and rates.",
+)
 
 
 @goals_app.command("progress")

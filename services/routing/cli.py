@@ -26,7 +26,7 @@ from services.routing.models import Membership, Rep, Team
 from services.routing.rules import RoutingInvalid
 from services.routing.schemas import AccountIn, TeamIn
 from services.routing.versions import ROUTING
-from shared.cli import Failures, on_db, show
+from shared.cli import Failures, on_db
 from shared.config import Settings
 from shared.cosign.cli import add_commands
 from shared.models import Lead
@@ -239,21 +239,11 @@ routing_rules_app = typer.Typer(
     help="Routing rules versions: validate, propose, approve (both sides), activate.",
     no_args_is_help=True,
 )
-FileArgument = Annotated[
-    Path, typer.Argument(exists=True, dir_okay=False, help="Routing rules YAML")
-]
 
 
-@routing_rules_app.command()
-def validate(path: FileArgument, as_json: JsonOption = False) -> None:
-    """Check a rules file: YAML, CEL conditions, and teams that exist."""
-    text = path.read_text(encoding="utf-8")
-
-    async def work(session: AsyncSession, settings: Settings) -> dict[str, Any]:
-        validated = await ROUTING.validate(session, text)
-        return {"valid": True, "content_hash": validated.content_hash}
-
-    show(on_db(work, write=False), as_json)
-
-
-add_commands(routing_rules_app, ROUTING, file_help="Routing rules YAML")
+add_commands(
+    routing_rules_app,
+    ROUTING,
+    file_help="Routing rules YAML",
+    validate_help="Check a rules file: YAML, CEL conditions, and teams that exist.",
+)

@@ -5,8 +5,7 @@ acknowledging an escalation, straight on the database with the same functions as
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 from uuid import UUID
 
 import typer
@@ -29,24 +28,14 @@ sla_policies_app = typer.Typer(
 )
 sla_app = typer.Typer(help="SLA clocks: the board, a lead's history, acknowledge.")
 JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable output")]
-FileArgument = Annotated[
-    Path, typer.Argument(exists=True, dir_okay=False, help="SLA policies YAML")
-]
 
 
-@sla_policies_app.command()
-def validate(path: FileArgument, as_json: JsonOption = False) -> None:
-    """Check a policies file: YAML, CEL conditions, calendars, contacts, durations."""
-    text = path.read_text(encoding="utf-8")
-
-    async def work(session: AsyncSession, _settings: Settings) -> dict[str, Any]:
-        validated = await SLA.validate(session, text)
-        return {"valid": True, "content_hash": validated.content_hash, **validated.extra}
-
-    show(on_db(work, write=False), as_json)
-
-
-add_commands(sla_policies_app, SLA, file_help="SLA policies YAML")
+add_commands(
+    sla_policies_app,
+    SLA,
+    file_help="SLA policies YAML",
+    validate_help="Check a policies file: YAML, CEL conditions, calendars, contacts, durations.",
+)
 
 
 @sla_app.command("clocks")

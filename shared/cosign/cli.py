@@ -23,12 +23,27 @@ AsOption = Annotated[str, typer.Option("--as", help="Who is acting (a principal'
 JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable output")]
 
 
-def add_commands(app: typer.Typer, kind: Kind, *, file_help: str) -> None:
-    """``propose``, ``approve``, ``activate``, ``diff`` and ``history`` for ``kind`` on ``app``
-    (the service adds ``validate`` and anything of its own)."""
+def add_commands(
+    app: typer.Typer, kind: Kind, *, file_help: str, validate_help: str | None = None
+) -> None:
+    """``propose``, ``approve``, ``activate``, ``diff`` and ``history`` for ``kind`` on ``app``;
+    with ``validate_help``, ``validate`` first (its help), checking a file with the kind's own
+    ``validate`` (a kind that checks otherwise adds its own, and anything else)."""
     FileArgument = Annotated[  # noqa: N806 - a type
         Path, typer.Argument(exists=True, dir_okay=False, help=file_help)
     ]
+
+    if validate_help is not None:
+
+        @app.command(help=validate_help)
+        def validate(path: FileArgument, as_json: JsonOption = False) -> None:
+            text = path.read_text(encoding="utf-8")
+
+            async def work(session: AsyncSession, _settings: Settings) -> dict[str, Any]:
+                validated = await kind.validate(session, text)
+                return {"valid": True, "content_hash": validated.content_hash, **validated.extra}
+
+            show(on_db(work, write=False), as_json)
 
     @app.command(
         help=f"Store a {kind.noun} file as a new proposed version (its content never changes "
