@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 from pydantic import Field, field_validator
 
 from services.analytics.projection import Definitions
-from shared.business_hours import HoursInvalid, zone
+from shared.business_hours import zone
 from shared.config import Group, Settings
 
 
@@ -36,10 +36,7 @@ class AnalyticsSettings(Group):
     @field_validator("time_zone")
     @classmethod
     def _zone(cls, value: str) -> str:
-        try:
-            zone(value)
-        except HoursInvalid as invalid:
-            raise ValueError(str(invalid)) from None
+        zone(value)  # HoursInvalid is a ValueError: pydantic reports it as the field's error
         return value
 
     @field_validator("segments")

@@ -8,7 +8,7 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from shared.business_hours import HoursInvalid, parse_hours, validate_hours, zone
+from shared.business_hours import parse_hours, validate_hours, zone
 from shared.cosign.kind import Proposal
 
 
@@ -69,21 +69,15 @@ class RepIn(_In):
     @field_validator("time_zone")
     @classmethod
     def _zone(cls, value: str) -> str:
-        try:
-            zone(value)
-        except HoursInvalid as error:
-            raise ValueError(str(error)) from None
+        zone(value)  # HoursInvalid is a ValueError: pydantic reports it as the field's error
         return value
 
     @field_validator("working_hours")
     @classmethod
     def _hours(cls, value: dict[str, list[str]] | str) -> dict[str, list[str]]:
-        try:
-            if isinstance(value, str):
-                return parse_hours(value)
-            validate_hours(value)
-        except HoursInvalid as error:
-            raise ValueError(str(error)) from None
+        if isinstance(value, str):
+            return parse_hours(value)
+        validate_hours(value)
         return value
 
     @field_validator("away_until")
