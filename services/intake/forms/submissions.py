@@ -12,6 +12,8 @@ from urllib.parse import parse_qsl
 import orjson
 from fastapi import Request
 from pydantic import ValidationError
+from starlette.datastructures import FormData
+from starlette.exceptions import HTTPException
 
 from services.intake.forms.parsing import InputError, Parsed, parse_form, parse_json
 from services.intake.normalize import unstorable_text
@@ -33,7 +35,7 @@ async def read_body(request: Request, settings: IntakeConfig) -> Parsed:
         elif media == FORM:
             parsed = parse_form(_urlencoded(await request.body()), honeypot=honeypot)
         elif media == MULTIPART:
-            form = await request.form()
+            form = await _multipart(request)
             items = [(name, value) for name, value in form.multi_items() if isinstance(value, str)]
             parsed = parse_form(items, honeypot=honeypot)
         else:
@@ -50,6 +52,15 @@ async def read_body(request: Request, settings: IntakeConfig) -> Parsed:
         shown = where.replace("\x00", "\\u0000")
         raise invalid(shown, "contains a NUL character or invalid Unicode, which cannot be stored")
     return parsed
+
+
+async def _multipart(request: Request) -> FormData:
+    """The parts of a multipart body; one that cannot be parsed (no boundary, a broken part) is
+    the client's error, answered 400 here (this route is served ahead of the app's handlers)."""
+    try:
+        return await request.form()
+    except HTTPException as error:
+        raise Problem(400, "Bad Request", f"multipart body: {error.detail}", field="body") from None
 
 
 def validate(parsed: Parsed, settings: IntakeConfig) -> LeadSubmission:

@@ -342,3 +342,24 @@ async def test_an_unknown_media_type_is_415_naming_content_type(db: Database) ->
             )
         assert response.status_code == 415
         assert response.json()["field"] == "Content-Type"
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    ["multipart/form-data", "multipart/form-data; boundary=", "multipart/form-data; boundary=b"],
+)
+async def test_a_multipart_body_that_cannot_be_parsed_is_400_and_stores_nothing(
+    db: Database, content_type: str
+) -> None:
+    async with intake(db) as runtime:
+        key = await new_key(runtime)
+        async with client_for(runtime, headers={"X-API-Key": key}) as client:
+            response = await client.post(
+                "/v1/leads",
+                content=b"email=ada@example.com",
+                headers={"Content-Type": content_type},
+            )
+        assert response.status_code == 400
+        assert response.headers["content-type"] == "application/problem+json"
+        assert response.json()["field"] == "body"
+        assert await count(runtime, Inquiry) == 0
