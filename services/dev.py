@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+import shlex
 from datetime import UTC, datetime
 
 from pydantic import SecretStr
@@ -44,6 +45,7 @@ def dev_secret_key(settings: Settings) -> str:
 
 async def run_dev(settings: Settings) -> int:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
+    configured = bool(settings.auth.secret_keys)
     key = dev_secret_key(settings)
     broker = None
     if not settings.kafka.bootstrap_servers:
@@ -71,15 +73,24 @@ async def run_dev(settings: Settings) -> int:
         public = await dev_public_key(
             runtime.sessions, settings.data_dir / "public-key", now=datetime.now(UTC)
         )
-        _announce(settings, key, broker, public)
+        _announce(settings, broker, public, key_configured=configured)
         return await serve(runtime, intake_app(runtime), port=settings.http.intake_port)
     finally:
         if broker is not None:
             broker.stop()
 
 
-def _announce(settings: Settings, key: str, broker: EmbeddedBroker | None, public: str) -> None:
+def _announce(
+    settings: Settings, broker: EmbeddedBroker | None, public: str, *, key_configured: bool
+) -> None:
+    """The start-up banner. It lands in logs, so it names where the secret key is kept and a
+    command that reads it, never the key itself."""
     base = f"http://{settings.http.host}:{settings.http.intake_port}"
+    if key_configured:
+        kept, bearer = "the first of LEADFLOW_AUTH__SECRET_KEYS", "<secret key>"
+    else:
+        path = settings.data_dir / "secret-key"
+        kept, bearer = f"kept in {path}", f"$(cat {shlex.quote(str(path))})"
     where = (
         "embedded broker " + broker.bootstrap_servers
         if broker
@@ -95,8 +106,8 @@ Leadflow is running ({where}; database {_safe_url(settings.db.url)}).
       -d '{{"email": "ada@example.com", "first_name": "Ada", "last_name": "Lovelace", \\
            "company": "Analytical Engines"}}'
 
-  Read it back (secret key kept in {settings.data_dir / "secret-key"}):
-    curl -s {base}/v1/leads/<lead_id> -H 'Authorization: Bearer {key}'
+  Read it back (secret key {kept}):
+    curl -s {base}/v1/leads/<lead_id> -H "Authorization: Bearer {bearer}"
 
   Its SLA clocks, live: {base}/ops/sla (sign in with the secret key)
   The funnel, the plan and the monthly review: {base}/ops/funnel

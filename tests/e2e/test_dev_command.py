@@ -113,6 +113,9 @@ def test_dev_runs_the_slice_and_stops_cleanly_on_ctrl_c(
     assert process.returncode == 0, output
     assert f"curl -s -X POST {base}/v1/leads" in output
     assert f"X-API-Key: {public}" in output
+    # The banner lands in logs: it says where the secret key is and how to read it, not the key.
+    assert key not in output
+    assert f"Bearer $(cat {data_dir / 'secret-key'})" in output
     assert not any(_alive(pid) for pid in brokers), "the embedded broker outlived dev"
 
 
