@@ -109,6 +109,35 @@ def analytics() -> None:
     _run(run_analytics(_settings()))
 
 
+@app.command()
+def broker(
+    port: Annotated[int, typer.Option(help="The port to listen on", min=1, max=65535)] = 9092,
+    host: Annotated[
+        str, typer.Option(help="The address to listen on, and that clients are told to use")
+    ] = "127.0.0.1",
+) -> None:
+    """Run the embedded Kafka-compatible broker (tansu, memory storage) in the foreground until
+    SIGTERM or Ctrl-C, for the services as separate processes on one machine. It keeps nothing
+    across a restart, and has no TLS or authentication: Apache Kafka is the production broker."""
+    from shared.broker import EmbeddedBroker, run_in_foreground
+
+    embedded = EmbeddedBroker(port, host=host, inherit_output=True)
+
+    def started() -> None:
+        typer.echo(
+            f"embedded broker listening on {embedded.bootstrap_servers} (memory storage); "
+            f"point the services at it: LEADFLOW_KAFKA__BOOTSTRAP_SERVERS="
+            f"{embedded.bootstrap_servers}",
+        )
+
+    try:
+        code = run_in_foreground(embedded, started=started)
+    except (RuntimeError, TimeoutError) as error:  # it could not start: the port taken, …
+        typer.echo(f"leadflow: broker: {error}", err=True)
+        raise typer.Exit(1) from None
+    raise typer.Exit(code)
+
+
 @report_app.command("monthly")
 def report_monthly(
     month: Annotated[str, typer.Option(help="The month, YYYY-MM")],

