@@ -28,12 +28,12 @@ from services.webhooks.store import erase_copies as erase_webhook_copies
 from shared import problems
 from shared.health import health_router
 from shared.runtime import Runtime
+from shared.web import new_app
 
 
 def create_app(runtime: Runtime) -> FastAPI:
-    app = FastAPI(
-        title="Leadflow intake",
-        version="0.1.0",
+    app = new_app(
+        "Leadflow intake",
         description="Inquiries from web forms and ad platforms, stored before they are answered.",
     )
     app.state.runtime = runtime

@@ -8,6 +8,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from shared import problems
 from shared.runtime import Runtime
+from shared.web import new_app
 
 
 def health_router() -> APIRouter:
@@ -39,7 +40,7 @@ def health_router() -> APIRouter:
 
 def health_app(title: str, runtime: Runtime) -> FastAPI:
     """The HTTP surface of a service that has no API of its own yet: health and metrics."""
-    app = FastAPI(title=title, version="0.1.0")
+    app = new_app(title)
     app.state.runtime = runtime
     problems.install(app)
     app.include_router(health_router())
