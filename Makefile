@@ -10,10 +10,14 @@ STAMP := $(VENV)/.installed
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
-$(STAMP): pyproject.toml
+# The dependencies come from the hashed lock (pip refuses a file whose hash is not in it); the
+# project itself is installed editable on top, without dependencies, as it cannot be hashed.
+# The lock pins pip too, so pip is upgraded by hash like everything else. CONTRIBUTING.md says
+# how to change the locks.
+$(STAMP): pyproject.toml requirements-dev.lock
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet --require-hashes -r requirements-dev.lock
+	$(BIN)/pip install --quiet --no-deps -e .
 	touch $(STAMP)
 
 install: $(STAMP) ## Create .venv and install Leadflow with its test tools
@@ -26,11 +30,39 @@ test: $(STAMP) ## Run the whole test suite (PostgreSQL, SQLite, embedded broker,
 	command -v chromium >/dev/null || [ "$$(id -u)" != 0 ] || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium)
 	$(BIN)/python -m pytest
 
-lint: $(STAMP) ## ruff lint and format check, mypy type check, the import contract
+lint: $(STAMP) ## ruff lint and format check, mypy type check, the import contract, pip-audit
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy services shared
 	$(BIN)/lint-imports --no-cache
+	@$(MAKE) --no-print-directory audit
+
+# Both locks are resolved for CPython 3.11 on Linux; the dev lock takes the runtime lock's pins
+# as constraints, so the tests run the versions the image ships. LOCK_FLAGS=--upgrade moves
+# everything to the newest versions, LOCK_FLAGS='--upgrade-package NAME' one package.
+LOCK := $(BIN)/uv pip compile pyproject.toml --quiet --generate-hashes --python-version 3.11 \
+	--python-platform linux --custom-compile-command 'make lock' $(LOCK_FLAGS)
+
+lock: $(STAMP) ## Regenerate requirements.lock and requirements-dev.lock from pyproject.toml
+	$(LOCK) --output-file requirements.lock
+	$(LOCK) --extra dev --constraints requirements.lock --output-file requirements-dev.lock
+
+# pip-audit looks every locked release up in PyPI's JSON API (pypi.org/pypi/NAME/VERSION/json)
+# and checks its hashes there; --strict fails on any release it could not look up. Where that
+# API is out of reach (some sandboxes), the audit cannot run: it says so loudly and lint goes
+# on, unless AUDIT_REQUIRED=1.
+AUDIT_PROBE := https://pypi.org/pypi/pip/24.0/json
+
+audit: $(STAMP) ## Known vulnerabilities in the locked dependencies (pip-audit, PyPI's advisories)
+	@if $(BIN)/python -c 'import sys, urllib.request as u; u.urlopen(sys.argv[1], timeout=15)' \
+		'$(AUDIT_PROBE)' 2>/dev/null; then \
+		echo "$(BIN)/pip-audit --strict --disable-pip --require-hashes -r requirements-dev.lock"; \
+		$(BIN)/pip-audit --strict --disable-pip --require-hashes --progress-spinner off \
+			-r requirements-dev.lock; \
+	else \
+		echo "pip-audit NOT RUN: PyPI's JSON API ($(AUDIT_PROBE)) is out of reach" >&2; \
+		test -z "$(AUDIT_REQUIRED)"; \
+	fi
 
 schemas: $(STAMP) ## Regenerate the event JSON Schemas in docs/schemas
 	$(BIN)/leadflow events schemas --out docs/schemas
@@ -55,7 +87,7 @@ bench-crm: $(STAMP) ## CRM handoff (issue 18): lead.qualified latency at 500 lea
 chaos: $(STAMP) ## Fault run of the production processes: PostgreSQL and broker restarts, services killed
 	$(BIN)/python -m bench.chaos
 
-.PHONY: help install dev test lint schemas bench bench-sla bench-webhooks bench-crm bench-funnel chaos
+.PHONY: help install dev test lint lock audit schemas bench bench-sla bench-webhooks bench-crm bench-funnel chaos
 
 docs: $(STAMP) ## Regenerate the settings table in docs/configuration.md and the event schemas
 	$(BIN)/python -c "import pathlib; from services.settings import settings_reference as r; p = pathlib.Path('docs/configuration.md'); t = p.read_text(); i = t.index('| variable |'); p.write_text(t[:i] + r())"
