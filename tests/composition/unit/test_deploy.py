@@ -492,3 +492,48 @@ def test_dockerignore_keeps_local_state_out_of_the_context() -> None:
     for entry in (".git", ".venv", ".leadflow", ".pytest_cache", ".ruff_cache", ".mypy_cache"):
         assert entry in ignored, entry
     assert any("__pycache__" in entry for entry in ignored)
+
+
+# --- deploy/README.md agrees with docker-compose.yml ---------------------------------------------
+
+DEPLOY_README = ROOT / "deploy" / "README.md"
+
+
+def _section(title: str) -> str:
+    text = DEPLOY_README.read_text()
+    start = text.index(f"\n## {title}\n")
+    end = text.find("\n## ", start + 1)
+    return text[start : end if end != -1 else None]
+
+
+def test_the_containers_table_names_every_compose_service() -> None:
+    rows = re.findall(r"^\| `([a-z-]+)`", _section("The containers"), flags=re.MULTILINE)
+    assert sorted(rows) == sorted(_services()), "deploy/README.md's table of containers"
+
+
+def test_the_readme_names_every_variable_compose_sets() -> None:
+    text = DEPLOY_README.read_text()
+    named = {
+        key
+        for service in _services().values()
+        for key in _environment(service)
+        if key.startswith("LEADFLOW_")
+    }
+    shown = set(re.findall(r"LEADFLOW_[A-Z0-9_]+", text))
+    # "`LEADFLOW_SMTP__HOST`, `…__PORT`" names the group's others by their last part.
+    shown |= {f"LEADFLOW_SMTP__{part}" for part in re.findall(r"`…__([A-Z_]+)`", text)}
+    assert named - shown == set(), "set by docker-compose.yml, not in deploy/README.md"
+
+
+def test_principals_are_passed_to_every_container_and_never_required(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name in LEADFLOW_CONTAINERS:
+        value = _environment(_service(name))["LEADFLOW_AUTH__PRINCIPALS"]
+        [match] = _interpolations(value)
+        assert (match["name"], match["op"], match["arg"]) == (
+            "LEADFLOW_AUTH__PRINCIPALS",
+            ":-",
+            "[]",
+        )
+        assert _settings_for(name, monkeypatch).auth.principals == []
