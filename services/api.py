@@ -27,6 +27,7 @@ from services.webhooks.crm.inbound import router as crm_inbound
 from services.webhooks.store import erase_copies as erase_webhook_copies
 from shared import problems
 from shared.health import health_router
+from shared.openapi import document_problems
 from shared.runtime import Runtime
 from shared.web import new_app
 
@@ -59,4 +60,5 @@ def create_app(runtime: Runtime) -> FastAPI:
     app.include_router(console)
     intake.install_inbound(app, runtime)
     app.include_router(health_router())
+    document_problems(app)
     return app

@@ -9,7 +9,10 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import iter_route_contexts
+from pydantic import BaseModel, ConfigDict
 from starlette.exceptions import HTTPException
+from starlette.routing import compile_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared.outages import describe, unavailable
@@ -17,6 +20,27 @@ from shared.outages import describe, unavailable
 log = logging.getLogger(__name__)
 PROBLEM_JSON = "application/problem+json"
 RETRY_AFTER_S = 2
+
+
+PROBLEM = {"content": {PROBLEM_JSON: {}}, "description": "RFC 9457 problem details"}
+
+
+def documented(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """The ``responses`` of a router whose routes can answer these problems."""
+    return dict.fromkeys(statuses, PROBLEM)
+
+
+class ProblemDetails(BaseModel):
+    """RFC 9457 problem details; ``field`` names the offending field as the client sent it."""
+
+    model_config = ConfigDict(extra="allow")
+    type: str = "about:blank"
+    title: str
+    status: int
+    detail: str | None = None
+    instance: str | None = None
+    field: str | None = None
+    errors: list[dict[str, Any] | str] | None = None
 
 
 class Problem(Exception):
@@ -68,6 +92,14 @@ def install(app: FastAPI) -> None:
             }
             for item in error.errors()
         ]
+        if _other_media(request) and any(item["loc"] == ("body",) for item in error.errors()):
+            return problem_response(
+                415,
+                "Unsupported Media Type",
+                "send application/json",
+                instance=request.url.path,
+                field="Content-Type",
+            )
         first = errors[0] if errors else {"field": "body", "detail": "invalid"}
         return problem_response(
             422,
@@ -80,12 +112,15 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(HTTPException)
     async def _http(request: Request, error: HTTPException) -> JSONResponse:
+        headers = dict(error.headers or {})
+        if error.status_code == 405:
+            headers["Allow"] = ", ".join(_allowed(request))
         return problem_response(
             error.status_code,
             _title(error.status_code),
             str(error.detail),
             instance=request.url.path,
-            headers=dict(error.headers or {}),
+            headers=headers,
         )
 
     @app.exception_handler(Problem)
@@ -108,6 +143,22 @@ def install(app: FastAPI) -> None:
 
     build = app.build_middleware_stack
     app.build_middleware_stack = lambda: OutageAnswers(build())  # type: ignore[method-assign]
+
+
+def _other_media(request: Request) -> bool:
+    """The request names a media type, and not JSON: a JSON body route answers it 415."""
+    media = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    return bool(media) and media != "application/json" and not media.endswith("+json")
+
+
+def _allowed(request: Request) -> list[str]:
+    """Every method some route serves at this path. Starlette's 405 names the methods of the
+    first route that matched the path only, though each method is a route of its own here."""
+    methods: set[str] = set()
+    for route in iter_route_contexts(request.app.routes):  # opens the included routers
+        if route.methods and route.path and compile_path(route.path)[0].match(request.url.path):
+            methods |= route.methods
+    return sorted(methods)
 
 
 def unavailable_response(path: str) -> JSONResponse:

@@ -30,11 +30,11 @@ from shared import problems
 from shared.auth import secret_key
 from shared.cosign.api import router_for
 from shared.deps import RuntimeDep
+from shared.params import Day, Month
 from shared.problems import Problem
 from shared.runtime import Runtime
 
-PROBLEM = {"content": {problems.PROBLEM_JSON: {}}, "description": "RFC 9457 problem details"}
-ERRORS: dict[int | str, dict[str, Any]] = dict.fromkeys((401, 403, 422), PROBLEM)
+ERRORS = problems.documented(401, 403, 422)
 DEFAULT_DAYS = 365
 MAX_MONTHS = 36
 Text = Annotated[str | None, Query(min_length=1, max_length=200)]
@@ -43,16 +43,18 @@ router = APIRouter(
     prefix="/v1", tags=["analytics"], responses=ERRORS, dependencies=[Depends(secret_key)]
 )
 router.include_router(
-    router_for(GOALS, prefix="/goals/versions", responses={404: PROBLEM, 409: PROBLEM})
+    router_for(
+        GOALS, prefix="/goals/versions", responses={404: problems.PROBLEM, 409: problems.PROBLEM}
+    )
 )
-Month = Annotated[str | None, Query(pattern=r"^\d{4}-(0[1-9]|1[0-2])$", description="YYYY-MM")]
+MonthQuery = Annotated[Month | None, Query(description="YYYY-MM")]
 
 
 StartDay = Annotated[
-    date | None, Query(alias="from", description="First day (default: a year before `to`)")
+    Day | None, Query(alias="from", description="First day (default: a year before `to`)")
 ]
 EndDay = Annotated[
-    date | None, Query(alias="to", description="Last day (default: today, reporting time zone)")
+    Day | None, Query(alias="to", description="Last day (default: today, reporting time zone)")
 ]
 
 
@@ -94,8 +96,8 @@ def period(settings: AnalyticsSettings, start: date | None, end: date | None) ->
 async def funnel(
     runtime: RuntimeDep,
     filters: Filters,
-    start: Annotated[date | None, Query(alias="from", description="First cohort day")] = None,
-    end: Annotated[date | None, Query(alias="to", description="Last cohort day")] = None,
+    start: Annotated[Day | None, Query(alias="from", description="First cohort day")] = None,
+    end: Annotated[Day | None, Query(alias="to", description="Last cohort day")] = None,
     by: Annotated[GroupBy | None, Query(description="Group by this dimension")] = None,
 ) -> FunnelView:
     """Counts and conversion rates inquiry → MQL → SQL → opportunity → booking of the leads
@@ -136,8 +138,8 @@ async def attribution(
 @router.get("/goals/progress", response_model=GoalsProgressView, summary="Goals against actuals")
 async def goals_progress(
     runtime: RuntimeDep,
-    start: Annotated[Month, Query(alias="from")] = None,
-    end: Annotated[Month, Query(alias="to")] = None,
+    start: Annotated[MonthQuery, Query(alias="from")] = None,
+    end: Annotated[MonthQuery, Query(alias="to")] = None,
 ) -> GoalsProgressView:
     """Each month's actuals against the live goals version: the shared goals (MQLs, MQL → SQL,
     opportunities, bookings and their amount) with the gap and, for the month under way, the
@@ -172,14 +174,21 @@ def period_months(
     return months
 
 
-Rate = Annotated[float | None, Query(gt=0, le=1)]
+# Bounded so the reverse funnel's divisions stay finite: the most inquiries a plan can ask for
+# is MAX_AMOUNT / MIN_DEAL / MIN_RATE⁴ = 10²⁴, which is still a number.
+MAX_AMOUNT, MIN_DEAL, MIN_RATE = 1e12, 1.0, 0.001
+Rate = Annotated[float | None, Query(ge=MIN_RATE, le=1, description="A share, 0.001 to 1")]
 Days = Annotated[float | None, Query(ge=0, le=3650)]
 
 
 async def plan_given(
-    target: Annotated[float | None, Query(gt=0, description="Revenue to book")] = None,
+    target: Annotated[
+        float | None, Query(gt=0, le=MAX_AMOUNT, description="Revenue to book")
+    ] = None,
     expansion_share: Annotated[float | None, Query(ge=0, le=1)] = None,
-    deal_size: Annotated[float | None, Query(gt=0, description="The average booking")] = None,
+    deal_size: Annotated[
+        float | None, Query(ge=MIN_DEAL, le=MAX_AMOUNT, description="The average booking")
+    ] = None,
     inquiry_to_mql: Rate = None,
     mql_to_sql: Rate = None,
     sql_to_opportunity: Rate = None,
@@ -206,7 +215,7 @@ async def plan_given(
 async def revenue_plan(
     runtime: RuntimeDep,
     given: Annotated[dict[str, float], Depends(plan_given)],
-    start: Annotated[Month, Query(alias="from", description="First of twelve months")] = None,
+    start: Annotated[MonthQuery, Query(alias="from", description="First of twelve months")] = None,
 ) -> PlanView:
     """From the revenue target and its expansion share (the live goals, or given), the
     net-new bookings, opportunities, SQLs, MQLs and inquiries needed month by month and by
@@ -249,7 +258,7 @@ async def sales_feedback(
         )  # fmt: skip
 
 
-MonthPath = Annotated[str, Path(pattern=r"^\d{4}-(0[1-9]|1[0-2])$", description="YYYY-MM")]
+MonthPath = Annotated[Month, Path(description="YYYY-MM")]
 REVIEW_CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
 """The review page stands alone: its styles and charts are inline, it runs no script."""
 

@@ -5,14 +5,14 @@ page without a session sends the browser to the board's sign-in. Read only."""
 
 from __future__ import annotations
 
-from datetime import date, datetime
-from typing import Annotated, Any, Protocol
+from datetime import datetime
+from typing import Any, Protocol
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
 
 from services.analytics import reports, review_files, store
-from services.analytics.api import Month, MonthPath, period, review_of
+from services.analytics.api import EndDay, MonthPath, MonthQuery, StartDay, period, review_of
 from services.analytics.goals import month_after
 from services.analytics.review import bar_chart
 from services.analytics.review_files import duration, pages
@@ -68,8 +68,8 @@ def _rate(rated: RateView | None) -> str:
 async def funnel_page(
     request: Request,
     runtime: RuntimeDep,
-    start: Annotated[date | None, Query(alias="from")] = None,
-    end: Annotated[date | None, Query(alias="to")] = None,
+    start: StartDay = None,
+    end: EndDay = None,
     by: GroupBy = "source",
 ) -> Response:
     caller = await _signed_in(request)
@@ -129,9 +129,7 @@ async def plan_page(request: Request, runtime: RuntimeDep, target: float | None 
 
 
 @router.get("/review")
-async def review_page(
-    request: Request, runtime: RuntimeDep, month: Annotated[Month, Query()] = None
-) -> Response:
+async def review_page(request: Request, runtime: RuntimeDep, month: MonthQuery = None) -> Response:
     """The monthly review (default: last month's)."""
     caller = await _signed_in(request)
     if caller is None:

@@ -12,7 +12,7 @@ from typing import Annotated, Any
 from uuid import UUID
 
 from fastapi import APIRouter, Body, Depends, Request, Response, status
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -35,17 +35,17 @@ from shared import problems
 from shared.auth import secret_key
 from shared.cosign.api import router_for
 from shared.deps import RuntimeDep
+from shared.params import Instant
 from shared.problems import Problem
 
-PROBLEM = {"content": {problems.PROBLEM_JSON: {}}, "description": "RFC 9457 problem details"}
-ERRORS: dict[int | str, dict[str, Any]] = dict.fromkeys((401, 403, 404, 422), PROBLEM)
+ERRORS = problems.documented(401, 403, 404, 422)
 
 
 router = APIRouter(
     prefix="/v1", tags=["routing"], responses=ERRORS, dependencies=[Depends(secret_key)]
 )
 router.include_router(
-    router_for(ROUTING, prefix="/routing/rulesets", responses={409: PROBLEM}),
+    router_for(ROUTING, prefix="/routing/rulesets", responses={409: problems.PROBLEM}),
 )
 
 
@@ -89,7 +89,7 @@ async def list_owners(runtime: RuntimeDep) -> list[RepView]:
         return await _reps(session)
 
 
-@router.get("/owners/{rep_id}", response_model=RepView)
+@router.get("/owners/{rep_id:uuid}", response_model=RepView)
 async def get_owner(rep_id: UUID, runtime: RuntimeDep) -> RepView:
     async with runtime.sessions() as session:
         found = await _reps(session, rep_id)
@@ -101,11 +101,11 @@ async def get_owner(rep_id: UUID, runtime: RuntimeDep) -> RepView:
 class Availability(BaseModel):
     model_config = ConfigDict(extra="forbid")
     status: str | None = Field(None, pattern="^(active|deactivated)$")
-    away_until: datetime | None = Field(None, description="On leave until (timezone-aware)")
-    back: bool = Field(False, description="Back from leave now")
+    away_until: Instant | None = Field(None, description="On leave until (timezone-aware)")
+    back: StrictBool = Field(False, description="Back from leave now")
 
 
-@router.post("/owners/{rep_id}/availability", response_model=RepView)
+@router.post("/owners/{rep_id:uuid}/availability", response_model=RepView)
 async def set_availability(rep_id: UUID, change: Availability, runtime: RuntimeDep) -> RepView:
     if change.away_until is not None and change.away_until.tzinfo is None:
         raise Problem(422, "Unprocessable Content", "needs a time zone", field="away_until")
@@ -164,7 +164,7 @@ async def list_accounts(runtime: RuntimeDep) -> list[AccountView]:
         ]
 
 
-@router.delete("/accounts/{account_id}", status_code=status.HTTP_204_NO_CONTENT)
+@router.delete("/accounts/{account_id:uuid}", status_code=status.HTTP_204_NO_CONTENT)
 async def delete_account(account_id: UUID, runtime: RuntimeDep) -> Response:
     async with runtime.sessions.begin() as session:
         if not await store.delete_account(session, account_id):
@@ -172,17 +172,20 @@ async def delete_account(account_id: UUID, runtime: RuntimeDep) -> Response:
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-@router.post("/leads/{lead_id}/reassign", summary="Give the lead to someone else")
+@router.post("/leads/{lead_id:uuid}/reassign", summary="Give the lead to someone else")
 async def reassign(
     lead_id: UUID, request: Annotated[ReassignIn, Body()], runtime: RuntimeDep
 ) -> dict[str, Any]:
     now = datetime.now(UTC)
     async with runtime.sessions.begin() as session:
-        to = (
-            await store.rep_id_of(session, request.owner_email, "owner_email")
-            if request.owner_email
-            else None
-        )
+        try:
+            to = (
+                await store.rep_id_of(session, request.owner_email, "owner_email")
+                if request.owner_email
+                else None
+            )
+        except store.DirectoryInvalid as error:
+            raise _invalid(error) from None
         try:
             decision = await reassign_lead(
                 session,
@@ -207,7 +210,9 @@ async def reassign(
     }
 
 
-@router.get("/leads/{lead_id}/routing", summary="Every routing decision about the lead, and why")
+@router.get(
+    "/leads/{lead_id:uuid}/routing", summary="Every routing decision about the lead, and why"
+)
 async def lead_routing(lead_id: UUID, runtime: RuntimeDep) -> list[dict[str, Any]]:
     async with runtime.sessions() as session:
         return await routing_explanation(session, lead_id)

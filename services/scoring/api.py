@@ -15,9 +15,9 @@ from shared.auth import Caller, authenticate
 from shared.cosign import store as cosigned
 from shared.cosign.api import router_for
 from shared.deps import RuntimeDep
+from shared.params import Version
 
-PROBLEM = {"content": {problems.PROBLEM_JSON: {}}, "description": "RFC 9457 problem details"}
-ERRORS: dict[int | str, dict[str, Any]] = dict.fromkeys((401, 403, 404, 409, 422), PROBLEM)
+ERRORS = problems.documented(401, 403, 404, 409, 422)
 
 
 def _rulesets(request: Request) -> store.RulesetCache:
@@ -32,9 +32,9 @@ router = APIRouter(prefix="/v1", tags=["qualification"], responses=ERRORS)
 router.include_router(router_for(versions.QUALIFICATION, prefix="/rulesets"))
 
 
-@router.post("/rulesets/{version}/backtest", summary="Run a version over past leads")
+@router.post("/rulesets/{version:int}/backtest", summary="Run a version over past leads")
 async def run_backtest(
-    version: int,
+    version: Version,
     caller: CallerDep,
     runtime: RuntimeDep,
     request: Request,
@@ -50,7 +50,7 @@ async def run_backtest(
     return report.as_dict()
 
 
-@router.get("/leads/{lead_id}/explain", summary="Why a lead is where it is")
+@router.get("/leads/{lead_id:uuid}/explain", summary="Why a lead is where it is")
 async def explain_lead(
     lead_id: UUID, caller: CallerDep, runtime: RuntimeDep, request: Request
 ) -> dict[str, Any]:

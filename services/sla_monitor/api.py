@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 from uuid import UUID
 
 from fastapi import APIRouter, Depends, Query
@@ -33,16 +33,16 @@ from shared.cosign.api import router_for
 from shared.deps import RuntimeDep
 from shared.events import ClockKind
 from shared.outbox import stage
+from shared.params import Instant
 from shared.problems import Problem
 
-PROBLEM = {"content": {problems.PROBLEM_JSON: {}}, "description": "RFC 9457 problem details"}
-ERRORS: dict[int | str, dict[str, Any]] = dict.fromkeys((401, 403, 404, 422), PROBLEM)
+ERRORS = problems.documented(401, 403, 404, 422)
 ACKNOWLEDGERS = frozenset({ADMIN, "ops", "manager"})
 """Roles that may acknowledge an escalation."""
 GROUPS = {"team": "team", "owner": "owner_email", "source": "source", "policy": "policy"}
 
 router = APIRouter(prefix="/v1", tags=["sla"], responses=ERRORS, dependencies=[Depends(secret_key)])
-router.include_router(router_for(SLA, prefix="/sla/policies", responses={409: PROBLEM}))
+router.include_router(router_for(SLA, prefix="/sla/policies", responses={409: problems.PROBLEM}))
 
 
 def standing_of(row: SlaClock) -> str:
@@ -99,7 +99,7 @@ async def open_clocks(
         return [view(r, now) for r in rows]
 
 
-@router.get("/sla/clocks/{clock_id}", response_model=ClockView)
+@router.get("/sla/clocks/{clock_id:uuid}", response_model=ClockView)
 async def one_clock(clock_id: UUID, runtime: RuntimeDep) -> ClockView:
     async with runtime.sessions() as session:
         row = await store.clock(session, clock_id)
@@ -108,7 +108,7 @@ async def one_clock(clock_id: UUID, runtime: RuntimeDep) -> ClockView:
         return view(row, datetime.now(UTC))
 
 
-@router.get("/sla/leads/{lead_id}/clocks", response_model=list[ClockView])
+@router.get("/sla/leads/{lead_id:uuid}/clocks", response_model=list[ClockView])
 async def lead_clocks(lead_id: UUID, runtime: RuntimeDep) -> list[ClockView]:
     """Every clock of a lead, open and closed, oldest first (each owner's, after reassignment)."""
     async with runtime.sessions() as session:
@@ -116,7 +116,11 @@ async def lead_clocks(lead_id: UUID, runtime: RuntimeDep) -> list[ClockView]:
         return [view(r, now) for r in await store.history_of(session, lead_id)]
 
 
-@router.post("/sla/clocks/{clock_id}/acknowledge", response_model=ClockView)
+@router.post(
+    "/sla/clocks/{clock_id:uuid}/acknowledge",
+    response_model=ClockView,
+    responses=problems.documented(409),
+)
 async def acknowledge_clock(
     clock_id: UUID,
     body: AcknowledgeIn,
@@ -146,8 +150,8 @@ async def acknowledge_clock(
 @router.get("/sla/breaches", response_model=list[ClockView], summary="Breaches of a period")
 async def breaches(
     runtime: RuntimeDep,
-    since: datetime | None = None,
-    until: datetime | None = None,
+    since: Instant | None = None,
+    until: Instant | None = None,
     limit: Annotated[int, Query(ge=1, le=5000)] = 500,
 ) -> list[ClockView]:
     """Clocks breached in the period (default: the last 24 hours), with their escalations."""
@@ -162,8 +166,8 @@ async def attainment_by(
     runtime: RuntimeDep,
     by: Literal["team", "owner", "source", "policy"] = "team",
     kind: ClockKind = "first_response",
-    since: datetime | None = None,
-    until: datetime | None = None,
+    since: Instant | None = None,
+    until: Instant | None = None,
 ) -> list[AttainmentView]:
     """Attainment % and time-to-response p50/p90 (owner time beside system time) by group, over
     the clocks decided in the period (default: the last 30 days)."""

@@ -47,6 +47,7 @@ from services.sla_monitor.sessions import (
     signing_key,
 )
 from services.sla_monitor.settings import sla_config
+from shared import problems
 from shared.auth import Caller, SecretLookup, identify
 from shared.deps import RuntimeDep
 from shared.pages import PAGE_HEADERS
@@ -159,7 +160,11 @@ async def stream(
     )
 
 
-@router.post("/sla/clocks/{clock_id}/acknowledge", response_model=ClockView)
+@router.post(
+    "/sla/clocks/{clock_id:uuid}/acknowledge",
+    response_model=ClockView,
+    responses=problems.documented(409),
+)
 async def acknowledge_from_board(
     clock_id: UUID,
     request: Request,

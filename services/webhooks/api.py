@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated
 from uuid import UUID
 
 from fastapi import APIRouter, Depends, Query, Response, status
@@ -25,9 +25,9 @@ from services.webhooks.settings import webhooks_config
 from shared import problems
 from shared.auth import secret_key
 from shared.deps import RuntimeDep
+from shared.params import Instant
 
-PROBLEM = {"content": {problems.PROBLEM_JSON: {}}, "description": "RFC 9457 problem details"}
-ERRORS: dict[int | str, dict[str, Any]] = dict.fromkeys((401, 403, 404, 422), PROBLEM)
+ERRORS = problems.documented(401, 403, 404, 422)
 
 
 StatusQuery = Annotated[
@@ -92,14 +92,14 @@ async def lead_attempts(
         return await store.list_attempts(session, lead_id=lead_id, limit=limit)
 
 
-@router.get("/{subscription_id}", response_model=SubscriptionView, summary="One subscription")
+@router.get("/{subscription_id:uuid}", response_model=SubscriptionView, summary="One subscription")
 async def get_subscription(subscription_id: UUID, runtime: RuntimeDep) -> SubscriptionView:
     async with runtime.sessions() as session:
         return store.view(await store.find(session, subscription_id))
 
 
 @router.patch(
-    "/{subscription_id}",
+    "/{subscription_id:uuid}",
     response_model=SubscriptionView,
     summary="Change, disable or re-enable a subscription",
 )
@@ -117,7 +117,7 @@ async def patch_subscription(
 
 
 @router.delete(
-    "/{subscription_id}",
+    "/{subscription_id:uuid}",
     status_code=status.HTTP_204_NO_CONTENT,
     summary="Delete a subscription, its queue and its log",
 )
@@ -128,7 +128,7 @@ async def delete_subscription(subscription_id: UUID, runtime: RuntimeDep) -> Res
 
 
 @router.post(
-    "/{subscription_id}/rotate-secret",
+    "/{subscription_id:uuid}/rotate-secret",
     response_model=SecretRotated,
     summary="New signing secret; the old one keeps signing during the overlap",
 )
@@ -143,7 +143,7 @@ async def rotate_secret(subscription_id: UUID, runtime: RuntimeDep) -> SecretRot
 
 
 @router.get(
-    "/{subscription_id}/messages",
+    "/{subscription_id:uuid}/messages",
     response_model=list[MessageView],
     summary="Messages of a subscription, newest first",
 )
@@ -152,7 +152,7 @@ async def list_messages(
     runtime: RuntimeDep,
     status_: StatusQuery = None,
     lead_id: Annotated[str | None, Query(max_length=100)] = None,
-    since: datetime | None = None,
+    since: Instant | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[MessageView]:
     async with runtime.sessions() as session:
@@ -162,7 +162,7 @@ async def list_messages(
 
 
 @router.get(
-    "/{subscription_id}/attempts",
+    "/{subscription_id:uuid}/attempts",
     response_model=list[AttemptView],
     summary="Delivery log of a subscription, newest first",
 )
@@ -179,10 +179,10 @@ async def subscription_attempts(
 
 
 @router.post(
-    "/{subscription_id}/messages/{message_id}/replay",
+    "/{subscription_id:uuid}/messages/{message_id:uuid}/replay",
     response_model=MessageView,
     summary="Send one message again",
-    responses={409: PROBLEM},
+    responses={409: problems.PROBLEM},
 )
 async def replay_message(
     subscription_id: UUID, message_id: UUID, runtime: RuntimeDep
@@ -193,7 +193,7 @@ async def replay_message(
 
 
 @router.post(
-    "/{subscription_id}/replay",
+    "/{subscription_id:uuid}/replay",
     response_model=Replayed,
     summary="Send again everything exhausted (or also delivered) since a time",
 )

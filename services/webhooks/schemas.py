@@ -11,6 +11,7 @@ from pydantic import (
     ConfigDict,
     Field,
     SecretStr,
+    StrictBool,
     StringConstraints,
     field_validator,
     model_validator,
@@ -19,6 +20,7 @@ from pydantic import (
 from services.webhooks import filters
 from services.webhooks.crm.config import HubSpotConfig, SalesforceConfig
 from services.webhooks.matching import QUALIFIED, is_valid_pattern
+from shared.params import Instant
 
 Format = Literal["cloudevents", "slack"]
 Kind = Literal["webhook", "hubspot", "salesforce"]
@@ -148,7 +150,7 @@ class SubscriptionIn(BaseModel):
         None, max_length=2000, description="Optional CEL expression over type, subject and data"
     )
     description: str = Field("", max_length=500)
-    enabled: bool = True
+    enabled: StrictBool = True
     format: Format = Field("cloudevents", description=FORMAT_HELP)
     consent_flags: list[ConsentFlag] | None = Field(None, max_length=50, description=CONSENT_HELP)
     hubspot: HubSpotConfig | None = Field(None, description="kind `hubspot`: its settings")
@@ -196,7 +198,7 @@ class SubscriptionPatch(BaseModel):
     event_types: list[str] | None = Field(None, min_length=1, max_length=50)
     filter: str | None = Field(None, max_length=2000, description="An empty string removes it")
     description: str | None = Field(None, max_length=500)
-    enabled: bool | None = Field(None, description="true re-enables and closes the circuit")
+    enabled: StrictBool | None = Field(None, description="true re-enables and closes the circuit")
     format: Format | None = Field(
         None, description="The body of the messages recorded from now on (queued ones keep theirs)"
     )
@@ -287,8 +289,8 @@ class AttemptView(BaseModel):
 class ReplayRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    since: datetime = Field(description="Messages created at or after this time")
-    include_delivered: bool = Field(
+    since: Instant = Field(description="Messages created at or after this time")
+    include_delivered: StrictBool = Field(
         False, description="Also send again what was delivered (default: exhausted ones only)"
     )
 

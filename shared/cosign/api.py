@@ -16,6 +16,7 @@ from shared.cosign import store
 from shared.cosign.checks import ApprovalRequest
 from shared.cosign.kind import Kind, Proposal
 from shared.deps import RuntimeDep
+from shared.params import Version
 
 CallerDep = Annotated[Caller, Depends(authenticate)]
 Route = TypeVar("Route", bound=Callable[..., Any])
@@ -64,20 +65,20 @@ def router_for(
         async with runtime.sessions() as session:
             return await store.history(session, kind)
 
-    @router.get("/{version}", summary="One version with its content")
-    async def show(version: int, caller: CallerDep, runtime: RuntimeDep) -> dict[str, Any]:
+    @router.get("/{version:int}", summary="One version with its content")
+    async def show(version: Version, caller: CallerDep, runtime: RuntimeDep) -> dict[str, Any]:
         async with runtime.sessions() as session:
             row = await store.find(session, kind, version)
             approvals = await store.approvals_of(session, row)
             return {**store.view(kind, row, approvals), "content": row.content}
 
     @router.post(
-        "/{version}/approvals",
+        "/{version:int}/approvals",
         status_code=status.HTTP_201_CREATED,
         summary="Sign a version for your side (needs the approver role of that side)",
     )
     async def approve(
-        version: int, body: ApprovalRequest, caller: CallerDep, runtime: RuntimeDep
+        version: Version, body: ApprovalRequest, caller: CallerDep, runtime: RuntimeDep
     ) -> dict[str, Any]:
         async with runtime.sessions.begin() as session:
             approval = await store.approve(
@@ -91,8 +92,8 @@ def router_for(
             )
             return {"version": version, "side": approval.side, "approver": approval.approver}
 
-    @router.post("/{version}/activate", summary="Make a co-signed version the live one")
-    async def activate(version: int, caller: CallerDep, runtime: RuntimeDep) -> dict[str, Any]:
+    @router.post("/{version:int}/activate", summary="Make a co-signed version the live one")
+    async def activate(version: Version, caller: CallerDep, runtime: RuntimeDep) -> dict[str, Any]:
         async with runtime.sessions.begin() as session:
             row = await store.activate(
                 session, runtime.settings, kind, version, by=caller.name, now=datetime.now(UTC)
@@ -101,12 +102,12 @@ def router_for(
         runtime.notify_relay()
         return view
 
-    @router.get("/{version}/diff", summary="What changed against another version")
+    @router.get("/{version:int}/diff", summary="What changed against another version")
     async def diff(
-        version: int,
+        version: Version,
         caller: CallerDep,
         runtime: RuntimeDep,
-        against: Annotated[int | None, Query(description="Default: the active version")] = None,
+        against: Annotated[Version | None, Query(description="Default: the active version")] = None,
     ) -> dict[str, Any]:
         async with runtime.sessions() as session:
             if against is None:

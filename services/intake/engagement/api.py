@@ -33,8 +33,7 @@ from shared.auth import Caller, authenticate
 from shared.deps import RuntimeDep
 from shared.runtime import Runtime
 
-PROBLEM = {"content": {problems.PROBLEM_JSON: {}}, "description": "RFC 9457 problem details"}
-ERRORS: dict[int | str, dict[str, Any]] = dict.fromkeys((401, 403, 404, 409, 413, 422), PROBLEM)
+ERRORS = problems.documented(401, 403, 404, 409, 413, 422)
 
 
 router = APIRouter(prefix="/v1/leads", tags=["engagement"], dependencies=[Depends(authenticate)])
@@ -88,7 +87,7 @@ async def _outcome(
     return _answer(out, await record_outcome(runtime, ref, body, datetime.now(UTC), retry))
 
 
-@router.post("/{lead_id}/activities", **POST, summary="Record engagement")
+@router.post("/{lead_id:uuid}/activities", **POST, summary="Record engagement")
 async def activity(
     lead_id: UUID,
     body: Activity,
@@ -124,7 +123,7 @@ async def activity_by_crm_id(
     return await _activity(("crm_id", crm_id), body, runtime, caller, key, response)
 
 
-@router.post("/{lead_id}/outcomes", **POST, summary="Record a CRM outcome")
+@router.post("/{lead_id:uuid}/outcomes", **POST, summary="Record a CRM outcome")
 async def outcome(
     lead_id: UUID,
     body: Outcome,

@@ -7,9 +7,10 @@ from decimal import Decimal
 from typing import get_args
 from uuid import UUID
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from shared.events.engagement import OutcomeKind
+from shared.params import Instant
 
 Scalar = str | int | float | bool | None
 CODE = r"^[a-z0-9][a-z0-9_.\-]{0,63}$"
@@ -59,7 +60,7 @@ class ActivityIn(BaseModel):
         pattern=r"^[a-z][a-z0-9_]{0,63}$",
         description="What happened: " + ", ".join(ACTIVITY_KINDS) + ", or another snake_case name",
     )
-    occurred_at: AwareDatetime | None = Field(None, description="When (default: on receipt)")
+    occurred_at: Instant | None = Field(None, description="When (default: on receipt)")
     properties: dict[str, Scalar] = Field(
         default_factory=dict, max_length=50, description="Facts about it (url, campaign, …)"
     )
@@ -83,7 +84,7 @@ class OutcomeIn(BaseModel):
         description="responded (first response), accepted, rejected (+ reason), opportunity "
         "(+ amount), booked or won (+ amount), lost (+ reason)"
     )
-    occurred_at: AwareDatetime | None = Field(None, description="When (default: on receipt)")
+    occurred_at: Instant | None = Field(None, description="When (default: on receipt)")
     reason: str | None = Field(None, pattern=CODE, description="Reason code: rejected, lost")
     amount: Decimal | None = Field(
         None, ge=0, max_digits=18, decimal_places=2, description="opportunity, booked, won, lost"

@@ -172,7 +172,7 @@ async def preflight(
 
 
 @router.get(
-    "/leads/{lead_id}",
+    "/leads/{lead_id:uuid}",
     response_model=LeadView,
     summary="A lead with its score and history",
     responses=docs.responses(401, 403, 404, 422),
@@ -187,7 +187,7 @@ async def get_lead(lead_id: UUID, request: Request) -> LeadView:
 
 
 @router.delete(
-    "/leads/{lead_id}",
+    "/leads/{lead_id:uuid}",
     response_model=LeadErasure,
     summary="Erase a lead's personal data",
     description=docs.ERASE_DESCRIPTION,

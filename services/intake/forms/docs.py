@@ -8,7 +8,7 @@ from fastapi import FastAPI
 from pydantic import BaseModel, ConfigDict, Field
 
 from services.intake.schemas import HubSpotSubmission, LeadSubmission
-from shared.problems import PROBLEM_JSON
+from shared.problems import PROBLEM_JSON, ProblemDetails
 
 POST_DESCRIPTION = """\
 Stored durably before the answer: a 202 means the lead is committed and will be scored.
@@ -66,19 +66,6 @@ EXAMPLES: dict[int, dict[str, Any]] = {
     429: {"detail": "more than 30 per 1 minute per ip; retry in 42 s", "field": "client"},
     503: {"detail": "the database is unavailable; nothing was stored, retry shortly"},
 }
-
-
-class ProblemDetails(BaseModel):
-    """RFC 9457 problem details; ``field`` names the offending field as the client sent it."""
-
-    model_config = ConfigDict(extra="allow")
-    type: str = "about:blank"
-    title: str
-    status: int
-    detail: str | None = None
-    instance: str | None = None
-    field: str | None = None
-    errors: list[dict[str, str]] | None = None
 
 
 class LeadForm(BaseModel):
@@ -204,18 +191,13 @@ EXTRA_MODELS: tuple[type[BaseModel], ...] = (
 
 
 def extend_openapi(app: FastAPI) -> None:
-    """Add the models the hand-written request body names to the generated document, and the
-    503 (database unavailable, ``shared.problems``) that every ``/v1/`` route can answer."""
+    """Add the models the hand-written request body names to the generated document."""
     generate = app.openapi
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema:
             return app.openapi_schema
         document = generate()
-        for path, operations in document.get("paths", {}).items():
-            if path.startswith("/v1/"):  # every one of them reads or writes the database
-                for operation in operations.values():
-                    operation.get("responses", {}).setdefault("503", POST_RESPONSES[503])
         schemas = document.setdefault("components", {}).setdefault("schemas", {})
         for model in EXTRA_MODELS:
             schema = model.model_json_schema(

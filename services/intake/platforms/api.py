@@ -41,7 +41,6 @@ from shared.deps import RuntimeDep
 from shared.problems import Problem
 from shared.runtime import Runtime
 
-PROBLEM = {"content": {problems.PROBLEM_JSON: {}}, "description": "RFC 9457 problem details"}
 REPLAYED = "Idempotent-Replayed"
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1/ingest", tags=["ad platforms"])
@@ -103,11 +102,23 @@ async def _json_object(request: Request, *, lenient: bool) -> dict[str, Any]:
     return body
 
 
+def not_configured(integration: str, setting: str) -> Problem:
+    """404, not 503: an integration this deployment has not set up is not a passing outage,
+    and a platform retrying it would retry forever."""
+    return Problem(
+        404,
+        "Not configured",
+        f"{integration} are not set up on this server ({setting} is not set); "
+        "retrying will not help",
+        retryable=False,
+    )
+
+
 def _check_google_key(body: dict[str, Any], form_id: str, settings: PlatformSettings) -> None:
     form = settings.google_ads_forms.get(form_id)
     expected = form.google_key if form and form.google_key else settings.google_ads_key
     if expected is None:
-        raise Problem(503, "Not configured", "no Google Ads key is configured", field="google_key")
+        raise not_configured("Google Ads lead forms", "LEADFLOW_PLATFORMS__GOOGLE_ADS_KEY")
     try:
         presented, spelling = find_google_key(body)
     except SubmissionInvalid as twice:
@@ -134,7 +145,7 @@ def _platform_id(body: dict[str, Any], name: str) -> str:
     description="Google's lead-form webhook body (trailing commas and `Google_key` tolerated). "
     "The lead is stored before the answer; a retry with the same `lead_id` gets the first "
     f"answer again (header `{REPLAYED}: true`). Test leads (`is_test`) are stored but flagged.",
-    responses={400: PROBLEM, 401: PROBLEM, 403: PROBLEM, 413: PROBLEM, 422: PROBLEM, 503: PROBLEM},
+    responses=problems.documented(400, 401, 403, 404, 413, 422, 503),
     openapi_extra=_json_body(GOOGLE_EXAMPLE),
 )
 async def google_ads_lead(request: Request, response: Response, runtime: RuntimeDep) -> Any:
@@ -194,7 +205,7 @@ def _google_ids(body: dict[str, Any]) -> dict[str, Any]:
     "/meta",
     response_class=PlainTextResponse,
     summary="Meta webhook verification handshake",
-    responses={400: PROBLEM, 403: PROBLEM, 503: PROBLEM},
+    responses=problems.documented(400, 403, 404, 503),
 )
 async def meta_verify(
     runtime: RuntimeDep,
@@ -204,7 +215,7 @@ async def meta_verify(
 ) -> PlainTextResponse:
     expected = intake_config(runtime.settings).platforms.meta_verify_token
     if expected is None:
-        raise Problem(503, "Not configured", "no Meta verify token is configured")
+        raise not_configured("Meta lead ads", "LEADFLOW_PLATFORMS__META_VERIFY_TOKEN")
     if mode != "subscribe":
         raise Problem(400, "Bad Request", "hub.mode must be subscribe", field="hub.mode")
     if not key_matches(token, expected.get_secret_value()):
@@ -218,7 +229,7 @@ async def meta_verify(
     description="Verified by `X-Hub-Signature-256` over the raw body. Each `leadgen` change is "
     "stored as a pending fetch before the 200; the lead's fields are then fetched from the Graph "
     "API, and fetched again later for as long as that fails. Repeated `leadgen_id`s are ignored.",
-    responses={400: PROBLEM, 401: PROBLEM, 403: PROBLEM, 413: PROBLEM, 422: PROBLEM, 503: PROBLEM},
+    responses=problems.documented(400, 401, 403, 404, 413, 422, 503),
     openapi_extra=_json_body(META_EXAMPLE),
 )
 async def meta_notification(
@@ -226,7 +237,7 @@ async def meta_notification(
 ) -> dict[str, int]:
     secret = intake_config(runtime.settings).platforms.meta_app_secret
     if secret is None:
-        raise Problem(503, "Not configured", "no Meta app secret is configured")
+        raise not_configured("Meta lead ads", "LEADFLOW_PLATFORMS__META_APP_SECRET")
     signature = request.headers.get("x-hub-signature-256")
     if not signature:
         raise Problem(

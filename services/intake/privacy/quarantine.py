@@ -245,7 +245,7 @@ async def list_quarantined(
 
 
 @router.post(
-    "/{inquiry_id}/release",
+    "/{inquiry_id:uuid}/release",
     summary="Release a quarantined inquiry: it becomes a normal inquiry and is routed",
     description="The inquiry attaches to the person's lead (or makes one) and `lead.received` is "
     f"emitted, once: releasing again answers the same, with `{REPLAYED}: true`.",
@@ -271,7 +271,7 @@ async def release_inquiry(inquiry_id: UUID, runtime: RuntimeDep, response: Respo
 
 
 @router.delete(
-    "/{inquiry_id}",
+    "/{inquiry_id:uuid}",
     summary="Discard (erase) a quarantined inquiry",
     responses=docs.responses(401, 403, 404, 409, 422),
 )

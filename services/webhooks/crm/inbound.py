@@ -24,18 +24,18 @@ from pydantic import BaseModel, Field
 from services.webhooks.crm import hubspot, links
 from services.webhooks.crm.config import HubSpotConfig
 from services.webhooks.models import HUBSPOT, Subscription
+from shared import problems
 from shared.config import Settings
 from shared.deps import RuntimeDep
-from shared.problems import PROBLEM_JSON, Problem
+from shared.problems import Problem
 
 log = logging.getLogger(__name__)
 MAX_BODY = 1024 * 1024
-PROBLEM = {"content": {PROBLEM_JSON: {}}, "description": "RFC 9457 problem details"}
 
 router = APIRouter(
     prefix="/v1/crm",
     tags=["crm"],
-    responses=dict.fromkeys((400, 401, 404, 413), PROBLEM),
+    responses=problems.documented(400, 401, 404, 413),
 )
 
 
@@ -73,7 +73,7 @@ class InboundAnswer(BaseModel):
 
 
 @router.post(
-    "/hubspot/{subscription_id}/events",
+    "/hubspot/{subscription_id:uuid}/events",
     response_model=InboundAnswer,
     summary="HubSpot's webhooks: contact property changes become outcomes",
 )

@@ -260,3 +260,29 @@ async def test_a_test_lead_does_not_make_a_real_lead_a_test(
         events = (await session.scalars(select(OutboxMessage).order_by(OutboxMessage.seq))).all()
     assert lead is not None and lead.is_test is False
     assert [json.loads(e.payload)["data"]["is_test"] for e in events] == [False, True]
+
+
+async def test_an_unset_platform_answers_not_configured_and_not_retryable(db: Database) -> None:
+    """A platform retries 5xx; an integration nobody set up must not look like an outage."""
+    runtime = Runtime.create(make_settings(db))
+    transport = httpx.ASGITransport(app=create_app(runtime))
+    try:
+        async with httpx.AsyncClient(transport=transport, base_url="http://intake") as client:
+            answers = {
+                "google-ads": await client.post(URL, json=lead_body()),
+                "meta notification": await client.post("/v1/ingest/meta", json={"entry": []}),
+                "meta handshake": await client.get(
+                    "/v1/ingest/meta",
+                    params={"hub.mode": "subscribe", "hub.challenge": "1", "hub.verify_token": "t"},
+                ),
+            }
+        for name, answer in answers.items():
+            assert answer.status_code == 404, name
+            assert answer.headers["content-type"] == "application/problem+json"
+            problem = answer.json()
+            assert problem["title"] == "Not configured"
+            assert problem["retryable"] is False
+            assert "LEADFLOW_PLATFORMS__" in problem["detail"]
+        assert await count(runtime, PlatformLead) == 0
+    finally:
+        await runtime.close()
