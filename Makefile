@@ -84,10 +84,13 @@ bench-crm: $(STAMP) ## CRM handoff (issue 18): lead.qualified latency at 500 lea
 	-$(BIN)/python -m bench.webhooks --event lead.qualified --burst 2000
 	$(BIN)/python -m bench.crm
 
+fuzz: $(STAMP) ## Schemathesis against the whole API of a running `leadflow dev`: 300 examples, a new seed
+	$(BIN)/python -m tests.support.fuzz --examples 300
+
 chaos: $(STAMP) ## Fault run of the production processes: PostgreSQL and broker restarts, services killed
 	$(BIN)/python -m bench.chaos
 
-.PHONY: help install dev test lint lock audit schemas bench bench-sla bench-webhooks bench-crm bench-funnel chaos
+.PHONY: help install dev test lint lock audit schemas bench bench-sla bench-webhooks bench-crm bench-funnel chaos fuzz
 
 docs: $(STAMP) ## Regenerate the settings table in docs/configuration.md and the event schemas
 	$(BIN)/python -c "import pathlib; from services.settings import settings_reference as r; p = pathlib.Path('docs/configuration.md'); t = p.read_text(); i = t.index('| variable |'); p.write_text(t[:i] + r())"

@@ -11,7 +11,7 @@ from pydantic import Field
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.analytics.goals import GoalsInvalid, compile_goals
-from shared.cosign.kind import Activation, Kind, Proposal, Validated
+from shared.cosign.kind import MAX_CONTENT, Activation, Kind, Proposal, Validated
 from shared.events import CloudEvent, GoalsActivated, GoalsActivatedData
 from shared.problems import Problem
 
@@ -20,7 +20,7 @@ KIND = "goals"
 
 
 class GoalsIn(Proposal):
-    content: str = Field(min_length=1, max_length=1_000_000, description="The goals YAML")
+    content: str = Field(min_length=1, max_length=MAX_CONTENT, description="The goals YAML")
 
 
 def invalid(error: GoalsInvalid) -> Problem:

@@ -9,7 +9,7 @@ from uuid import UUID
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator
 
 from shared.business_hours import parse_hours, validate_hours, zone
-from shared.cosign.kind import Proposal
+from shared.cosign.kind import MAX_CONTENT, Proposal
 from shared.params import Instant
 
 
@@ -140,4 +140,4 @@ class AccountView(BaseModel):
 
 
 class RoutingRulesIn(Proposal):
-    content: str = Field(min_length=1, max_length=1_000_000, description="The routing rules YAML")
+    content: str = Field(min_length=1, max_length=MAX_CONTENT, description="The routing rules YAML")

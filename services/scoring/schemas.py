@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from shared.cosign.kind import Proposal
+from shared.cosign.kind import MAX_CONTENT, Proposal
 
 
 class RulesetText(Proposal):
-    content: str = Field(min_length=1, max_length=1_000_000, description="The ruleset YAML")
+    content: str = Field(min_length=1, max_length=MAX_CONTENT, description="The ruleset YAML")

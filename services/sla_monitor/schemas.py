@@ -8,12 +8,12 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from shared.cosign.kind import Proposal
+from shared.cosign.kind import MAX_CONTENT, Proposal
 from shared.events import ClockKind
 
 
 class SlaPoliciesIn(Proposal):
-    content: str = Field(min_length=1, max_length=1_000_000, description="The SLA policies YAML")
+    content: str = Field(min_length=1, max_length=MAX_CONTENT, description="The SLA policies YAML")
 
 
 Standing = Literal["on_track", "warned", "breached", "acknowledged"]
