@@ -42,6 +42,12 @@ def create(
     thank_you_url: Annotated[
         str | None, typer.Option(help="Public keys: where a plain HTML form post is redirected")
     ] = None,
+    strict: Annotated[
+        bool,
+        typer.Option(
+            help="Refuse a JSON lead's unknown fields (422) instead of keeping them as custom"
+        ),
+    ] = False,
 ) -> None:
     """Make a key and print it, alone (it is shown only this once; only its hash is kept)."""
     if thank_you_url and not thank_you_url.startswith(("https://", "http://")):
@@ -56,6 +62,7 @@ def create(
             origins=origin or (),
             name=name,
             thank_you_url=thank_you_url,
+            strict=strict,
         )
         return key
 
@@ -81,6 +88,7 @@ def list_(
                 "name": row.name,
                 "allowed_origins": row.allowed_origins,
                 "thank_you_url": row.thank_you_url,
+                "strict": row.strict,
                 "created_at": row.created_at.isoformat(),
                 "revoked_at": row.revoked_at.isoformat() if row.revoked_at else None,
             }

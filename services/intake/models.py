@@ -14,7 +14,7 @@ from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import ForeignKey, Index, Integer, Numeric, SmallInteger, String, false
+from sqlalchemy import Boolean, ForeignKey, Index, Integer, Numeric, SmallInteger, String, false
 from sqlalchemy.orm import Mapped, mapped_column
 
 from shared.ids import new_id
@@ -33,6 +33,8 @@ class ApiKey(Base):
     name: Mapped[str] = mapped_column(String(200), default="")
     allowed_origins: Mapped[list[str]] = mapped_column(Json, default=list)
     thank_you_url: Mapped[str | None] = mapped_column(String(2000))
+    # A JSON lead's unknown fields: refused (422) with a strict key, else kept in ``custom``.
+    strict: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     created_at: Mapped[datetime] = mapped_column(Timestamp)
     revoked_at: Mapped[datetime | None] = mapped_column(Timestamp)
 

@@ -226,6 +226,15 @@ class LeadAccepted(BaseModel):
     status: str = "accepted"
 
 
+class LeadPosted(LeadAccepted):
+    """The answer to ``POST /v1/leads``."""
+
+    kept_as_custom: list[str] = Field(
+        default_factory=list,
+        description="The posted fields a lead does not have, kept in the inquiry's `custom`",
+    )
+
+
 class HistoryEntry(BaseModel):
     occurred_at: datetime
     kind: str
@@ -233,10 +242,20 @@ class HistoryEntry(BaseModel):
 
 
 class InquiryView(BaseModel):
+    """One inquiry as stored, normalised: where it came from and what else the form said."""
+
     id: UUID
     source: str
     received_at: datetime
     quarantine_reason: str | None = Field(None, description="Why it was held back, e.g. honeypot")
+    title: str | None = None
+    utm: Utm | None = None
+    page_url: str | None = None
+    referrer: str | None = None
+    consent: Consent | None = Field(None, description="As given (none after erasure)")
+    custom: dict[str, Any] = Field(
+        default_factory=dict, description="The form's other fields, and a JSON body's unknown ones"
+    )
 
 
 class LeadView(BaseModel):

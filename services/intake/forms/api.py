@@ -22,11 +22,11 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from services.intake.forms import docs
 from services.intake.forms.parsing import Parsed
 from services.intake.forms.store import find_lead
-from services.intake.forms.submissions import fingerprint, read_body, validate
+from services.intake.forms.submissions import fingerprint, read_body, unknown_fields, validate
 from services.intake.keys.guard import Guard, Poster
 from services.intake.keys.store import KeyRing, stored_secret_caller
 from services.intake.privacy.erasure import erase_lead
-from services.intake.schemas import LeadAccepted, LeadErasure, LeadView
+from services.intake.schemas import LeadAccepted, LeadErasure, LeadPosted, LeadView
 from services.intake.settings import intake_config
 from services.intake.store import Arrival, Idempotency, Replayed
 from services.intake.writer import GroupCommitWriter
@@ -53,7 +53,7 @@ def _guard(request: Request) -> Guard:
 @router.post(
     "/leads",
     status_code=202,
-    response_model=LeadAccepted,
+    response_model=LeadPosted,
     summary="Submit an inquiry (JSON, web form or HubSpot shape)",
     description=docs.POST_DESCRIPTION,
     openapi_extra={**docs.REQUEST_BODY, "parameters": docs.POST_PARAMETERS},
@@ -81,6 +81,8 @@ async def post_lead(request: Request) -> Response:
     settings = intake_config(_runtime(request).settings)
     parsed = await read_body(request, settings)
     poster = await _guard(request).poster(request, parsed.key)
+    if parsed.format == "json" and parsed.kept_as_custom and poster.key and poster.key.strict:
+        raise unknown_fields(parsed.kept_as_custom)
     submission = validate(parsed, settings)
     claim = None
     if idempotency_key:
@@ -112,6 +114,7 @@ def _answer(request: Request, answer: LeadAccepted, parsed: Parsed, poster: Post
         "inquiry_id": str(answer.inquiry_id),
         "new_lead": answer.new_lead,
         "status": answer.status,
+        "kept_as_custom": parsed.kept_as_custom,
     }
     return Response(orjson.dumps(body), 202, headers, media_type="application/json")
 

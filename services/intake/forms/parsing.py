@@ -3,6 +3,10 @@ HubSpot's forms submission shape. Pure: no I/O.
 
 The result keeps the raw submission (minus the API key) and where each canonical field came from,
 so a problem names the field the client sent (``fields.2.value``, not ``email``).
+
+A JSON body reads the same flat names a form does (``utm_source``, ``name``, ``firstname``,
+``consent_text``…); any other field is kept in ``custom`` and named in ``kept_as_custom``, so a
+form that gains a field goes on producing leads. A field it knows keeps its type checks.
 """
 
 from __future__ import annotations
@@ -11,9 +15,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
 from pydantic import ValidationError
 
-from services.intake.schemas import HubSpotSubmission
+from services.intake.schemas import HubSpotSubmission, LeadSubmission
 
 FORM_FIELDS = {
     "email": "email",
@@ -48,6 +53,10 @@ class InputError(ValueError):
         self.field, self.detail = field, detail
 
 
+CANONICAL = frozenset(LeadSubmission.model_fields)
+"""The fields of a JSON body that are ``LeadSubmission``'s own."""
+
+
 @dataclass
 class Parsed:
     format: str
@@ -56,9 +65,14 @@ class Parsed:
     key: str | None = None
     honeypot: bool = False
     locations: dict[str, str] = field(default_factory=dict)
+    kept_as_custom: list[str] = field(default_factory=list)
+    """The posted fields it did not know, kept in ``custom``."""
 
     def where(self, location: tuple[Any, ...]) -> tuple[Any, ...]:
         """A validation error's location in the client's terms."""
+        two = ".".join(str(part) for part in location[:2])
+        if len(location) >= 2 and two in self.locations:  # utm.source ← utm_source
+            return (self.locations[two], *location[2:])
         if location and str(location[0]) in self.locations:
             return (self.locations[str(location[0])], *location[1:])
         return location
@@ -69,18 +83,23 @@ def parse_json(payload: Any, *, honeypot: str) -> Parsed:
         raise InputError("body", "must be a JSON object")
     if isinstance(payload.get("fields"), list):
         return _hubspot(payload, honeypot=honeypot)
-    data = dict(payload)
-    trap = data.pop(honeypot, None)
-    return Parsed("json", raw=dict(payload), data=data, honeypot=_filled(trap))
+    parsed = Parsed("json", raw=dict(payload))
+    flat = _Flat(parsed)
+    for name, value in payload.items():
+        if name == honeypot:
+            parsed.honeypot = _filled(value)
+        elif name in CANONICAL and not (name == "consent" and not isinstance(value, dict)):
+            parsed.data[name] = value
+        else:
+            flat.place(name, value)
+    flat.finish()
+    return parsed
 
 
 def parse_form(items: Iterable[tuple[str, str]], *, honeypot: str) -> Parsed:
     """A web form's fields: known names map to the canonical fields, the rest is ``custom``."""
     parsed = Parsed("form", raw={})
-    data = parsed.data
-    custom: dict[str, Any] = {}
-    consent: dict[str, Any] = {}
-    utm: dict[str, str] = {}
+    flat = _Flat(parsed)
     for name, value in items:
         if name == "key":
             parsed.key = parsed.key or value.strip() or None
@@ -88,26 +107,73 @@ def parse_form(items: Iterable[tuple[str, str]], *, honeypot: str) -> Parsed:
         _keep(parsed.raw, name, value)
         if name == honeypot:
             parsed.honeypot = parsed.honeypot or _filled(value)
-        elif name in FORM_FIELDS:
-            target = FORM_FIELDS[name]
-            if value.strip() and target not in data:
-                data[target] = value
-                parsed.locations[target] = name
-        elif name in UTM:
-            if value.strip():
-                utm.setdefault(name.removeprefix("utm_"), value)
-        elif name == "consent_text":
-            consent["text"] = value
-        elif name == "consent" or name.startswith("consent_"):
-            consent.setdefault("flags", {})[name] = value.strip().lower() not in FALSE_WORDS
-        elif name in FULL_NAME:
-            _split_name(data, value)
         else:
-            _keep(custom, name, value)
-    for part, collected in (("utm", utm), ("consent", consent), ("custom", custom)):
-        if collected:
-            data[part] = collected
+            flat.place(name, value)
+    flat.finish()
     return parsed
+
+
+class _Flat:
+    """Flat field names, as forms and form snippets send them, placed in the canonical shape;
+    a field posted in that shape too (``utm``, ``consent``, ``custom``) wins over its flat twin."""
+
+    def __init__(self, parsed: Parsed) -> None:
+        self.parsed = parsed
+        self.custom: dict[str, Any] = {}
+        self.consent: dict[str, Any] = {}
+        self.utm: dict[str, Any] = {}
+
+    def place(self, name: str, value: Any) -> None:
+        data, text = self.parsed.data, value if isinstance(value, str) else None
+        if name in FORM_FIELDS:
+            target = FORM_FIELDS[name]
+            if _filled(value) and target not in data:
+                data[target] = value
+                self.parsed.locations[target] = name
+        elif name in UTM:
+            if _filled(value):
+                self.utm.setdefault(name.removeprefix("utm_"), value)
+                self.parsed.locations.setdefault(f"utm.{name.removeprefix('utm_')}", name)
+        elif name == "consent_text":
+            self.consent["text"] = value
+            self.parsed.locations["consent.text"] = name
+        elif name == "consent" or name.startswith("consent_"):
+            self.consent.setdefault("flags", {})[name] = _checked(value)
+        elif name in FULL_NAME and text is not None:
+            _split_name(data, text)
+        else:
+            _keep(self.custom, name, _scalar(value))
+            self.parsed.kept_as_custom.append(name)
+
+    def finish(self) -> None:
+        data = self.parsed.data
+        for part, collected in (("utm", self.utm), ("consent", self.consent)):
+            given = data.get(part)
+            if collected and given is None:
+                data[part] = collected
+            elif collected and isinstance(given, dict):
+                data[part] = collected | given
+        if self.custom:
+            given = data.get("custom")
+            data["custom"] = self.custom | given if isinstance(given, dict) else self.custom
+
+
+def _checked(value: Any) -> bool:
+    """A checkbox's answer: ``true``, ``"on"``, ``"yes"``, ``1``… (an unchecked box: false)."""
+    if isinstance(value, bool):
+        return value
+    return value is not None and str(value).strip().lower() not in FALSE_WORDS
+
+
+def _scalar(value: Any) -> Any:
+    """A custom field's value as ``custom`` holds it: a scalar, a list of them, or JSON text."""
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    if isinstance(value, list) and all(
+        v is None or isinstance(v, str | int | float | bool) for v in value
+    ):
+        return value
+    return orjson.dumps(value).decode()
 
 
 def _hubspot(payload: dict[str, Any], *, honeypot: str) -> Parsed:

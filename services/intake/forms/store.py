@@ -14,6 +14,9 @@ from services.intake.schemas import (
 )
 from shared.models import Inquiry, Lead, LeadHistory
 
+SHOWN = ("title", "utm", "page_url", "referrer", "consent")
+"""What a lead's view shows of each inquiry's stored submission, beside ``custom``."""
+
 
 async def find_lead(session: AsyncSession, lead_id: UUID) -> LeadView | None:
     lead = await session.get(Lead, lead_id)
@@ -46,11 +49,15 @@ async def find_lead(session: AsyncSession, lead_id: UUID) -> LeadView | None:
         created_at=lead.created_at,
         updated_at=lead.updated_at,
         inquiries=[
-            InquiryView(
-                id=i.id,
-                source=i.source,
-                received_at=i.received_at,
-                quarantine_reason=i.quarantine_reason,
+            InquiryView.model_validate(
+                {
+                    **{name: i.submission.get(name) for name in SHOWN if i.submission},
+                    "custom": (i.submission or {}).get("custom") or {},
+                    "id": i.id,
+                    "source": i.source,
+                    "received_at": i.received_at,
+                    "quarantine_reason": i.quarantine_reason,
+                }
             )
             for i in received
         ],

@@ -63,6 +63,21 @@ async def _multipart(request: Request) -> FormData:
         raise Problem(400, "Bad Request", f"multipart body: {error.detail}", field="body") from None
 
 
+def unknown_fields(names: list[str]) -> Problem:
+    """A strict key's answer to fields a lead does not have (``leadflow keys create --strict``)."""
+    errors = [
+        {"field": name, "detail": "Extra inputs are not permitted (strict key)", "in": "body"}
+        for name in names
+    ]
+    return Problem(
+        422,
+        "Invalid request",
+        f"{names[0]}: not a field of a lead; this key is strict, other keys keep it in custom",
+        field=names[0],
+        errors=errors,
+    )
+
+
 def validate(parsed: Parsed, settings: IntakeConfig) -> LeadSubmission:
     try:
         return LeadSubmission.model_validate(

@@ -37,6 +37,7 @@ class KeyInfo:
     key_hash: str
     allowed_origins: frozenset[str]
     thank_you_url: str | None
+    strict: bool = False
 
     def allows(self, origin: str | None) -> bool:
         """A key without origins works from anywhere; with origins, only from them."""
@@ -70,6 +71,7 @@ async def create_key(
     origins: Sequence[str] = (),
     name: str = "",
     thank_you_url: str | None = None,
+    strict: bool = False,
 ) -> tuple[str, ApiKey]:
     """A new key (returned once, in clear) and its stored row, in the caller's transaction."""
     if kind not in PREFIXES:
@@ -85,6 +87,7 @@ async def create_key(
         name=name,
         allowed_origins=sorted({normalize_origin(o) for o in origins}),
         thank_you_url=thank_you_url,
+        strict=strict,
         created_at=now,
     )
     session.add(row)
@@ -156,9 +159,8 @@ class KeyRing:
             )
         if row is None:
             return None
-        return KeyInfo(
-            row.id, row.kind, row.key_hash, frozenset(row.allowed_origins or ()), row.thank_you_url
-        )
+        origins = frozenset(row.allowed_origins or ())
+        return KeyInfo(row.id, row.kind, row.key_hash, origins, row.thank_you_url, row.strict)
 
 
 async def stored_secret_caller(keys: KeyRing, token: str) -> Caller | None:
