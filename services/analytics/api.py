@@ -211,7 +211,12 @@ async def plan_given(
     return {name: value for name, value in given.items() if value is not None}
 
 
-@router.get("/plan", response_model=PlanView, summary="The revenue plan, worked backwards")
+@router.get(
+    "/plan",
+    response_model=PlanView,
+    summary="The revenue plan, worked backwards",
+    responses=problems.documented(409),
+)
 async def revenue_plan(
     runtime: RuntimeDep,
     given: Annotated[dict[str, float], Depends(plan_given)],

@@ -227,8 +227,8 @@ async def revenue_plan(
         elif measured.get(name) is not None:
             inputs[name] = PlanInput(value=measured[name], origin="measured")
         else:
-            raise Problem(
-                422, "Unprocessable Content",
+            raise Problem(  # 409: the request is sound; what it needs is not here yet
+                409, "Conflict",
                 f"no {name} in the goals nor in the funnel's history: give {name}", field=name,
             )  # fmt: skip
         return inputs[name].value

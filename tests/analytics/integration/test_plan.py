@@ -77,7 +77,7 @@ async def test_rates_given_by_hand_win_and_a_plan_needs_a_target(db: Database) -
     async with db.sessions() as session:
         with pytest.raises(Problem, match="give target") as raised:
             await revenue_plan(session, AnalyticsSettings(), today=TODAY, given={})
-    assert raised.value.extra["field"] == "target"
+    assert raised.value.status == 409 and raised.value.extra["field"] == "target"
 
 
 async def test_the_plan_api(live_runtime: Runtime) -> None:
