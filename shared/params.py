@@ -28,6 +28,17 @@ INSTANT_PATTERN = rf"^{YEAR}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])[Tt ]"
 Version = Annotated[int, Field(ge=1, le=MAX_VERSION, description="The version number")]
 
 
+def _not_a_flag(value: Any) -> Any:
+    if isinstance(value, bool):
+        raise ValueError("a number, not true or false")
+    return value
+
+
+Integer = Annotated[int, BeforeValidator(_not_a_flag)]
+"""An integer as JSON or text writes it (a CSV's ``3`` too), never a boolean: pydantic would read
+``true`` as 1."""
+
+
 def _text(kind: str, pattern: str) -> Any:
     compiled = re.compile(pattern)
 

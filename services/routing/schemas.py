@@ -6,11 +6,11 @@ from datetime import datetime
 from typing import Literal
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from shared.business_hours import parse_hours, validate_hours, zone
 from shared.cosign.kind import MAX_CONTENT, Proposal
-from shared.params import Instant
+from shared.params import Instant, Integer
 
 
 class _In(BaseModel):
@@ -41,9 +41,9 @@ class RepIn(_In):
     segments: list[str] = Field(default_factory=list)
     languages: list[str] = Field(default_factory=list, description="ISO 639-1: en, de…")
     products: list[str] = Field(default_factory=list)
-    weight: StrictInt = Field(1, ge=1, le=1000, description="Share of round robin, relative")
-    max_open: StrictInt | None = Field(None, ge=0, description="Open leads at most")
-    max_per_day: StrictInt | None = Field(None, ge=0, description="New leads per local day at most")
+    weight: Integer = Field(1, ge=1, le=1000, description="Share of round robin, relative")
+    max_open: Integer | None = Field(None, ge=0, description="Open leads at most")
+    max_per_day: Integer | None = Field(None, ge=0, description="New leads per local day at most")
     time_zone: str = Field("UTC", description="IANA zone of the working hours")
     working_hours: dict[str, list[str]] | str = Field(
         default_factory=dict,
