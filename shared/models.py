@@ -137,6 +137,15 @@ class Inquiry(Base):
     raw: Mapped[dict[str, Any] | None] = mapped_column(Json)
     quarantine_reason: Mapped[str | None] = mapped_column(String(64))
 
+    __table_args__ = (
+        Index(  # raw bodies still kept, by arrival: see migration 0016 (retention)
+            "ix_inquiries_raw_received_at",
+            "received_at",
+            postgresql_where=text("raw IS NOT NULL"),
+            sqlite_where=text("raw IS NOT NULL"),
+        ),
+    )
+
 
 class LeadHistory(Base):
     """The lead's timeline, in the words of the events that changed it."""
@@ -149,6 +158,8 @@ class LeadHistory(Base):
     kind: Mapped[str] = mapped_column(String(64))
     event_id: Mapped[UUID | None] = mapped_column()
     detail: Mapped[dict[str, Any]] = mapped_column(Json)
+
+    __table_args__ = (Index("ix_lead_history_occurred_at", "occurred_at"),)  # retention
 
 
 class OutboxMessage(Base):

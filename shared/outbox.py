@@ -25,9 +25,10 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.producer.message_accumulator import BatchBuilder
-from sqlalchemy import bindparam, delete, select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from shared import pruning
 from shared.config import Settings
 from shared.db import driver_connection, insert_rows, rowcount, translated
 from shared.events import CloudEvent, topic_for
@@ -270,11 +271,18 @@ class Relay:
         OUTBOX_REPUBLISHED.inc(rowcount(result))
 
     async def prune(self, now: datetime) -> int:
-        """Delete rows published longer ago than the retention window."""
-        cutoff = now - timedelta(hours=self.settings.outbox.retention_hours)
-        async with self.sessions.begin() as session:
-            result = await session.execute(delete(outbox).where(outbox.c.published_at < cutoff))
-        return rowcount(result)
+        """Delete rows published longer ago than the retention window, ``outbox.batch_size`` per
+        transaction (``shared.pruning``: every relay prunes, and two at once take different
+        rows, neither waiting on the other)."""
+        retention = pruning.Retention(
+            name="outbox",
+            table=outbox,
+            key="seq",
+            age="published_at",
+            keep=timedelta(hours=self.settings.outbox.retention_hours),
+        )
+        batch = self.settings.outbox.batch_size
+        return await pruning.prune(self.sessions, retention, now=now, batch=batch)
 
 
 async def _pending_in(session: AsyncSession, owned: list[int], limit: int) -> Sequence[Any]:

@@ -84,6 +84,28 @@ class IntakeSettings(Group):
     idempotency_prune_batch: int = Field(
         1000, ge=1, le=100_000, description="Idempotency-Key records deleted per transaction"
     )
+    history_retention_days: float = Field(
+        730.0,
+        ge=0,
+        description="Lead history entries (the timeline of GET /v1/leads/{id}) older than this "
+        "are deleted; the lead, its stage and stage times stay. 0: kept forever",
+    )
+    raw_retention_days: float = Field(
+        30.0,
+        ge=0,
+        description="An inquiry's body as posted (`raw`) is set to NULL this long after it "
+        "arrived; the normalised submission stays. 0: kept forever",
+    )
+    retention_sweep_interval_s: float = Field(
+        3600.0,
+        gt=0,
+        le=86_400,
+        description="How often the intake process prunes lead history and raw bodies past "
+        "their retention",
+    )
+    retention_sweep_batch: int = Field(
+        1000, ge=1, le=100_000, description="Rows pruned per transaction by that sweep"
+    )
 
     @field_validator("rate_limit_per_key", "rate_limit_per_ip")
     @classmethod

@@ -1,5 +1,6 @@
 """Wiring of the webhook service: a consumer of the lifecycle and SLA topics, a dispatcher (plain
-webhooks) and the CRM sync (HubSpot and Salesforce subscriptions, in batches)."""
+webhooks), the CRM sync (HubSpot and Salesforce subscriptions, in batches) and the pruner of
+old delivery attempts and delivered messages."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import asyncio
 from services.webhooks.crm.sync import CrmSync
 from services.webhooks.dispatcher import Dispatcher
 from services.webhooks.handlers import RecordDeliveries
+from services.webhooks.pruning import start_webhook_pruner
 from services.webhooks.settings import webhooks_config
 from shared.consumer import EventConsumer
 from shared.runtime import Runtime
@@ -37,4 +39,5 @@ def start_webhooks(runtime: Runtime, *, name: str = CONSUMER) -> Dispatcher:
     runtime.spawn(consume(), name=name)
     runtime.spawn(dispatcher.run(), name=f"{name}-dispatcher")
     runtime.spawn(crm.run(), name=f"{name}-crm-sync")
+    start_webhook_pruner(runtime)
     return dispatcher

@@ -102,6 +102,12 @@ class WebhookMessage(Base):
             sqlite_where=text("status = 'pending'"),
         ),
         Index("ix_webhook_messages_subscription_created", "subscription_id", "created_at"),
+        Index(  # retention: see migration 0016
+            "ix_webhook_messages_delivered_at",
+            "delivered_at",
+            postgresql_where=text("status = 'delivered'"),
+            sqlite_where=text("status = 'delivered'"),
+        ),
     )
 
 
@@ -128,6 +134,7 @@ class DeliveryAttempt(Base):
 
     __table_args__ = (
         Index("ix_webhook_attempts_subscription_time", "subscription_id", "attempted_at"),
+        Index("ix_webhook_attempts_attempted_at", "attempted_at"),  # retention
     )
 
 

@@ -79,6 +79,28 @@ class WebhookSettings(Group):
         description="A CRM subscription's batch waits at most this long for more leads before it "
         "goes out less than full (a full batch goes at once)",
     )
+    attempts_retention_days: float = Field(
+        30.0,
+        ge=0,
+        description="Delivery attempts (the delivery log, with the receivers' answers) older "
+        "than this are deleted. 0: kept forever",
+    )
+    delivered_retention_days: float = Field(
+        30.0,
+        ge=0,
+        description="Delivered messages (the body as sent) are deleted this long after "
+        "delivery, with their attempts; pending and exhausted ones stay (for replay). "
+        "0: kept forever",
+    )
+    retention_sweep_interval_s: float = Field(
+        3600.0,
+        gt=0,
+        le=86_400,
+        description="How often the webhook process prunes attempts and delivered messages",
+    )
+    retention_sweep_batch: int = Field(
+        1000, ge=1, le=100_000, description="Rows pruned per transaction by that sweep"
+    )
 
 
 class WebhooksConfig(Settings):
