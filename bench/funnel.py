@@ -323,7 +323,8 @@ async def _process_run(url: URL, events: int, log: Log) -> tuple[int, float]:
     prefix, port = f"bench{uuid4().hex[:8]}", free_port()
     with EmbeddedBroker() as broker:
         settings = load_settings(
-            kafka={"bootstrap_servers": broker.bootstrap_servers}, topics={"prefix": prefix}
+            kafka={"bootstrap_servers": broker.bootstrap_servers, "idempotence": False},
+            topics={"prefix": prefix},
         )
         producer = make_producer(settings.kafka)
         await producer.start()
@@ -341,6 +342,7 @@ async def _process_run(url: URL, events: int, log: Log) -> tuple[int, float]:
         env.update(
             LEADFLOW_DB__URL=url.render_as_string(hide_password=False),
             LEADFLOW_KAFKA__BOOTSTRAP_SERVERS=broker.bootstrap_servers,
+            LEADFLOW_KAFKA__IDEMPOTENCE="false",  # the embedded broker has no InitProducerId
             LEADFLOW_TOPICS__PREFIX=prefix,
             LEADFLOW_HTTP__ANALYTICS_PORT=str(port),
             LEADFLOW_LOG_LEVEL="WARNING",

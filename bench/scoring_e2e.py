@@ -85,7 +85,7 @@ def run_e2e(pg_url: str, count: int, ruleset: str, log: Log, *, routing: bool = 
     with embedded_broker(log) as broker, bench_database(pg_url, log) as url:
         settings = load_settings(
             db={"url": _dsn(url)},
-            kafka={"bootstrap_servers": broker.bootstrap_servers},
+            kafka={"bootstrap_servers": broker.bootstrap_servers, "idempotence": False},
             topics={"prefix": f"bench{uuid4().hex[:8]}"},
         )
         # On uvloop, as ``leadflow scoring`` runs (services.cli.run_loop).

@@ -199,6 +199,7 @@ def _monitor(url: URL, bootstrap: str, prefix: str, port: int) -> subprocess.Pop
         LEADFLOW_DB__URL=url.render_as_string(hide_password=False),
         LEADFLOW_KAFKA__BOOTSTRAP_SERVERS=bootstrap,
         LEADFLOW_KAFKA__PARTITIONS=str(EMBEDDED_PARTITIONS),
+        LEADFLOW_KAFKA__IDEMPOTENCE="false",  # the embedded broker has no InitProducerId
         LEADFLOW_TOPICS__PREFIX=prefix,
         LEADFLOW_HTTP__SLA_MONITOR_PORT=str(port),
         LEADFLOW_LOG_LEVEL="WARNING",
@@ -221,7 +222,7 @@ async def _ready(port: int) -> None:
 
 async def _publish(bootstrap: str, topic: str, ids: list[UUID], rate: int) -> float:
     """``lead.routed`` for each lead at ``rate``/s (open loop); returns when it started."""
-    settings = load_settings(kafka={"bootstrap_servers": bootstrap})
+    settings = load_settings(kafka={"bootstrap_servers": bootstrap, "idempotence": False})
     producer = make_producer(settings.kafka)
     await producer.start()
     started = time.monotonic()

@@ -90,6 +90,7 @@ def _environment(db_url: str, bootstrap: str, ports: dict[str, int]) -> dict[str
     )
     # The embedded broker as `leadflow dev` sets it up (see shared.broker), unless overridden.
     env["LEADFLOW_KAFKA__PARTITIONS"] = str(EMBEDDED_PARTITIONS)
+    env["LEADFLOW_KAFKA__IDEMPOTENCE"] = "false"
     if per_endpoint := os.environ.get("BENCH_PER_ENDPOINT"):  # else the service's default
         env["LEADFLOW_WEBHOOKS__PER_ENDPOINT_CONCURRENCY"] = per_endpoint
     # Any setting of the services: BENCH_LEADFLOW_KAFKA__PARTITIONS=4 sets theirs to 4.

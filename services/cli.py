@@ -127,7 +127,7 @@ def broker(
         typer.echo(
             f"embedded broker listening on {embedded.bootstrap_servers} (memory storage); "
             f"point the services at it: LEADFLOW_KAFKA__BOOTSTRAP_SERVERS="
-            f"{embedded.bootstrap_servers}",
+            f"{embedded.bootstrap_servers} LEADFLOW_KAFKA__IDEMPOTENCE=false",
         )
 
     try:

@@ -32,8 +32,9 @@ process per service reads them all, so more partitions would only make more batc
 
 def embedded_kafka(kafka: KafkaSettings, bootstrap_servers: str) -> KafkaSettings:
     """``kafka`` for the embedded broker at ``bootstrap_servers``: ``EMBEDDED_PARTITIONS`` per
-    topic unless the partitions were set."""
-    update: dict[str, object] = {"bootstrap_servers": bootstrap_servers}
+    topic unless the partitions were set, and no idempotent producer (tansu answers aiokafka's
+    ``InitProducerId`` with an error, so a producer with it on never starts)."""
+    update: dict[str, object] = {"bootstrap_servers": bootstrap_servers, "idempotence": False}
     if "partitions" not in kafka.model_fields_set:
         update["partitions"] = EMBEDDED_PARTITIONS
     return kafka.model_copy(update=update)

@@ -7,13 +7,28 @@ import re
 from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Annotated, Any, Literal, Self, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    FilePath,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ENV_PREFIX = "LEADFLOW_"
 _HOST_PORT = re.compile(r"^[A-Za-z0-9._\-\[\]:]+:\d{1,5}$")
+KAFKA = "LEADFLOW_KAFKA__"
+TLS_PROTOCOLS = ("SSL", "SASL_SSL")
+SASL_PROTOCOLS = ("SASL_PLAINTEXT", "SASL_SSL")
+Partitions = Annotated[int, Field(ge=1, le=1024)]
+Replicas = Annotated[int, Field(ge=1, le=16)]
 
 
 class Group(BaseModel):
@@ -61,7 +76,53 @@ class KafkaSettings(Group):
     )
     client_id: str = Field("leadflow", description="Client id the broker sees")
     idempotence: bool = Field(
-        False, description="Idempotent producer: on for Apache Kafka, off for the embedded broker"
+        True,
+        description="Idempotent producer (a retried batch is written once). `leadflow dev`'s "
+        "embedded broker lacks it and turns it off; set false for `leadflow broker`",
+    )
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        "PLAINTEXT",
+        description="PLAINTEXT, SSL (TLS), SASL_PLAINTEXT or SASL_SSL (SASL over TLS); see "
+        "docs/kafka.md",
+    )
+    ssl_cafile: FilePath | None = Field(
+        None,
+        description="SSL, SASL_SSL: PEM file of the CAs that signed the brokers' certificates "
+        "(unset: the system's trusted CAs)",
+    )
+    ssl_certfile: FilePath | None = Field(
+        None, description="Mutual TLS: the client certificate, PEM (it may hold the key too)"
+    )
+    ssl_keyfile: FilePath | None = Field(
+        None, description="Mutual TLS: the client's private key, PEM, unless in ssl_certfile"
+    )
+    ssl_key_password: SecretStr | None = Field(
+        None, description="Mutual TLS: the password of an encrypted private key"
+    )
+    ssl_check_hostname: bool = Field(
+        True, description="Check that a broker's certificate names the host connected to"
+    )
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER"] | None = (
+        Field(None, description="SASL_PLAINTEXT, SASL_SSL: how the client authenticates")
+    )
+    sasl_username: str | None = Field(None, description="PLAIN, SCRAM-SHA-*: the user name")
+    sasl_password: SecretStr | None = Field(None, description="PLAIN, SCRAM-SHA-*: the password")
+    sasl_oauth_token_url: str | None = Field(
+        None,
+        description="OAUTHBEARER: the OAuth 2.0 token endpoint; tokens come by the client "
+        "credentials grant and are kept until shortly before they expire",
+    )
+    sasl_oauth_client_id: str | None = Field(None, description="OAUTHBEARER: the client id")
+    sasl_oauth_client_secret: SecretStr | None = Field(
+        None, description="OAUTHBEARER: the client secret (sent by HTTP Basic authentication)"
+    )
+    sasl_oauth_scope: str | None = Field(
+        None, description="OAUTHBEARER: the scope to ask for, if the provider wants one"
+    )
+    create_topics: bool = Field(
+        True,
+        description="Create missing topics at start-up; false (a cluster that forbids it): "
+        "check they exist and stop, naming those missing",
     )
     partitions: int = Field(
         4,
@@ -75,6 +136,16 @@ class KafkaSettings(Group):
         ge=1,
         le=16,
         description="Replicas of the topics Leadflow creates (3 on a 3-broker cluster)",
+    )
+    topic_partitions: dict[str, Partitions] = Field(
+        default_factory=dict,
+        description="Partitions of one topic, by its name, over `partitions`: "
+        '{"leadflow.intake": 12}',
+    )
+    topic_replication_factors: dict[str, Replicas] = Field(
+        default_factory=dict,
+        description="Replicas of one topic, by its name, over `replication_factor`: "
+        '{"leadflow.dead-letter": 3}',
     )
     request_timeout_ms: int = Field(10_000, ge=1000, description="Broker request timeout")
     session_timeout_ms: int = Field(
@@ -108,6 +179,49 @@ class KafkaSettings(Group):
             if not _HOST_PORT.match(server.strip()):
                 raise ValueError(f"{server!r} is not host:port")
         return value
+
+    @field_validator("sasl_oauth_token_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value and not value.startswith(("https://", "http://")):
+            raise ValueError("must be an https:// URL")
+        return value or None
+
+    @model_validator(mode="after")
+    def _security_complete(self) -> Self:
+        """A mode's settings all there, and none that the mode would ignore."""
+        if problem := _security_problem(self):
+            raise PydanticCustomError("kafka_security", problem)
+        return self
+
+    def partitions_of(self, topic: str) -> int:
+        return self.topic_partitions.get(topic, self.partitions)
+
+    def replication_factor_of(self, topic: str) -> int:
+        return self.topic_replication_factors.get(topic, self.replication_factor)
+
+
+def _security_problem(kafka: KafkaSettings) -> str | None:
+    protocol, mechanism = kafka.security_protocol, kafka.sasl_mechanism
+    if protocol in SASL_PROTOCOLS and mechanism is None:
+        return f"{KAFKA}SASL_MECHANISM is needed with {KAFKA}SECURITY_PROTOCOL={protocol}"
+    if protocol not in SASL_PROTOCOLS and mechanism is not None:
+        return f"{KAFKA}SASL_MECHANISM needs {KAFKA}SECURITY_PROTOCOL SASL_SSL or SASL_PLAINTEXT"
+    tls = ("ssl_cafile", "ssl_certfile", "ssl_keyfile", "ssl_key_password")
+    if protocol not in TLS_PROTOCOLS and (ignored := [n for n in tls if getattr(kafka, n)]):
+        names = ", ".join(KAFKA + name.upper() for name in ignored)
+        return f"{names} need {KAFKA}SECURITY_PROTOCOL SSL or SASL_SSL"
+    if (kafka.ssl_keyfile or kafka.ssl_key_password) and not kafka.ssl_certfile:
+        return f"{KAFKA}SSL_CERTFILE is needed with a client key"
+    needed = {
+        None: (),
+        "OAUTHBEARER": ("sasl_oauth_token_url", "sasl_oauth_client_id", "sasl_oauth_client_secret"),
+    }.get(mechanism, ("sasl_username", "sasl_password"))
+    if missing := [name for name in needed if not getattr(kafka, name)]:
+        names = " and ".join(KAFKA + name.upper() for name in missing)
+        verb = "is" if len(missing) == 1 else "are"
+        return f"{names} {verb} needed with {KAFKA}SASL_MECHANISM={mechanism}"
+    return None
 
 
 class TopicSettings(Group):
@@ -228,6 +342,19 @@ class Settings(BaseSettings):
     log_level: str = Field("INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$", description="Log level")
     log_json: bool = Field(False, description="JSON log lines instead of console text")
 
+    @model_validator(mode="after")
+    def _topics_known(self) -> Self:
+        """A topic named in a per-topic map is one of Leadflow's: a typo would be ignored."""
+        for name in ("topic_partitions", "topic_replication_factors"):
+            unknown = sorted(set(getattr(self.kafka, name)) - set(self.topics.all()))
+            if unknown:
+                raise PydanticCustomError(
+                    "unknown_topic",
+                    f"{KAFKA}{name.upper()} names {', '.join(unknown)}, not one of "
+                    f"{', '.join(self.topics.all())}",
+                )
+        return self
+
 
 S = TypeVar("S", bound=Settings)
 
@@ -240,7 +367,8 @@ def describe_error(error: ValidationError) -> str:
     lines = []
     for item in error.errors():
         path = "__".join(str(part) for part in item["loc"]).upper()
-        lines.append(f"LEADFLOW_{path}: {item['msg']}")
+        named = not path or item["msg"].startswith(ENV_PREFIX)  # a check across settings
+        lines.append(item["msg"] if named else f"LEADFLOW_{path}: {item['msg']}")
     return "invalid settings:\n  " + "\n  ".join(lines)
 
 

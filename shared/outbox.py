@@ -12,6 +12,8 @@ deduplicate by event id, so publishing twice changes nothing. The check asks the
 the producer talks to it over a connection the last check did not go through (a broker that
 restarted has dropped every connection to it, so a batch sent over a connection the check saw
 reaches the broker the check saw), and at least every ``BROKER_WATCH_INTERVAL_S``.
+With ``kafka.create_topics`` off (a managed cluster), the check requires every topic instead, and
+a missing one stops the relay with ``MissingTopics``: nothing it could do would bring it back.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from shared import pruning
 from shared.config import Settings
 from shared.db import driver_connection, insert_rows, rowcount, translated
 from shared.events import CloudEvent, topic_for
-from shared.kafka import ensure_topics
+from shared.kafka import MissingTopics, ensure_topics, missing_topics_message
 from shared.metrics import OUTBOX_PUBLISHED, OUTBOX_REPUBLISHED
 from shared.models import OUTBOX_SHARDS, OutboxMessage, OutboxShard, table_of
 from shared.outages import describe
@@ -132,8 +134,8 @@ class Relay:
                     await self.prune(datetime.now(UTC))
                     next_prune = loop.time() + 60
                 self._backoff = 0.0
-            except asyncio.CancelledError:
-                raise
+            except (asyncio.CancelledError, MissingTopics):
+                raise  # topics that Leadflow may not create wait for someone: stop, say which
             except Exception as error:  # broker or database unavailable: back off, keep rows
                 self._backoff = min(
                     max(self._backoff * 2, 0.05), self.settings.outbox.max_backoff_s
@@ -248,8 +250,12 @@ class Relay:
         # The connections open before the broker answered lead to that broker or to one that
         # is gone (where nothing can be published); one opened later may lead to a new one.
         before, self._checked_over = self._connections(), None
-        topics = await self.producer.client.fetch_all_metadata()
-        missing = self.settings.topics.sentinel not in topics.topics()
+        present = (await self.producer.client.fetch_all_metadata()).topics()
+        if not self.settings.kafka.create_topics:
+            # Nothing here may create them (the first watch is at start-up): stop, naming all.
+            if absent := [t for t in self.settings.topics.all() if t not in present]:
+                raise MissingTopics(missing_topics_message(self.settings.kafka, absent))
+        missing = self.settings.topics.sentinel not in present
         if not missing:
             self._checked_over = before
         return missing

@@ -51,6 +51,7 @@ def services(pg: Database, broker: EmbeddedBroker, tmp_path: Path) -> Iterator[t
         {
             "LEADFLOW_DB__URL": settings.db.url,
             "LEADFLOW_KAFKA__BOOTSTRAP_SERVERS": broker.bootstrap_servers,
+            "LEADFLOW_KAFKA__IDEMPOTENCE": "false",
             "LEADFLOW_KAFKA__SESSION_TIMEOUT_MS": "6000",
             "LEADFLOW_KAFKA__HEARTBEAT_INTERVAL_MS": "500",
             "LEADFLOW_TOPICS__PREFIX": settings.topics.prefix,

@@ -74,6 +74,7 @@ def make_settings(
         "topics": {"prefix": f"t{uuid4().hex[:10]}"},
         "kafka": {
             "bootstrap_servers": broker.bootstrap_servers if broker else None,
+            "idempotence": False,  # the embedded broker has no InitProducerId
             "session_timeout_ms": 6000,
             "heartbeat_interval_ms": 500,
         },

@@ -21,20 +21,21 @@ def test_defaults_are_the_embedded_setup() -> None:
     settings = load_settings()
     assert settings.db.is_sqlite
     assert settings.kafka.bootstrap_servers is None
-    assert settings.kafka.idempotence is False
+    assert settings.kafka.idempotence is True  # Apache Kafka's; `leadflow dev` turns it off
+    assert settings.kafka.security_protocol == "PLAINTEXT" and settings.kafka.create_topics
     assert settings.db.pool_size == 20 and settings.db.max_overflow == 0
 
 
 def test_nested_environment_variables(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("LEADFLOW_DB__URL", "postgresql://u:p@db:5432/leads")
     monkeypatch.setenv("LEADFLOW_KAFKA__BOOTSTRAP_SERVERS", "k1:9092,k2:9092")
-    monkeypatch.setenv("LEADFLOW_KAFKA__IDEMPOTENCE", "true")
+    monkeypatch.setenv("LEADFLOW_KAFKA__IDEMPOTENCE", "false")
     monkeypatch.setenv("LEADFLOW_TOPICS__PREFIX", "acme")
     monkeypatch.setenv("LEADFLOW_AUTH__SECRET_KEYS", '["sk_one", "sk_two"]')
     settings = load_settings()
     assert settings.db.url == "postgresql+asyncpg://u:p@db:5432/leads"
     assert settings.kafka.bootstrap_servers == "k1:9092,k2:9092"
-    assert settings.kafka.idempotence is True
+    assert settings.kafka.idempotence is False
     assert settings.topics.intake == "acme.intake"
     assert [k.get_secret_value() for k in settings.auth.secret_keys] == ["sk_one", "sk_two"]
 

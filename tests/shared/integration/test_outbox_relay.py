@@ -134,7 +134,13 @@ async def test_a_batch_that_fails_for_good_holds_back_the_batches_behind_it(
     batches behind it may reach the broker before it, or a consumer that deduplicates by id
     applies a lead's later events first. The other batches really go to the broker."""
     settings = make_settings(
-        db, broker, kafka={"bootstrap_servers": broker.bootstrap_servers, "partitions": 1}
+        db,
+        broker,
+        kafka={
+            "bootstrap_servers": broker.bootstrap_servers,
+            "partitions": 1,
+            "idempotence": False,
+        },
     )
     lead_ids = [uuid4() for _ in range(6)]
     padding = "/test/" + "x" * 100_000  # two rows to a 256 KB batch
