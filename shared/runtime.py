@@ -10,7 +10,7 @@ from functools import partial
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaError
+from aiokafka.errors import KafkaError, UnknownError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from shared.config import Settings
@@ -21,6 +21,10 @@ from shared.outbox import Relay
 from shared.shutdown import bounded
 
 log = logging.getLogger(__name__)
+
+
+class IdempotenceRefused(RuntimeError):
+    """``kafka.idempotence`` is on and the broker cannot give the producer an id."""
 
 
 @dataclass
@@ -54,6 +58,13 @@ class Runtime:
                     self.producer = producer
                 except KafkaError as error:
                     await producer.stop()
+                    if isinstance(error, UnknownError) and self.settings.kafka.idempotence:
+                        # Connected, then InitProducerId refused: a retry gets the same answer.
+                        raise IdempotenceRefused(
+                            "the broker refused the idempotent producer (InitProducerId); "
+                            "set LEADFLOW_KAFKA__IDEMPOTENCE=false for a broker without it "
+                            "(the embedded one: `leadflow broker`)"
+                        ) from error
                     log.warning("broker unavailable (%s); retrying in %.1fs", error, backoff)
                     await asyncio.sleep(backoff)
                     backoff = min(backoff * 2, self.settings.outbox.max_backoff_s)
