@@ -41,6 +41,24 @@ SecretLookup = Callable[[str], Awaitable[Caller | None]]
 """Finds the caller of a secret key kept elsewhere (the database's API keys); set by the app
 that keeps them as ``app.state.secret_lookup``."""
 
+KeyStillActive = Callable[[Caller], Awaitable[bool]]
+"""Whether a caller found by ``secret_lookup`` earlier still holds an active key (not revoked);
+set beside it as ``app.state.key_still_active``."""
+
+
+async def still_holds_key(request: Request, caller: Caller) -> bool:
+    """Whether ``caller``, who presented a key earlier (an ops session's sign-in), still holds one:
+    a configured principal with the same roles, the configured secret keys' admin while one is
+    configured, or a database key not revoked since (``app.state.key_still_active``)."""
+    auth = request.app.state.runtime.settings.auth
+    for principal in auth.principals:
+        if principal.name == caller.name:
+            return frozenset(principal.roles) == caller.roles
+    if caller.name == ADMIN and caller.roles == frozenset({ADMIN}):
+        return bool(auth.secret_keys)
+    active: KeyStillActive | None = getattr(request.app.state, "key_still_active", None)
+    return active is not None and await active(caller)
+
 
 def bearer_token(request: Request) -> str:
     scheme, _, token = request.headers.get("authorization", "").partition(" ")

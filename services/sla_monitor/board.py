@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import hashlib
 from datetime import UTC, datetime, timedelta
-from functools import cache
+from functools import cache, partial
 from importlib.resources import files
 from typing import Annotated, Any
 from urllib.parse import urlencode
@@ -48,7 +48,7 @@ from services.sla_monitor.sessions import (
 )
 from services.sla_monitor.settings import sla_config
 from shared import problems
-from shared.auth import Caller, SecretLookup, identify
+from shared.auth import Caller, SecretLookup, identify, still_holds_key
 from shared.deps import RuntimeDep
 from shared.pages import PAGE_HEADERS
 from shared.problems import Problem
@@ -154,7 +154,11 @@ async def stream(
     feed = LiveFeed(runtime, filters=_filters(team, owner), until=session.expires)
     start = last_event_start(request.headers.get("last-event-id"), datetime.now(UTC))
     return StreamingResponse(
-        feed.events(request.is_disconnected, start=start),
+        feed.events(
+            request.is_disconnected,
+            start=start,
+            signed_in=partial(still_holds_key, request, session.caller),
+        ),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
     )

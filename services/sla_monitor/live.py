@@ -85,10 +85,15 @@ class LiveFeed:
         self.runtime, self.filters, self.until, self.poll_s = runtime, filters, until, poll_s
 
     async def events(
-        self, disconnected: Callable[[], Awaitable[bool]], *, start: datetime
+        self,
+        disconnected: Callable[[], Awaitable[bool]],
+        *,
+        start: datetime,
+        signed_in: Callable[[], Awaitable[bool]] | None = None,
     ) -> AsyncIterator[str]:
-        """SSE text: ``clock`` events and heartbeat comments, until the browser goes away or its
-        session expires (then it reconnects, is refused, and the page asks to sign in)."""
+        """SSE text: ``clock`` events and heartbeat comments, until the browser goes away, its
+        session expires, or (checked at each heartbeat) ``signed_in`` says its key was revoked;
+        then it reconnects, is refused, and the page asks to sign in."""
         yield f"retry: {RETRY_MS}\n\n"
         changes = Changes(start)
         loop = asyncio.get_running_loop()
@@ -98,6 +103,8 @@ class LiveFeed:
                 yield message
             if loop.time() - beat >= HEARTBEAT_S:
                 beat = loop.time()
+                if signed_in is not None and not await signed_in():
+                    return
                 yield ": heartbeat\n\n"
             await asyncio.sleep(self.poll_s)
 

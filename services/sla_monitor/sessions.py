@@ -12,6 +12,11 @@ so the signing key must be the same on every replica:
   refused until the setting is made. A per-process random secret would sign people out whenever
   their request reached another replica, so it is never used.
 
+A session lasts while its signer still holds a key: each request checks that the principal is
+still configured with the same roles, that a configured secret key remains, or that the database
+key it signed in with is not revoked (``shared.auth.still_holds_key``). Revoking a key signs its
+sessions out at their next request.
+
 CSRF: the page carries a token derived from the session id (HMAC with the same key) and the
 page's script sends it back in ``X-CSRF-Token``. Another site's page makes the browser send the
 cookie (SameSite=Strict already refuses that for cross-site requests) but cannot read the page,
@@ -33,7 +38,7 @@ import orjson
 from fastapi import Request, Response
 
 from services.sla_monitor.settings import SlaConfig, sla_config
-from shared.auth import Caller
+from shared.auth import Caller, still_holds_key
 
 COOKIE = "leadflow_ops"
 PATH = "/ops"
@@ -115,7 +120,10 @@ async def current_session(request: Request) -> Session | None:
         key = signing_key(sla_config(request.app.state.runtime.settings))
     except SessionsUnavailable:
         return None
-    return verify(token, key=key, now=datetime.now(UTC))
+    session = verify(token, key=key, now=datetime.now(UTC))
+    if session is None or not await still_holds_key(request, session.caller):
+        return None  # the key that signed in was revoked, or the principal removed
+    return session
 
 
 def same_origin(request: Request, *, required: bool) -> bool:

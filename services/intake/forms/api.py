@@ -24,7 +24,7 @@ from services.intake.forms.parsing import Parsed
 from services.intake.forms.store import find_lead
 from services.intake.forms.submissions import fingerprint, read_body, unknown_fields, validate
 from services.intake.keys.guard import Guard, Poster
-from services.intake.keys.store import KeyRing, stored_secret_caller
+from services.intake.keys.store import KeyRing, key_still_active, stored_secret_caller
 from services.intake.privacy.erasure import erase_lead
 from services.intake.schemas import LeadAccepted, LeadErasure, LeadPosted, LeadView
 from services.intake.settings import intake_config
@@ -264,6 +264,7 @@ def install(app: FastAPI, runtime: Runtime) -> None:
     )
     app.state.guard = Guard(intake_config(runtime.settings), app.state.keys)
     app.state.secret_lookup = partial(stored_secret_caller, app.state.keys)
+    app.state.key_still_active = partial(key_still_active, runtime.sessions)
     app.include_router(router)
     app.add_middleware(CorsHeaders)
     docs.extend_openapi(app)

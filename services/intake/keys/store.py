@@ -163,6 +163,25 @@ class KeyRing:
         return KeyInfo(row.id, row.kind, row.key_hash, origins, row.thank_you_url, row.strict)
 
 
+async def key_still_active(sessions: async_sessionmaker[AsyncSession], caller: Caller) -> bool:
+    """Whether the database secret key a caller (``key:<id>``) signed in with is not revoked;
+    read from the database, not the ring's cache, so a revocation bites at once."""
+    kind, _, key_id = caller.name.partition(":")
+    try:
+        wanted = UUID(key_id)
+    except ValueError:
+        return False
+    if kind != "key":
+        return False
+    async with sessions() as session:
+        found = await session.scalar(
+            select(ApiKey.id).where(
+                ApiKey.id == wanted, ApiKey.kind == SECRET, ApiKey.revoked_at.is_(None)
+            )
+        )
+    return found is not None
+
+
 async def stored_secret_caller(keys: KeyRing, token: str) -> Caller | None:
     """A secret key made with ``leadflow keys create --kind secret`` acts as an admin key."""
     key = await keys.find(token)

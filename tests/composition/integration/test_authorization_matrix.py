@@ -186,22 +186,7 @@ POST    /v1/ingest/meta                                                  ok    4
 token (the handshake) or body signature, HubSpot's v3 signature; ``wrong`` is made with another
 secret."""
 
-REVOKED_SESSION = (
-    "an ops session outlives the revocation of the key that signed in (leadflow keys revoke): "
-    "the cookie is checked for its signature and expiry only, for up to LEADFLOW_SLA__SESSION_HOURS"
-)
-SHOULD_BE: dict[tuple[str, str, str], str] = {
-    (method, path, "sk-rl"): REVOKED_SESSION
-    for method, path in [
-        ("GET", "/ops/sla"),
-        ("GET", "/ops/sla/stream"),
-        ("POST", "/ops/sla/clocks/{clock_id}/acknowledge"),
-        ("GET", "/ops/funnel"),
-        ("GET", "/ops/plan"),
-        ("GET", "/ops/review"),
-        ("GET", "/ops/review/{month}/archive"),
-    ]
-}
+SHOULD_BE: dict[tuple[str, str, str], str] = {}
 """(method, path, column) → why the code still answers otherwise."""
 
 COLUMNS, TABLE = parse_table(ROUTES)
