@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import re
 import ssl
 import subprocess
 from pathlib import Path
@@ -15,8 +16,8 @@ import pytest
 from aiokafka.errors import KafkaConnectionError
 from pydantic import SecretStr
 
-from services.settings import load_settings
-from shared.config import KafkaSettings, SettingsError
+from services.settings import LeadflowSettings, load_settings
+from shared.config import KafkaSettings, SettingsError, unknown_variables
 from shared.kafka import admin_options, client_security, consumer_options, producer_options
 from shared.kafka_auth import ClientCredentialsTokens, TokenUnavailable
 from tests.support.common import self_signed_certificate
@@ -356,6 +357,16 @@ def test_the_modes_read_from_the_environment(
     assert settings.ssl_cafile == cert and not settings.create_topics
     assert settings.partitions_of("leadflow.intake") == 12
     assert settings.partitions_of("leadflow.sla") == settings.partitions == 4
+
+
+def test_the_managed_kafka_page_names_only_settings_that_exist() -> None:
+    page = (Path(__file__).parents[3] / "docs" / "kafka.md").read_text()
+    named = set(re.findall(r"LEADFLOW_[A-Z0-9_]+[A-Z0-9]", page))
+    assert len(named) > 10
+    assert unknown_variables(dict.fromkeys(named, ""), LeadflowSettings) == []
+    short = set(re.findall(r"`([A-Z][A-Z0-9_]+[A-Z0-9])[=`]", page)) - named  # `SSL_CAFILE`
+    values = {"PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL", "PLAIN", "OAUTHBEARER"}
+    assert short - values - {name.upper() for name in KafkaSettings.model_fields} == set()
 
 
 def _mkdir(parent: Path, name: str) -> str:
