@@ -81,9 +81,16 @@ async def hubspot_events(
     subscription_id: UUID,
     request: Request,
     runtime: RuntimeDep,
-    signature: Annotated[str, Header(alias="X-HubSpot-Signature-v3", max_length=200)],
-    timestamp: Annotated[str, Header(alias="X-HubSpot-Request-Timestamp", max_length=20)],
+    signature: Annotated[
+        str | None, Header(alias="X-HubSpot-Signature-v3", max_length=200)
+    ] = None,
+    timestamp: Annotated[
+        str | None, Header(alias="X-HubSpot-Request-Timestamp", max_length=20)
+    ] = None,
 ) -> InboundAnswer:
+    if not signature or not timestamp:  # the credential itself is missing: 401, not 422
+        missing = "X-HubSpot-Signature-v3" if not signature else "X-HubSpot-Request-Timestamp"
+        raise Problem(401, "Unauthorized", f"{missing} is missing", field=missing)
     body = await request.body()
     if len(body) > MAX_BODY:
         raise Problem(413, "Content Too Large", f"more than {MAX_BODY} bytes")

@@ -79,7 +79,7 @@ GET     /v1/subscriptions/{subscription_id}/attempts                     401   4
 POST    /v1/subscriptions/{subscription_id}/messages/{message_id}/replay 401   401   401   401   403   ok    ok    403   403   ok    ok    ok    ok    ok
 POST    /v1/subscriptions/{subscription_id}/replay                       401   401   401   401   403   ok    ok    403   403   ok    ok    ok    ok    ok
 # HubSpot's webhooks: their credential is the v3 signature (SIGNED below); no key stands in for it
-POST    /v1/crm/hubspot/{subscription_id}/events                         bad   bad   bad   bad   bad   bad   bad   bad   bad   bad   bad   bad   bad   bad
+POST    /v1/crm/hubspot/{subscription_id}/events                         401   401   401   401   401   401   401   401   401   401   401   401   401   401
 # Qualification rules (co-signed: approving needs approver:<side>; the approvals here are for marketing)
 POST    /v1/rulesets/validate                                            401   401   401   401   403   ok    ok    403   403   ok    ok    ok    ok    ok
 POST    /v1/rulesets                                                     401   401   401   401   403   ok    ok    403   403   ok    ok    ok    ok    ok

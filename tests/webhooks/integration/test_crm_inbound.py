@@ -250,9 +250,8 @@ async def test_unverified_requests_are_refused_as_problems(hub: Setup) -> None:
         problem = assert_problem(refused, 401)
         assert problem["field"] == "X-HubSpot-Signature-v3"
     for missing in (unsigned, no_signature):
-        assert missing.status_code in (401, 422), missing.text
-        assert missing.headers["content-type"].startswith("application/problem+json")
-    assert "x-hubspot-signature-v3" in no_signature.text.lower()
+        assert_problem(missing, 401)  # a missing credential, not a malformed request
+    assert no_signature.json()["field"] == "X-HubSpot-Signature-v3"
     assert await outcomes(hub.runtime, hub.lead_id) == []
 
 
