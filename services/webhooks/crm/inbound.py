@@ -81,9 +81,7 @@ async def hubspot_events(
     subscription_id: UUID,
     request: Request,
     runtime: RuntimeDep,
-    signature: Annotated[
-        str | None, Header(alias="X-HubSpot-Signature-v3", max_length=200)
-    ] = None,
+    signature: Annotated[str | None, Header(alias="X-HubSpot-Signature-v3", max_length=200)] = None,
     timestamp: Annotated[
         str | None, Header(alias="X-HubSpot-Request-Timestamp", max_length=20)
     ] = None,
