@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
+from uuid import UUID
 
 from sqlalchemy import event as orm_event
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -11,8 +12,10 @@ from sqlalchemy.orm import Session, SessionTransaction
 
 from services.webhooks.crm.sync import CrmSync
 from services.webhooks.dispatcher import Dispatcher
+from services.webhooks.matching import ERASED
 from services.webhooks.recording import Recorded, record_many
 from services.webhooks.settings import WebhooksConfig
+from services.webhooks.store import erase_copies
 from shared.events import Event
 
 
@@ -46,6 +49,10 @@ class RecordDeliveries:
         recorded = await record_many(
             session, events, settings=self.settings, now=now, slots=self.dispatcher
         )
+        for erased in {UUID(e.key) for e in events if e.type == ERASED}:
+            # An event published before the erasure and read after it (a ``lead.qualified``
+            # with the contact) was recorded after the erasure's own step ran: scrub again.
+            await erase_copies(session, erased)
         if self.dispatcher is not None and recorded.count:
             _Handover(self.dispatcher, recorded).after(session.sync_session)
         if self.crm is not None and recorded.batched:
