@@ -25,9 +25,11 @@ install: $(STAMP) ## Create .venv and install Leadflow with its test tools
 dev: $(STAMP) ## Run everything in one process (embedded broker + SQLite) on port 8000
 	$(BIN)/leadflow dev
 
-test: $(STAMP) ## Run the whole test suite (PostgreSQL, SQLite, embedded broker, Chromium)
+test: $(STAMP) ## Run the whole test suite (PostgreSQL, SQLite, embedded broker, Redis, Chromium)
 	@# The browser tests drive Debian's chromium (Playwright cannot download its own browsers here).
 	command -v chromium >/dev/null || [ "$$(id -u)" != 0 ] || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium)
+	@# The shared rate-limit tests start redis-server themselves, on a port of their own.
+	command -v redis-server >/dev/null || [ "$$(id -u)" != 0 ] || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server)
 	$(BIN)/python -m pytest
 
 lint: $(STAMP) ## ruff lint and format check, mypy type check, the import contract, pip-audit
@@ -87,7 +89,7 @@ bench-crm: $(STAMP) ## CRM handoff (issue 18): lead.qualified latency at 500 lea
 fuzz: $(STAMP) ## Schemathesis against the whole API of a running `leadflow dev`: 300 examples, a new seed
 	$(BIN)/python -m tests.support.fuzz --examples 300
 
-chaos: $(STAMP) ## Fault run of the production processes: PostgreSQL and broker restarts, services killed
+chaos: $(STAMP) ## Chaos in the production topology: five processes killed, broker and PostgreSQL restarted, the CRM flapping; the invariant report
 	$(BIN)/python -m bench.chaos
 
 .PHONY: help install dev test lint lock audit schemas bench bench-sla bench-webhooks bench-crm bench-funnel chaos fuzz

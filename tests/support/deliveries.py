@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import orjson
 
-from tests.support.receiver import Received
+from tests.support.receiver import Received, Reply
 
 
 @dataclass(frozen=True)
@@ -57,3 +57,34 @@ class Deliveries:
     def duplicates(self) -> int:
         """Arrivals beyond each event's first."""
         return sum(self.arrivals.values()) - len(self.arrivals)
+
+
+@dataclass
+class FlappingCrm:
+    """The CRM endpoint as the receiver's ``respond``: it answers 200 and records the delivery,
+    except while it flaps, when it answers 5xx (``"5xx"``) or drops the connection unanswered
+    (``"drop"``). Only a 2xx is a delivery: what a flapping CRM got was never applied there."""
+
+    deliveries: Deliveries = field(default_factory=Deliveries)
+    mode: str = ""
+    """``""`` (healthy), ``"5xx"`` or ``"drop"``."""
+    flaps: int = 0
+    refused: Counter[str] = field(default_factory=Counter)
+    """Requests answered 5xx or dropped, by mode."""
+
+    def respond(self, request: Received) -> Reply:
+        if self.mode == "5xx":
+            self.refused[self.mode] += 1
+            return Reply(status=503 if self.refused[self.mode] % 2 else 500, body=b"flapping")
+        if self.mode == "drop":
+            self.refused[self.mode] += 1
+            return Reply(drop=True)
+        self.deliveries.record(request)
+        return Reply()
+
+    def flap(self, mode: str) -> None:
+        self.mode = mode
+        self.flaps += 1
+
+    def steady(self) -> None:
+        self.mode = ""

@@ -1,8 +1,10 @@
-"""A fault run: leads posted at a fixed rate while the plan's faults happen, then a drain, then
+"""A fault run: the load's mix posted while the plan's faults happen, then the run settles, then
 the invariant report (``checks``), each check with what was expected and what was found.
 
-A check with ``ok=None`` is a figure worth reading (503s answered, duplicates delivered,
-latency), not a pass or fail: delivery is at least once, and 503 is what an outage should get.
+A check with ``ok=None`` is a figure worth reading (posts, kills, 503s answered, duplicate
+arrivals, time to settle), not a pass or fail: delivery is at least once, and 503 is what an
+outage should get. ``lost`` and ``duplicated`` sum the effects missing and those that happened
+twice: both must be 0.
 """
 
 from __future__ import annotations
@@ -12,21 +14,37 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 
+from tests.support.effects import Truth
 from tests.support.evidence import LogFindings, dead_letters, read_logs
 from tests.support.faults import Applied, Fault, apply_plan
-from tests.support.invariants import Findings, Stored, drain, examine
 from tests.support.load import Load
-from tests.support.topology import SECRET_KEY, Exit, Topology
+from tests.support.topology import GOOGLE_ADS_KEY, SECRET_KEY, Exit, Topology
+from tests.support.verdict import (
+    Check,
+    duplicated_effects,
+    equal,
+    exact,
+    missing_facts,
+    outstanding,
+    settle,
+    strangers,
+    undelivered,
+    unfired,
+    unstored,
+    wrong_lines,
+    zero,
+)
 
-DRAIN_WITHIN_S = 240.0
-
-
-@dataclass(frozen=True)
-class Check:
-    invariant: str
-    expected: str
-    actual: str
-    ok: bool | None
+SETTLE_WITHIN_S = 240.0
+DUPLICATES = (
+    "posts stored more than once",
+    "inputs scored more than once",
+    "leads routed more than once",
+    "leads made MQL more than once",
+    "SLA tiers fired more than once",
+    "SLA clocks closed more than once",
+    "duplicates after dedupe by webhook-id",
+)
 
 
 @dataclass
@@ -34,21 +52,23 @@ class FaultRun:
     checks: list[Check] = field(default_factory=list)
     applied: list[Applied] = field(default_factory=list)
     load_s: float = 0.0
-    drain_s: float = 0.0
+    settle_s: float = 0.0
     logs: LogFindings = field(default_factory=LogFindings)
     lag_s: float = 0.0
     """The longest the harness's event loop was late (a stall would skew its timings)."""
     statuses: Counter[int | str] = field(default_factory=Counter)
     """Intake's answers to the load (``"connection error"`` when it was down)."""
+    lost: int = 0
+    duplicated: int = 0
     details: list[str] = field(default_factory=list)
-    """Evidence behind failed checks: which leads, which lines."""
+    """Evidence behind failed checks: which posts, events, clocks, lines."""
 
     @property
     def ok(self) -> bool:
         return all(check.ok is not False for check in self.checks)
 
     def text(self) -> str:
-        """The report as plain text, for an assertion message."""
+        """The report as plain text, for an assertion message and docs/benchmarks.md."""
         rows = [
             f"{'FAIL' if c.ok is False else 'ok  ' if c.ok else '    '} {c.invariant}: "
             f"expected {c.expected}, got {c.actual}"
@@ -67,65 +87,71 @@ async def fault_run(
     *,
     seconds: float,
     rate: float,
-    drain_within: float = DRAIN_WITHIN_S,
+    seed: int = 20,
+    settle_within: float = SETTLE_WITHIN_S,
 ) -> FaultRun:
-    """Post for ``seconds`` at ``rate`` leads/s while ``plan`` happens; drain; check."""
-    load = Load(f"{topology.intake_url}/v1/leads", SECRET_KEY, rate)
+    """Post for ``seconds`` at ``rate`` leads/s (and their follow-ups) while ``plan`` happens;
+    settle; check."""
+    load = Load(topology.intake_url, SECRET_KEY, GOOGLE_ADS_KEY, rate, seed)
     started = topology.journal.epoch = time.monotonic()  # the journal counts from here
-    topology.journal.note(f"load: {rate:g} leads/s for {seconds:g}s")
+    topology.journal.note(f"load: {rate:g} leads/s for {seconds:g}s, seed {seed}")
     lags: list[float] = []
     watching = asyncio.create_task(_watch_lag(lags))
     faults = asyncio.create_task(apply_plan(topology, plan, started))
     await load.run(seconds)
     run = FaultRun(applied=await faults, load_s=time.monotonic() - started)
     run.statuses = load.statuses
-    topology.journal.note("load over; draining")
-    stored, run.drain_s = await drain(
-        topology.dsn, load.accepted, topology.deliveries, within=drain_within
-    )
-    topology.journal.note("drained" if run.drain_s < drain_within else "drain timed out")
+    topology.journal.note("load and faults over; settling")
+    topics = {topology.topic("lifecycle"), topology.topic("sla")}
+    crm = topology.deliveries
+    truth, run.settle_s = await settle(topology.dsn, load, crm, topics, within=settle_within)
+    topology.journal.note("settled" if run.settle_s < settle_within else "settle timed out")
     watching.cancel()
     run.lag_s = max(lags, default=0.0)
     run.logs = read_logs(topology.logs)
     dead = await dead_letters(
         topology.broker.bootstrap_servers, f"{topology.topic_prefix}.dead-letter"
     )
-    findings = examine(stored, load.accepted, topology.deliveries)
-    run.checks = _checks(load, stored, findings, topology, run, dead)
-    run.details = _details(load, stored, findings, topology, run)
+    if truth is None:
+        run.checks = [Check("the database answered after the run", "yes", "never", False)]
+        return run
+    waiting = outstanding(truth, load, crm, topics)
+    once = exact(truth, load, crm, topics)
+    run.lost = sum(_number(c.actual) for c in waiting)
+    run.duplicated = sum(_number(c.actual) for c in once if c.invariant in DUPLICATES)
+    run.checks = [
+        *_posts(load),
+        *waiting,
+        *once,
+        *_health(topology, run, load, dead),
+        zero("lost (effects still missing when the run settled)", run.lost),
+        zero("duplicated (effects that happened twice)", run.duplicated),
+        *_figures(load, topology, run, truth),
+    ]
+    run.details = _details(load, truth, topology, run, topics)
     return run
 
 
-def _checks(
-    load: Load,
-    stored: Stored,
-    findings: Findings,
-    topology: Topology,
-    run: FaultRun,
-    dead: int | None,
-) -> list[Check]:
-    accepted = len(load.accepted)
-    scored = sum(state.scored for state in stored.leads.values())
-    failed_faults = sum(bool(a.error) for a in run.applied)
+def _number(actual: str) -> int:
+    """A check's count (``"1,234"``), or the sum of a per-consumer list (``"scoring 3"``)."""
+    return sum(int(word.replace(",", "")) for word in actual.split() if word.strip(",").isdigit())
+
+
+def _posts(load: Load) -> list[Check]:
+    accepted = load.accepted_count
     return [
-        _equal("faults applied", len(run.applied), len(run.applied) - failed_faults),
-        _equal("leads accepted (202), of those posted", load.posted, accepted),
-        _equal("accepted leads stored in the database", accepted, len(stored.leads)),
-        _equal("accepted leads scored (scored_at set)", accepted, scored),
-        _equal("leads scored more than once", 0, findings.scored_more_than_once),
-        _equal(
-            "accepted leads whose lead.scored was delivered", accepted, findings.scored_delivered
+        equal("posts accepted (2xx), of those posted", sum(load.posted.values()), len(load.posts)),
+        *(
+            equal(f"  {kind} posts accepted", load.posted[kind], accepted[kind])
+            for kind in sorted(load.posted)
         ),
-        _equal(
-            "MQL leads whose lead.mql was delivered", findings.mql_leads, findings.mql_delivered
-        ),
-        _equal("leads not MQL whose lead.mql was delivered", 0, findings.mql_to_non_mql),
-        _equal("delivered events the database does not name", 0, len(findings.unknown)),
-        _equal("leads whose lead.mql came before lead.scored", 0, len(findings.out_of_order)),
-        _equal(
-            "deliveries whose webhook-id is not the event id", 0, topology.deliveries.mislabelled
-        ),
-        _equal("dead-lettered (process logs)", 0, len(run.logs.dead_lettered)),
+    ]
+
+
+def _health(topology: Topology, run: FaultRun, load: Load, dead: int | None) -> list[Check]:
+    return [
+        zero("faults that failed to apply", sum(bool(a.error) for a in run.applied)),
+        zero("dead-lettered (process logs)", len(run.logs.dead_lettered)),
         Check(
             "dead-letter topic records (since the broker last started)",
             "0",
@@ -138,36 +164,50 @@ def _checks(
             _exits(topology.journal.exits),
             not topology.journal.exits,
         ),
-        _equal("processes not stopping cleanly at the end (SIGTERM)", 0, _unclean(topology)),
-        _equal("intake 5xx answers other than 503", 0, load.server_errors),
-        *_figures(load, findings, topology, run),
+        zero("processes not stopping cleanly at the end (SIGTERM)", _unclean(topology)),
+        zero("intake 5xx answers other than 503", load.server_errors),
     ]
 
 
-def _equal(invariant: str, expected: int, actual: int) -> Check:
-    return Check(invariant, f"{expected:,}", f"{actual:,}", actual == expected)
-
-
-def _figures(load: Load, findings: Findings, topology: Topology, run: FaultRun) -> list[Check]:
+def _figures(load: Load, topology: Topology, run: FaultRun, truth: Truth) -> list[Check]:
     statuses = ", ".join(f"{s}: {n}" for s, n in sorted(load.statuses.items(), key=str))
+    kills = Counter(
+        t for a in run.applied if a.fault.kind.startswith("kill") for t in a.fault.targets
+    )
+    kinds = Counter(a.fault.kind for a in run.applied)
+    database = sum(n for kind, n in kinds.items() if kind.startswith("postgres"))
+    crm = topology.crm
+    received = crm.deliveries
+    sla = Counter(r.type for r in truth.outbox if r.type.startswith("sla."))
+    routed = f"{len(truth.events('lead.routed'))} / {len(truth.events('lead.queued'))}"
     logs = run.logs
     return [
-        Check("intake answers (posts, retries included)", "202, 503 in outages", statuses, None),
-        Check("503 answers", "some, in outages", f"{load.statuses.get(503, 0):,}", None),
-        Check("202s replaying a stored answer", "after a lost answer", f"{load.replayed}", None),
-        Check("duplicate deliveries", "allowed", f"{topology.deliveries.duplicates:,}", None),
-        Check("deliveries about leads never accepted", "0", f"{findings.strangers}", None),
-        Check("202 → lead.scored delivered, p50 / max", "", _spread(findings, "lead.scored"), None),
-        Check("202 → lead.mql delivered, p50 / max", "", _spread(findings, "lead.mql"), None),
-        Check("drain after the load and the last fault", "", f"{run.drain_s:.1f} s", None),
-        Check("harness event loop late by, at most", "", f"{run.lag_s:.2f} s", None),
+        Check("posts by kind (accepted)", "", _by_kind(load.accepted_count), None),
+        Check("follow-up scripts", "", _by_kind(load.scripts), None),
+        Check("kills (SIGKILL) per process", "", _by_kind(kills), None),
+        Check("broker restarts (empty)", "", str(kinds["broker-restart"]), None),
+        Check("PostgreSQL restarts (restart, refusing then down, down)", "", str(database), None),
         Check(
-            "log lines: error / critical / tracebacks",
+            "CRM flaps (requests answered 5xx / dropped)",
             "",
-            f"{logs.count('error')} / {logs.count('critical')} / {logs.tracebacks}",
+            f"{crm.flaps} ({crm.refused['5xx']} / {crm.refused['drop']})",
             None,
         ),
-    ]
+        Check("intake answers (retries included)", "2xx, 503 in outages", statuses, None),
+        Check("2xx replaying a stored answer", "after a lost answer", f"{load.replayed}", None),
+        Check("events delivered (distinct webhook-ids)", "", f"{len(received.first):,}", None),
+        Check("duplicate arrivals (same webhook-id)", "allowed", f"{received.duplicates:,}", None),
+        Check("SLA events", "", _by_kind(sla), None),
+        Check("leads routed / queued", "", routed, None),
+        Check("time to settle after the load and the faults", "", f"{run.settle_s:.1f} s", None),
+        Check("harness event loop late by, at most", "", f"{run.lag_s:.2f} s", None),
+        Check("log lines: error / critical / tracebacks", "",
+              f"{logs.count('error')} / {logs.count('critical')} / {logs.tracebacks}", None),
+    ]  # fmt: skip
+
+
+def _by_kind(counts: Counter[str]) -> str:
+    return ", ".join(f"{kind} {n:,}" for kind, n in sorted(counts.items())) or "0"
 
 
 def _unclean(topology: Topology) -> int:
@@ -181,41 +221,30 @@ async def _watch_lag(lags: list[float], every: float = 0.1) -> None:
         lags.append(time.monotonic() - before - every)
 
 
-def _spread(findings: Findings, kind: str) -> str:
-    values = sorted(findings.latencies[kind])
-    if not values:
-        return "–"
-    return f"{values[len(values) // 2]:.2f} s / {values[-1]:.2f} s"
-
-
 def _exits(exits: list[Exit]) -> str:
     return ", ".join(f"{e.service} (code {e.code} at {e.at:.0f}s)" for e in exits) or "0"
 
 
 def _details(
-    load: Load, stored: Stored, findings: Findings, topology: Topology, run: FaultRun
+    load: Load, truth: Truth, topology: Topology, run: FaultRun, topics: set[str]
 ) -> list[str]:
+    crm = topology.deliveries
     details = [f"abandoned: {problem}" for problem in load.abandoned[:5]]
-    unscored = [lead for lead, s in stored.leads.items() if not s.scored][:5]
-    details += [f"not scored: {lead}" for lead in unscored]
-    missing = [lead for lead in load.accepted if lead not in stored.leads][:5]
-    details += [f"not stored: {lead}" for lead in missing]
-    undelivered = [
-        f"{kind} {event} of lead {lead}"
-        for lead, state in stored.leads.items()
-        for kind, ids in state.events.items()
-        for event in ids
-        if event not in topology.deliveries.first
+    details += [f"not stored: {item}" for item in unstored(truth, load)[:5]]
+    unscored = [lead for lead, n in truth.inputs.items() if truth.scored[lead] != n][:5]
+    details += [
+        f"lead {lead}: {truth.inputs[lead]} inputs, {truth.scored[lead]} scores"
+        for lead in unscored
     ]
-    details += [f"not delivered: {item}" for item in undelivered[:10]]
-    details += [f"out of order: lead {lead}" for lead in findings.out_of_order[:10]]
-    details += [f"unknown event delivered: {d}" for d in findings.unknown[:5]]
-    for kind, (latency, slow) in sorted(findings.slowest.items()):
-        delivered = slow.at - load.started
-        details.append(
-            f"slowest {kind}: lead {slow.lead_id}, delivered {latency:.1f}s after its 202, "
-            f"{delivered:.1f}s into the load"
-        )
+    details += [f"not processed by {c}: {n}" for c, n in truth.unconsumed().items() if n]
+    details += [f"not delivered: {item}" for item in undelivered(truth, crm, topics)[:10]]
+    details += [f"unknown event delivered: {item}" for item in strangers(truth, crm, topics)[:5]]
+    details += [f"tier never fired: {item}" for item in unfired(truth)[:10]]
+    details += [f"no funnel fact: {item}" for item in missing_facts(truth)[:5]]
+    details += [f"funnel line: {item}" for item in wrong_lines(truth, load)[:5]]
+    details += [f"webhook message {item}" for item in truth.webhook_problems[:5]]
+    if duplicated_effects(truth, crm):
+        details.append("duplicated effects delivered: see the CRM's deliveries by lead")
     details += run.logs.dead_lettered[:10]
     details += [f"{n}× {message}" for message, n in run.logs.messages.most_common(15)]
     return details

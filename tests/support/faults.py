@@ -8,11 +8,12 @@ says when each really began and how long it took.
 from __future__ import annotations
 
 import asyncio
+import random
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-from tests.support.topology import Topology
+from tests.support.topology import SERVICES, Topology
 
 
 @dataclass(frozen=True)
@@ -21,13 +22,16 @@ class Fault:
     """Seconds after the load started."""
     kind: str
     """``postgres-restart``, ``postgres-refusing``, ``postgres-down``, ``broker-restart``,
-    ``kill``."""
+    ``kill``, ``crm-flap``."""
     targets: tuple[str, ...] = ()
     """The services a ``kill`` ends, at once."""
     hold: float = 0.0
-    """Seconds refusing (57P03) or down."""
+    """Seconds refusing (57P03), down, or flapping."""
     then_down: float = 0.0
     """After refusing: seconds stopped (connection refused) before it starts again."""
+    mode: str = ""
+    """How the CRM flaps: ``5xx`` (500 and 503 answers) or ``drop`` (connections closed
+    unanswered)."""
 
     def describe(self) -> str:
         if self.kind == "postgres-restart":
@@ -41,6 +45,11 @@ class Fault:
             return f"PostgreSQL stopped (-m fast) for {self.hold:g}s, then started"
         if self.kind == "broker-restart":
             return "broker restarted at the same address (empty: memory storage)"
+        if self.kind == "crm-flap":
+            how = "answering 5xx" if self.mode == "5xx" else "dropping connections"
+            return f"CRM receiver {how} for {self.hold:g}s"
+        if self.kind == "kill-no-wait":
+            return f"{' and '.join(self.targets)} killed (SIGKILL) and started (not awaited)"
         return f"{' and '.join(self.targets)} killed (SIGKILL) and started again"
 
 
@@ -53,7 +62,7 @@ class Applied:
     error: str = ""
 
 
-def default_plan(seconds: float) -> list[Fault]:
+def default_plan(seconds: float, _seed: int = 0) -> list[Fault]:
     """Every fault once over the load, spaced so each is recovered from before the next."""
     return [
         Fault(0.10 * seconds, "kill", targets=("intake",)),
@@ -66,7 +75,7 @@ def default_plan(seconds: float) -> list[Fault]:
     ]
 
 
-def short_plan(seconds: float) -> list[Fault]:
+def short_plan(seconds: float, _seed: int = 0) -> list[Fault]:
     """For the test suite, every kind of fault in about half a minute: the database going away
     as in a shutdown, intake killed (posts retried with their keys), the broker back empty,
     then both consumers' processes killed at once mid-delivery (the slowest to recover: each
@@ -79,7 +88,40 @@ def short_plan(seconds: float) -> list[Fault]:
     ]
 
 
-PLANS: dict[str, Callable[[float], list[Fault]]] = {"default": default_plan, "short": short_plan}
+def chaos_plan(seconds: float, seed: int = 20, *, kills: int = 1, rounds: int = 1) -> list[Fault]:
+    """Everything, at seeded random points: each of the five processes killed ``kills`` times,
+    and ``rounds`` times each the broker restarted empty, PostgreSQL restarted (a fast restart,
+    then in later rounds a shutdown's refusals and a stop), and the CRM flapping twice (5xx, then
+    dropped connections). Faults fall in the first 85 % of the load, so the run's end sees the
+    recovery; they are applied one after the other (``apply_plan``)."""
+    rng = random.Random(seed)
+    database = [
+        Fault(0, "postgres-restart"),
+        Fault(0, "postgres-refusing", hold=2.0, then_down=1.0),
+        Fault(0, "postgres-down", hold=3.0),
+    ]
+    kinds = [Fault(0, "kill-no-wait", targets=(n,)) for n in SERVICES for _ in range(kills)]
+    for round_ in range(rounds):
+        kinds.append(Fault(0, "broker-restart"))
+        kinds.append(database[round_ % len(database)])
+        kinds.append(Fault(0, "crm-flap", hold=round(rng.uniform(2, 5), 1), mode="5xx"))
+        kinds.append(Fault(0, "crm-flap", hold=round(rng.uniform(2, 5), 1), mode="drop"))
+    times = sorted(rng.uniform(0.05, 0.85) * seconds for _ in kinds)
+    rng.shuffle(kinds)
+    return [replace(fault, at=round(at, 1)) for fault, at in zip(kinds, times, strict=True)]
+
+
+def long_chaos_plan(seconds: float, seed: int = 20) -> list[Fault]:
+    """``make chaos``: each process killed three times, three rounds of the rest."""
+    return chaos_plan(seconds, seed, kills=3, rounds=3)
+
+
+PLANS: dict[str, Callable[[float, int], list[Fault]]] = {
+    "chaos": long_chaos_plan,
+    "chaos-short": chaos_plan,
+    "default": default_plan,
+    "short": short_plan,
+}
 
 
 async def apply_plan(topology: Topology, plan: list[Fault], started: float) -> list[Applied]:
@@ -128,10 +170,28 @@ async def _kill(topology: Topology, fault: Fault) -> None:
     await asyncio.gather(*(topology.services[name].restart() for name in fault.targets))
 
 
+async def _kill_and_go_on(topology: Topology, fault: Fault) -> None:
+    """SIGKILL and start again, without waiting for it to be ready: the next fault may find it
+    still starting, as a crash loop or a slow node would."""
+    for name in fault.targets:
+        await topology.services[name].kill()
+        await topology.services[name].start()
+
+
+async def _crm_flap(topology: Topology, fault: Fault) -> None:
+    topology.crm.flap(fault.mode)
+    try:
+        await asyncio.sleep(fault.hold)  # the fault itself: the CRM misbehaves this long
+    finally:
+        topology.crm.steady()
+
+
 _ACTIONS: dict[str, Callable[[Topology, Fault], Awaitable[None]]] = {
     "postgres-restart": _postgres_restart,
     "postgres-refusing": _postgres_refusing,
     "postgres-down": _postgres_down,
     "broker-restart": _broker_restart,
     "kill": _kill,
+    "kill-no-wait": _kill_and_go_on,
+    "crm-flap": _crm_flap,
 }

@@ -1,7 +1,8 @@
 """A real HTTP/1.1 receiver on 127.0.0.1 for webhook tests and the benchmark (asyncio streams).
 
 It records every request (headers, raw body, arrival time) and answers with what ``respond``
-returns: a status, optional headers and body, optionally after a delay. Keep-alive is honoured.
+returns: a status, optional headers and body, optionally after a delay, or no answer at all (the
+connection closed). Keep-alive is honoured.
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ class Reply:
     headers: dict[str, str] = field(default_factory=dict)
     body: bytes = b"ok"
     delay: float = 0.0
+    drop: bool = False
+    """Close the connection without answering (a CRM whose load balancer drops it)."""
 
 
 Respond = Callable[[Received], Reply | Awaitable[Reply]]
@@ -95,6 +98,8 @@ class Receiver:
                 assert isinstance(reply, Reply)
                 if reply.delay:
                     await asyncio.sleep(reply.delay)
+                if reply.drop:
+                    break
                 writer.write(_encode(reply))
                 await writer.drain()
         except (ConnectionError, asyncio.IncompleteReadError):

@@ -2,9 +2,13 @@
 
 PostgreSQL is a server of the run's own (``PostgresServer``, which faults stop and start), the
 broker is embedded on a fixed port (so a restart comes back at the same address, empty: memory
-storage), the CRM is a real HTTP receiver on 127.0.0.1, subscribed to ``lead.scored`` and
-``lead.mql``, and ``python -m services intake|scoring|webhooks`` run as three processes, each
-logging to a file of its own (appended across restarts).
+storage), the CRM is a real HTTP receiver on 127.0.0.1 subscribed to every lifecycle and SLA
+event (``lead.*``, ``sla.*``) that the harness can make flap (``FlappingCrm``), and
+``python -m services intake|scoring|webhooks|sla-monitor|analytics`` run as five processes, each
+logging to a file of its own (appended across restarts). The database is prepared as a
+production team would: the sample qualification rules live, a team of three reps with capped
+open leads (``MAX_OPEN``), SLA policies whose ladders fall due within seconds (``SLA_POLICIES``),
+and a Google Ads key.
 
 A watcher awaits each process: one that exits without the harness having killed or stopped it
 is recorded (a process must survive outages) and started again, as an orchestrator would, so
@@ -36,13 +40,39 @@ from shared.broker import EMBEDDED_PARTITIONS, EmbeddedBroker, free_port
 from shared.db import make_engine
 from shared.migrate import upgrade
 from shared.runtime import Runtime
-from tests.support.deliveries import Deliveries
+from tests.support.deliveries import Deliveries, FlappingCrm
 from tests.support.postgres_server import PostgresServer
 from tests.support.receiver import Receiver
+from tests.support.routing import capped_pool
+from tests.support.sla import activate as activate_sla
 
 SECRET_KEY = "sk_chaos"
-SERVICES = ("intake", "scoring", "webhooks")
-EVENT_TYPES = ["lead.scored", "lead.mql"]
+GOOGLE_ADS_KEY = "chaos-google-key"
+SERVICES = ("intake", "scoring", "webhooks", "sla-monitor", "analytics")
+EVENT_TYPES = ["lead.*", "sla.*"]
+MAX_OPEN = 40
+"""Each of the three reps' cap: a run qualifies more leads than 120, so the cap is reached and
+the rest wait in the queue (``lead.queued``, a pickup clock) until a rejection frees a place."""
+SLA_POLICIES = """
+name: Chaos SLAs
+calendar: always
+contacts:
+  manager: [manager@example.com]
+policies:
+  - id: chaos
+    pickup:
+      within: 8s
+      ladder: [{at: 100%, notify: [manager]}]
+    first_response:
+      within: 10s
+      ladder:
+        - {at: 50%, notify: [owner]}
+        - {at: 100%, notify: [manager]}
+        - {at: 100% + 4s, notify: [manager]}
+    acceptance: {within: 16s}
+"""
+"""Ladders that fall due within the run: a first response is warned at 5 s, breached at 10 s and
+escalated (notify only: a reassignment would blur "routed once") at 14 s."""
 READY_WITHIN_S = 120.0
 """Generous: a process starting on a busy two-core machine, then joining its consumer group
 while the members of the process it replaces are still being timed out."""
@@ -183,11 +213,19 @@ class Topology:
     db_url: str
     broker: EmbeddedBroker
     receiver: Receiver
-    deliveries: Deliveries
+    crm: FlappingCrm
     services: dict[str, Service]
     folder: Path
     topic_prefix: str
     journal: Journal
+
+    def topic(self, name: str) -> str:
+        """``lifecycle``, ``sla``…: the run's topic of that name."""
+        return f"{self.topic_prefix}.{name}"
+
+    @property
+    def deliveries(self) -> Deliveries:
+        return self.crm.deliveries
 
     @property
     def intake_url(self) -> str:
@@ -233,13 +271,12 @@ async def running_topology(
     *,
     extra_env: dict[str, str] | None = None,
 ) -> AsyncIterator[Topology]:
-    """The broker, the receiver and the three processes, ready; all stopped on leaving."""
+    """The broker, the receiver and the five processes, ready; all stopped on leaving."""
     await asyncio.to_thread(folder.mkdir, parents=True, exist_ok=True)
     broker = EmbeddedBroker(port=free_port(), log_path=folder / "broker.log")
     await asyncio.to_thread(broker.start)
-    deliveries = Deliveries()
-    receiver = Receiver(keep=False)
-    receiver.on_request = deliveries.record
+    crm = FlappingCrm()
+    receiver = Receiver(crm.respond, keep=False)
     await receiver.start()
     prefix = f"chaos{uuid4().hex[:8]}"
     ports = {name: free_port() for name in SERVICES}
@@ -248,9 +285,7 @@ async def running_topology(
     services = {
         name: Service(name, ports[name], env, folder / f"{name}.log", journal) for name in SERVICES
     }
-    topology = Topology(
-        postgres, db_url, broker, receiver, deliveries, services, folder, prefix, journal
-    )
+    topology = Topology(postgres, db_url, broker, receiver, crm, services, folder, prefix, journal)
     try:
         await _prepare(db_url, receiver.url())
         for service in services.values():
@@ -272,6 +307,7 @@ def _environment(
         LEADFLOW_DB__URL=db_url,
         LEADFLOW_KAFKA__BOOTSTRAP_SERVERS=bootstrap,
         LEADFLOW_KAFKA__PARTITIONS=str(EMBEDDED_PARTITIONS),  # as `leadflow dev` makes them
+        LEADFLOW_KAFKA__IDEMPOTENCE="false",  # the embedded broker has no InitProducerId
         LEADFLOW_KAFKA__SESSION_TIMEOUT_MS="6000",
         LEADFLOW_KAFKA__HEARTBEAT_INTERVAL_MS="500",
         LEADFLOW_TOPICS__PREFIX=prefix,
@@ -284,19 +320,31 @@ def _environment(
         LEADFLOW_HTTP__INTAKE_PORT=str(ports["intake"]),
         LEADFLOW_HTTP__SCORING_PORT=str(ports["scoring"]),
         LEADFLOW_HTTP__WEBHOOKS_PORT=str(ports["webhooks"]),
+        LEADFLOW_HTTP__SLA_MONITOR_PORT=str(ports["sla-monitor"]),
+        LEADFLOW_HTTP__ANALYTICS_PORT=str(ports["analytics"]),
+        LEADFLOW_PLATFORMS__GOOGLE_ADS_KEY=GOOGLE_ADS_KEY,
+        # A flapping CRM is retried within seconds, never exhausted within a run (Svix's
+        # schedule waits 5 min after the second failure), and its circuit pauses it briefly;
+        # a killed dispatcher's leases run out after timeout + 30 s.
+        LEADFLOW_WEBHOOKS__RETRY_SCHEDULE_S=str([0, 0.5, 1] + [2] * 60),
+        LEADFLOW_WEBHOOKS__BREAKER_COOLDOWN_S="1",
+        LEADFLOW_WEBHOOKS__TIMEOUT_S="5",
     )
     env.update(extra)
     return env
 
 
 async def _prepare(db_url: str, receiver_url: str) -> None:
-    """The sample rules live (without them nothing is scored); the receiver subscribed."""
+    """The sample rules live (without them nothing is scored), the reps and the SLA policies
+    in place, the receiver subscribed."""
     settings = load_settings(db={"url": db_url})
     runtime = Runtime.create(settings)
     try:
         await activate_sample_rules(runtime)
         webhooks = settings.webhooks.model_copy(update={"allowed_networks": ["127.0.0.0/8"]})
         async with runtime.sessions.begin() as session:
+            await capped_pool(session, MAX_OPEN)
+            await activate_sla(session, settings, text=SLA_POLICIES)
             body = SubscriptionIn(url=receiver_url, event_types=EVENT_TYPES)
             await store.create(session, body, settings=webhooks, now=datetime.now(UTC))
     finally:
