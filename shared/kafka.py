@@ -17,6 +17,8 @@ from shared.config import TLS_PROTOCOLS, KafkaSettings
 from shared.kafka_auth import ClientCredentialsTokens, tls_context
 
 log = logging.getLogger(__name__)
+METADATA_MAX_AGE_MS = 10_000
+"""How soon a consumer sees a topic's new partitions (``consumer_options``)."""
 
 
 class MissingTopics(RuntimeError):
@@ -85,6 +87,12 @@ def consumer_options(
         "fetch_max_wait_ms": fetch_max_wait_ms or settings.fetch_max_wait_ms,
         "request_timeout_ms": max(settings.request_timeout_ms, settings.session_timeout_ms + 5000),
         "max_poll_interval_ms": 300_000,
+        # A topic's partitions are learnt from metadata, refreshed this often (aiokafka's
+        # default: 5 minutes). After the embedded broker restarts empty, a consumer's own
+        # metadata request may recreate its topic with the broker's 4 partitions before the
+        # relay recreates it with 1; the group then reads only partition 0 until a refresh,
+        # and the events keyed to the others waited minutes (the chaos run, issue 20).
+        "metadata_max_age_ms": METADATA_MAX_AGE_MS,
     }
 
 
