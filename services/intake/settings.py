@@ -4,9 +4,13 @@ and ``platforms`` (Google Ads, Meta), read from ``LEADFLOW_INTAKE__…`` and
 
 from __future__ import annotations
 
+import re
+
 from pydantic import Field, SecretStr, field_validator
 
 from shared.config import Group, Settings
+
+RATE_LIMIT_STORAGE_SCHEMES = ("memory", "redis", "rediss", "redis+unix")
 
 
 class IntakeSettings(Group):
@@ -68,6 +72,28 @@ class IntakeSettings(Group):
         "30/minute",
         description="Public-key and anonymous posts per client address; unset: no limit",
     )
+    rate_limit_storage: SecretStr | None = Field(
+        None,
+        description="Where the rate limits count: unset (or `memory://`), in each intake "
+        "process's memory, so N replicas allow N times the limits; a Redis URL "
+        "(`redis://[:password@]host:6379/0`, `rediss://` for TLS, `redis+unix:///path?db=0`) "
+        "that every replica shares: one limit across them. Never logged (it may hold a password)",
+    )
+    rate_limit_storage_timeout_s: float = Field(
+        0.5,
+        gt=0,
+        le=30,
+        description="A post waits this long at most for the Redis storage; longer counts as "
+        "unreachable",
+    )
+    rate_limit_storage_retry_s: float = Field(
+        5.0,
+        ge=0,
+        le=300,
+        description="While the Redis storage is unreachable, posts are let through unlimited "
+        "(a warning once per outage, leadflow_intake_rate_limit_unchecked_total counts them) "
+        "and it is tried again after this long",
+    )
     key_cache_s: float = Field(
         10.0, ge=0, le=3600, description="API keys are cached in process this long (revocation lag)"
     )
@@ -118,6 +144,20 @@ class IntakeSettings(Group):
             parse_many(value)
         except ValueError:
             raise ValueError(f"{value!r} is not a rate limit like 600/minute") from None
+        return value
+
+    @field_validator("rate_limit_storage")
+    @classmethod
+    def _storage(cls, value: SecretStr | None) -> SecretStr | None:
+        # The message names the scheme only: the URL may hold a password.
+        if value is None or not value.get_secret_value():
+            return None
+        scheme, found, _ = value.get_secret_value().partition("://")
+        if scheme.lower() not in RATE_LIMIT_STORAGE_SCHEMES:
+            plain = found and re.fullmatch(r"[A-Za-z][A-Za-z0-9+.\-]{0,19}", scheme)
+            given = f"{scheme}://" if plain else "a text without a scheme"
+            redis = ", ".join(f"{s}://" for s in RATE_LIMIT_STORAGE_SCHEMES[1:])
+            raise ValueError(f"memory:// or a Redis URL ({redis}), not {given}")
         return value
 
 

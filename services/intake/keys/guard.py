@@ -6,23 +6,21 @@
 - Read and admin endpoints take a secret key: one made by ``leadflow keys create --kind secret``
   or one of ``LEADFLOW_AUTH__SECRET_KEYS`` / ``LEADFLOW_AUTH__PRINCIPALS``.
 
-Rate limits live in process memory (``limits``): with N intake replicas a client gets up to N
-times the limit — they protect each process, they are not a quota.
+Rate limits (``ratelimits``) count in process memory by default: with N intake replicas a client
+gets up to N times the limit. With ``intake.rate_limit_storage`` a Redis URL, every replica counts
+in that Redis: one limit across them.
 """
 
 from __future__ import annotations
 
 import hashlib
-import math
-import time
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from fastapi import Request
 from limits import RateLimitItem, parse
-from limits.aio.storage import MemoryStorage
-from limits.aio.strategies import SlidingWindowCounterRateLimiter
 
+from services.intake.keys.ratelimits import RateLimits
 from services.intake.keys.store import PUBLIC, SECRET, KeyInfo, KeyRing
 from services.intake.settings import IntakeConfig
 from shared.auth import identify
@@ -46,7 +44,7 @@ class Guard:
         intake = settings.intake
         self.per_key = _item(intake.rate_limit_per_key)
         self.per_ip = _item(intake.rate_limit_per_ip)
-        self.limiter = SlidingWindowCounterRateLimiter(MemoryStorage())
+        self.limits = RateLimits(intake)
 
     async def poster(self, request: Request, form_key: str | None = None) -> Poster:
         """Authenticate a submission; raises the 401/403/429 problem."""
@@ -104,10 +102,8 @@ class Guard:
         return Poster(SECRET, str(key.id), key)
 
     async def _limit(self, item: RateLimitItem | None, kind: str, who: str, *, field: str) -> None:
-        if item is None or await self.limiter.hit(item, kind, who):
+        if item is None or (wait := await self.limits.wait(item, kind, who)) is None:
             return
-        stats = await self.limiter.get_window_stats(item, kind, who)
-        wait = max(1, math.ceil(stats.reset_time - time.time()))
         raise Problem(
             429,
             "Too Many Requests",
