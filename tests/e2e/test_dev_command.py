@@ -15,21 +15,9 @@ import pytest
 from aiokafka import AIOKafkaConsumer
 
 from shared.broker import free_port
+from tests.support.dev import wait_ready
 
 pytestmark = pytest.mark.e2e
-
-
-def _wait_ready(base: str, process: subprocess.Popen[bytes], within: float = 60) -> None:
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        assert process.poll() is None, "leadflow dev exited early"
-        try:
-            if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)
-    raise AssertionError("leadflow dev did not become ready")
 
 
 def _brokers_of(parent: int) -> dict[int, str]:
@@ -84,7 +72,7 @@ def test_dev_runs_the_slice_and_stops_cleanly_on_ctrl_c(
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        _wait_ready(base, process)
+        wait_ready(base, process)
         key = (data_dir / "secret-key").read_text().strip()
         public = (data_dir / "public-key").read_text().strip()
         lead = {"email": "ada@example.com", "company": "AE"}
