@@ -110,6 +110,15 @@ def analytics() -> None:
 
 
 @app.command()
+def relay() -> None:
+    """Run only the outbox relay: publish every service's events to the broker, for services
+    run with LEADFLOW_OUTBOX__RELAY_IN_PROCESS=false (health and metrics on its port)."""
+    from services.processes import run_relay
+
+    _run(run_relay(_settings()))
+
+
+@app.command()
 def broker(
     port: Annotated[int, typer.Option(help="The port to listen on", min=1, max=65535)] = 9092,
     host: Annotated[

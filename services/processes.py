@@ -26,14 +26,14 @@ from shared.serve import serve
 
 async def run_intake(settings: Settings) -> int:
     runtime = Runtime.create(settings)
-    runtime.start_relay("intake-relay")
+    start_relay(runtime, "intake-relay")
     start_intake(runtime)
     return await serve(runtime, intake_app(runtime), port=settings.http.intake_port)
 
 
 async def run_scoring(settings: Settings) -> int:
     runtime = Runtime.create(settings)
-    runtime.start_relay("scoring-relay")
+    start_relay(runtime, "scoring-relay")
     start_scoring_with_routing(runtime)
     start_routing(runtime)
     start_handoff(runtime, handoff_parts())
@@ -43,7 +43,7 @@ async def run_scoring(settings: Settings) -> int:
 
 async def run_sla_monitor(settings: Settings) -> int:
     runtime = Runtime.create(settings)
-    runtime.start_relay("sla-monitor-relay")
+    start_relay(runtime, "sla-monitor-relay")
     start_sla_monitor(runtime)
     app = health_app("Leadflow SLA monitor", runtime)
     return await serve(runtime, app, port=settings.http.sla_monitor_port)
@@ -51,10 +51,25 @@ async def run_sla_monitor(settings: Settings) -> int:
 
 async def run_webhooks(settings: Settings) -> int:
     runtime = Runtime.create(settings)
-    runtime.start_relay("webhooks-relay")
+    start_relay(runtime, "webhooks-relay")
     start_webhooks(runtime)
     app = health_app("Leadflow webhooks", runtime)
     return await serve(runtime, app, port=settings.http.webhooks_port)
+
+
+async def run_relay(settings: Settings) -> int:
+    """Only the outbox relay: it publishes every service's events (the outbox is one table), for
+    services run with ``outbox.relay_in_process`` off. Replicas share the outbox's shards."""
+    runtime = Runtime.create(settings)
+    runtime.start_relay("relay")
+    app = health_app("Leadflow outbox relay", runtime)
+    return await serve(runtime, app, port=settings.outbox.relay_port)
+
+
+def start_relay(runtime: Runtime, name: str) -> None:
+    """The service's own relay, unless ``leadflow relay`` processes publish the outbox."""
+    if runtime.settings.outbox.relay_in_process:
+        runtime.start_relay(name)
 
 
 async def run_analytics(settings: Settings) -> int:

@@ -278,6 +278,13 @@ class OutboxSettings(Group):
     retention_hours: float = Field(
         24.0, gt=0, description="Published rows are kept this long, to republish after broker loss"
     )
+    relay_in_process: bool = Field(
+        True,
+        description="Each service process (intake, scoring, sla-monitor, webhooks) publishes the "
+        "outbox itself; false: they only write it, and `leadflow relay` processes publish it "
+        "(`leadflow dev` always publishes its own)",
+    )
+    relay_port: int = Field(8005, ge=1, le=65535, description="`leadflow relay` health and metrics")
 
 
 class ConsumerSettings(Group):

@@ -40,6 +40,8 @@ class Runtime:
     """Background tasks that ended on their own (with their error): each should run until the
     process stops, so readiness fails while any is here, and ``on_stopped`` is told."""
     on_stopped: Callable[[str], None] = field(default=lambda _name: None)
+    relaying: bool = False
+    """``start_relay`` was called: this process publishes the outbox, so it needs the broker."""
     _producer_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     @classmethod
@@ -79,6 +81,7 @@ class Runtime:
             )
             await self.relay.run()
 
+        self.relaying = True
         self.spawn(relay(), name=name)
 
     def start_consumer(
@@ -141,7 +144,7 @@ class Runtime:
         checks: dict[str, Callable[[], Awaitable[Any]]] = {"database": lambda: ping(self.engine)}
         if self.producer is not None:
             checks["broker"] = self.producer.client.fetch_all_metadata
-        elif self.tasks:
+        elif self.relaying or self.consumers:  # they will connect; until then, not ready
             checks["broker"] = self._not_connected
         for name, assigned in self.consumers.items():
             checks[name] = partial(_assigned, assigned)
