@@ -16,7 +16,7 @@ from fastapi import APIRouter, Depends, Query
 
 from services.sla_monitor import store
 from services.sla_monitor.attainment import Outcome, attainment, met_in_time, time_left
-from services.sla_monitor.clocks import acknowledge
+from services.sla_monitor.clocks import PASSED_OVER, acknowledge
 from services.sla_monitor.ladder import Tier
 from services.sla_monitor.models import OPEN, SlaClock
 from services.sla_monitor.schemas import (
@@ -55,7 +55,7 @@ def standing_of(row: SlaClock) -> str:
 
 
 def view(row: SlaClock, now: datetime) -> ClockView:
-    tiers = [Tier.from_json(t) for t in row.tiers]
+    tiers = [(Tier.from_json(t), t.get(PASSED_OVER)) for t in row.tiers]
     return ClockView(
         **{name: getattr(row, name) for name in ClockView.model_fields if hasattr(row, name)}
         | {
@@ -69,9 +69,10 @@ def view(row: SlaClock, now: datetime) -> ClockView:
                     due=t.due,
                     notify=list(t.notify),
                     reassign=t.reassign,
-                    fired=t.index < row.next_tier,
+                    fired=t.index < row.next_tier and passed is None,
+                    passed_over=passed,
                 )  # fmt: skip
-                for t in tiers
+                for t, passed in tiers
             ],
         }
     )

@@ -3,6 +3,10 @@
 Each function changes the clock's row (an ORM object; no query) and returns the events that
 announce the change. The caller adds new rows to its session and stages the events in the outbox
 in the same transaction, so a tier that fired is never lost and never fired twice.
+
+Meeting or cancelling a clock first settles the tiers that fell due before the response or the
+cancellation (by its own time) and that the sweep had not fired yet (ladder.settle): the monitor
+was down, or its sweep had not come round.
 """
 
 from __future__ import annotations
@@ -12,7 +16,15 @@ from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
-from services.sla_monitor.ladder import Firing, Tier, fire_due, next_due, plan_ladder
+from services.sla_monitor.ladder import (
+    Firing,
+    Progress,
+    Tier,
+    fire_due,
+    next_due,
+    plan_ladder,
+    settle,
+)
 from services.sla_monitor.metrics import TIERS_FIRED
 from services.sla_monitor.models import CANCELLED, MET, OPEN, SlaClock
 from services.sla_monitor.policy import DEFAULT_RESPONSES, CompiledPolicies, PolicySpec
@@ -38,6 +50,8 @@ from shared.events import (
 from shared.ids import new_id
 
 SOURCE = "/leadflow/sla-monitor"
+PASSED_OVER = "passed_over"
+"""Key of a tier's JSON (``sla_clocks.tiers``) naming why it was passed over, when it was."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,17 +153,48 @@ def start_clock(
 def fire(row: SlaClock, *, now: datetime, late_after: timedelta) -> list[CloudEvent]:
     """Fire the clock's tiers that are due at ``now``, each once: their events."""
     tiers = [Tier.from_json(t) for t in row.tiers]
-    fired, row.next_tier = fire_due(
+    acknowledged = row.acknowledged_at is not None
+    progress = fire_due(
+        tiers, row.next_tier, now=now, acknowledged=acknowledged, late_after=late_after
+    )
+    return _record(row, tiers, progress, now)
+
+
+def _settle(
+    row: SlaClock, *, closed_at: datetime, closing: str, now: datetime, late_after: timedelta
+) -> list[CloudEvent]:
+    """The tiers that fell due before ``closed_at`` and never fired, as the clock closes."""
+    tiers = [Tier.from_json(t) for t in row.tiers]
+    progress = settle(
         tiers,
         row.next_tier,
+        closed_at=closed_at,
+        closing=closing,
         now=now,
         acknowledged=row.acknowledged_at is not None,
         late_after=late_after,
     )
-    row.next_due_at = next_due(tiers, row.next_tier)
+    return _record(row, tiers, progress, now)
+
+
+def _record(
+    row: SlaClock, tiers: list[Tier], progress: Progress, now: datetime
+) -> list[CloudEvent]:
+    """Move the clock past the tiers fired or passed over (the reason kept with each tier passed
+    over, for the clock's view); the events of those fired."""
+    if progress.next_index == row.next_tier:
+        return []
+    row.next_tier = progress.next_index
+    row.next_due_at = next_due(tiers, row.next_tier) if row.state == OPEN else None
     row.updated_at = now
+    if progress.passed:
+        reasons = {p.tier.index: p.reason for p in progress.passed}
+        row.tiers = [  # a new list: the JSON column is saved only when reassigned
+            {**t, PASSED_OVER: reasons[t["index"]]} if t["index"] in reasons else t
+            for t in row.tiers
+        ]
     events = []
-    for firing in fired:
+    for firing in progress.fired:
         TIERS_FIRED.labels(firing.tier.step).inc()
         if firing.tier.step == "breach":
             row.breached_at = firing.tier.due
@@ -172,11 +217,14 @@ def _announce(row: SlaClock, firing: Firing, now: datetime) -> CloudEvent:
         return _event(SlaWarning, row, SlaWarningData(**common), now)
     if tier.step == "breach":
         return _event(SlaBreached, row, SlaBreachedData(**common), now)
+    reason = f"{row.kind} breached ({tier.at})"
+    if tier.reassign and not firing.reassign:
+        reason += f"; not reassigned: {row.state} before it fired"
     data = SlaEscalatedData(
         **common,
-        reason=f"{row.kind} breached ({tier.at})",
-        action="reassign" if tier.reassign else "notify",
-        reassign=tier.reassign,
+        reason=reason,
+        action="reassign" if firing.reassign else "notify",
+        reassign=firing.reassign,
     )
     return _event(SlaEscalated, row, data, now)
 
@@ -188,11 +236,14 @@ def meet(
     at: datetime,
     calendar: BusinessCalendar,
     now: datetime,
-) -> CloudEvent:
-    """The owner responded at ``at``: the clock stops, met (late, if after the deadline)."""
+    late_after: timedelta,
+) -> list[CloudEvent]:
+    """The owner responded at ``at``: the tiers due before it settle, then the clock stops,
+    met (late, if after the deadline): the events, ``sla.met`` last."""
     responded = max(at, row.started_at)
-    working = calendar.between(row.started_at, responded).total_seconds()
     _close(row, MET, reason="met", at=responded, now=now)
+    events = _settle(row, closed_at=responded, closing=MET, now=now, late_after=late_after)
+    working = calendar.between(row.started_at, responded).total_seconds()
     row.response, row.working_time_s = response, working
     data = SlaMetData(
         **_about(row),
@@ -202,14 +253,18 @@ def meet(
         elapsed_s=(responded - row.started_at).total_seconds(),
         breached=responded > row.deadline,
     )
-    return _event(SlaMet, row, data, now)
+    return [*events, _event(SlaMet, row, data, now)]
 
 
-def cancel(row: SlaClock, *, reason: str, now: datetime) -> CloudEvent:
-    """The clock stops uncounted: the lead moved on (reassigned, disqualified, erased, won…)."""
-    _close(row, CANCELLED, reason=reason, at=now, now=now)
+def cancel(
+    row: SlaClock, *, reason: str, at: datetime, now: datetime, late_after: timedelta
+) -> list[CloudEvent]:
+    """The clock stops uncounted at ``at`` (the lead moved on: reassigned, disqualified, erased,
+    won…), the tiers due before it settled first: the events, ``sla.cancelled`` last."""
+    _close(row, CANCELLED, reason=reason, at=at, now=now)
+    events = _settle(row, closed_at=at, closing=CANCELLED, now=now, late_after=late_after)
     data = SlaCancelledData(**_about(row), reason=reason)
-    return _event(SlaCancelled, row, data, now)
+    return [*events, _event(SlaCancelled, row, data, now)]
 
 
 def acknowledge(row: SlaClock, *, by: str, note: str, now: datetime) -> CloudEvent | None:
@@ -225,6 +280,8 @@ def acknowledge(row: SlaClock, *, by: str, note: str, now: datetime) -> CloudEve
 def _close(row: SlaClock, state: str, *, reason: str, at: datetime, now: datetime) -> None:
     row.state, row.closed_reason, row.closed_at = state, reason, at
     row.next_due_at, row.updated_at = None, now
+    if at <= row.deadline:  # closed in time after all: a breach the sweep fired first is undone
+        row.breached_at = None
 
 
 def _about(row: SlaClock) -> dict[str, Any]:

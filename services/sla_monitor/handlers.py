@@ -7,12 +7,13 @@ the consumer's transaction (deduplicated by event id there). Never commits.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from uuid import UUID
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.sla_monitor import store
+from services.sla_monitor.settings import sla_config
 from services.sla_monitor.tracking import TRACKED, Tracker
 from shared.config import Settings
 from shared.events import CloudEvent
@@ -22,6 +23,7 @@ from shared.outbox import stage
 class SlaHandler:
     def __init__(self, settings: Settings, *, on_opened: Callable[[], None] | None = None) -> None:
         self.settings = settings
+        self.late_after = timedelta(seconds=sla_config(settings).sla.late_after_s)
         self.policies = store.PolicyCache()
         self.on_opened = on_opened or (lambda: None)
 
@@ -38,7 +40,7 @@ class SlaHandler:
         live = await self.policies.active(session)
         forms = live is not None and live[1].reads_forms
         leads = await store.tracking_state(session, lead_ids, with_submissions=forms)
-        tracker = Tracker(leads, live, now)
+        tracker = Tracker(leads, live, now, late_after=self.late_after)
         for event in tracked:
             tracker.apply(event)
         session.add_all([*tracker.opened, *tracker.touched])

@@ -5,6 +5,10 @@ resolved), and kept with the clock, so a policy changed later does not move a ru
 deadlines. The deadline itself is always a tier (``breach``); tiers before it warn, tiers after it
 escalate. An acknowledgement stops the notify tiers still to come, not the clock: the breach is
 still recorded (telling nobody) and a reassignment still happens.
+
+A clock closed (met or cancelled) before the sweep fired a tier that fell due while it was open
+settles that tier as it closes (``settle``): what happened is recorded, nobody is told, nothing is
+moved. No tier is lost: each due one either fires or is passed over, with the reason.
 """
 
 from __future__ import annotations
@@ -94,6 +98,23 @@ class Firing:
     notify: tuple[str, ...]
     late_by: timedelta
     late: bool
+    reassign: bool
+    """Carry out the tier's reassignment (never when it fires as its clock closes)."""
+
+
+@dataclass(frozen=True, slots=True)
+class PassedOver:
+    tier: Tier
+    reason: str
+    """``acknowledged``, or how the clock closed before it fired: ``met``, ``cancelled``."""
+
+
+@dataclass(frozen=True, slots=True)
+class Progress:
+    fired: list[Firing]
+    passed: list[PassedOver]
+    next_index: int
+    """The next tier still to come (``len(tiers) + 1`` when the ladder is done)."""
 
 
 def fire_due(
@@ -103,21 +124,65 @@ def fire_due(
     now: datetime,
     acknowledged: bool,
     late_after: timedelta,
-) -> tuple[list[Firing], int]:
-    """The tiers from ``next_index`` (1-based) that are due at ``now``, in order, and the index
-    of the next one still to come (``len(tiers) + 1`` when the ladder is done). A notify-only
+) -> Progress:
+    """The tiers from ``next_index`` (1-based) that are due at ``now``, in order. A notify-only
     tier after an acknowledgement is passed over: nothing fires for it."""
     fired: list[Firing] = []
-    index = next_index
-    while index <= len(tiers) and tiers[index - 1].due <= now:
-        tier = tiers[index - 1]
-        index += 1
+    passed: list[PassedOver] = []
+    for tier in _due(tiers, next_index, lambda due: due <= now):
         if acknowledged and tier.step != "breach" and not tier.reassign:
+            passed.append(PassedOver(tier, "acknowledged"))
             continue
-        late_by = max(now - tier.due, timedelta(0))
         notify = () if acknowledged else tier.notify
-        fired.append(Firing(tier, notify, late_by, late_by > late_after))
-    return fired, index
+        fired.append(_firing(tier, notify, now, late_after, reassign=tier.reassign))
+    return Progress(fired, passed, next_index + len(fired) + len(passed))
+
+
+def settle(
+    tiers: Sequence[Tier],
+    next_index: int,
+    *,
+    closed_at: datetime,
+    closing: str,
+    now: datetime,
+    acknowledged: bool,
+    late_after: timedelta,
+) -> Progress:
+    """The tiers from ``next_index`` that fell due strictly before ``closed_at`` (the response
+    or the cancellation, by its own time) and never fired, as the clock closes (``closing``:
+    ``met`` or ``cancelled``). The breach and the escalations fire, marked late, telling nobody:
+    they happened, and are counted; a reassignment is not carried out (the lead was answered or
+    has moved on). A warning is passed over: a reminder for a lead no longer waiting helps
+    nobody. Tiers due at or after ``closed_at`` never fall due."""
+    fired: list[Firing] = []
+    passed: list[PassedOver] = []
+    for tier in _due(tiers, next_index, lambda due: due < closed_at):
+        if tier.step == "warning":
+            passed.append(PassedOver(tier, closing))
+        elif acknowledged and tier.step != "breach" and not tier.reassign:
+            passed.append(PassedOver(tier, "acknowledged"))
+        else:
+            fired.append(_firing(tier, (), now, late_after, reassign=False))
+    return Progress(fired, passed, next_index + len(fired) + len(passed))
+
+
+def _due(
+    tiers: Sequence[Tier], next_index: int, fell_due: Callable[[datetime], bool]
+) -> list[Tier]:
+    """The tiers from ``next_index`` on, in order, while ``fell_due`` holds for their due time."""
+    due = []
+    for tier in tiers[next_index - 1 :]:
+        if not fell_due(tier.due):
+            break
+        due.append(tier)
+    return due
+
+
+def _firing(
+    tier: Tier, notify: tuple[str, ...], now: datetime, late_after: timedelta, *, reassign: bool
+) -> Firing:
+    late_by = max(now - tier.due, timedelta(0))
+    return Firing(tier, notify, late_by, late_by > late_after, reassign)
 
 
 def next_due(tiers: Sequence[Tier], next_index: int) -> datetime | None:

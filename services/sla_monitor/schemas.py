@@ -26,7 +26,14 @@ class TierView(BaseModel):
     due: datetime
     notify: list[str]
     reassign: bool
-    fired: bool = Field(description="Fired, or passed over after an acknowledgement")
+    fired: bool = Field(description="Its event went out (sla.warning, sla.breached, sla.escalated)")
+    passed_over: str | None = Field(
+        None,
+        description="Settled without an event, and why: acknowledged (a notify tier after an "
+        "acknowledgement), met or cancelled (a warning that fell due before the clock closed, "
+        "not yet fired then). A tier neither fired nor passed over has not fallen due while "
+        "the clock was open",
+    )
 
 
 class ClockView(BaseModel):

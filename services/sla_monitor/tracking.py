@@ -11,6 +11,10 @@ events come out after (handlers.py adds and stages them), in one transaction per
   starts the follow-up clock. Won or lost closes what is left.
 - ``lead.disqualified``, ``lead.recycled``, ``lead.erased``: every open clock is cancelled.
 
+A clock closes at the time of the event that closes it (the response's ``occurred_at``, the
+lifecycle event's ``time``), not when it is applied: the tiers that fell due before then and
+that the sweep had not fired yet settle as it closes (clocks.py).
+
 Test and erased leads get no clocks; with no SLA policies live, or none matching, none starts.
 """
 
@@ -18,7 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
@@ -108,6 +112,8 @@ class Tracker:
     leads: dict[UUID, LeadState]
     live: tuple[int, CompiledPolicies] | None
     now: datetime
+    late_after: timedelta = timedelta(0)
+    """A tier fired more than this after its due time is marked late."""
     events: list[CloudEvent] = field(default_factory=list)
     opened: list[SlaClock] = field(default_factory=list)
     touched: list[SlaTouch] = field(default_factory=list)
@@ -120,7 +126,7 @@ class Tracker:
         if state is None:
             return
         if isinstance(event, LeadQueued):
-            self._cancel_all(state, "queued")
+            self._cancel_all(state, "queued", event.time)
             self._open(state, "pickup", event.time, event.data.team, None, None)
         elif isinstance(event, LeadRouted):
             self._routed(state, event)
@@ -129,13 +135,13 @@ class Tracker:
         elif isinstance(event, LeadOutcome | LeadActivity):
             self._touched(state, event)
         elif isinstance(event, LeadDisqualified | LeadRecycled | LeadErased):
-            self._cancel_all(state, event.type.removeprefix("lead."))
+            self._cancel_all(state, event.type.removeprefix("lead."), event.time)
 
     def _routed(self, state: LeadState, event: LeadRouted) -> None:
         data = event.data
         for row in [c for c in state.clocks if c.kind == "pickup"]:
             self._meet(state, row, "routed", event.time)
-        self._cancel_all(state, "rerouted")
+        self._cancel_all(state, "rerouted", event.time)
         received = max((r for r in state.received if r <= event.time), default=None)
         system = (event.time - (received or state.lead.created_at)).total_seconds()
         started = max(data.available_at or event.time, event.time)
@@ -144,7 +150,7 @@ class Tracker:
 
     def _reassigned(self, state: LeadState, event: LeadReassigned) -> None:
         data = event.data
-        self._cancel_all(state, "reassigned")
+        self._cancel_all(state, "reassigned", event.time)
         if data.owner_id is None:
             self._open(state, "pickup", event.time, data.team, None, None)
             return
@@ -205,7 +211,7 @@ class Tracker:
             self.touched.append(touch)
         self._count(state, counted, response, at)
         if response in CLOSING_OUTCOMES:
-            self._cancel_all(state, response)
+            self._cancel_all(state, response, at)
 
     def _answered_already(self, state: LeadState, *, since: datetime) -> None:
         """Responses applied before the clocks they answer (another topic, applied first)."""
@@ -233,11 +239,15 @@ class Tracker:
 
     def _meet(self, state: LeadState, row: SlaClock, response: str, at: datetime) -> None:
         calendar = self._calendar(row)
-        self.events.append(meet(row, response=response, at=at, calendar=calendar, now=self.now))
+        self.events += meet(row, response=response, at=at, calendar=calendar, now=self.now,
+                            late_after=self.late_after)  # fmt: skip
         state.clocks.remove(row)
 
-    def _cancel_all(self, state: LeadState, reason: str) -> None:
-        self.events.extend(cancel(row, reason=reason, now=self.now) for row in state.clocks)
+    def _cancel_all(self, state: LeadState, reason: str, at: datetime) -> None:
+        """Cancel every open clock of the lead at ``at`` (the event's own time)."""
+        for row in state.clocks:
+            self.events += cancel(row, reason=reason, at=at, now=self.now,
+                                  late_after=self.late_after)  # fmt: skip
         state.clocks.clear()
 
     def _calendar(self, row: SlaClock) -> BusinessCalendar:

@@ -72,6 +72,8 @@ class Clock:
     """Each tier's due time, tier 1 first."""
     next_due_at: datetime | None
     closed_at: datetime | None
+    passed: frozenset[int] = frozenset()
+    """Tiers passed over (after an acknowledgement, or a warning settled as the clock closed)."""
 
 
 @dataclass
@@ -175,7 +177,8 @@ def _clock(row: asyncpg.Record) -> Clock:
     tiers = row["tiers"]
     tiers = orjson.loads(tiers) if isinstance(tiers, str | bytes) else tiers  # jsonb: text
     dues = tuple(datetime.fromisoformat(t["due"]) for t in tiers)
+    passed = frozenset(int(t["index"]) for t in tiers if t.get("passed_over"))
     return Clock(
         row["id"], row["lead"], row["kind"], row["state"], dues, row["next_due_at"],
-        row["closed_at"],
+        row["closed_at"], passed,
     )  # fmt: skip

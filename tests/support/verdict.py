@@ -154,7 +154,7 @@ def closed_twice(truth: Truth) -> int:
 
 def unfired(truth: Truth) -> list[str]:
     """Tiers that fell due while their clock was open (before it closed, or before now) without
-    a tier event."""
+    a tier event, and not passed over (with its reason, in the clock's row)."""
     fired = {(r.clock, r.tier) for r in truth.events(*TIERS)}
     missing = []
     for clock in truth.clocks:
@@ -162,7 +162,7 @@ def unfired(truth: Truth) -> list[str]:
             missing.append(f"clock {clock.id} ({clock.kind}) never started")
         end = clock.closed_at or truth.now
         for index, due in enumerate(clock.dues, start=1):
-            if due < end and (clock.id, str(index)) not in fired:
+            if due < end and (clock.id, str(index)) not in fired and index not in clock.passed:
                 missing.append(f"clock {clock.id} ({clock.kind}, {clock.state}) tier {index}")
     return missing
 
