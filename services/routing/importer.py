@@ -36,12 +36,16 @@ class ImportReport:
 
 def parse_reps(text: str) -> tuple[list[RepIn], list[str]]:
     """The rows as reps, and every problem as ``row N, field: reason`` (row 1 is the header)."""
-    reader = csv.DictReader(io.StringIO(text.lstrip("\ufeff")))
+    reader = csv.DictReader(io.StringIO(text.lstrip("\ufeff"), newline=""))
+    try:
+        rows = list(reader)
+    except csv.Error as error:  # a stray quote or line break the csv module cannot read
+        return [], [f"row {reader.line_num}: not CSV ({error})"]
     unknown = sorted(set(reader.fieldnames or ()) - COLUMNS)
     if not reader.fieldnames or unknown:
         return [], [f"row 1: unknown columns {unknown}" if unknown else "row 1: no header row"]
     reps, errors = [], []
-    for number, row in enumerate(reader, start=2):
+    for number, row in enumerate(rows, start=2):
         values: dict[str, Any] = {k: v.strip() for k, v in row.items() if k and v and v.strip()}
         for name in LISTS:
             if name in values:
