@@ -17,7 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.routing import importer, store
-from services.routing.assign import LeadNotFound, reassign_lead
+from services.routing.assign import LeadNotFound, LeadQuarantined, reassign_lead
 from services.routing.explain import routing_explanation
 from services.routing.models import Account, Membership, Rep, Team
 from services.routing.rules import RoutingInvalid
@@ -38,6 +38,7 @@ from shared.deps import RuntimeDep
 from shared.params import Instant
 from shared.problems import Problem
 
+QUARANTINED = "lead {} is quarantined (held back as spam): release its inquiry first"
 ERRORS = problems.documented(401, 403, 404, 422)
 
 
@@ -172,7 +173,11 @@ async def delete_account(account_id: UUID, runtime: RuntimeDep) -> Response:
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-@router.post("/leads/{lead_id:uuid}/reassign", summary="Give the lead to someone else")
+@router.post(
+    "/leads/{lead_id:uuid}/reassign",
+    summary="Give the lead to someone else",
+    responses=problems.documented(409),
+)
 async def reassign(
     lead_id: UUID, request: Annotated[ReassignIn, Body()], runtime: RuntimeDep
 ) -> dict[str, Any]:
@@ -196,6 +201,8 @@ async def reassign(
                 why=request.reason,
                 to=to,
             )
+        except LeadQuarantined:
+            raise Problem(409, "Conflict", QUARANTINED.format(lead_id), field="lead_id") from None
         except LeadNotFound:
             raise Problem(404, "Not Found", f"no lead {lead_id}", field="lead_id") from None
     runtime.notify_relay()

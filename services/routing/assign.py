@@ -38,6 +38,11 @@ class LeadNotFound(LookupError):
     pass
 
 
+class LeadQuarantined(LeadNotFound):
+    """The lead is a quarantined inquiry's placeholder: nobody routes it until it is released
+    (and a discard deletes it, which rows of routing's would hold up)."""
+
+
 @dataclass(frozen=True)
 class RoutingDecision:
     lead_id: UUID
@@ -143,6 +148,8 @@ async def reassign_lead(
     so a stale escalation, or a rejection by a former owner, changes nothing."""
     # Lead row first, then the routing lock: the order scoring takes them in (see txn.py).
     lead, submissions = await _lead(session, lead_id)
+    if lead.quarantined:
+        raise LeadQuarantined(f"lead {lead_id} is quarantined")
     txn = await routing_txn.begin(session)
     if expected_owner is not None and lead.owner_id != expected_owner:
         return _unchanged(lead)

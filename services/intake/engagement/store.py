@@ -97,14 +97,21 @@ async def find_by_ref(session: AsyncSession, ref: LeadRef, *, lock: bool = True)
     kind, value = ref
     if kind == "id":
         query = select(Lead).where(Lead.id == UUID(value))
-    elif kind == "email":
-        query = select(Lead).where(Lead.email == normal_email(value))
+    elif kind == "email":  # a quarantined inquiry's placeholder is not the person's lead
+        query = select(Lead).where(Lead.email == normal_email(value), Lead.quarantined.is_(False))
     else:
-        query = select(Lead).where(Lead.crm_id == value)
+        query = select(Lead).where(Lead.crm_id == value, Lead.quarantined.is_(False))
     lead = await session.scalar(query.with_for_update() if lock else query)
+    field = {"id": "lead_id", "email": "email", "crm_id": "crm_id"}[kind]
     if lead is None:
-        field = {"id": "lead_id", "email": "email", "crm_id": "crm_id"}[kind]
         raise Problem(404, "Not Found", f"no lead with {field} {value}", field=field)
+    if lead.quarantined:  # what it records would hold up a discard, and nobody works spam
+        raise Problem(
+            409,
+            "Conflict",
+            f"lead {value} is quarantined (held back as spam): release its inquiry first",
+            field=field,
+        )
     return lead
 
 

@@ -159,3 +159,32 @@ async def test_the_openapi_document_describes_the_review_endpoints(
     assert "application/problem+json" in release["409"]["content"]
     assert {"get"} <= set(paths["/v1/quarantine"])
     assert {"delete"} <= set(paths["/v1/quarantine/{inquiry_id}"])
+
+
+async def test_a_held_lead_takes_no_engagement_nor_routing_so_a_discard_always_works(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    """Found by the OpenAPI fuzzer: what other services record about a placeholder lead (an
+    activity scoring counts, a routing assignment) held up its deletion, and a discard was 500."""
+    real = (await client.post("/v1/leads", json={"email": "ada@example.com"})).json()
+    held = await spam(client, "ada@example.com")
+    placeholder = held["lead_id"]
+    refused = {
+        "activity": await client.post(f"/v1/leads/{placeholder}/activities", json={"type": "call"}),
+        "outcome": await client.post(
+            f"/v1/leads/{placeholder}/outcomes", json={"outcome": "accepted"}
+        ),
+        "reassign": await client.post(f"/v1/leads/{placeholder}/reassign", json={"reason": "x"}),
+    }
+    for name, answer in refused.items():
+        assert answer.status_code == 409, (name, answer.text)
+        assert "quarantined" in answer.json()["detail"]
+    # By email, the person's lead is found, not the placeholder holding the same address.
+    by_email = await client.post(
+        "/v1/leads/by-email/ada@example.com/activities", json={"type": "call"}
+    )
+    assert by_email.status_code == 202 and by_email.json()["lead_id"] == real["lead_id"]
+
+    discarded = await client.delete(f"/v1/quarantine/{held['inquiry_id']}")
+    assert discarded.status_code == 200, discarded.text
+    assert await count(runtime, Lead) == 1
