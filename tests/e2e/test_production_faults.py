@@ -3,7 +3,7 @@
 ``leadflow intake``, ``scoring``, ``webhooks``, ``sla-monitor`` and ``analytics`` as separate
 processes on a PostgreSQL server of the run's own (``pg_server``: under ``CI=true`` missing server
 binaries fail the run) and the embedded broker, a CRM receiver on 127.0.0.1 subscribed to every
-lifecycle and SLA event. JSON, form and Google Ads leads are posted at 8/s for 40 s, with their
+lifecycle and SLA event. JSON, form and Google Ads leads are posted at 8/s for 30 s, with their
 activities and outcomes, by clients that retry with the same key, while (seed 20,
 ``chaos_plan``) each process is killed once, the broker restarts empty, PostgreSQL restarts and
 the CRM flaps twice (5xx, dropped connections). Then every accepted post must be stored once,
@@ -26,15 +26,14 @@ from tests.support.topology import running_topology
 
 pytestmark = pytest.mark.e2e
 
-SECONDS, RATE, SEED = 40.0, 8.0, 20
+SECONDS, RATE, SEED = 30.0, 8.0, 20
 
 
 @pytest.mark.xfail(
-    reason="lost effects found by this run, not fixed yet: after the broker restarts empty, "
-    "scoring's consumer leaves inputs of the intake topic unprocessed (124 here, 71 in the run "
-    "before: leads with 5 inputs and 3 scores); and the SLA monitor skips a tier that fell due "
-    "while the clock was open when the response (or a cancellation) is applied before the "
-    "sweep fires it (3 tiers). See the report printed with -s.",
+    reason="lost effects found by this run, not fixed yet: after the broker restarts empty, the "
+    "lifecycle consumers (scoring, webhooks, handoff, routing) leave events unprocessed; offsets "
+    "committed against the old broker are the suspect (issue 20's closing note). The SLA tiers "
+    "it also found skipped are fixed (5f4ce6e). See the report printed with -s.",
     strict=False,
 )
 @pytest.mark.timeout(300)
@@ -48,7 +47,7 @@ async def test_the_processes_survive_chaos_losing_and_duplicating_nothing(
             seconds=SECONDS,
             rate=RATE,
             seed=SEED,
-            settle_within=120,
+            settle_within=60,
         )
 
     print(run.text())  # shown with -s, and in the report of a failure

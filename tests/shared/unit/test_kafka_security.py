@@ -67,6 +67,7 @@ def test_plaintext_is_the_default_and_every_client_gets_the_same() -> None:
         "fetch_max_wait_ms": 20,
         "request_timeout_ms": 15_000,
         "max_poll_interval_ms": 300_000,
+        "metadata_max_age_ms": 10_000,
     }
     assert admin_options(settings) == {
         "security_protocol": "PLAINTEXT",
