@@ -83,10 +83,12 @@ def parse_json(payload: Any, *, honeypot: str) -> Parsed:
         raise InputError("body", "must be a JSON object")
     if isinstance(payload.get("fields"), list):
         return _hubspot(payload, honeypot=honeypot)
-    parsed = Parsed("json", raw=dict(payload))
+    parsed = Parsed("json", raw={k: v for k, v in payload.items() if k != "key"})
     flat = _Flat(parsed)
     for name, value in payload.items():
-        if name == honeypot:
+        if name == "key" and isinstance(value, str):  # the public key, as a form's hidden field
+            parsed.key = value.strip() or None
+        elif name == honeypot:
             parsed.honeypot = _filled(value)
         elif name in CANONICAL and not (name == "consent" and not isinstance(value, dict)):
             parsed.data[name] = value

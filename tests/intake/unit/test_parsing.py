@@ -91,3 +91,9 @@ def test_a_flat_fields_error_names_the_field_as_sent() -> None:
 def test_the_honeypot_is_not_kept_as_custom() -> None:
     parsed = json_body(email="a@example.com", _gotcha="bot")
     assert parsed.honeypot and "custom" not in parsed.data
+
+
+def test_a_public_key_in_the_body_is_the_key_not_a_custom_field() -> None:
+    parsed = json_body(email="a@example.com", key="pk_abc")
+    assert parsed.key == "pk_abc"
+    assert "key" not in parsed.raw and "custom" not in parsed.data
