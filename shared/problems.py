@@ -113,8 +113,8 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(HTTPException)
     async def _http(request: Request, error: HTTPException) -> JSONResponse:
         headers = dict(error.headers or {})
-        if error.status_code == 405:
-            headers["Allow"] = ", ".join(_allowed(request))
+        if error.status_code == 405 and (allowed := _allowed(request)):
+            headers["Allow"] = ", ".join(allowed)
         return problem_response(
             error.status_code,
             _title(error.status_code),
