@@ -10,19 +10,12 @@ from datetime import UTC, datetime
 
 from pydantic import SecretStr
 
-from services.analytics.main import start_analytics
 from services.api import create_app as intake_app
-from services.handoff.main import start_handoff
-from services.intake.analytics import inquiry_origins
 from services.intake.keys.store import dev_public_key
-from services.intake.main import start_intake
-from services.processes import handoff_parts, start_scoring_with_routing
-from services.routing.main import add_sample_team, start_routing
+from services.processes import start_every_service
+from services.routing.main import add_sample_team
 from services.scoring.main import activate_sample_rules
-from services.sla_monitor.analytics import attainment_by_source
-from services.sla_monitor.main import start_sla_monitor
 from services.sla_monitor.sample import activate_sample_policies
-from services.webhooks.main import start_webhooks
 from shared.broker import EmbeddedBroker, embedded_kafka
 from shared.config import Settings
 from shared.migrate import upgrade
@@ -62,14 +55,7 @@ async def run_dev(settings: Settings) -> int:
         await activate_sample_rules(runtime)
         await add_sample_team(runtime)
         await activate_sample_policies(runtime)
-        runtime.start_relay("relay")
-        start_intake(runtime)
-        start_scoring_with_routing(runtime)
-        start_routing(runtime)
-        start_handoff(runtime, handoff_parts())
-        start_sla_monitor(runtime)
-        start_webhooks(runtime)
-        start_analytics(runtime, inquiry_origins, sla=attainment_by_source)
+        start_every_service(runtime)
         public = await dev_public_key(
             runtime.sessions, settings.data_dir / "public-key", now=datetime.now(UTC)
         )

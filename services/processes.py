@@ -79,6 +79,18 @@ async def run_analytics(settings: Settings) -> int:
     return await serve(runtime, app, port=settings.http.analytics_port)
 
 
+def start_every_service(runtime: Runtime) -> None:
+    """Every service's consumers and loops in one runtime, with one relay (``leadflow dev``)."""
+    runtime.start_relay("relay")
+    start_intake(runtime)
+    start_scoring_with_routing(runtime)
+    start_routing(runtime)
+    start_handoff(runtime, handoff_parts())
+    start_sla_monitor(runtime)
+    start_webhooks(runtime)
+    start_analytics(runtime, inquiry_origins, sla=attainment_by_source)
+
+
 def start_scoring_with_routing(runtime: Runtime, *, name: str = "scoring") -> None:
     """Scoring, with routing plugged into it: in each batch's transaction (mark the qualified
     leads pending, reassign rejected ones, release closed ones), then the routing of the pending

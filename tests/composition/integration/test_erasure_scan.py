@@ -28,19 +28,12 @@ import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from sqlalchemy import func, select
 
-from services.analytics.main import start_analytics
 from services.analytics.models import AnalyticsFact
 from services.api import create_app
-from services.handoff.main import start_handoff
-from services.intake.analytics import inquiry_origins
-from services.intake.main import start_intake
-from services.processes import handoff_parts, start_scoring_with_routing
-from services.routing.main import add_sample_team, start_routing
+from services.processes import start_every_service
+from services.routing.main import add_sample_team
 from services.scoring.main import activate_sample_rules
-from services.sla_monitor.analytics import attainment_by_source
-from services.sla_monitor.main import start_sla_monitor
 from services.tables import metadata
-from services.webhooks.main import start_webhooks
 from services.webhooks.models import PENDING, WebhookMessage
 from shared.broker import EmbeddedBroker
 from shared.config import Settings
@@ -150,14 +143,7 @@ async def leadflow(
         await add_sample_team(runtime)
         async with runtime.sessions.begin() as session:
             await activate(session, settings, text=POLICY)
-        runtime.start_relay("relay")
-        start_intake(runtime)
-        start_scoring_with_routing(runtime)
-        start_routing(runtime)
-        start_handoff(runtime, handoff_parts())
-        start_sla_monitor(runtime)
-        start_webhooks(runtime)
-        start_analytics(runtime, inquiry_origins, sla=attainment_by_source)
+        start_every_service(runtime)
         for assigned in runtime.consumers.values():
             await eventually(assigned.is_set, within=60)
         transport = httpx.ASGITransport(app=create_app(runtime))
