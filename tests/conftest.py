@@ -25,6 +25,7 @@ from shared.db import make_engine, make_sessions
 from shared.migrate import upgrade
 from tests.support.common import Database, admin, connect
 from tests.support.postgres_server import PostgresServer, PostgresUnavailable
+from tests.support.redis_server import RedisServer, RedisUnavailable
 
 PG_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
@@ -153,3 +154,14 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedBroker]
     embedded.start()
     yield embedded
     embedded.stop()
+
+
+@pytest.fixture
+def redis(tmp_path: Path) -> Iterator[RedisServer]:
+    """A redis-server of the test's own on 127.0.0.1 (shared rate limits)."""
+    try:
+        server = RedisServer(tmp_path)
+    except RedisUnavailable as error:
+        pytest.fail(str(error), pytrace=False)  # never skipped: the suite needs its Redis
+    with server:
+        yield server

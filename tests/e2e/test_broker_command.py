@@ -14,6 +14,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from shared.broker import free_port
+from tests.support.dev import alive
 
 pytestmark = pytest.mark.e2e
 
@@ -47,14 +48,6 @@ def _children(parent: int) -> list[int]:
     return [int(pid) for pid, ppid in rows if int(ppid) == parent]
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
-
-
 async def _round_trip(bootstrap_servers: str) -> bytes | None:
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap_servers)
     await producer.start()
@@ -85,7 +78,7 @@ async def test_broker_serves_kafka_until_sigterm_then_stops_its_child(tmp_path: 
         process.send_signal(signal.SIGTERM)
         output = process.communicate(timeout=30)[0]
     assert process.returncode == 0, output
-    assert not _alive(children[0]), "the broker outlived leadflow broker"
+    assert not alive(children[0]), "the broker outlived leadflow broker"
 
 
 def test_broker_refuses_a_port_in_use(tmp_path: Path) -> None:

@@ -15,7 +15,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer
 
 from shared.broker import free_port
-from tests.support.dev import wait_ready
+from tests.support.dev import alive, wait_ready
 
 pytestmark = pytest.mark.e2e
 
@@ -42,14 +42,6 @@ async def _partitions(bootstrap_servers: str) -> dict[str, int]:
         return {t: len(consumer.partitions_for_topic(t) or ()) for t in topics}
     finally:
         await consumer.stop()
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
 
 
 @pytest.mark.parametrize("database", ["sqlite", "postgresql"])
@@ -104,7 +96,7 @@ def test_dev_runs_the_slice_and_stops_cleanly_on_ctrl_c(
     # The banner lands in logs: it says where the secret key is and how to read it, not the key.
     assert key not in output
     assert f"Bearer $(cat {data_dir / 'secret-key'})" in output
-    assert not any(_alive(pid) for pid in brokers), "the embedded broker outlived dev"
+    assert not any(alive(pid) for pid in brokers), "the embedded broker outlived dev"
 
 
 def test_dev_refuses_a_bad_database_url(tmp_path: Path) -> None:

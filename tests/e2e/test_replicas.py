@@ -4,7 +4,6 @@ one Redis (a server of the test's own) enforce one limit between them."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -16,20 +15,10 @@ from shared.broker import EmbeddedBroker, free_port
 from shared.runtime import Runtime
 from tests.support.common import Database, make_settings
 from tests.support.processes import environment, running
-from tests.support.redis_server import RedisServer, RedisUnavailable
+from tests.support.redis_server import RedisServer
 
 pytestmark = pytest.mark.e2e
 LIMIT = 6
-
-
-@pytest.fixture
-def redis(tmp_path: Path) -> Iterator[RedisServer]:
-    try:
-        server = RedisServer(tmp_path)
-    except RedisUnavailable as error:
-        pytest.fail(str(error), pytrace=False)  # never skipped: the suite needs its Redis
-    with server:
-        yield server
 
 
 async def test_two_intake_processes_sharing_redis_enforce_one_limit(

@@ -50,3 +50,12 @@ def wait_ready(base: str, process: subprocess.Popen[bytes], within: float = 90) 
             pass
         time.sleep(0.1)
     raise AssertionError("leadflow dev did not become ready")
+
+
+def alive(pid: int) -> bool:
+    """Whether a process (a child the command started: its broker) still runs."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True

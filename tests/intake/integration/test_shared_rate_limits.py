@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from prometheus_client import REGISTRY
@@ -18,19 +16,9 @@ from services.intake.keys.guard import Guard
 from shared.models import Inquiry
 from tests.support.common import Database
 from tests.support.intake import client_for, count, intake, new_key
-from tests.support.redis_server import RedisServer, RedisUnavailable
+from tests.support.redis_server import RedisServer
 
 LOGGER = "services.intake.keys.ratelimits"
-
-
-@pytest.fixture
-def redis(tmp_path: Path) -> Iterator[RedisServer]:
-    try:
-        server = RedisServer(tmp_path)
-    except RedisUnavailable as error:
-        pytest.fail(str(error), pytrace=False)  # never skipped: the suite needs its Redis
-    with server:
-        yield server
 
 
 def _unchecked() -> float:
