@@ -12,10 +12,14 @@ help: ## List the targets
 
 # The dependencies come from the hashed lock (pip refuses a file whose hash is not in it); the
 # project itself is installed editable on top, without dependencies, as it cannot be hashed.
-# The lock pins pip too, so pip is upgraded by hash like everything else. CONTRIBUTING.md says
-# how to change the locks.
+# The lock pins pip too, and pip is upgraded to that pin (by hash) on its own first: the pip a
+# new venv brings (23.x with Python 3.11) refuses a hashed file whose packages ask for extras
+# (pip-audit's CacheControl[filecache]) once a newer release of that package is published.
+# CONTRIBUTING.md says how to change the locks.
 $(STAMP): pyproject.toml requirements-dev.lock
 	$(PYTHON) -m venv $(VENV)
+	sed -n '/^pip==/,/# via/p' requirements-dev.lock > $(VENV)/pip.lock
+	$(BIN)/pip install --quiet --require-hashes -r $(VENV)/pip.lock
 	$(BIN)/pip install --quiet --require-hashes -r requirements-dev.lock
 	$(BIN)/pip install --quiet --no-deps -e .
 	touch $(STAMP)
