@@ -18,7 +18,14 @@ from shared.db import make_engine, make_sessions
 from shared.problems import Problem
 
 T = TypeVar("T")
-console = Console()
+
+
+def stdout() -> Console:
+    """A console for one command's output, made when it prints: its width follows ``COLUMNS``
+    and the terminal as they are then (a console made at import keeps the width it found)."""
+    return Console()
+
+
 Failures = Mapping[type[Exception], Callable[[Any], Iterable[str]]]
 """The errors a command expects (bad input, a refusal) and the lines that say what went wrong:
 printed to stderr, exit status 1. Anything else is a bug and keeps its traceback."""
@@ -97,7 +104,7 @@ def show(data: Any, as_json: bool) -> None:
     if as_json:
         typer.echo(json.dumps(data, indent=2, default=str))
     else:
-        console.print(data)
+        stdout().print(data)
 
 
 def show_diff(result: dict[str, Any], as_json: bool) -> None:

@@ -33,7 +33,7 @@ from services.analytics.schemas import (
 )
 from services.analytics.settings import AnalyticsConfig
 from services.analytics.versions import GOALS
-from shared.cli import console, on_db, show, with_sessions
+from shared.cli import on_db, show, stdout, with_sessions
 from shared.cosign.cli import add_commands
 
 funnel_app = typer.Typer(
@@ -119,11 +119,11 @@ def _print(found: FunnelView, view: View) -> None:
     for index, line in enumerate(lines):
         name = "all" if index == 0 else ("(none)" if line.group is None else str(line.group))
         table.add_row(name, *_cells(line, view), f"{line.bookings_amount:,.2f}")
-    console.print(table)
+    stdout().print(table)
     if found.total:
         for lag in found.total.lags:
             median = "–" if lag.p50_s is None else str(timedelta(seconds=round(lag.p50_s)))
-            console.print(f"  {lag.from_stage} → {lag.to_stage}: median {median} ({lag.leads})")
+            stdout().print(f"  {lag.from_stage} → {lag.to_stage}: median {median} ({lag.leads})")
 
 
 def _cells(line: FunnelGroupView, view: View) -> list[str]:
@@ -183,7 +183,7 @@ def show_attribution(
             f"{booked.expansion.amount:,.2f}", f"{booked.net_new.amount:,.2f}",
             f"{credit.pipeline.all.amount:,.2f}",
         )  # fmt: skip
-    console.print(table)
+    stdout().print(table)
 
 
 @funnel_app.command("rebuild")
@@ -243,7 +243,7 @@ def show_progress(
         table.add_column(metric.replace("_", " "), justify="right")
     for month in found.months:
         table.add_row(month.month, *(_cell(line) for line in month.shared))
-    console.print(table)
+    stdout().print(table)
 
 
 def _cell(line: ProgressLine) -> str:
@@ -299,11 +299,11 @@ def show_plan(
             need.month, str(need.bookings), str(need.opportunities), str(need.sqls),
             str(need.mqls), str(need.inquiries), f"{need.expected_bookings:.1f}",
         )  # fmt: skip
-    console.print(table)
+    stdout().print(table)
     for name, used in found.inputs.items():
-        console.print(f"  {name}: {used.value:,.4g} ({used.origin})")
+        stdout().print(f"  {name}: {used.value:,.4g} ({used.origin})")
     short = found.short_from or "never: it covers the plan"
-    console.print(f"  the open pipeline falls short from {short}")
+    stdout().print(f"  the open pipeline falls short from {short}")
 
 
 def _setting(item: str) -> tuple[str, float]:
@@ -370,9 +370,9 @@ def show_feedback(
         for kind, counted in group.reasons.items():
             for reason, count in counted.items():
                 table.add_row(str(group.group), kind, reason, str(count))
-    console.print(table)
+    stdout().print(table)
     for rule in found.rules[:10]:
-        console.print(
+        stdout().print(
             f"  {rule.rule}: {rule.rejected} of {rule.qualified} rejected by sales "
             f"({rule.rejection_rate:.0%})"
         )

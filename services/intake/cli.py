@@ -11,12 +11,11 @@ from typing import Annotated, TypeVar
 from uuid import UUID
 
 import typer
-from rich.console import Console
 from rich.table import Table
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.intake.keys.store import create_key, list_keys, revoke_key
-from shared.cli import on_db
+from shared.cli import on_db, stdout
 
 keys_app = typer.Typer(help="API keys: public form keys and secret server keys.")
 T = TypeVar("T")
@@ -110,7 +109,7 @@ def list_(
             origins,
             str(row["revoked_at"] or ""),
         )
-    Console().print(table)
+    stdout().print(table)
 
 
 @keys_app.command("revoke")

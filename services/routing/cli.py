@@ -14,7 +14,6 @@ from typing import Annotated, Any, TypeVar
 from uuid import UUID
 
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from sqlalchemy import select
@@ -26,7 +25,7 @@ from services.routing.models import Membership, Rep, Team
 from services.routing.rules import RoutingInvalid
 from services.routing.schemas import AccountIn, TeamIn
 from services.routing.versions import ROUTING
-from shared.cli import Failures, on_db
+from shared.cli import Failures, on_db, stdout
 from shared.config import Settings
 from shared.cosign.cli import add_commands
 from shared.models import Lead
@@ -34,7 +33,6 @@ from shared.models import Lead
 owners_app = typer.Typer(
     help="Owner directory: reps, teams, accounts, import (routing rules: leadflow routing-rules)."
 )
-console = Console()
 T = TypeVar("T")
 JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable output")]
 
@@ -95,7 +93,7 @@ def list_owners(as_json: JsonOption = False) -> None:
             str(r["open_leads"]),
             "" if r["max_open"] is None else str(r["max_open"]),
         )
-    console.print(table)
+    stdout().print(table)
 
 
 @owners_app.command("import")
@@ -112,7 +110,7 @@ def import_csv(
 
     async def work(session: AsyncSession, _: Settings) -> importer.ImportReport:
         columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())
-        with Progress(*columns, TimeElapsedColumn(), console=console, disable=as_json) as bar:
+        with Progress(*columns, TimeElapsedColumn(), console=stdout(), disable=as_json) as bar:
             task = bar.add_task("importing reps", total=len(reps))
             return await importer.apply_reps(
                 session, reps, _now(), progress=lambda n: bar.advance(task, n)

@@ -22,7 +22,6 @@ from shared.cosign import store as cosigned
 from shared.cosign.cli import add_commands
 
 rules_app = typer.Typer(help="Qualification rulesets: validate, propose, approve, activate.")
-console = Console()
 AsOption = Annotated[str, typer.Option("--as", help="Who is acting (a principal's name)")]
 JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable output")]
 

@@ -17,7 +17,7 @@ from services.sla_monitor.api import view
 from services.sla_monitor.clocks import acknowledge
 from services.sla_monitor.schemas import ClockView
 from services.sla_monitor.versions import SLA
-from shared.cli import console, on_db, show
+from shared.cli import on_db, show, stdout
 from shared.config import Settings
 from shared.cosign.cli import add_commands
 from shared.outbox import stage
@@ -105,4 +105,4 @@ def _table(clocks: list[ClockView], as_json: bool) -> None:
             str(c.id), str(c.lead_id), c.kind, c.standing, c.owner_email or "(queue)",
             c.team or "", c.deadline.isoformat(timespec="minutes"), left or "",
         )  # fmt: skip
-    console.print(table)
+    stdout().print(table)

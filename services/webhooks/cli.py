@@ -25,14 +25,13 @@ from services.webhooks import store
 from services.webhooks.crm import fields
 from services.webhooks.schemas import SubscriptionIn, SubscriptionPatch
 from services.webhooks.settings import WebhooksConfig
-from shared.cli import with_sessions
+from shared.cli import stdout, with_sessions
 from shared.config import Settings
 from shared.problems import Problem
 
 subscriptions_app = typer.Typer(
     help="Webhook subscriptions: endpoints, secrets, delivery log, replay.", no_args_is_help=True
 )
-console = Console()
 T = TypeVar("T")
 JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable output")]
 REPLAY_CHUNK = 500
@@ -117,7 +116,7 @@ def _print(value: BaseModel | list[Any], as_json: bool, table: Callable[[], Tabl
         )
         typer.echo(json.dumps(data, indent=2))
     else:
-        console.print(table())
+        stdout().print(table())
 
 
 OPTIONS = {
@@ -225,7 +224,7 @@ def crm_fields(as_json: JsonOption = False) -> None:
     out = Table("Leadflow field", _folded("what it holds"))
     for name, what in fields.FIELDS.items():
         out.add_row(name, what)
-    console.print(out)
+    stdout().print(out)
 
 
 @subscriptions_app.command("list")

@@ -14,7 +14,7 @@ import typer
 from rich.table import Table
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from shared.cli import console, on_db, principal, show, show_diff, signed_and_activated
+from shared.cli import on_db, principal, show, show_diff, signed_and_activated, stdout
 from shared.config import Settings
 from shared.cosign import store
 from shared.cosign.kind import Kind
@@ -135,4 +135,4 @@ def add_commands(
             table.add_row(
                 str(row["version"]), *cells, row["status"], row["proposed_by"], signed, activated
             )
-        console.print(table)
+        stdout().print(table)
