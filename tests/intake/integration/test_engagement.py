@@ -156,7 +156,7 @@ async def test_a_bad_outcome_is_a_problem_naming_the_field_and_nothing_is_stored
 @pytest.mark.parametrize(
     ("path", "field"),
     [
-        (f"/v1/leads/{uuid4()}/activities", "lead_id"),
+        ("/v1/leads/0b9e3a53-5b4c-4f7e-9d51-6f0c2a7e8d11/activities", "lead_id"),
         ("/v1/leads/by-email/nobody@example.com/activities", "email"),
         ("/v1/leads/by-crm-id/NOPE/activities", "crm_id"),
     ],

@@ -51,24 +51,24 @@ def test_which_paths_are_fields(path: str, known: bool) -> None:
     assert is_field(path) is known
 
 
-@pytest.mark.parametrize(
-    ("path", "expected"),
-    [
-        ("contact.email", DATA["contact"]["email"]),
-        ("qualification.score", 72),
-        ("qualification.rules", "fit-a;demo-request"),
-        ("attribution.utm.campaign", "spring-launch"),
-        ("attribution.ad.ids.campaign_id", "4411"),
-        ("attribution.ad.ids.form_id", None),
-        ("custom.seats", 40),
-        ("company.is_expansion", None),
-        ("is_test", False),
-        ("sla.deadline", "2026-03-02T10:30:00Z"),
-        ("team", "EMEA"),
-        ("qualification.missing", None),
-        ("nothing.here", None),
-    ],
-)
+VALUES: list[tuple[str, object]] = [
+    ("contact.email", DATA["contact"]["email"]),
+    ("qualification.score", 72),
+    ("qualification.rules", "fit-a;demo-request"),
+    ("attribution.utm.campaign", "spring-launch"),
+    ("attribution.ad.ids.campaign_id", "4411"),
+    ("attribution.ad.ids.form_id", None),
+    ("custom.seats", 40),
+    ("company.is_expansion", None),
+    ("is_test", False),
+    ("sla.deadline", "2026-03-02T10:30:00Z"),
+    ("team", "EMEA"),
+    ("qualification.missing", None),
+    ("nothing.here", None),
+]
+
+
+@pytest.mark.parametrize(("path", "expected"), VALUES, ids=[path for path, _ in VALUES])
 def test_values(path: str, expected: object) -> None:
     assert value(DATA, path) == expected
 
