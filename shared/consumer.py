@@ -27,7 +27,7 @@ from shared.config import Settings
 from shared.db import driver_connection, insert_ignoring_conflicts, translated
 from shared.events import Event, UndecodableEvent, UnknownEventType, decode
 from shared.kafka import ensure_topics, make_consumer
-from shared.metrics import BATCH_SECONDS, DEAD_LETTERED, EVENTS_PROCESSED
+from shared.metrics import BATCH_SECONDS, CONSUMER_LAG, DEAD_LETTERED, EVENTS_PROCESSED
 from shared.models import ProcessedEvent, table_of
 from shared.outages import describe, unavailable
 from shared.shutdown import bounded
@@ -94,6 +94,8 @@ class EventConsumer:
         self._lane_work: list[asyncio.Task[None] | None] = [None] * self.lanes
         """Each lane's latest work: its next poll's part waits for it."""
         self._polls: deque[asyncio.Task[None]] = deque()
+        self._committed: dict[TopicPartition, int] = {}
+        """The offsets last committed, for ``leadflow_consumer_lag``."""
         """Polls in flight, oldest first: each is done when applied and its offsets committed."""
 
     async def run(self) -> None:
@@ -113,6 +115,7 @@ class EventConsumer:
                 )
                 if consumer.assignment():
                     self.assigned.set()
+                    self._report_lag(consumer)
                 if sum(map(len, batches.values())) <= self.settings.consumer.max_batch:
                     await self._drain()  # a key of this poll may have records still in a lane
                     await self._consume_together(consumer, batches)
@@ -330,9 +333,18 @@ class EventConsumer:
     async def _send_letter(self, value: bytes, key: bytes | None) -> None:
         await self.producer.send_and_wait(self.settings.topics.dead_letter, value, key=key)
 
+    def _report_lag(self, consumer: AIOKafkaConsumer) -> None:
+        for partition in consumer.assignment():
+            end = consumer.highwater(partition)
+            done = self._committed.get(partition)
+            if end is not None and done is not None:
+                lag = CONSUMER_LAG.labels(self.name, partition.topic, str(partition.partition))
+                lag.set(max(end - done, 0))
+
     async def _commit(self, consumer: AIOKafkaConsumer, offsets: dict[TopicPartition, int]) -> None:
         try:
             await asyncio.wait_for(consumer.commit(offsets), self.settings.kafka.commit_timeout_s)
+            self._committed.update(offsets)
         except (TimeoutError, KafkaError) as error:
             # Effects are already committed; a redelivery of this batch is deduplicated.
             log.warning("%s: offset commit for %s failed: %r", self.name, list(offsets), error)

@@ -1,6 +1,6 @@
 """Prometheus metrics shared by every service (served at ``GET /metrics``)."""
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 LEADS_RECEIVED = Counter("leadflow_leads_received_total", "Inquiries accepted", ["source"])
 OUTBOX_PUBLISHED = Counter("leadflow_outbox_published_total", "Events published by the relay")
@@ -15,4 +15,10 @@ DEAD_LETTERED = Counter(
 )
 BATCH_SECONDS = Histogram(
     "leadflow_consumer_batch_seconds", "Time to apply one batch", ["consumer"]
+)
+CONSUMER_LAG = Gauge(
+    "leadflow_consumer_lag",
+    "Records on the partition after the consumer's last committed offset, as the consumer last"
+    " saw the partition's end (refreshed at each poll)",
+    ["consumer", "topic", "partition"],
 )
