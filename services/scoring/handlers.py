@@ -149,16 +149,16 @@ class _Batch:
         """When what the event being applied reports happened (``_happened``)."""
 
     def outcome(self, lead: dict[str, Any], event: LeadOutcome) -> None:
+        """The stage move an outcome makes (noted as that stage's entry), or, when the lifecycle
+        refuses it, a ``lead.outcome.refused`` entry saying why. Intake's ``lead.outcome`` entry
+        already records the outcome itself."""
         data = event.data
-        detail: dict[str, Any] = {"outcome": data.outcome, "reason": data.reason}
-        if data.amount is not None:
-            detail["amount"] = data.amount
         try:
             move = lifecycle.by_outcome(lead["stage"], data.outcome, reason=data.reason)
         except TransitionRefused as refused:
-            detail["refused"] = str(refused)
-            move = None
-        self._note(lead, event.type, event.id, detail)
+            detail: dict[str, Any] = {"outcome": data.outcome, "refused": str(refused)}
+            self._note(lead, "lead.outcome.refused", event.id, detail)
+            return
         if move is not None:
             self._move(lead, move)
 

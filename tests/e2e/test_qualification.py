@@ -68,6 +68,25 @@ async def test_a_form_lead_becomes_mql_then_sql_once_sales_accepts(
         assert {e["ruleset"] for e in events} == {why["ruleset"]}
         assert events[3]["data"]["from_stage"] == "sal"
 
+        # Accepted again, at SQL: the lifecycle refuses the move back to SAL, and the timeline
+        # says so once, beside intake's one entry for each outcome posted.
+        again = await stack.client.post(
+            f"/v1/leads/{lead_id}/outcomes", json={"outcome": "accepted"}, headers=AUTH
+        )
+        assert again.status_code in (201, 202), again.text
+
+        async def refused() -> list[dict] | None:
+            shown = (await stack.client.get(f"/v1/leads/{lead_id}", headers=AUTH)).json()
+            kinds = [h["kind"] for h in shown["history"]]
+            return shown["history"] if "lead.outcome.refused" in kinds else None
+
+        history = await eventually(refused)
+        kinds = [h["kind"] for h in history]
+        assert kinds.count("lead.outcome") == 2 and kinds.count("lead.outcome.refused") == 1
+        (note,) = [h for h in history if h["kind"] == "lead.outcome.refused"]
+        assert note["detail"]["outcome"] == "accepted" and "sal" in note["detail"]["refused"]
+        assert (await at("sql")) is not None
+
 
 def _about(record: ConsumerRecord, lead_id: str) -> bool:
     return record.key == lead_id.encode()
