@@ -110,15 +110,19 @@ class Truth:
         return [r for r in self.outbox if r.topic in topics and receives(EVENT_TYPES, r.type)]
 
     def unconsumed(self) -> dict[str, int]:
+        """Consumer → how many outbox events of its topics it has not processed."""
+        return {consumer: len(rows) for consumer, rows in self.unconsumed_rows().items()}
+
+    def unconsumed_rows(self) -> dict[str, list[OutboxRow]]:
         """Consumer → outbox events of its topics it has not processed (its topics: those of the
         events it processed)."""
         topics_of = {row.id: row.topic for row in self.outbox}
         missing = {}
         for consumer, done in self.processed.items():
             topics = {topics_of[e] for e in done if e in topics_of}
-            missing[consumer] = sum(
-                row.topic in topics and row.id not in done for row in self.outbox
-            )
+            missing[consumer] = [
+                row for row in self.outbox if row.topic in topics and row.id not in done
+            ]
         return missing
 
 

@@ -15,7 +15,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from tests.support.effects import Truth
-from tests.support.evidence import LogFindings, dead_letters, read_logs
+from tests.support.evidence import LogFindings, dead_letters, read_logs, where_unconsumed
 from tests.support.faults import Applied, Fault, apply_plan
 from tests.support.load import Load
 from tests.support.topology import GOOGLE_ADS_KEY, SECRET_KEY, Exit, Topology
@@ -129,6 +129,10 @@ async def fault_run(
         *_figures(load, topology, run, truth),
     ]
     run.details = _details(load, truth, topology, run, topics)
+    if any(truth.unconsumed().values()):
+        run.details += await where_unconsumed(
+            topology.broker.bootstrap_servers, topology.topic_prefix, truth.unconsumed_rows()
+        )
     return run
 
 
