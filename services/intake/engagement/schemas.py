@@ -7,7 +7,8 @@ from decimal import Decimal
 from typing import get_args
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, JsonValue
+from pydantic.json_schema import JsonDict
 
 from shared.events.engagement import OutcomeKind
 from shared.params import Instant
@@ -31,6 +32,35 @@ OUTCOMES = get_args(OutcomeKind)
 NEEDS_REASON = {"rejected", "lost"}
 NEEDS_AMOUNT = {"opportunity", "booked", "won"}
 MAY_HAVE_AMOUNT = NEEDS_AMOUNT | {"lost"}
+_GIVEN: JsonDict = {"not": {"type": "null"}}
+
+
+def _enum(values: set[str]) -> JsonDict:
+    names: list[JsonValue] = [*sorted(values)]
+    return {"enum": names}
+
+
+OUTCOME_RULES: list[JsonValue] = [
+    {
+        "if": {"properties": {"outcome": _enum(NEEDS_REASON)}},
+        "then": {"required": ["reason"], "properties": {"reason": _GIVEN}},
+    },
+    {
+        "if": {"properties": {"outcome": _enum(NEEDS_AMOUNT)}},
+        "then": {"required": ["amount"], "properties": {"amount": _GIVEN}},
+    },
+    {
+        "if": {"properties": {"outcome": {"not": _enum(MAY_HAVE_AMOUNT)}}},
+        "then": {"properties": {"amount": {"type": "null"}}},
+    },
+    {
+        "if": {"required": ["currency"], "properties": {"currency": _GIVEN}},
+        "then": {"required": ["amount"], "properties": {"amount": _GIVEN}},
+    },
+]
+"""``outcome_problems``'s rules that a JSON Schema can state, in the document (``allOf``):
+a reason for rejected and lost, an amount for opportunity, booked and won, none for the others
+but lost, and a currency only with an amount. (Not stateable: ``occurred_at`` in the past.)"""
 FUTURE_TOLERANCE = timedelta(minutes=5)
 EXTERNAL_ID: dict = {
     "min_length": 1,
@@ -76,7 +106,8 @@ class OutcomeIn(BaseModel):
                 {"outcome": "accepted", "crm": "salesforce", "crm_id": "00Q5e00000AbCdE"},
                 {"outcome": "rejected", "reason": "no_budget"},
                 {"outcome": "booked", "amount": "12000.00", "currency": "EUR"},
-            ]
+            ],
+            "allOf": OUTCOME_RULES,
         },
     )
 

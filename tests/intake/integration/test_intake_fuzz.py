@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 from sqlalchemy import select
 
 from services.api import create_app
+from services.intake.engagement.schemas import OUTCOME_RULES
 from shared.models import Inquiry
 from tests.support.common import Database
 from tests.support.intake import client_for, intake, new_key
@@ -130,7 +131,9 @@ def test_the_openapi_document_names_every_error_of_every_intake_route(tmp_path: 
     app = create_app(
         Runtime.create(load_settings(db={"url": f"sqlite+aiosqlite:///{tmp_path}/d.db"}))
     )
-    paths = app.openapi()["paths"]
+    document = app.openapi()
+    paths = document["paths"]
+    assert document["components"]["schemas"]["OutcomeIn"]["allOf"] == OUTCOME_RULES
     post = paths["/v1/leads"]["post"]
     assert {"202", "303", "401", "403", "413", "415", "422", "429"} <= set(post["responses"])
     body = post["requestBody"]["content"]
