@@ -69,7 +69,8 @@ def _run(main: object) -> None:
 
 @app.command()
 def intake() -> None:
-    """Run the intake HTTP API and its outbox relay."""
+    """Run the intake HTTP API and its outbox relay (the relay runs apart, `leadflow relay`,
+    with LEADFLOW_OUTBOX__RELAY_IN_PROCESS=false)."""
     from services.processes import run_intake
 
     _run(run_intake(_settings()))
@@ -77,7 +78,8 @@ def intake() -> None:
 
 @app.command()
 def scoring() -> None:
-    """Run the scoring consumer, its outbox relay and its health endpoints."""
+    """Run the scoring consumer, its outbox relay (unless LEADFLOW_OUTBOX__RELAY_IN_PROCESS is
+    false) and its health endpoints."""
     from services.processes import run_scoring
 
     _run(run_scoring(_settings()))
