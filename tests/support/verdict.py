@@ -76,7 +76,7 @@ def exact(truth: Truth, load: Load, crm: Deliveries, topics: set[str]) -> list[C
              sum(max(truth.scored[lead] - n, 0) for lead, n in truth.inputs.items())),
         zero("leads routed more than once", once_per_lead(truth, "lead.routed")),
         zero("leads made MQL more than once", once_per_lead(truth, "lead.mql")),
-        zero("MQL leads neither routed nor queued", unrouted_mqls(truth)),
+        zero("MQL leads neither routed nor queued, nor closed", unrouted_mqls(truth)),
         zero("reps over capacity (open leads > max_open)",
              sum(r["owning"] > r["max_open"] for r in truth.reps)),
         zero("reps whose open-lead count is not their open leads",
@@ -138,9 +138,19 @@ def once_per_lead(truth: Truth, kind: str) -> int:
     return sum(n > 1 for n in Counter(r.lead for r in truth.events(kind)).values())
 
 
+CLOSING_STAGES = ("lead.recycled", "lead.disqualified")
+CLOSING_OUTCOMES = {"won", "lost"}
+"""After these a lead needs no owner (routing's CLOSED_STAGES; won and lost have no stage
+event of their own: the outcome is the record)."""
+
+
 def unrouted_mqls(truth: Truth) -> int:
+    """MQLs never routed nor queued, and never closed: a lead rejected (recycled) in the same
+    scoring batch that made it an MQL is released before routing reaches it, rightly."""
     decided = {r.lead for r in truth.events("lead.routed", "lead.queued")}
-    return len({r.lead for r in truth.events("lead.mql")} - decided)
+    closed = {r.lead for r in truth.events(*CLOSING_STAGES)}
+    closed |= {lead for lead, outcomes in truth.outcomes.items() if outcomes & CLOSING_OUTCOMES}
+    return len({r.lead for r in truth.events("lead.mql")} - decided - closed)
 
 
 def tiers_twice(truth: Truth) -> int:
