@@ -30,6 +30,7 @@ from tests.support.verdict import (
     strangers,
     undelivered,
     unfired,
+    unrouted,
     unstored,
     wrong_lines,
     zero,
@@ -241,6 +242,10 @@ def _details(
         for lead in unscored
     ]
     details += [f"not processed by {c}: {n}" for c, n in truth.unconsumed().items() if n]
+    details += [
+        f"MQL never routed: {lead} ({', '.join(r.type for r in truth.outbox if r.lead == lead)})"
+        for lead in sorted(unrouted(truth))[:5]
+    ]
     details += [f"not delivered: {item}" for item in undelivered(truth, crm, topics)[:10]]
     details += [f"unknown event delivered: {item}" for item in strangers(truth, crm, topics)[:5]]
     details += [f"tier never fired: {item}" for item in unfired(truth)[:10]]

@@ -145,12 +145,16 @@ event of their own: the outcome is the record)."""
 
 
 def unrouted_mqls(truth: Truth) -> int:
+    return len(unrouted(truth))
+
+
+def unrouted(truth: Truth) -> set[str]:
     """MQLs never routed nor queued, and never closed: a lead rejected (recycled) in the same
     scoring batch that made it an MQL is released before routing reaches it, rightly."""
     decided = {r.lead for r in truth.events("lead.routed", "lead.queued")}
     closed = {r.lead for r in truth.events(*CLOSING_STAGES)}
     closed |= {lead for lead, outcomes in truth.outcomes.items() if outcomes & CLOSING_OUTCOMES}
-    return len({r.lead for r in truth.events("lead.mql")} - decided - closed)
+    return {r.lead for r in truth.events("lead.mql")} - decided - closed
 
 
 def tiers_twice(truth: Truth) -> int:
