@@ -22,3 +22,9 @@ CONSUMER_LAG = Gauge(
     " saw the partition's end (refreshed at each poll)",
     ["consumer", "topic", "partition"],
 )
+OUTBOX_OLDEST_AGE = Gauge(
+    "leadflow_outbox_oldest_age_seconds",
+    "Seconds since the oldest event still waiting in the outbox was staged (0: none waits), as"
+    " the relay last looked (every few seconds), aged to the scrape",
+    ["relay"],
+)

@@ -27,7 +27,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.producer.message_accumulator import BatchBuilder
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shared import pruning
@@ -35,13 +35,15 @@ from shared.config import Settings
 from shared.db import driver_connection, insert_rows, rowcount, translated
 from shared.events import CloudEvent, topic_for
 from shared.kafka import MissingTopics, ensure_topics, missing_topics_message
-from shared.metrics import OUTBOX_PUBLISHED, OUTBOX_REPUBLISHED
+from shared.metrics import OUTBOX_OLDEST_AGE, OUTBOX_PUBLISHED, OUTBOX_REPUBLISHED
 from shared.models import OUTBOX_SHARDS, OutboxMessage, OutboxShard, table_of
 from shared.outages import describe
 from shared.partitioning import partition_of
 
 log = logging.getLogger(__name__)
 BROKER_WATCH_INTERVAL_S = 2.0
+BACKLOG_LOOK_INTERVAL_S = 5.0
+"""How often a relay looks up the oldest event waiting (``leadflow_outbox_oldest_age_seconds``)."""
 outbox = table_of(OutboxMessage)
 shards = table_of(OutboxShard)
 
@@ -61,6 +63,18 @@ PENDING_IN = (
 """A round's rows, read after the shards are locked: in a statement of its own, so that its
 snapshot sees what the relay that held a shard before committed (in one statement with the lock,
 PostgreSQL would read with a snapshot taken before it, and publish those rows again)."""
+_first_pending = (
+    select(outbox.c.created_at)
+    .where(outbox.c.published_at.is_(None), outbox.c.shard == shards.c.shard)
+    .order_by(outbox.c.seq)
+    .limit(1)
+    .scalar_subquery()
+)
+OLDEST_PENDING = select(func.min(_first_pending)).select_from(shards)
+"""When the oldest event waiting was staged (None: none waits). Each shard's first waiting row
+is one probe of the pending index (shard, seq): the cost stays that of 16 index lookups however
+long the backlog grows (a ``min`` over every waiting row would read them all, every time, and
+most of all while the broker is away)."""
 MARK_PUBLISHED = (
     update(outbox)
     .where(outbox.c.seq.in_(bindparam("seqs", expanding=True)))
@@ -116,6 +130,13 @@ class Relay:
         self._backoff = 0.0
         self._checked_over: tuple[object, ...] | None = None
         """The producer's open broker connections when the sentinel was last seen there."""
+        self.oldest_pending: datetime | None = None
+        """When the oldest event waiting was staged, as last looked up (``look_at_backlog``)."""
+        # Read at each scrape: the age goes on growing between looks, and while the database
+        # is away (when nothing can be published either).
+        OUTBOX_OLDEST_AGE.labels(name).set_function(
+            lambda: waited_s(self.oldest_pending, datetime.now(UTC))
+        )
 
     def notify(self) -> None:
         """Called after a commit that staged events, to publish without waiting for the poll."""
@@ -123,9 +144,12 @@ class Relay:
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
-        next_watch = next_prune = 0.0
+        next_watch = next_prune = next_look = 0.0
         while True:
             try:
+                if loop.time() >= next_look:  # first: the age counts while the broker is away
+                    await self.look_at_backlog()
+                    next_look = loop.time() + BACKLOG_LOOK_INTERVAL_S
                 if loop.time() >= next_watch:
                     await self.watch_broker()
                     next_watch = loop.time() + BROKER_WATCH_INTERVAL_S
@@ -157,6 +181,11 @@ class Relay:
         except TimeoutError:
             pass
         self.wakeup.clear()
+
+    async def look_at_backlog(self) -> None:
+        """Look up when the oldest event waiting was staged (one query, ``OLDEST_PENDING``)."""
+        async with self.sessions() as session:
+            self.oldest_pending = await session.scalar(OLDEST_PENDING)
 
     async def publish_pending(self) -> int:
         """Publish one batch from the shards this relay can lock; return how many went out."""
@@ -289,6 +318,11 @@ class Relay:
         )
         batch = self.settings.outbox.batch_size
         return await pruning.prune(self.sessions, retention, now=now, batch=batch)
+
+
+def waited_s(staged: datetime | None, now: datetime) -> float:
+    """How long an event staged at ``staged`` has waited at ``now`` (0 for none)."""
+    return 0.0 if staged is None else max((now - staged).total_seconds(), 0.0)
 
 
 async def _pending_in(session: AsyncSession, owned: list[int], limit: int) -> Sequence[Any]:
