@@ -28,3 +28,11 @@ OUTBOX_OLDEST_AGE = Gauge(
     " the relay last looked (every few seconds), aged to the scrape",
     ["relay"],
 )
+HTTP_REQUEST_SECONDS = Histogram(
+    "leadflow_http_request_duration_seconds",
+    "Time from a request's arrival at the app to the end of its answer, by method, route"
+    " template (never the raw path; `unmatched` when no route took it) and status class",
+    ["method", "route", "status"],
+    # Around intake's p99 target (50 ms) and the latency alert's threshold (250 ms).
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+)

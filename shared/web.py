@@ -1,17 +1,29 @@
 """How every Leadflow HTTP app is made (the public app, each service's health app): FastAPI's
-CDN docs pages off, ours on (``shared/docs.py``), and the security headers' defaults on every
-answer (``shared/pages.py``)."""
+CDN docs pages off, ours on (``shared/docs.py``), the security headers' defaults on every
+answer (``shared/pages.py``), and every request timed (``shared/http_metrics.py``)."""
 
 from __future__ import annotations
 
 from fastapi import FastAPI
+from starlette.types import ASGIApp
 
 from shared.docs import install_docs
+from shared.http_metrics import RequestMetrics
 from shared.pages import SecurityHeaders
 
 
+class LeadflowApp(FastAPI):
+    """FastAPI, with ``RequestMetrics`` around its whole middleware stack: outside the error
+    middleware (so an unexpected error's 500 is seen) and every middleware added later (intake's
+    ``LeadPosts`` answers lead posts ahead of the router; ``add_middleware`` could only put the
+    timing inside whatever is added after it)."""
+
+    def build_middleware_stack(self) -> ASGIApp:
+        return RequestMetrics(super().build_middleware_stack())
+
+
 def new_app(title: str, *, description: str = "") -> FastAPI:
-    app = FastAPI(
+    app = LeadflowApp(
         title=title,
         version="0.1.0",
         description=description,

@@ -119,6 +119,10 @@ def _answer(request: Request, answer: LeadAccepted, parsed: Parsed, poster: Post
     return Response(orjson.dumps(body), 202, headers, media_type="application/json")
 
 
+POST_ROUTE = next(r for r in router.routes if getattr(r, "endpoint", None) is post_lead)
+"""``post_lead``'s route, which ``LeadPosts`` puts in the scope of the requests it serves."""
+
+
 class LeadPosts:
     """Serves ``POST /v1/leads`` (``post_lead``) ahead of FastAPI's router.
 
@@ -137,6 +141,7 @@ class LeadPosts:
         if scope["type"] != "http" or scope["path"] != "/v1/leads" or scope["method"] != "POST":
             await self.app(scope, receive, send)
             return
+        scope["route"] = POST_ROUTE  # as the router would: the request metrics' route label
         try:
             response = await post_lead(Request(scope, receive))
         except Problem as error:
