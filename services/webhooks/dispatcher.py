@@ -22,23 +22,27 @@ from typing import Any
 from uuid import UUID
 
 import httpx
-from prometheus_client import Counter, Histogram
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from services.webhooks.metrics import ATTEMPTS, DISABLED, LATENCY
 from services.webhooks.queue import Claimed, claim
 from services.webhooks.schedule import Verdict
 from services.webhooks.sending import make_transport, send
 from services.webhooks.settings import WebhooksConfig
-from services.webhooks.settle import Outcome, settle, settle_delivered, until_settled
+from services.webhooks.settle import (
+    Outcome,
+    Settlement,
+    count_exhausted,
+    settle,
+    settle_delivered,
+    until_settled,
+)
 from shared.consumer import is_transient
 from shared.outages import describe
 
 log = logging.getLogger(__name__)
 
-ATTEMPTS = Counter("leadflow_webhook_attempts_total", "Webhook delivery attempts", ["outcome"])
-DISABLED = Counter("leadflow_webhook_endpoints_disabled_total", "Endpoints disabled")
 SETTLE_BATCH = 500
-LATENCY = Histogram("leadflow_webhook_attempt_seconds", "Time from request to response")
 
 
 class Dispatcher:
@@ -352,7 +356,8 @@ class Dispatcher:
                 if isinstance(result, Exception):
                     done.set_exception(result)
                     continue
-                if result:
+                count_exhausted(result)  # once committed: a retried settlement counts once
+                if result.disabled:
                     DISABLED.inc()
                     log.warning("webhooks: subscription %s disabled", message.subscription_id)
                     self.on_disabled()
@@ -360,7 +365,7 @@ class Dispatcher:
 
     async def _settle_together(
         self, batch: list[tuple[Claimed, Outcome, asyncio.Future[None]]]
-    ) -> list[bool | Exception]:
+    ) -> list[Settlement | Exception]:
         return await until_settled(
             self.sessions,
             lambda session: self._settle_in(session, batch, datetime.now(UTC)),
@@ -372,10 +377,10 @@ class Dispatcher:
         session: AsyncSession,
         batch: list[tuple[Claimed, Outcome, asyncio.Future[None]]],
         now: datetime,
-    ) -> list[bool | Exception]:
+    ) -> list[Settlement | Exception]:
         """Endpoint by endpoint (locked in id order, so two dispatchers cannot deadlock): an
         endpoint whose attempts all succeeded settles in one go, any other attempt by attempt."""
-        results: list[bool | Exception] = [False] * len(batch)
+        results: list[Settlement | Exception] = [Settlement()] * len(batch)
         by_endpoint: dict[UUID, list[int]] = {}
         for index, (message, _outcome, _done) in enumerate(batch):
             by_endpoint.setdefault(message.subscription_id, []).append(index)

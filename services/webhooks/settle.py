@@ -14,6 +14,7 @@ from sqlalchemy import and_, insert, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.webhooks import breaker
+from services.webhooks.metrics import MESSAGES_EXHAUSTED
 from services.webhooks.models import DELIVERED, EXHAUSTED, PENDING, DeliveryAttempt, Subscription
 from services.webhooks.queue import PENDING_LITERAL, Claimed, messages
 from services.webhooks.schedule import Verdict, classify, next_due, retry_after_s
@@ -49,6 +50,27 @@ class Outcome:
         return Verdict.REFUSED if self.refused else classify(self.status)
 
 
+@dataclass(frozen=True)
+class Settlement:
+    """What settling changed besides the attempts' log and the messages' schedules: messages
+    given up on (kept, ``exhausted``, for replay) and whether the endpoint was disabled (an
+    event is staged for it). Counted by the caller once its transaction has committed."""
+
+    retries_spent: int = 0
+    """Messages whose last scheduled attempt failed."""
+    rejected: int = 0
+    """Messages whose record a CRM refused for good (not retried)."""
+    disabled: bool = False
+
+
+def count_exhausted(settlement: Settlement) -> None:
+    """``leadflow_webhook_messages_exhausted_total``, after the settlement's commit."""
+    if settlement.retries_spent:
+        MESSAGES_EXHAUSTED.labels("retries_spent").inc(settlement.retries_spent)
+    if settlement.rejected:
+        MESSAGES_EXHAUSTED.labels("rejected").inc(settlement.rejected)
+
+
 async def until_settled(
     sessions: async_sessionmaker[AsyncSession],
     work: Callable[[AsyncSession], Awaitable[T]],
@@ -79,19 +101,18 @@ async def settle(
     settings: WebhooksConfig,
     now: datetime,
     rand: float,
-) -> bool:
-    """Log the attempt, move the message on and update the endpoint's health.
-    Returns True when the endpoint was disabled (an event is staged for it)."""
+) -> Settlement:
+    """Log the attempt, move the message on and update the endpoint's health."""
     verdict = outcome.verdict
     # Lock the endpoint first: the attempt's foreign key takes a share lock on it, and two
     # settlements upgrading share locks to update locks would deadlock.
     subscription = await session.get(Subscription, claimed.subscription_id, with_for_update=True)
     if subscription is None:
-        return False
+        return Settlement()
     await session.execute(insert(attempts).values(_attempt_row(claimed, outcome, verdict)))
     if verdict is Verdict.DELIVERED:
         await _delivered(session, claimed, outcome, subscription, now)
-        return False
+        return Settlement()
     return await _failed(
         session, claimed, outcome, subscription, settings=settings, now=now, rand=rand
     )
@@ -146,15 +167,15 @@ async def settle_batch(
     settings: WebhooksConfig,
     now: datetime,
     rand: Callable[[], float],
-) -> bool:
+) -> Settlement:
     """Settle the messages of one CRM batch request (one endpoint): one attempt row each with its
     own verdict and the CRM's message, each message moved on by its own verdict (a rejected
     record is not retried), and the endpoint's health moved once, by the request: a CRM that
-    answered is healthy even when it refused some records. True when the endpoint was disabled."""
+    answered is healthy even when it refused some records."""
     endpoint = settled[0].claimed.subscription_id
     subscription = await session.get(Subscription, endpoint, with_for_update=True)
     if subscription is None:
-        return False
+        return Settlement()
     rows = []
     for item in settled:
         failed = item.verdict is not Verdict.DELIVERED
@@ -163,12 +184,14 @@ async def settle_batch(
     await insert_rows(session, attempts, rows)
     config = settings.webhooks
     wait = retry_after_s(request.retry_after, now) if request.retry_after else None
+    spent = rejected = 0
     for item in settled:
         values: dict[str, Any] = {"last_status": request.status, "last_error": item.error}
         if item.verdict is Verdict.DELIVERED:
             values.update(status=DELIVERED, delivered_at=now)
         elif item.verdict is Verdict.REJECTED:
             values.update(status=EXHAUSTED, due_at=now)
+            rejected += 1
         else:
             due = next_due(
                 item.claimed.attempts + 1,
@@ -180,12 +203,14 @@ async def settle_batch(
                 max_retry_after=config.max_retry_after_s,
             )
             values.update(status=PENDING if due else EXHAUSTED, due_at=due or now)
+            spent += int(due is None)
         await _update_message(session, item.claimed, **values)
+    given_up = Settlement(retries_spent=spent, rejected=rejected)
     if request.verdict is Verdict.DELIVERED:
         if subscription.paused_until is not None and subscription.paused_until > now:
-            return False  # sent before a rate limit's pause: the pause (Retry-After) stands
+            return given_up  # sent before a rate limit's pause: the pause (Retry-After) stands
         await _recovered(session, subscription, now)
-        return False
+        return given_up
     policy = policy_of(settings)
     health = breaker.after_failure(
         _health_of(subscription),
@@ -197,10 +222,10 @@ async def settle_batch(
     )
     _apply_health(subscription, health, now)
     if not subscription.enabled or not breaker.should_disable(health, now, policy):
-        return False
+        return given_up
     detail = f"no successful delivery since {health.failing_since}"
     await _disable(session, subscription, "failing", detail, settings=settings, now=now)
-    return True
+    return replace(given_up, disabled=True)
 
 
 async def _delivered(
@@ -248,7 +273,7 @@ async def _failed(
     settings: WebhooksConfig,
     now: datetime,
     rand: float,
-) -> bool:
+) -> Settlement:
     config = settings.webhooks
     wait = retry_after_s(outcome.retry_after, now) if outcome.verdict is Verdict.SLOW_DOWN else None
     if wait is not None:
@@ -270,19 +295,20 @@ async def _failed(
         last_status=outcome.status,
         last_error=(outcome.error or f"HTTP {outcome.status}")[:500],
     )
+    given_up = Settlement(retries_spent=int(due is None))
     policy = policy_of(settings)
     health = breaker.after_failure(_health_of(subscription), now, policy, retry_after=wait)
     _apply_health(subscription, health, now)
     if not subscription.enabled:
-        return False  # disabled meanwhile (another attempt's answer, or an operator)
+        return given_up  # disabled meanwhile (another attempt's answer, or an operator)
     if outcome.verdict is Verdict.GONE:
         reason, detail = "gone", "the endpoint answered 410 Gone"
     elif breaker.should_disable(health, now, policy):
         reason, detail = "failing", f"no successful delivery since {health.failing_since}"
     else:
-        return False
+        return given_up
     await _disable(session, subscription, reason, detail, settings=settings, now=now)
-    return True
+    return replace(given_up, disabled=True)
 
 
 def policy_of(settings: WebhooksConfig) -> breaker.Policy:

@@ -35,12 +35,20 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from services.webhooks.crm import hubspot, links, salesforce
 from services.webhooks.crm.config import HubSpotConfig, SalesforceConfig
 from services.webhooks.crm.records import Batch, RecordResult, RequestFailure
+from services.webhooks.metrics import DISABLED
 from services.webhooks.models import CRM_KINDS, HUBSPOT, Subscription
 from services.webhooks.queue import Claimed, claim
 from services.webhooks.schedule import Verdict
 from services.webhooks.sending import make_client
 from services.webhooks.settings import WebhooksConfig
-from services.webhooks.settle import Outcome, Settled, settle_batch, until_settled
+from services.webhooks.settle import (
+    Outcome,
+    Settled,
+    Settlement,
+    count_exhausted,
+    settle_batch,
+    until_settled,
+)
 from services.webhooks.ssrf import ForbiddenTarget
 from shared.consumer import is_transient
 from shared.outages import describe
@@ -368,18 +376,20 @@ class CrmSync:
     async def _settle(
         self, endpoint: Endpoint, request: Outcome, settled: list[Settled], found: dict[str, str]
     ) -> None:
-        async def work(session: AsyncSession) -> bool:
+        async def work(session: AsyncSession) -> Settlement:
             now = datetime.now(UTC)
             # The subscription's row first (settle_batch locks it), then the links, whose
             # foreign key share-locks it: two settlements cannot deadlock.
-            disabled = await settle_batch(
+            settlement = await settle_batch(
                 session, request, settled, settings=self.settings, now=now, rand=self.rand
             )
             await links.remember(session, endpoint.id, found, now=now)
-            return disabled
+            return settlement
 
-        disabled = await until_settled(self.sessions, work, who="crm sync")
-        if disabled:
+        settlement = await until_settled(self.sessions, work, who="crm sync")
+        count_exhausted(settlement)
+        if settlement.disabled:
+            DISABLED.inc()
             log.warning("crm sync: subscription %s disabled", settled[0].claimed.subscription_id)
             self.on_disabled()
 

@@ -14,12 +14,13 @@ from uuid import UUID, uuid4
 
 import orjson
 import pytest
-from sqlalchemy import select
+from prometheus_client import REGISTRY
+from sqlalchemy import select, update
 
 from services.webhooks import store
 from services.webhooks.crm.links import leads_of
 from services.webhooks.crm.sync import CONCURRENT, CrmSync
-from services.webhooks.models import CrmLink
+from services.webhooks.models import CrmLink, Subscription
 from services.webhooks.queue import claim
 from services.webhooks.recording import record_many
 from services.webhooks.schemas import SubscriptionIn
@@ -411,3 +412,43 @@ async def test_a_success_inside_a_rate_limit_pause_does_not_lift_it(db: Database
     assert rows[second.id].status == "pending"
     assert rows[second.id].due_at >= now + timedelta(seconds=59)
     assert paused is not None and paused >= now + timedelta(seconds=59)
+
+
+def _sample(name: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+async def test_a_refused_record_counts_as_exhausted_once_settled(db: Database) -> None:
+    settings = settings_for(db)
+    rejected = _sample("leadflow_webhook_messages_exhausted_total", reason="rejected")
+    async with HubSpotServer(owners={"41629779"}) as server:
+        subscription = await hubspot(db, settings, server, owners={"bo.rep@example.com": "999"})
+        await emit_many(db, settings, [event(), event(**{"owner.email": "bo.rep@example.com"})])
+        async with syncing(db, settings):
+            await settled(db, subscription, 2)
+    after = _sample("leadflow_webhook_messages_exhausted_total", reason="rejected")
+    assert after == rejected + 1
+
+
+async def test_a_crm_failing_for_days_counts_as_disabled_and_its_message_as_exhausted(
+    db: Database,
+) -> None:
+    settings = settings_for(db, retry_schedule_s=[0], disable_after_hours=72)
+    disabled = _sample("leadflow_webhook_endpoints_disabled_total")
+    spent = _sample("leadflow_webhook_messages_exhausted_total", reason="retries_spent")
+    async with HubSpotServer() as server:
+        subscription = await hubspot(db, settings, server)
+        async with db.sessions.begin() as session:
+            await session.execute(
+                update(Subscription)
+                .where(Subscription.id == subscription)
+                .values(failing_since=datetime.now(UTC) - timedelta(days=4), consecutive_failures=9)
+            )
+        server.fail_next(1, 503)
+        await emit(db, settings, event())
+        async with syncing(db, settings):
+            [row] = await settled(db, subscription, 1)
+    assert row.status == "exhausted"
+    assert not (await store_subscription(db, subscription)).enabled
+    assert _sample("leadflow_webhook_endpoints_disabled_total") == disabled + 1
+    assert _sample("leadflow_webhook_messages_exhausted_total", reason="retries_spent") == spent + 1

@@ -1,0 +1,15 @@
+"""The webhook service's Prometheus metrics (``GET /metrics`` of the process that delivers)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Histogram
+
+ATTEMPTS = Counter("leadflow_webhook_attempts_total", "Webhook delivery attempts", ["outcome"])
+LATENCY = Histogram("leadflow_webhook_attempt_seconds", "Time from request to response")
+DISABLED = Counter("leadflow_webhook_endpoints_disabled_total", "Endpoints disabled")
+MESSAGES_EXHAUSTED = Counter(
+    "leadflow_webhook_messages_exhausted_total",
+    "Messages given up on, kept for replay: their retry schedule spent (retries_spent) or their"
+    " record refused for good by a CRM (rejected)",
+    ["reason"],
+)
