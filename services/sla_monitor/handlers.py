@@ -13,6 +13,7 @@ from uuid import UUID
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.sla_monitor import store
+from services.sla_monitor.metrics import CLOCKS_STARTED
 from services.sla_monitor.settings import sla_config
 from services.sla_monitor.tracking import TRACKED, Tracker
 from shared.config import Settings
@@ -47,5 +48,7 @@ class SlaHandler:
         for used in tracker.used:
             await session.delete(used)
         await stage(session, self.settings, *tracker.events)
+        for clock in tracker.opened:
+            CLOCKS_STARTED.labels(clock.kind).inc()
         if tracker.opened:
             self.on_opened()

@@ -11,6 +11,12 @@ TIERS_FIRED = Counter(
     "Ladder tiers fired: warning, breach (the breaches) and escalate (the escalations)",
     ["step"],
 )
+CLOCKS_STARTED = Counter(
+    "leadflow_sla_clocks_started_total",
+    "SLA clocks started, by kind (pickup, first_response, acceptance, follow_up): the breaches'"
+    " denominator",
+    ["clock"],
+)
 SWEEP_LAG = Gauge(
     "leadflow_sla_sweep_lag_seconds",
     "How late the earliest tier of the last sweep fired after its due time",
