@@ -13,3 +13,7 @@ MESSAGES_EXHAUSTED = Counter(
     " record refused for good by a CRM (rejected)",
     ["reason"],
 )
+# Exported at 0 from the start: Prometheus's increase() takes a series' first sample as its
+# start, so a series born at its first increment would hide that one (the alert's only one).
+for _reason in ("retries_spent", "rejected"):
+    MESSAGES_EXHAUSTED.labels(_reason)
