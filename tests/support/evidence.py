@@ -126,7 +126,7 @@ async def _locate(
     reader.assign(partitions)
     await reader.seek_to_beginning(*partitions)
     ends = {tp: int(offset) for tp, offset in (await reader.end_offsets(partitions)).items()}
-    while any(await reader.position(tp) < end for tp, end in ends.items()):
+    while [tp for tp, end in ends.items() if await reader.position(tp) < end]:
         for tp, records in (await reader.getmany(timeout_ms=1000)).items():
             for record in records:
                 event_id = orjson.loads(record.value or b"{}").get("id")
