@@ -30,11 +30,13 @@ install: $(STAMP) ## Create .venv and install Leadflow with its test tools
 dev: $(STAMP) ## Run everything in one process (embedded broker + SQLite) on port 8000
 	$(BIN)/leadflow dev
 
-test: $(STAMP) ## Run the whole test suite (PostgreSQL, SQLite, embedded broker, Redis, Chromium)
+test: $(STAMP) ## Run the whole test suite (PostgreSQL, SQLite, embedded broker, Redis, Chromium, promtool)
 	@# The browser tests drive Debian's chromium (Playwright cannot download its own browsers here).
 	command -v chromium >/dev/null || [ "$$(id -u)" != 0 ] || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium)
 	@# The shared rate-limit tests start redis-server themselves, on a port of their own.
 	command -v redis-server >/dev/null || [ "$$(id -u)" != 0 ] || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server)
+	@# The alert rules' tests run promtool (Debian's prometheus package, where it comes from).
+	command -v promtool >/dev/null || [ "$$(id -u)" != 0 ] || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus)
 	@# Two workers (pytest-xdist), each with its own databases, broker and servers (the fixtures'
 	@# session scope is per worker): the suite takes about half the time on two cores.
 	$(BIN)/python -m pytest -n $(TEST_WORKERS)
