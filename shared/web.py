@@ -5,7 +5,7 @@ answer (``shared/pages.py``), and every request timed (``shared/http_metrics.py`
 from __future__ import annotations
 
 from fastapi import FastAPI
-from starlette.types import ASGIApp
+from starlette.types import Receive, Scope, Send
 
 from shared.docs import install_docs
 from shared.http_metrics import RequestMetrics
@@ -13,13 +13,16 @@ from shared.pages import SecurityHeaders
 
 
 class LeadflowApp(FastAPI):
-    """FastAPI, with ``RequestMetrics`` around its whole middleware stack: outside the error
-    middleware (so an unexpected error's 500 is seen) and every middleware added later (intake's
-    ``LeadPosts`` answers lead posts ahead of the router; ``add_middleware`` could only put the
-    timing inside whatever is added after it)."""
+    """FastAPI, with ``RequestMetrics`` around its whole middleware stack, as it is built at the
+    first request: outside the error middleware (an unexpected error's 500 is seen), every
+    middleware added later (intake's ``LeadPosts`` answers lead posts ahead of the router) and
+    what wraps the stack itself (``shared.problems``' 503 of a database outage).
+    ``add_middleware`` could only put it inside whatever is added after it."""
 
-    def build_middleware_stack(self) -> ASGIApp:
-        return RequestMetrics(super().build_middleware_stack())
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.middleware_stack is None:
+            self.middleware_stack = RequestMetrics(self.build_middleware_stack())
+        await super().__call__(scope, receive, send)
 
 
 def new_app(title: str, *, description: str = "") -> FastAPI:
