@@ -17,9 +17,10 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.routing import importer, store
-from services.routing.assign import LeadNotFound, LeadQuarantined, reassign_lead
+from services.routing.assign import LeadNotFound, LeadQuarantined
 from services.routing.explain import routing_explanation
 from services.routing.models import Account, Membership, Rep, Team
+from services.routing.reassign import reassign_lead
 from services.routing.rules import RoutingInvalid
 from services.routing.schemas import (
     AccountIn,

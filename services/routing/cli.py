@@ -17,15 +17,16 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.routing import importer, store
-from services.routing.assign import CLOSED_STAGES, reassign_lead, route_lead
+from services.routing.assign import CLOSED_STAGES, route_leads
 from services.routing.models import Membership, Rep, Team
+from services.routing.reassign import reassign_lead
 from services.routing.rules import RoutingInvalid
 from services.routing.schemas import AccountIn, TeamIn
 from services.routing.versions import ROUTING
-from shared.cli import Failures, on_db, stdout
+from shared.cli import Failures, on_db, stdout, with_sessions
 from shared.config import Settings
 from shared.cosign.cli import add_commands
 from shared.models import Lead
@@ -206,22 +207,31 @@ def route_pending(as_json: JsonOption = False) -> None:
     """Route qualified leads that have no routing yet (e.g. from before the first team, or
     whose routing failed), and retry queued ones."""
 
-    async def work(session: AsyncSession, settings: Settings) -> dict[str, int]:
+    async def work(
+        sessions: async_sessionmaker[AsyncSession], settings: Settings
+    ) -> dict[str, int]:
         query = select(Lead.id, Lead.routing_status).where(
             Lead.stage.in_(("mql", "sal", "sql")),
             Lead.routing_status.is_(None)
             | Lead.routing_status.in_(("pending", "failed", "queued")),
         )
+        async with sessions() as session:
+            waiting = (await session.execute(query)).all()
         counts: dict[str, int] = {}
-        for lead_id, status in (await session.execute(query)).all():
-            trigger = "queue" if status == "queued" else "qualified"
-            decision = await route_lead(
-                session, lead_id, now=_now(), settings=settings, trigger=trigger
-            )
-            counts[decision.outcome] = counts.get(decision.outcome, 0) + 1
+        for trigger in ("qualified", "queue"):  # the queued ones retried
+            lead_ids = [i for i, status in waiting if (status == "queued") == (trigger == "queue")]
+            if not lead_ids:
+                continue
+            # One call in its transaction: its routing locks taken in one step (txn.py).
+            async with sessions.begin() as session:
+                decisions = await route_leads(
+                    session, lead_ids, now=_now(), settings=settings, trigger=trigger
+                )
+            for decision in decisions:
+                counts[decision.outcome] = counts.get(decision.outcome, 0) + 1
         return counts
 
-    counts = _in_transaction(work)
+    counts = with_sessions(work, failures=REFUSED)
     typer.echo(json.dumps(counts) if as_json else ", ".join(f"{k}: {v}" for k, v in counts.items()))
 
 

@@ -12,7 +12,8 @@ from datetime import UTC, datetime
 from uuid import UUID
 
 from services.routing import store
-from services.routing.assign import LeadNotFound, reassign_lead
+from services.routing.assign import LeadNotFound
+from services.routing.reassign import reassign_lead
 from services.routing.store import DirectoryInvalid
 from shared.models import Lead
 from shared.problems import Problem

@@ -18,14 +18,9 @@ from uuid import UUID
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.routing.assign import (
-    CLOSED_STAGES,
-    LeadNotFound,
-    RoutingDecision,
-    reassign_lead,
-    release_leads,
-)
+from services.routing.assign import CLOSED_STAGES, RoutingDecision
 from services.routing.pending import QUALIFIED, mark_pending
+from services.routing.reassign import Reassignment, reassign_lead, reassign_leads
 from shared.config import Settings
 from shared.events import WRONG_OWNER_REASONS, CloudEvent, LeadOutcome, SlaEscalated
 
@@ -43,22 +38,14 @@ async def after_scoring(
     """The reassignments' decisions (routing the qualified leads comes after the commit)."""
     moves = list(moves)
     await mark_pending(session, [m["lead_id"] for m in moves if m["to_stage"] in QUALIFIED])
-    decisions: list[RoutingDecision] = []
-    for event in events:
-        if isinstance(event, LeadOutcome) and _wrong_owner(event):
-            decisions.append(
-                await reassign_lead(
-                    session,
-                    event.data.lead_id,
-                    now=now,
-                    settings=settings,
-                    trigger="rejected",
-                    why=f"rejected by owner: {event.data.reason}",
-                )
-            )
-    # After the reassignments (which take the routing lock): the lock, then reps' rows, always.
-    await release_leads(session, [m["lead_id"] for m in moves if m["to_stage"] in CLOSED_STAGES])
-    return decisions
+    rejected = [
+        Reassignment(event.data.lead_id, "rejected", f"rejected by owner: {event.data.reason}")
+        for event in events
+        if isinstance(event, LeadOutcome) and _wrong_owner(event)
+    ]
+    # The closed leads' owners are locked with the reassignments' locks, in one step (txn.py).
+    closed = [m["lead_id"] for m in moves if m["to_stage"] in CLOSED_STAGES]
+    return await reassign_leads(session, rejected, now=now, settings=settings, release=closed)
 
 
 def _wrong_owner(event: LeadOutcome) -> bool:
@@ -89,23 +76,34 @@ async def on_sla_escalated(
 
 
 class RoutingHandler:
-    """Consumes the SLA topic: an ``sla.escalated`` event asking for it reassigns the lead."""
+    """Consumes the SLA topic: an ``sla.escalated`` event asking for it reassigns the lead.
+    A batch's escalations are reassigned together: one step of routing locks (txn.py)."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
 
     async def __call__(self, event: CloudEvent, *, session: AsyncSession, now: datetime) -> None:
-        if not isinstance(event, SlaEscalated) or not event.data.reassign:
-            return
-        data = event.data
-        try:
-            await on_sla_escalated(
-                session,
-                data.lead_id,
-                owner_id=data.owner_id,
-                reason=f"{data.policy} {data.reason}",
-                now=now,
-                settings=self.settings,
+        await self.handle_batch([event], session=session, now=now)
+
+    async def handle_batch(
+        self, events: Sequence[CloudEvent], *, session: AsyncSession, now: datetime
+    ) -> None:
+        escalations = [e for e in events if isinstance(e, SlaEscalated) and e.data.reassign]
+        requests = [
+            Reassignment(
+                e.data.lead_id,
+                "sla_escalation",
+                f"SLA escalation: {e.data.policy} {e.data.reason}",
+                expected_owner=e.data.owner_id,
             )
-        except LeadNotFound:
-            log.warning("sla.escalated %s names no lead %s; ignored", event.id, data.lead_id)
+            for e in escalations
+        ]
+        decisions = await reassign_leads(
+            session, requests, now=now, settings=self.settings, skip_missing=True
+        )
+        done = {decision.lead_id for decision in decisions}
+        for event in escalations:
+            if event.data.lead_id not in done:
+                log.warning(
+                    "sla.escalated %s names no lead %s; ignored", event.id, event.data.lead_id
+                )

@@ -72,6 +72,7 @@ async def apply_reps(
 ) -> ImportReport:
     """Create or update every rep (the caller commits, or rolls back on an error)."""
     report = ImportReport(rows=len(reps))
+    await store.lock_reps(session, [rep.email for rep in reps])
     known = set(await session.scalars(select(Team.name)))
     for name in sorted({t for rep in reps for t in rep.teams} - known):
         await store.put_team(session, TeamIn(name=name), now)

@@ -55,7 +55,7 @@ class Rep(Base):
     working_hours: Mapped[dict[str, Any]] = mapped_column(Json, default=dict)
     status: Mapped[str] = mapped_column(String(16), default="active")
     away_until: Mapped[datetime | None] = mapped_column(Timestamp)
-    # Load, kept by routing under the routing lock (see txn.py); `leadflow owners recount`
+    # Load, kept by routing under this row's lock (see txn.py); `leadflow owners recount`
     # rebuilds open_leads from the leads table.
     open_leads: Mapped[int] = mapped_column(Integer, default=0)
     assigned_day: Mapped[str | None] = mapped_column(String(10))
@@ -85,8 +85,8 @@ class Account(Base):
 
 
 class RoutingState(Base):
-    """One row (id 1). Locked by every routing transaction (see txn.py), and naming the
-    directory's current version so processes know when their cached copy is stale."""
+    """One row (id 1), naming the directory's current version so processes know when their
+    cached copy is stale. Read by routers, not locked (they lock pools and reps: txn.py)."""
 
     __tablename__ = "routing_state"
 
@@ -95,7 +95,9 @@ class RoutingState(Base):
 
 
 class PoolState(Base):
-    """A pool's fairness window: the roster it was opened for and how many leads it has seen."""
+    """A pool's fairness window: the roster it was opened for and how many leads it has seen.
+    Every team has one (made with the team): the row a router locks while it routes in the
+    pool (txn.py)."""
 
     __tablename__ = "routing_pools"
 

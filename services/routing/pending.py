@@ -3,9 +3,9 @@
 Scoring's transaction marks the leads it qualifies ``routing_status = 'pending'`` (durable, in the
 same transaction as ``lead.mql``); the scoring process's ``PendingRouter``, woken by each scoring
 commit, routes them in a short transaction of its own. Routing used to run inside each scoring
-transaction and hold the routing lock (services/routing/txn.py) until that transaction
-committed, so scoring's concurrent lanes queued on it for hundreds of milliseconds; now the lock
-is held only while routing.
+transaction and hold its locks (services/routing/txn.py) until that transaction committed, so
+scoring's concurrent lanes queued on them for hundreds of milliseconds; now they are held only
+while routing.
 
 Nothing is lost on a crash: a pending lead is picked up by the next round of any scoring process
 (``FOR UPDATE SKIP LOCKED`` on PostgreSQL, so replicas take different leads). ``lead.routed``

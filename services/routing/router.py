@@ -6,17 +6,21 @@ member is checked in a fixed order of skip reasons — deactivated, away, exclud
 before: no loops), not matching the rule's filters, outside working hours (per the team's
 ``outside_hours``: skip, or hold the lead for them), at capacity — and the strategy picks among
 the rest. When nobody is left, the lead waits in the team's queue: a decision, never a silence.
+
+``needs`` says, before deciding, which pool's ledger and which reps' loads a decision may read or
+change: the routing transaction locks exactly those (services/routing/txn.py).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 from uuid import UUID
 
 from services.routing import ledger as fair
+from services.routing.accounts import AccountMatch
 from services.routing.directory import (
     Directory,
     RepInfo,
@@ -75,6 +79,26 @@ class Situation:
     reassignments: int = 0
     target: tuple[str, TeamInfo | None, RouteRule | None] | None = None
     """``target(directory, facts)`` when the caller has it already (it evaluates the rules)."""
+    account: AccountMatch | None = None
+    matched: bool = False
+    """True: ``account`` is ``match_account(directory, facts)`` already (None: no customer)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Needs:
+    """What deciding about one lead may read or change besides the directory: the pool whose
+    fairness ledger it moves, and the reps whose loads it reads or raises (a rep's capacity is
+    shared by every pool the rep is in; an account owner is given leads outside any pool)."""
+
+    pools: frozenset[UUID] = frozenset()
+    reps: frozenset[UUID] = frozenset()
+
+    def union(self, others: Iterable[Needs]) -> Needs:
+        pools, reps = set(self.pools), set(self.reps)
+        for other in others:
+            pools |= other.pools
+            reps |= other.reps
+        return Needs(frozenset(pools), frozenset(reps))
 
 
 Target = tuple[str, TeamInfo | None, RouteRule | None]
@@ -90,17 +114,44 @@ def target(directory: Directory, facts: Mapping[str, Any]) -> Target:
     return "default_queue", directory.teams_by_name.get(default), None
 
 
+def match_account(directory: Directory, facts: Mapping[str, Any]) -> AccountMatch | None:
+    """The customer account the lead's company is, if account matching is on."""
+    spec = directory.routing.spec.account_match
+    if not spec.enabled:
+        return None
+    return directory.accounts.match(
+        account_domain(facts), str(facts["company"]), min_similarity=spec.min_similarity
+    )
+
+
+def needs(directory: Directory, situation: Situation) -> Needs:
+    """The pool and the reps ``route(directory, situation)`` may read the ledger or loads of,
+    whatever the loads and ledgers turn out to be: the available account owner (then nothing
+    else), else the target team's pool and its members not skipped for a reason that does not
+    depend on load (deactivated, away, excluded, rule filters, outside hours)."""
+    match = situation.account if situation.matched else match_account(directory, situation.facts)
+    if match is not None and match.account.owner_id in directory.reps:
+        owner = directory.reps[match.account.owner_id]
+        if _unavailable(owner, situation.now, situation.exclude) is None:
+            return Needs(reps=frozenset({owner.id}))
+    if situation.reassignments > directory.routing.spec.reassignment.max_per_lead:
+        return Needs()
+    _, team, rule = situation.target or target(directory, situation.facts)
+    if team is None:
+        return Needs()
+    reps = frozenset(
+        rep.id
+        for rep in _members(directory, team)
+        if _skip_before_load(rep, team, rule, situation) is None
+    )
+    return Needs(frozenset({team.id}), reps) if reps else Needs()
+
+
 def route(directory: Directory, situation: Situation) -> Decision:
     facts, now = situation.facts, situation.now
     spec = directory.routing.spec
     notes: list[Candidate] = []
-    match = None
-    if spec.account_match.enabled:
-        match = directory.accounts.match(
-            account_domain(facts),
-            str(facts["company"]),
-            min_similarity=spec.account_match.min_similarity,
-        )
+    match = situation.account if situation.matched else match_account(directory, facts)
     expansion = match is not None
     account_id = match.account.id if match else None
     if match is not None and match.account.owner_id in directory.reps:
@@ -154,9 +205,7 @@ def _within_team(
     directory: Directory, situation: Situation, team: TeamInfo, rule: RouteRule | None
 ) -> Decision:
     strategy = (rule.strategy if rule is not None else None) or team.strategy
-    members = directory.members.get(team.id)
-    if members is None:
-        members = tuple(directory.reps[r] for r in sorted(team.members) if r in directory.reps)
+    members = _members(directory, team)
     skipped: list[Candidate | None] = []  # None: eligible, in rep id order as the members
     eligible: list[RepInfo] = []
     for rep in members:
@@ -189,6 +238,13 @@ def _within_team(
         candidates=tuple(candidates),
         ledger=pool,
     )
+
+
+def _members(directory: Directory, team: TeamInfo) -> tuple[RepInfo, ...]:
+    members = directory.members.get(team.id)
+    if members is None:
+        members = tuple(directory.reps[r] for r in sorted(team.members) if r in directory.reps)
+    return members
 
 
 def _choose(
@@ -227,6 +283,26 @@ def _unavailable(rep: RepInfo, now: datetime, exclude: frozenset[UUID]) -> str |
 def _skip_reason(
     rep: RepInfo, team: TeamInfo, rule: RouteRule | None, situation: Situation
 ) -> str | None:
+    why = _skip_before_load(rep, team, rule, situation)
+    if why is not None:
+        return why
+    now = situation.now
+    load = situation.loads.get(rep.id, NO_LOAD)
+    if rep.max_open is not None and load.open_leads >= rep.max_open:
+        return "at_capacity"
+    if (
+        rep.max_per_day is not None
+        and load.today >= rep.max_per_day  # what assigned_on gives at most: no need for the day
+        and load.assigned_on(rep.hours.local_day(now)) >= rep.max_per_day
+    ):
+        return "daily_cap"
+    return None
+
+
+def _skip_before_load(
+    rep: RepInfo, team: TeamInfo, rule: RouteRule | None, situation: Situation
+) -> str | None:
+    """The skip reasons that do not depend on the rep's load, in their order (``needs``)."""
     now, facts = situation.now, situation.facts
     why = _unavailable(rep, now, situation.exclude)
     if why is not None:
@@ -241,15 +317,6 @@ def _skip_reason(
                 return attribute
     if team.outside_hours == "skip" and not rep.hours.is_open(now):
         return "outside_hours"
-    load = situation.loads.get(rep.id, NO_LOAD)
-    if rep.max_open is not None and load.open_leads >= rep.max_open:
-        return "at_capacity"
-    if (
-        rep.max_per_day is not None
-        and load.today >= rep.max_per_day  # what assigned_on gives at most: no need for the day
-        and load.assigned_on(rep.hours.local_day(now)) >= rep.max_per_day
-    ):
-        return "daily_cap"
     return None
 
 

@@ -25,6 +25,7 @@ from services.routing.models import (
 )
 from services.routing.rules import BUILT_IN, compile_routing
 from services.routing.schemas import AccountIn, RepIn, TeamIn
+from services.routing.txn import empty_pool
 from shared.business_hours import WorkingHours
 from shared.cosign.models import CosignedVersion
 from shared.db import rowcount, upsert
@@ -59,8 +60,8 @@ async def touch_directory(session: AsyncSession) -> None:
 
 
 async def routing_off(session: AsyncSession) -> bool:
-    """No team exists (routing is off until one does). Read without the routing lock, so that
-    scoring batches do not queue on it for nothing; a team created meanwhile takes effect from
+    """No team exists (routing is off until one does). Read without any routing lock, so that
+    scoring batches do not queue on one for nothing; a team created meanwhile takes effect from
     the next batch, as if this one had run a moment earlier."""
     query = select(state_t.c.directory_token).where(state_t.c.id == 1)
     token = await session.scalar(query)
@@ -155,6 +156,8 @@ async def put_team(session: AsyncSession, team: TeamIn, now: datetime) -> UUID:
     if existing is None:
         existing = new_id()
         await session.execute(teams_t.insert().values(id=existing, created_at=now, **values))
+        # The pool's row, which routers lock while they route in it (txn.py).
+        await session.execute(pools_t.insert().values(**empty_pool(existing, now)))
     else:
         await session.execute(update(teams_t).where(teams_t.c.id == existing).values(**values))
     await touch_directory(session)
@@ -237,7 +240,11 @@ async def delete_account(session: AsyncSession, account_id: UUID) -> bool:
 
 
 async def recount_open_leads(session: AsyncSession, closed_stages: tuple[str, ...]) -> int:
-    """Rebuild each rep's open-lead count from the leads table; returns the reps changed."""
+    """Rebuild each rep's open-lead count from the leads table; returns the reps changed. Every
+    rep's row is locked first, in id order (as routers lock them, txn.py), so no routing or
+    release changes a count between the counting and the writing."""
+    locked = select(reps_t.c.id, reps_t.c.open_leads).order_by(reps_t.c.id)
+    stored = (await session.execute(locked.with_for_update(key_share=True))).all()
     leads = table_of(Lead)
     counts: dict[UUID, int] = dict(
         (
@@ -249,12 +256,18 @@ async def recount_open_leads(session: AsyncSession, closed_stages: tuple[str, ..
         ).all()
     )
     changed = 0
-    for rep_id, open_leads in (
-        await session.execute(select(reps_t.c.id, reps_t.c.open_leads))
-    ).all():
+    for rep_id, open_leads in stored:
         if counts.get(rep_id, 0) != open_leads:
             changed += 1
             await session.execute(
                 update(reps_t).where(reps_t.c.id == rep_id).values(open_leads=counts.get(rep_id, 0))
             )
     return changed
+
+
+async def lock_reps(session: AsyncSession, emails: list[str]) -> None:
+    """Lock the rows of the reps with these emails, in id order (as routers lock them, txn.py),
+    before changing several in one transaction (an import), so as not to deadlock with one."""
+    if emails:
+        query = select(reps_t.c.id).where(reps_t.c.email.in_(sorted({e.lower() for e in emails})))
+        await session.execute(query.order_by(reps_t.c.id).with_for_update(key_share=True))

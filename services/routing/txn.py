@@ -1,34 +1,57 @@
-"""Routing's state for one database transaction: the lock, then loads and ledgers read once and
-written once, when the transaction commits (so are the assignment and history rows).
+"""Routing's state for one database transaction: its locks, then the loads and ledgers read
+under them and written once, when the transaction commits (so are the assignment and history
+rows).
 
-Why one lock for all of routing: a routing round routes many leads in ONE transaction, to pools
-in lead order. Per-pool or per-rep row locks would be taken in different orders by two consumers
-and deadlock; one row (``routing_state`` id 1, ``SELECT … FOR UPDATE``) taken first makes the
-order fixed. Held to commit, it is what guarantees that two consumers never both see a rep under
-capacity and both give it a lead (the lead's own row lock guards against assigning it twice).
-On SQLite, ``BEGIN IMMEDIATE`` already serializes writers.
+What is locked, and why. Deciding about a lead reads, and may change, the fairness ledger of the
+pool it is routed in (its ``routing_pools`` row and ``routing_ledger`` rows) and the loads of the
+reps it may be given to (``routing_reps``: open leads, the day's count). A rep may be in several
+pools and an account owner is given leads outside any pool, so capacity is kept per rep, not per
+pool. ``take`` therefore locks the pool rows and the rep rows the decisions of a step need
+(``router.needs``), and reads the ledgers and loads once the locks are granted. Held to commit,
+the locks are what guarantees that two routers never both see a rep under capacity and both give
+it a lead, and that a pool's ledger moves one lead at a time, as if every lead had been routed
+one after the other; the lead's own row lock guards against routing it twice. Routers whose
+pools and reps do not overlap never wait for each other; two on one pool, or on pools sharing an
+eligible rep, take turns. ``FOR NO KEY UPDATE``: what an ``UPDATE`` of these rows takes, so
+that inserting a row that refers to a rep (a membership, an account) is not held up.
 
-Because nobody else can raise loads or change ledgers while the lock is held, they are read once
-per transaction and kept here; ``before_commit`` writes what changed (open-lead counts as deltas,
-reps in id order, so a concurrent release, which does not take the lock, is never lost and never
-deadlocks with it: see ``service.release_leads``). A rollback drops it all.
+Deadlocks. A transaction takes lead rows first (in id order, as scoring does), then routing locks
+in one global order: pools by team id, then reps by rep id, each step's locks in one go. No
+transaction then waits for a lock that sorts before one it holds, provided it takes its routing
+locks in one step: the entry points plan every lead first and call ``take`` once
+(``route_leads``, ``reassign_leads``; scoring's releases go in the same step). A later step in
+the same transaction takes only what it lacks, in order, but after locks already held: still
+exact, but it could deadlock with another router (PostgreSQL would abort one), so it is logged.
+
+Others write these rows too, always with the row's lock: scoring's transactions release closed
+leads (``assign.release_leads``: counts lowered as deltas, reps in id order, after any routing
+step of theirs), so a release waits for a router holding that rep, or the router for it; a
+directory change updates a rep row (an import locks its reps in id order first).
+``routing_state`` (row 1) only names the directory's version now: it is read, not locked.
+
+On SQLite, ``BEGIN IMMEDIATE`` serializes writers; no row is locked (SQLite has no ``FOR
+UPDATE``; SQLAlchemy renders none there) and the same reads follow.
 """
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
+from prometheus_client import Histogram
 from sqlalchemy import Integer, String, bindparam, event, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session, SessionTransaction
 
 from services.routing import ledger as fair
-from services.routing.directory import RepLoad, TeamInfo
+from services.routing.directory import RepLoad
 from services.routing.models import LedgerEntry, PoolState, Rep, RoutingState
+from services.routing.router import Needs
 from shared.db import insert_ignoring_conflicts, insert_many, upsert
 from shared.ids import new_id
 from shared.models import table_of
@@ -36,16 +59,31 @@ from shared.models import table_of
 KEY = "leadflow.routing"
 reps_t, state_t = table_of(Rep), table_of(RoutingState)
 pools_t, ledger_t = table_of(PoolState), table_of(LedgerEntry)
+log = logging.getLogger(__name__)
+LOCK_WAIT = Histogram(
+    "leadflow_routing_lock_seconds",
+    "Time a routing step took to lock its pools' and reps' rows (two statements; beyond a"
+    " fraction of a millisecond, waiting for another router on the same pool or reps)",
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+)
+
+
+class UnlockedRep(RuntimeError):
+    """A decision gave a lead to a rep whose row the step had not locked (``router.needs`` and
+    ``router.route`` disagree): refused, since the rep's capacity could be exceeded."""
 
 
 @dataclass
 class RoutingTxn:
     token: str
     loads: dict[UUID, RepLoad] = field(default_factory=dict)
+    """The reps locked in this transaction, with their loads as read under the lock and as
+    changed since."""
     opened: dict[UUID, int] = field(default_factory=dict)
     """Open-lead count changes per rep, written as deltas."""
     days: dict[UUID, tuple[str, int]] = field(default_factory=dict)
     ledgers: dict[UUID, fair.PoolLedger] = field(default_factory=dict)
+    """The pools locked in this transaction, with their ledgers."""
     stored: dict[UUID, fair.PoolLedger] = field(default_factory=dict)
     now: datetime | None = None
     rows: dict[Any, list[dict[str, Any]]] = field(default_factory=dict)
@@ -55,7 +93,9 @@ class RoutingTxn:
         self.rows.setdefault(table, []).append(row)
 
     def assign(self, rep: UUID, day: str) -> None:
-        load = self.loads.get(rep, RepLoad())
+        load = self.loads.get(rep)
+        if load is None:
+            raise UnlockedRep(f"rep {rep} was chosen without its row locked")
         today = load.today + 1 if load.day == day else 1
         self.loads[rep] = RepLoad(load.open_leads + 1, day, today)
         self.opened[rep] = self.opened.get(rep, 0) + 1
@@ -63,17 +103,19 @@ class RoutingTxn:
 
     def release(self, rep: UUID) -> None:
         load = self.loads.get(rep)
-        if load is not None:
-            self.loads[rep] = RepLoad(max(load.open_leads - 1, 0), load.day, load.today)
+        if load is None:
+            raise UnlockedRep(f"rep {rep} was released without its row locked")
+        self.loads[rep] = RepLoad(max(load.open_leads - 1, 0), load.day, load.today)
         self.opened[rep] = self.opened.get(rep, 0) - 1
 
 
 async def begin(session: AsyncSession) -> RoutingTxn:
-    """Take the routing lock (once per transaction) and return this transaction's state."""
+    """This transaction's routing state (made once per transaction), with the directory's
+    current version. Takes no lock: ``take`` does."""
     txn = session.info.get(KEY)
     if txn is not None:
         return txn
-    query = select(state_t.c.directory_token).where(state_t.c.id == 1).with_for_update()
+    query = select(state_t.c.directory_token).where(state_t.c.id == 1)
     token = await session.scalar(query)
     if token is None:
         await session.execute(
@@ -84,39 +126,76 @@ async def begin(session: AsyncSession) -> RoutingTxn:
     return txn
 
 
-async def loads_and_ledger(
-    session: AsyncSession, txn: RoutingTxn, team: TeamInfo | None
-) -> tuple[dict[UUID, RepLoad], fair.PoolLedger | None]:
-    if team is None:
-        return txn.loads, None
-    if team.id not in txn.ledgers:  # read already in this transaction (a round: all at once)
-        await load(session, txn, [team])
-    return txn.loads, txn.ledgers[team.id]
-
-
-async def load(session: AsyncSession, txn: RoutingTxn, teams: Iterable[TeamInfo]) -> None:
-    """Read, for the teams not read yet in this transaction, their members' loads and their
-    ledgers: three statements however many teams (a round trip is what a routing round waits
-    on, and the scoring process's other work runs in between)."""
-    teams = list({t.id: t for t in teams if t.id not in txn.ledgers}.values())
-    missing = sorted({rep for team in teams for rep in team.members} - set(txn.loads))
-    if missing:
-        query = select(
-            reps_t.c.id, reps_t.c.open_leads, reps_t.c.assigned_day, reps_t.c.assigned_today
-        ).where(reps_t.c.id.in_(missing))
-        for row in await session.execute(query):
+async def take(session: AsyncSession, txn: RoutingTxn, needs: Iterable[Needs]) -> None:
+    """Lock what ``needs`` name and this transaction does not hold yet — pools in team id
+    order, then reps in rep id order — and read their ledgers and loads (three statements;
+    ``leadflow_routing_lock_seconds`` times the two that lock)."""
+    wanted = Needs().union(needs)
+    pools = sorted(wanted.pools - txn.ledgers.keys())
+    reps = sorted(wanted.reps - txn.loads.keys())
+    if not pools and not reps:
+        return
+    if _out_of_order(txn, pools, reps):
+        log.warning(
+            "routing locks taken after others in one transaction (%d pools, %d reps): "
+            "a deadlock with another router is possible",
+            len(pools),
+            len(reps),
+        )
+    waited = 0.0
+    if pools:
+        started = time.perf_counter()
+        rows = await _lock_pools(session, pools)
+        waited += time.perf_counter() - started
+        ledgers = await _ledgers(session, pools, rows)
+        txn.ledgers |= ledgers
+        txn.stored |= ledgers
+    if reps:
+        query = (
+            select(reps_t.c.id, reps_t.c.open_leads, reps_t.c.assigned_day, reps_t.c.assigned_today)
+            .where(reps_t.c.id.in_(reps))
+            .order_by(reps_t.c.id)
+            .with_for_update(key_share=True)
+        )
+        started = time.perf_counter()
+        loaded = (await session.execute(query)).all()
+        waited += time.perf_counter() - started
+        for row in loaded:
             txn.loads[row.id] = RepLoad(row.open_leads, row.assigned_day, row.assigned_today)
-    if teams:
-        ledgers = await read_ledgers(session, [team.id for team in teams])
-        for team in teams:
-            txn.ledgers[team.id] = txn.stored[team.id] = ledgers[team.id]
+    LOCK_WAIT.observe(waited)
 
 
-async def read_ledgers(session: AsyncSession, team_ids: list[UUID]) -> dict[UUID, fair.PoolLedger]:
-    pools = {
-        row.team_id: row
-        for row in await session.execute(select(pools_t).where(pools_t.c.team_id.in_(team_ids)))
-    }
+def _out_of_order(txn: RoutingTxn, pools: list[UUID], reps: list[UUID]) -> bool:
+    """Whether these locks sort before one the transaction holds (see the module's docstring)."""
+    if pools and (txn.loads or (txn.ledgers and pools[0].int < max(p.int for p in txn.ledgers))):
+        return True
+    return bool(reps and txn.loads and reps[0].int < max(r.int for r in txn.loads))
+
+
+async def _lock_pools(session: AsyncSession, team_ids: list[UUID]) -> dict[UUID, Any]:
+    """The pools' rows, locked in team id order. A team without its row (made by hand:
+    ``put_team`` makes it, migration 0017 made the older ones) gets one."""
+    query = (
+        select(pools_t)
+        .where(pools_t.c.team_id.in_(team_ids))
+        .order_by(pools_t.c.team_id)
+        .with_for_update(key_share=True)
+    )
+    pools = {row.team_id: row for row in await session.execute(query)}
+    if missing := [team for team in team_ids if team not in pools]:
+        await session.execute(
+            insert_ignoring_conflicts(session, pools_t),
+            [empty_pool(team, datetime.now(UTC)) for team in missing],
+        )
+        again = query.where(pools_t.c.team_id.in_(missing))
+        pools |= {row.team_id: row for row in await session.execute(again)}
+    return pools
+
+
+async def _ledgers(
+    session: AsyncSession, team_ids: list[UUID], pools: dict[UUID, Any]
+) -> dict[UUID, fair.PoolLedger]:
+    """The pools' ledgers: their rows (``pools``) and the reps' standings in them."""
     standings: dict[UUID, dict[UUID, fair.Standing]] = {team: {} for team in team_ids}
     query = select(ledger_t).where(ledger_t.c.team_id.in_(team_ids))
     for row in await session.execute(query):
@@ -132,6 +211,11 @@ async def read_ledgers(session: AsyncSession, team_ids: list[UUID]) -> dict[UUID
         roster = tuple((UUID(str(rep)), int(weight)) for rep, weight in pool.roster)
         ledgers[team_id] = fair.PoolLedger(roster, pool.position, pool.routed, standings[team_id])
     return ledgers
+
+
+def empty_pool(team_id: UUID, now: datetime) -> dict[str, Any]:
+    """The row of a pool that has seen no lead (its ledger reads as a pool without a row did)."""
+    return {"team_id": team_id, "roster": [], "position": 0, "routed": 0, "updated_at": now}
 
 
 async def write_rows(session: AsyncSession, txn: RoutingTxn) -> None:

@@ -10,21 +10,16 @@ import pytest
 from sqlalchemy import select, update
 
 from services.routing import store
-from services.routing.assign import (
-    LeadNotFound,
-    RoutingDecision,
-    reassign_lead,
-    route_lead,
-    route_leads,
-)
+from services.routing.assign import LeadNotFound, RoutingDecision, route_lead, route_leads
 from services.routing.explain import routing_explanation
-from services.routing.handlers import after_scoring, on_sla_escalated
+from services.routing.handlers import RoutingHandler, after_scoring, on_sla_escalated
 from services.routing.main import sweep_queue
 from services.routing.models import Rep
 from services.routing.pending import route_pending
+from services.routing.reassign import reassign_lead
 from services.routing.store import forget_cached_directories
 from shared.config import Settings
-from shared.events import LeadOutcome, LeadOutcomeData
+from shared.events import LeadOutcome, LeadOutcomeData, SlaEscalated, SlaEscalatedData
 from shared.models import Lead, OutboxMessage
 from shared.runtime import Runtime
 from tests.support.common import Database, make_settings
@@ -290,3 +285,69 @@ async def test_a_recycled_lead_is_released_and_routed_again_when_it_requalifies(
     assert again.outcome == "routed"
     async with db.sessions() as s:
         assert sum((await s.execute(select(Rep.open_leads))).scalars()) == 1
+
+
+def escalation(lead_id: UUID, owner_id: UUID | None) -> SlaEscalated:
+    data = SlaEscalatedData(lead_id=lead_id, policy="mql-1h", owner_id=owner_id)
+    return SlaEscalated.about_lead(lead_id, data, source="/test", time=NOW)
+
+
+async def test_the_sla_topics_escalations_are_reassigned_as_one_batch(
+    db: Database, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Two escalations, a stale one and one naming no lead, in one consumer batch: one step of
+    locks for the batch; the stale one changes nothing, the unknown lead is logged."""
+    await directory(db)
+    settings = make_settings(db)
+    async with db.sessions.begin() as s:
+        await rep(s, "cy@co.com", "inside")
+        await activate_rules(s, "name: t\ndefault_queue: inside\n", settings)
+        first_id, second_id = await add_lead(s), await add_lead(s)
+    first = await qualified(db, settings, first_id)
+    second = await qualified(db, settings, second_id)
+    nobody = uuid4()
+    batch = [
+        escalation(first_id, first.owner_id),
+        escalation(second_id, uuid4()),  # not its owner any more: stale
+        escalation(nobody, None),
+        escalation(second_id, second.owner_id),
+    ]
+    async with db.sessions.begin() as s:
+        await RoutingHandler(settings).handle_batch(batch, session=s, now=NOW)
+    async with db.sessions() as s:
+        owners = dict((await s.execute(select(Lead.id, Lead.owner_id))).all())
+        counts = dict((await s.execute(select(Rep.id, Rep.open_leads))).all())
+        first_history = await routing_explanation(s, first_id)
+        second_history = await routing_explanation(s, second_id)
+    assert owners[first_id] not in (None, first.owner_id)
+    assert owners[second_id] not in (None, second.owner_id)
+    assert [h["trigger"] for h in first_history] == ["qualified", "sla_escalation"]
+    assert [h["trigger"] for h in second_history] == ["qualified", "sla_escalation"]
+    assert sum(counts.values()) == 2 and counts[owners[first_id]] >= 1
+    assert f"names no lead {nobody}" in caplog.text
+
+
+async def test_a_rejection_and_a_release_in_one_scoring_batch_keep_the_counts(db: Database):
+    """A wrong-owner rejection and a lead lost, in one scoring transaction: the reassignment's
+    locks and the released owner's row taken in one step; every count right afterwards."""
+    await directory(db)
+    settings = make_settings(db)
+    async with db.sessions.begin() as s:
+        await rep(s, "cy@co.com", "inside")
+        await activate_rules(s, "name: t\ndefault_queue: inside\n", settings)
+        rejected_id, lost_id = await add_lead(s), await add_lead(s)
+    rejected = await qualified(db, settings, rejected_id)
+    await qualified(db, settings, lost_id)
+    outcome = LeadOutcomeData(
+        lead_id=rejected_id, outcome="rejected", occurred_at=NOW, reason="not_mine"
+    )
+    event = LeadOutcome.about_lead(rejected_id, outcome, source="/test", time=NOW)
+    async with db.sessions.begin() as s:
+        await s.execute(update(Lead).where(Lead.id == lost_id).values(stage="lost"))
+        moves = [{"lead_id": lost_id, "to_stage": "lost"}]
+        [moved] = await after_scoring(s, [event], moves, settings=settings, now=NOW)
+    assert moved.outcome == "routed" and moved.owner_id != rejected.owner_id
+    async with db.sessions() as s:
+        counts = {r: n for r, n in (await s.execute(select(Rep.id, Rep.open_leads))).all() if n}
+        status = await s.scalar(select(Lead.routing_status).where(Lead.id == lost_id))
+    assert counts == {moved.owner_id: 1} and status == "closed"

@@ -11,9 +11,9 @@ from uuid import UUID
 from sqlalchemy import func, select, update
 
 from services.routing import store
-from services.routing.assign import release_leads
 from services.routing.models import Assignment, Rep
 from services.routing.pending import BATCH, PendingRouter, mark_pending, route_pending
+from services.routing.reassign import release_leads
 from services.routing.store import forget_cached_directories, touch_directory
 from shared.config import Settings
 from shared.models import Inquiry, Lead, OutboxMessage
@@ -195,7 +195,7 @@ async def test_the_router_reads_the_directory_when_it_starts_not_in_its_first_ro
     assert [t.name for t in directory.teams.values()] == ["default"]
 
 
-async def test_two_scoring_processes_route_the_same_pending_leads_once_within_capacity(
+async def test_three_scoring_processes_route_the_same_pending_leads_once_within_capacity(
     pg: Database,
 ) -> None:
     settings = make_settings(pg)
@@ -212,9 +212,9 @@ async def test_two_scoring_processes_route_the_same_pending_leads_once_within_ca
             if not taken:
                 return outcomes
 
-    first, second = await asyncio.gather(process(), process())
-    assert first and second  # both took part
-    assert sorted(first + second) == ["queued"] * 180 + ["routed"] * 120
+    parts = await asyncio.gather(process(), process(), process())
+    assert sum(1 for part in parts if part) >= 2  # more than one took part
+    assert sorted(o for part in parts for o in part) == ["queued"] * 180 + ["routed"] * 120
     async with pg.sessions() as s:
         per_lead = (
             await s.execute(select(Assignment.lead_id, func.count()).group_by(Assignment.lead_id))
