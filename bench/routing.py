@@ -9,6 +9,8 @@ to scoring, per lead.
    plus the commit-time write of loads, ledger, assignments and history. "Added per lead" =
    (call + commit-time write) / B, one value per batch, so p50/p99 are over batches. Budget:
    2 ms p99 per lead.
+3. Replicas (``bench.routing_replicas``): leads/s on PostgreSQL with one router and with three
+   router processes at once, and the time their steps spent taking their pool and rep locks.
 """
 
 from __future__ import annotations
@@ -125,7 +127,7 @@ async def routing_directory(session: Any, settings: Settings) -> None:
     await cosigned.activate(session, settings, ROUTING, row.version, by="bench", now=NOW)
 
 
-def _facts(i: int) -> dict[str, Any]:
+def lead_facts(i: int) -> dict[str, Any]:
     return {
         "email": f"buyer{i}@prospect{i}.example",
         "company": f"Prospect {i} Ltd" if i % 10 else f"Customer {i % 2000} Holding",
@@ -137,10 +139,10 @@ def _facts(i: int) -> dict[str, Any]:
     }
 
 
-async def _leads(session: Any, count: int) -> list[UUID]:
+async def add_leads(session: Any, count: int) -> list[UUID]:
     ids, leads, inquiries = [], [], []
     for i in range(count):
-        f = _facts(i)
+        f = lead_facts(i)
         lead_id = new_id()
         ids.append(lead_id)
         leads.append(
@@ -165,7 +167,7 @@ async def measure_database(url: str, label: str, count: int, batch: int, log: Lo
     sessions = make_sessions(engine)
     async with sessions.begin() as session:
         await routing_directory(session, settings)
-        leads = await _leads(session, count + batch)
+        leads = await add_leads(session, count + batch)
     forget_cached_directories()
     flush_s: list[float] = []
     started: list[float] = []
@@ -225,7 +227,7 @@ def measure_pure(count: int, url: str) -> Measured:
                 0,
             )
 
-    facts = [routing_facts(Row(f), [{"custom": f}]) for f in map(_facts, range(count))]
+    facts = [routing_facts(Row(f), [{"custom": f}]) for f in map(lead_facts, range(count))]
     ledgers: dict[UUID, Any] = {}
     times = []
     t0 = time.process_time()
@@ -264,6 +266,12 @@ def run(options: Options, log: Log, *, leads: int = 20_000, batch: int = 500) ->
     for heading in ("What", "Leads", "p50 ms", "p99 ms", "max ms", "Leads/s"):
         table.add_column(heading, justify="right" if heading != "What" else "left")
     report = Report(title="Routing", caption="", tables=[table])
+    # Imported here: bench.routing_replicas builds on this module's directory and leads.
+    from bench import routing_replicas
+
+    replicas = routing_replicas.run(options, log)
+    report.tables += replicas.tables
+    report.checks += replicas.checks
     for m in results:
         table.add_row(
             m.label,
