@@ -11,15 +11,22 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import logging
 import zlib
 from collections import deque
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Protocol
 
 import orjson
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka import (
+    AIOKafkaConsumer,
+    AIOKafkaProducer,
+    ConsumerRebalanceListener,
+    ConsumerRecord,
+    TopicPartition,
+)
 from aiokafka.errors import KafkaError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -60,6 +67,28 @@ def is_transient(error: BaseException) -> bool:
     return isinstance(error, NotReady | KafkaError) or unavailable(error)
 
 
+class _Assignments(ConsumerRebalanceListener):
+    """Counts the group's assignments of partitions to this consumer. Offsets polled under one
+    are committed only under the same one: after a rebalance they may name another log. A
+    broker that restarted empty makes the group anew, and an offset polled from the old log,
+    committed there, would make a consumer restarted later skip the new log's records up to
+    it (the chaos run, issue 20)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.count = 0
+
+    async def on_partitions_revoked(self, revoked: Iterable[TopicPartition]) -> None:
+        self.count += 1
+        for partition in revoked:
+            labels = (self.name, partition.topic, str(partition.partition))
+            with contextlib.suppress(KeyError):
+                CONSUMER_LAG.remove(*labels)
+
+    async def on_partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
+        self.count += 1
+
+
 class EventConsumer:
     def __init__(
         self,
@@ -96,6 +125,13 @@ class EventConsumer:
         self._polls: deque[asyncio.Task[None]] = deque()
         self._committed: dict[TopicPartition, int] = {}
         """The offsets last committed, for ``leadflow_consumer_lag``."""
+        self.assignments = _Assignments(name)
+        DEAD_LETTERED.labels(name)  # at 0 from the start: ``increase()`` sees the first one
+        for outcome in ("applied", "ignored"):
+            EVENTS_PROCESSED.labels(name, outcome)
+        self.stale_commits = 0
+        """Offset commits left out because the group reassigned the partitions after the poll
+        (the records come again from the offsets committed before, and are deduplicated)."""
         """Polls in flight, oldest first: each is done when applied and its offsets committed."""
 
     async def run(self) -> None:
@@ -113,14 +149,15 @@ class EventConsumer:
                     timeout_ms=200,
                     max_records=self.settings.consumer.max_batch * LANES,
                 )
+                polled_under = self.assignments.count
                 if consumer.assignment():
                     self.assigned.set()
                     self._report_lag(consumer)
                 if sum(map(len, batches.values())) <= self.settings.consumer.max_batch:
                     await self._drain()  # a key of this poll may have records still in a lane
-                    await self._consume_together(consumer, batches)
+                    await self._consume_together(consumer, batches, polled_under)
                     continue
-                await self._consume_in_lanes(consumer, batches)
+                await self._consume_in_lanes(consumer, batches, polled_under)
         finally:
             for task in [*self._lane_work, *self._polls]:
                 if task is not None:
@@ -136,10 +173,10 @@ class EventConsumer:
         async def start() -> None:
             consumer = make_consumer(
                 self.settings.kafka,
-                *self.topics,
                 group_id=self.group_id,
                 fetch_max_wait_ms=self.fetch_max_wait_ms,
             )
+            consumer.subscribe(self.topics, listener=self.assignments)
             try:
                 await consumer.start()
             except KafkaError:
@@ -151,7 +188,10 @@ class EventConsumer:
         return started[0]
 
     async def _consume_together(
-        self, consumer: AIOKafkaConsumer, batches: dict[TopicPartition, list[ConsumerRecord]]
+        self,
+        consumer: AIOKafkaConsumer,
+        batches: dict[TopicPartition, list[ConsumerRecord]],
+        polled_under: int,
     ) -> None:
         """A poll that fits one batch (the usual case below saturation: a few records on each of
         several partitions): one transaction, each partition's records in their order, and one
@@ -159,10 +199,14 @@ class EventConsumer:
         were most of a hop's latency at 100 leads/s."""
         if batches:
             await self.process([r for records in batches.values() for r in records])
-            await self._commit(consumer, {p: r[-1].offset + 1 for p, r in batches.items()})
+            offsets = {p: r[-1].offset + 1 for p, r in batches.items()}
+            await self._commit(consumer, offsets, polled_under)
 
     async def _consume_in_lanes(
-        self, consumer: AIOKafkaConsumer, batches: dict[TopicPartition, list[ConsumerRecord]]
+        self,
+        consumer: AIOKafkaConsumer,
+        batches: dict[TopicPartition, list[ConsumerRecord]],
+        polled_under: int,
     ) -> None:
         """A backlog: the poll's records are dealt by key into lanes applied at once, each lane
         in order, ``max_batch`` per transaction; the offsets are committed when every lane is
@@ -188,7 +232,8 @@ class EventConsumer:
                 work.append(task)
         offsets = {p: r[-1].offset + 1 for p, r in batches.items()}
         earlier = self._polls[-1] if self._polls else None
-        self._polls.append(asyncio.create_task(self._finish(consumer, work, earlier, offsets)))
+        finish = self._finish(consumer, work, earlier, offsets, polled_under)
+        self._polls.append(asyncio.create_task(finish))
         while len(self._polls) > 1:  # at most this poll and the one before in flight
             await self._polls.popleft()
 
@@ -198,11 +243,12 @@ class EventConsumer:
         work: list[asyncio.Task[None]],
         earlier: asyncio.Task[None] | None,
         offsets: dict[TopicPartition, int],
+        polled_under: int,
     ) -> None:
         await asyncio.gather(*work)
         if earlier is not None:
             await earlier
-        await self._commit(consumer, offsets)
+        await self._commit(consumer, offsets, polled_under)
 
     async def _drain(self) -> None:
         """Wait until every poll in flight is applied and committed."""
@@ -341,7 +387,13 @@ class EventConsumer:
                 lag = CONSUMER_LAG.labels(self.name, partition.topic, str(partition.partition))
                 lag.set(max(end - done, 0))
 
-    async def _commit(self, consumer: AIOKafkaConsumer, offsets: dict[TopicPartition, int]) -> None:
+    async def _commit(
+        self, consumer: AIOKafkaConsumer, offsets: dict[TopicPartition, int], polled_under: int
+    ) -> None:
+        if self.assignments.count != polled_under:
+            self.stale_commits += 1
+            log.info("%s: partitions reassigned since the poll; offsets not committed", self.name)
+            return
         try:
             await asyncio.wait_for(consumer.commit(offsets), self.settings.kafka.commit_timeout_s)
             self._committed.update(offsets)
