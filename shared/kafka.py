@@ -88,10 +88,8 @@ def consumer_options(
         "request_timeout_ms": max(settings.request_timeout_ms, settings.session_timeout_ms + 5000),
         "max_poll_interval_ms": 300_000,
         # A topic's partitions are learnt from metadata, refreshed this often (aiokafka's
-        # default: 5 minutes). After the embedded broker restarts empty, a consumer's own
-        # metadata request may recreate its topic with the broker's 4 partitions before the
-        # relay recreates it with 1; the group then reads only partition 0 until a refresh,
-        # and the events keyed to the others waited minutes (the chaos run, issue 20).
+        # default: 5 minutes): a topic given more partitions, or recreated by a broker that
+        # lost it, is read whole within this time, not minutes later.
         "metadata_max_age_ms": METADATA_MAX_AGE_MS,
     }
 
