@@ -69,8 +69,9 @@ def _run(main: object) -> None:
 
 @app.command()
 def intake() -> None:
-    """Run the intake HTTP API and its outbox relay (the relay runs apart, `leadflow relay`,
-    with LEADFLOW_OUTBOX__RELAY_IN_PROCESS=false)."""
+    """Run the intake HTTP API and its outbox relay.
+
+    With LEADFLOW_OUTBOX__RELAY_IN_PROCESS=false the relay runs apart (`leadflow relay`)."""
     from services.processes import run_intake
 
     _run(run_intake(_settings()))
@@ -78,8 +79,9 @@ def intake() -> None:
 
 @app.command()
 def scoring() -> None:
-    """Run the scoring consumer, its outbox relay (unless LEADFLOW_OUTBOX__RELAY_IN_PROCESS is
-    false) and its health endpoints."""
+    """Run the scoring consumer, its outbox relay and its health endpoints.
+
+    With LEADFLOW_OUTBOX__RELAY_IN_PROCESS=false the relay runs apart (`leadflow relay`)."""
     from services.processes import run_scoring
 
     _run(run_scoring(_settings()))
