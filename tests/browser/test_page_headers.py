@@ -113,3 +113,18 @@ async def test_every_html_answer_carries_the_security_headers(runtime: Runtime) 
     assert KNOWN_PAGES <= pages.keys(), KNOWN_PAGES - pages.keys()
     for path, headers in pages.items():
         check(path, headers)
+
+
+async def test_lead_posts_answered_ahead_of_the_router_carry_nosniff(runtime: Runtime) -> None:
+    """``POST /v1/leads`` is served ahead of the app's middleware (intake's hot path): its
+    answers, accepted or refused, still say ``nosniff``."""
+    app = create_app(runtime)
+    async with serving(app) as base, httpx.AsyncClient(base_url=base, timeout=10) as client:
+        anonymous = await client.post("/v1/leads", json={"email": "ada@example.com"})
+        client.headers["Authorization"] = f"Bearer {SECRET_KEY}"
+        accepted = await client.post("/v1/leads", json={"email": "ada@example.com"})
+        refused = await client.post("/v1/leads", json={"email": "not an address"})
+    answers = (anonymous, accepted, refused)
+    assert [a.status_code for a in answers] == [401, 202, 422], answers
+    for answer in answers:
+        assert answer.headers.get("x-content-type-options") == "nosniff", answer.headers
