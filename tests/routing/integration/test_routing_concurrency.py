@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from uuid import UUID
 
+import pytest
 from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -254,3 +255,23 @@ async def test_pools_sharing_a_rep_take_turns_on_the_rep_and_keep_the_cap(pg: Da
     assert skipped["Bob"] == "at_capacity"
     held, counters = await owned(pg)
     assert held == counters == {bob: 1, cy: 1}
+
+
+async def test_a_later_step_that_needs_locks_before_those_held_routes_right_and_says_so(
+    pg: Database, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Two calls in one transaction, the second needing a pool and reps the first did not lock:
+    still exact (it takes them), but no longer in the one global order, so it is logged."""
+    settings = make_settings(pg)
+    ids = await three_pools(pg, settings)
+    async with pg.sessions.begin() as s:
+        south, north = await add_lead(s, country="ZA"), await add_lead(s, country="US")
+    async with pg.sessions.begin() as s:
+        first = await route_lead(s, south, now=NOW, settings=settings)
+        assert "routing locks taken after others" not in caplog.text
+        second = await route_lead(s, north, now=NOW, settings=settings)
+    assert first.owner_id in (ids["cy"], ids["dee"])
+    assert second.owner_id in (ids["ann"], ids["bob"])
+    assert "routing locks taken after others in one transaction" in caplog.text
+    held, counters = await owned(pg)
+    assert held == counters and sum(held.values()) == 2
