@@ -139,9 +139,11 @@ def once_per_lead(truth: Truth, kind: str) -> int:
 
 
 CLOSING_STAGES = ("lead.recycled", "lead.disqualified")
-CLOSING_OUTCOMES = {"won", "lost"}
-"""After these a lead needs no owner (routing's CLOSED_STAGES; won and lost have no stage
-event of their own: the outcome is the record)."""
+PAST_ROUTING = {"opportunity", "booked", "won", "lost"}
+"""After these a lead waits for no owner: routing takes leads at MQL, SAL or SQL
+(services/routing/assign.QUALIFIED), and one the CRM reports as an opportunity, booked, won or
+lost before routing reached it is already worked there (the outcome is the record: those
+stages have no event of their own)."""
 
 
 def unrouted_mqls(truth: Truth) -> int:
@@ -149,11 +151,11 @@ def unrouted_mqls(truth: Truth) -> int:
 
 
 def unrouted(truth: Truth) -> set[str]:
-    """MQLs never routed nor queued, and never closed: a lead rejected (recycled) in the same
-    scoring batch that made it an MQL is released before routing reaches it, rightly."""
+    """MQLs never routed nor queued, nor past routing: a lead rejected (recycled) or booked in
+    the scoring batch that made it an MQL is past routing when routing reaches it, rightly."""
     decided = {r.lead for r in truth.events("lead.routed", "lead.queued")}
     closed = {r.lead for r in truth.events(*CLOSING_STAGES)}
-    closed |= {lead for lead, outcomes in truth.outcomes.items() if outcomes & CLOSING_OUTCOMES}
+    closed |= {lead for lead, outcomes in truth.outcomes.items() if outcomes & PAST_ROUTING}
     return {r.lead for r in truth.events("lead.mql")} - decided - closed
 
 
