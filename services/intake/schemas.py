@@ -84,7 +84,12 @@ class LeadSubmission(BaseModel):
                     "consent": {"text": "I agree to be contacted.", "flags": {"contact": True}},
                     "custom": {"team_size": "11-50"},
                 }
-            ]
+            ],
+            # ``_derived``: an email or a phone number, and an email is an address.
+            "anyOf": [
+                {"required": ["email"], "properties": {"email": {"format": "email"}}},
+                {"required": ["phone"], "properties": {"phone": {"minLength": 1}}},
+            ],
         },
     )
 

@@ -33,34 +33,27 @@ NEEDS_REASON = {"rejected", "lost"}
 NEEDS_AMOUNT = {"opportunity", "booked", "won"}
 MAY_HAVE_AMOUNT = NEEDS_AMOUNT | {"lost"}
 _GIVEN: JsonDict = {"not": {"type": "null"}}
+_NONE: JsonDict = {"type": "null"}
 
 
-def _enum(values: set[str]) -> JsonDict:
-    names: list[JsonValue] = [*sorted(values)]
-    return {"enum": names}
+def _case(outcomes: set[str], *, required: tuple[str, ...], **fields: JsonDict) -> JsonValue:
+    names: list[JsonValue] = [*sorted(outcomes)]
+    needed: list[JsonValue] = ["outcome", *required]
+    properties: JsonDict = {"outcome": {"enum": names}, **fields}
+    return {"required": needed, "properties": properties}
 
 
-OUTCOME_RULES: list[JsonValue] = [
-    {
-        "if": {"properties": {"outcome": _enum(NEEDS_REASON)}},
-        "then": {"required": ["reason"], "properties": {"reason": _GIVEN}},
-    },
-    {
-        "if": {"properties": {"outcome": _enum(NEEDS_AMOUNT)}},
-        "then": {"required": ["amount"], "properties": {"amount": _GIVEN}},
-    },
-    {
-        "if": {"properties": {"outcome": {"not": _enum(MAY_HAVE_AMOUNT)}}},
-        "then": {"properties": {"amount": {"type": "null"}}},
-    },
-    {
-        "if": {"required": ["currency"], "properties": {"currency": _GIVEN}},
-        "then": {"required": ["amount"], "properties": {"amount": _GIVEN}},
-    },
+OUTCOME_CASES: list[JsonValue] = [
+    _case({"responded", "accepted"}, required=(), amount=_NONE, currency=_NONE),
+    _case({"rejected"}, required=("reason",), reason=_GIVEN, amount=_NONE, currency=_NONE),
+    _case({"lost"}, required=("reason",), reason=_GIVEN, amount=_NONE, currency=_NONE),
+    _case({"lost"}, required=("reason", "amount"), reason=_GIVEN, amount=_GIVEN),
+    _case(NEEDS_AMOUNT, required=("amount",), amount=_GIVEN),
 ]
-"""``outcome_problems``'s rules that a JSON Schema can state, in the document (``allOf``):
-a reason for rejected and lost, an amount for opportunity, booked and won, none for the others
-but lost, and a currency only with an amount. (Not stateable: ``occurred_at`` in the past.)"""
+"""``outcome_problems``'s rules that a JSON Schema can state, in the document (``oneOf``, one
+case per kind of outcome): a reason for rejected and lost, an amount for opportunity, booked
+and won, none for the others but lost, and a currency only with an amount. (Not stateable:
+``occurred_at`` in the past.)"""
 FUTURE_TOLERANCE = timedelta(minutes=5)
 EXTERNAL_ID: dict = {
     "min_length": 1,
@@ -107,7 +100,7 @@ class OutcomeIn(BaseModel):
                 {"outcome": "rejected", "reason": "no_budget"},
                 {"outcome": "booked", "amount": "12000.00", "currency": "EUR"},
             ],
-            "allOf": OUTCOME_RULES,
+            "oneOf": OUTCOME_CASES,
         },
     )
 
@@ -118,7 +111,12 @@ class OutcomeIn(BaseModel):
     occurred_at: Instant | None = Field(None, description="When (default: on receipt)")
     reason: str | None = Field(None, pattern=CODE, description="Reason code: rejected, lost")
     amount: Decimal | None = Field(
-        None, ge=0, max_digits=18, decimal_places=2, description="opportunity, booked, won, lost"
+        None,
+        ge=0,
+        lt=Decimal(10**16),  # what max_digits and decimal_places allow, stated in the document
+        max_digits=18,
+        decimal_places=2,
+        description="opportunity, booked, won, lost",
     )
     currency: str | None = Field(None, pattern=r"^[A-Z]{3}$", description="ISO 4217 code")
     crm: str | None = Field(None, pattern=CODE, description="Which CRM reports it")

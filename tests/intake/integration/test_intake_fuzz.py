@@ -16,10 +16,11 @@ from typing import Any
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from schemathesis.config import SchemathesisConfig
 from sqlalchemy import select
 
 from services.api import create_app
-from services.intake.engagement.schemas import OUTCOME_RULES
+from services.intake.engagement.schemas import OUTCOME_CASES
 from shared.models import Inquiry
 from tests.support.common import Database
 from tests.support.intake import client_for, intake, new_key
@@ -62,7 +63,9 @@ def _draw(strategy: st.SearchStrategy[Any], n: int) -> list[Any]:
 
 
 def _from_openapi(document: dict[str, Any], n: int) -> list[Any]:
-    operation = schemathesis.openapi.from_dict(document)["/v1/leads"]["POST"]
+    # Schemathesis's defaults: the project's schemathesis.toml is for the whole-API runs.
+    schema = schemathesis.openapi.from_dict(document, config=SchemathesisConfig())
+    operation = schema["/v1/leads"]["POST"]
     media = ["application/json", "application/x-www-form-urlencoded", "multipart/form-data"]
     return _draw(st.one_of(*(operation.as_strategy(media_type=m) for m in media)), n)
 
@@ -133,7 +136,7 @@ def test_the_openapi_document_names_every_error_of_every_intake_route(tmp_path: 
     )
     document = app.openapi()
     paths = document["paths"]
-    assert document["components"]["schemas"]["OutcomeIn"]["allOf"] == OUTCOME_RULES
+    assert document["components"]["schemas"]["OutcomeIn"]["oneOf"] == OUTCOME_CASES
     post = paths["/v1/leads"]["post"]
     assert {"202", "303", "401", "403", "413", "415", "422", "429"} <= set(post["responses"])
     body = post["requestBody"]["content"]
