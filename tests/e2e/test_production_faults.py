@@ -29,13 +29,6 @@ pytestmark = pytest.mark.e2e
 SECONDS, RATE, SEED = 25.0, 8.0, 20
 
 
-@pytest.mark.xfail(
-    reason="lost effects found by this run, not fixed yet: after the broker restarts empty, the "
-    "lifecycle consumers (scoring, webhooks, handoff, routing) leave events unprocessed; offsets "
-    "committed against the old broker are the suspect (issue 20's closing note). The SLA tiers "
-    "it also found skipped are fixed (5f4ce6e). See the report printed with -s.",
-    strict=False,
-)
 @pytest.mark.timeout(300)
 async def test_the_processes_survive_chaos_losing_and_duplicating_nothing(
     outage_db: Database, pg_server: PostgresServer, tmp_path: Path
