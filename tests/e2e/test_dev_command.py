@@ -14,7 +14,7 @@ import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer
 
-from shared.broker import free_port
+from shared.broker import EMBEDDED_PARTITIONS, free_port
 from tests.support.dev import alive, wait_ready
 
 pytestmark = pytest.mark.e2e
@@ -83,10 +83,10 @@ def test_dev_runs_the_slice_and_stops_cleanly_on_ctrl_c(
         assert (data_dir / "leadflow.db").exists() == (database == "sqlite")
         brokers = _brokers_of(process.pid)
         assert len(brokers) == 1
-        # One partition per topic on the embedded broker (see shared.broker).
+        # The embedded broker's own number of partitions per topic (see shared.broker).
         partitions = asyncio.run(_partitions(*brokers.values()))
         assert {"leadflow.intake", "leadflow.lifecycle", "leadflow.sla"} <= set(partitions)
-        assert set(partitions.values()) == {1}
+        assert set(partitions.values()) == {EMBEDDED_PARTITIONS}
     finally:
         process.send_signal(signal.SIGINT)
         output = process.communicate(timeout=30)[0].decode()
