@@ -52,8 +52,10 @@ async def _publish(settings: Any, n: int) -> list[str]:
 
 
 async def test_offsets_polled_before_a_broker_restart_are_not_committed_after_it(
-    db: Database, tmp_path: Path
+    pg: Database, tmp_path: Path
 ) -> None:
+    """On one database: the offsets are the broker's business, not the database's."""
+    db = pg
     broker = EmbeddedBroker(log_path=tmp_path / "broker.log")
     broker.start()
     try:
