@@ -18,6 +18,7 @@ from uuid import uuid4
 import asyncpg
 import pytest
 from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.settings import load_settings
 from shared.broker import EmbeddedBroker
@@ -112,6 +113,37 @@ async def pg(pg_database: Database) -> AsyncIterator[Database]:
     """PostgreSQL only (row locks, SKIP LOCKED, many connections at once)."""
     await pg_database.clear()
     yield pg_database
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def _unmigrated_server(request: pytest.FixtureRequest) -> str | None:
+    """The PostgreSQL server's URL, or None for SQLite."""
+    if request.param == "postgresql":
+        return str(request.getfixturevalue("postgres_url"))
+    return None
+
+
+@pytest.fixture
+async def unmigrated(
+    _unmigrated_server: str | None, tmp_path: Path
+) -> AsyncIterator[tuple[str, AsyncEngine]]:
+    """An empty database of its own, on each backend, for migration tests: its URL and engine."""
+    server = _unmigrated_server
+    if server is None:
+        url = f"sqlite+aiosqlite:///{tmp_path / 'migration.db'}"
+        engine = make_engine(load_settings(db={"url": url}).db)
+        yield url, engine
+        await engine.dispose()
+        return
+    name = f"migration_{uuid4().hex[:12]}"
+    await admin(server, f'CREATE DATABASE "{name}"')
+    url = make_url(server).set(database=name).render_as_string(hide_password=False)
+    engine = make_engine(load_settings(db={"url": url}).db)
+    try:
+        yield url, engine
+    finally:
+        await engine.dispose()
+        await admin(server, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture(scope="session")

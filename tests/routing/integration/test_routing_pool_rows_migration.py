@@ -5,26 +5,23 @@ that had none get an empty one, and routing carries on from the stored ledger.""
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 from datetime import datetime
-from pathlib import Path
 from typing import Any
-from uuid import UUID, uuid4
+from uuid import UUID
 
-import pytest
 import sqlalchemy as sa
 from alembic import command
 from sqlalchemy.dialects import postgresql
-from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.routing.assign import route_leads
 from services.routing.models import PoolState
 from services.routing.store import forget_cached_directories
 from services.settings import load_settings
-from shared.db import make_engine, make_sessions
+from shared.db import make_sessions
 from shared.migrate import alembic_config, upgrade
-from tests.support.common import Database, admin, make_settings
+from tests.support.common import Database, make_settings
 from tests.support.routing import NOW, add_leads, rep, team
 
 BEFORE = "0016_retention_indexes"
@@ -78,34 +75,6 @@ def _old_rows(connection: Connection) -> None:
     _insert(connection, "routing_ledger", standing | {"rep_id": ANN}, standing | {"rep_id": BOB})
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def server(request: pytest.FixtureRequest) -> str | None:
-    """The PostgreSQL server's URL, or None for SQLite."""
-    if request.param == "postgresql":
-        return str(request.getfixturevalue("postgres_url"))
-    return None
-
-
-@pytest.fixture
-async def fresh(server: str | None, tmp_path: Path) -> AsyncIterator[tuple[str, AsyncEngine]]:
-    """An empty database of its own (not the run's migrated one)."""
-    if server is None:
-        url = f"sqlite+aiosqlite:///{tmp_path / 'migration.db'}"
-        engine = make_engine(load_settings(db={"url": url}).db)
-        yield url, engine
-        await engine.dispose()
-        return
-    name = f"migration_{uuid4().hex[:12]}"
-    await admin(server, f'CREATE DATABASE "{name}"')
-    url = make_url(server).set(database=name).render_as_string(hide_password=False)
-    engine = make_engine(load_settings(db={"url": url}).db)
-    try:
-        yield url, engine
-    finally:
-        await engine.dispose()
-        await admin(server, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
 async def _pools(engine: AsyncEngine) -> dict[UUID, tuple[Any, ...]]:
     query = sa.text("SELECT team_id, roster, position, routed FROM routing_pools")
     async with engine.connect() as connection:
@@ -121,9 +90,9 @@ def _json(value: Any) -> Any:
 
 
 async def test_every_team_gets_its_pool_row_and_routing_carries_on_from_the_ledger(
-    fresh: tuple[str, AsyncEngine],
+    unmigrated: tuple[str, AsyncEngine],
 ) -> None:
-    url, engine = fresh
+    url, engine = unmigrated
     await upgrade(engine, BEFORE)
     async with engine.begin() as connection:
         await connection.run_sync(_old_rows)

@@ -5,27 +5,23 @@ versions; the downgrade gives the old tables back with every row."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from uuid import UUID, uuid4
 
-import pytest
 import sqlalchemy as sa
 from alembic import command
-from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.routing.store import forget_cached_directories, load_directory
 from services.routing.versions import ROUTING
 from services.scoring.store import RulesetCache
 from services.scoring.versions import QUALIFICATION
-from services.settings import load_settings
 from shared.cosign import checks, store
-from shared.db import make_engine, make_sessions
+from shared.db import make_sessions
 from shared.migrate import alembic_config, upgrade
-from tests.support.common import admin
 
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
 RULESET = (Path(__file__).parents[3] / "rules" / "default.yaml").read_text()
@@ -129,34 +125,6 @@ def _old_rows(connection: Connection) -> dict[str, Any]:
     return {"ids": ids}
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def server(request: pytest.FixtureRequest) -> str | None:
-    """The PostgreSQL server's URL, or None for SQLite."""
-    if request.param == "postgresql":
-        return str(request.getfixturevalue("postgres_url"))
-    return None
-
-
-@pytest.fixture
-async def fresh(server: str | None, tmp_path: Path) -> AsyncIterator[tuple[str, AsyncEngine]]:
-    """An empty database, not the run's migrated one."""
-    if server is None:
-        url = f"sqlite+aiosqlite:///{tmp_path / 'migration.db'}"
-        engine = make_engine(load_settings(db={"url": url}).db)
-        yield url, engine
-        await engine.dispose()
-        return
-    name = f"migration_{uuid4().hex[:12]}"
-    await admin(server, f'CREATE DATABASE "{name}"')
-    url = make_url(server).set(database=name).render_as_string(hide_password=False)
-    engine = make_engine(load_settings(db={"url": url}).db)
-    try:
-        yield url, engine
-    finally:
-        await engine.dispose()
-        await admin(server, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
 async def _migrate(engine: AsyncEngine, how: str, revision: str) -> None:
     def run(connection: Connection) -> None:
         config = alembic_config()
@@ -168,9 +136,9 @@ async def _migrate(engine: AsyncEngine, how: str, revision: str) -> None:
 
 
 async def test_both_kinds_of_versions_survive_the_move_to_one_table(
-    fresh: tuple[str, AsyncEngine],
+    unmigrated: tuple[str, AsyncEngine],
 ) -> None:
-    url, engine = fresh
+    url, engine = unmigrated
     await upgrade(engine, "0003_rules")
     await upgrade(engine, "0007_routing_cosign")
     async with engine.begin() as connection:
