@@ -9,20 +9,28 @@ machine:
    migrated with ``shared.migrate.upgrade`` and dropped at the end. Its outbox relay does not
    run: this is the durable 202 path (the lead, inquiry, history and outbox rows are committed
    before the answer). Every request posts a distinct email, so each creates a lead, and
-   afterwards the number of leads must equal the number of 202 answers.
+   afterwards the number of leads must equal the number of 202 answers;
+4. (c) the process as deployed: ``leadflow intake`` (its outbox relay in the process,
+   publishing to the embedded broker) on another fresh database; afterwards every outbox row
+   must have been published.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import secrets
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime
 from functools import partial
 
 import asyncpg
+import httpx
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 
@@ -32,6 +40,7 @@ from bench.suite import Check, Log, Options, Report, Row
 from services.api import create_app
 from services.intake.keys.store import create_key
 from services.settings import load_settings
+from shared.broker import EMBEDDED_PARTITIONS, EmbeddedBroker, free_port
 from shared.migrate import upgrade
 from shared.runtime import Runtime
 
@@ -95,6 +104,19 @@ def run(options: Options, log: Log) -> Report:
             intake = load(server.port, "b", probes, form)
         counts = asyncio.run(_count_rows(url))  # the server has stopped: every commit is in
 
+    log("(c) leadflow intake as deployed: its outbox relay publishing to the embedded broker")
+    with EmbeddedBroker() as broker, bench_database(options.pg_url, log) as url:
+        key = asyncio.run(_public_key(url))
+        deployed_form = replace(SUBMIT, headers=(("X-API-Key", key),))
+        with leadflow_intake(url, broker.bootstrap_servers) as (pid, port):
+            deployed_probes = (
+                CpuProbe("server", (pid,)),
+                CpuProbe("postgres", cmdline_contains=f" {url.database} "),
+                CpuProbe("broker", cmdline_contains=f"127.0.0.1:{broker.port}"),
+            )
+            deployed = load(port, "c", deployed_probes, deployed_form)
+            published = asyncio.run(_all_published(url))
+
     report = Report(
         title="Intake: POST /v1/leads",
         caption=(
@@ -111,10 +133,14 @@ def run(options: Options, log: Log) -> Report:
             Row("loadgen ceiling (raw responder)", generator),
             Row("(a) ceiling: bare FastAPI, no I/O", ceiling),
             Row("(b) intake on PostgreSQL", intake),
+            Row("(c) leadflow intake, relay publishing", deployed),
         ],
     )
     if ceiling.rps > 0:
         report.ratios.append(("(b) / (a) requests/s", intake.rps / ceiling.rps))
+        report.ratios.append(
+            ("(c) / (a) requests/s (target ≥ 0.6, p99 < 50 ms)", deployed.rps / ceiling.rps)
+        )
     if ceiling.per_server_core and intake.per_server_core:
         report.ratios.append(
             (
@@ -125,7 +151,70 @@ def run(options: Options, log: Log) -> Report:
     if generator.rps > 0:
         report.ratios.append(("(a) / load generator ceiling", ceiling.rps / generator.rps))
     report.checks.extend(_checks(intake, counts))
+    report.checks.append(
+        Check(
+            "(c) every event the answers committed reached the broker",
+            published,
+            "the relay published every outbox row within 30 s of the load's end"
+            if published
+            else "outbox rows still unpublished 30 s after the load",
+        )
+    )
     return report
+
+
+@contextlib.contextmanager
+def leadflow_intake(url: URL, bootstrap: str) -> Iterator[tuple[int, int]]:
+    """``leadflow intake`` as a process of its own (its relay in it), on the bench database and
+    the broker: its pid and port, until the block ends."""
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LEADFLOW_")}
+    env.update(
+        LEADFLOW_DB__URL=url.set(drivername="postgresql+asyncpg").render_as_string(False),
+        LEADFLOW_DB__POOL_SIZE="20",
+        LEADFLOW_KAFKA__BOOTSTRAP_SERVERS=bootstrap,
+        LEADFLOW_KAFKA__PARTITIONS=str(EMBEDDED_PARTITIONS),
+        LEADFLOW_KAFKA__IDEMPOTENCE="false",  # the embedded broker has no InitProducerId
+        LEADFLOW_TOPICS__PREFIX=f"bench{secrets.token_hex(4)}",
+        LEADFLOW_LOG_LEVEL="WARNING",
+        LEADFLOW_INTAKE__RATE_LIMIT_PER_IP="",  # one load generator posts everything
+        LEADFLOW_INTAKE__RATE_LIMIT_PER_KEY="",
+        LEADFLOW_HTTP__INTAKE_PORT=str(port),
+    )
+    leadflow = os.path.join(os.path.dirname(sys.executable), "leadflow")
+    process = subprocess.Popen([leadflow, "intake"], env=env, stdin=subprocess.DEVNULL)
+    try:
+        asyncio.run(_ready(port))
+        yield process.pid, port
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+async def _ready(port: int, within_s: float = 90.0) -> None:
+    deadline = time.monotonic() + within_s
+    async with httpx.AsyncClient(timeout=5) as client:
+        while True:
+            with contextlib.suppress(httpx.HTTPError):
+                if (await client.get(f"http://127.0.0.1:{port}/readyz")).status_code == 200:
+                    return
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"leadflow intake on port {port} not ready")
+            await asyncio.sleep(0.2)  # polling a process's readiness: no event to await
+
+
+async def _all_published(url: URL, within_s: float = 30.0) -> bool:
+    connection = await asyncpg.connect(_dsn(url), timeout=10)
+    try:
+        deadline = time.monotonic() + within_s
+        query = "SELECT count(*) FROM outbox WHERE published_at IS NULL"
+        while await connection.fetchval(query):
+            if time.monotonic() > deadline:
+                return False
+            await asyncio.sleep(0.5)  # the relay's progress, read from the database
+        return True
+    finally:
+        await connection.close()
 
 
 async def _public_key(url: URL) -> str:
