@@ -16,6 +16,7 @@ from services.processes import start_every_service
 from services.routing.main import add_sample_team
 from services.scoring.main import activate_sample_rules
 from services.sla_monitor.sample import activate_sample_policies
+from shared import tracing
 from shared.broker import EmbeddedBroker, embedded_kafka
 from shared.config import Settings
 from shared.migrate import upgrade
@@ -37,6 +38,7 @@ def dev_secret_key(settings: Settings) -> str:
 
 
 async def run_dev(settings: Settings) -> int:
+    tracing.configure(settings.tracing, "leadflow")
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     configured = bool(settings.auth.secret_keys)
     key = dev_secret_key(settings)

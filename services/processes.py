@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from services.analytics.main import start_analytics
 from services.api import create_app as intake_app
 from services.handoff.main import start_handoff
@@ -18,13 +24,16 @@ from services.sla_monitor.analytics import attainment_by_source
 from services.sla_monitor.handoff import Deadlines
 from services.sla_monitor.main import start_sla_monitor
 from services.webhooks.main import start_webhooks
+from shared import tracing
 from shared.config import Settings
+from shared.events import CloudEvent
 from shared.health import health_app
 from shared.runtime import Runtime
 from shared.serve import serve
 
 
 async def run_intake(settings: Settings) -> int:
+    tracing.configure(settings.tracing, "leadflow-intake")
     runtime = Runtime.create(settings)
     start_relay(runtime, "intake-relay")
     start_intake(runtime)
@@ -32,6 +41,7 @@ async def run_intake(settings: Settings) -> int:
 
 
 async def run_scoring(settings: Settings) -> int:
+    tracing.configure(settings.tracing, "leadflow-scoring")
     runtime = Runtime.create(settings)
     start_relay(runtime, "scoring-relay")
     start_scoring_with_routing(runtime)
@@ -42,6 +52,7 @@ async def run_scoring(settings: Settings) -> int:
 
 
 async def run_sla_monitor(settings: Settings) -> int:
+    tracing.configure(settings.tracing, "leadflow-sla-monitor")
     runtime = Runtime.create(settings)
     start_relay(runtime, "sla-monitor-relay")
     start_sla_monitor(runtime)
@@ -50,6 +61,7 @@ async def run_sla_monitor(settings: Settings) -> int:
 
 
 async def run_webhooks(settings: Settings) -> int:
+    tracing.configure(settings.tracing, "leadflow-webhooks")
     runtime = Runtime.create(settings)
     start_relay(runtime, "webhooks-relay")
     start_webhooks(runtime)
@@ -73,6 +85,7 @@ def start_relay(runtime: Runtime, name: str) -> None:
 
 
 async def run_analytics(settings: Settings) -> int:
+    tracing.configure(settings.tracing, "leadflow-analytics")
     runtime = Runtime.create(settings)
     start_analytics(runtime, inquiry_origins, sla=attainment_by_source)
     app = health_app("Leadflow analytics", runtime)
@@ -100,10 +113,26 @@ def start_scoring_with_routing(runtime: Runtime, *, name: str = "scoring") -> No
     start_scoring(
         runtime,
         name=name,
-        after_scoring=[routing.after_scoring],
+        after_scoring=[routing_after_scoring],
         on_commit=[router.notify],
         before_poll=router.caught_up.wait,
     )
+
+
+async def routing_after_scoring(
+    session: AsyncSession,
+    events: Sequence[CloudEvent],
+    moves: Sequence[dict[str, Any]],
+    *,
+    settings: Settings,
+    now: datetime,
+) -> object:
+    """Routing's part of a scoring batch. With tracing on, the batch's leads' trace contexts
+    are handed over first: the pending router routes them after the commit, in a task of its
+    own, and creates ``lead.routed`` under the scoring span of the lead's event."""
+    if tracing.active:
+        tracing.hand_over()
+    return await routing.after_scoring(session, events, moves, settings=settings, now=now)
 
 
 def handoff_parts() -> Parts:

@@ -310,6 +310,44 @@ class HttpSettings(Group):
     )
 
 
+class TracingSettings(Group):
+    otlp_endpoint: str | None = Field(
+        None,
+        description="OpenTelemetry collector's OTLP/HTTP address (http://collector:4318): spans "
+        "are sent to <address>/v1/traces. Unset: tracing off, no span recorded "
+        "(docs/monitoring.md)",
+    )
+    service_name: str | None = Field(
+        None,
+        description="The spans' service.name (unset: leadflow-<process>, e.g. leadflow-intake; "
+        "`leadflow dev`: leadflow)",
+    )
+    sample_ratio: float = Field(
+        1.0,
+        ge=0,
+        le=1,
+        description="Share of the traces begun here that are recorded; a trace continued from an "
+        "incoming traceparent or an event keeps its caller's decision",
+    )
+
+    @field_validator("otlp_endpoint")
+    @classmethod
+    def _http_endpoint(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http:// or https:// URL")
+        return value
+
+    @property
+    def traces_url(self) -> str | None:
+        """Where the exporter posts: the address's ``/v1/traces`` (kept if it is already there)."""
+        if self.otlp_endpoint is None:
+            return None
+        base = self.otlp_endpoint.rstrip("/")
+        return base if base.endswith("/v1/traces") else f"{base}/v1/traces"
+
+
 class Principal(Group):
     """A named person with their own secret key and roles (e.g. ``approver:marketing``)."""
 
@@ -343,6 +381,7 @@ class Settings(BaseSettings):
     consumer: ConsumerSettings = ConsumerSettings()
     http: HttpSettings = HttpSettings()
     auth: AuthSettings = AuthSettings()
+    tracing: TracingSettings = TracingSettings()
     data_dir: Path = Field(
         Path(".leadflow"), description="`leadflow dev`: SQLite file, broker log, dev key"
     )

@@ -30,6 +30,7 @@ from aiokafka import (
 from aiokafka.errors import KafkaError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from shared import tracing
 from shared.config import Settings
 from shared.db import driver_connection, insert_ignoring_conflicts, translated
 from shared.events import Event, UndecodableEvent, UnknownEventType, decode
@@ -289,6 +290,14 @@ class EventConsumer:
                     await self._apply_alone(record, event)
 
     async def _apply(self, events: list[Event]) -> None:
+        if not tracing.active:
+            await self._apply_traced(events, None)
+            return
+        # Each event's span lasts until the transaction is over, its commit included.
+        with tracing.consuming(self.group_id, self.settings.topics) as spans:
+            await self._apply_traced(events, spans)
+
+    async def _apply_traced(self, events: list[Event], spans: tracing.Consuming | None) -> None:
         now = datetime.now(UTC)
         async with self.sessions.begin() as session:
             fresh = await self._claim(session, events, now)
@@ -297,6 +306,8 @@ class EventConsumer:
                 if str(event.id) in fresh:
                     fresh.discard(str(event.id))
                     unseen.append(event)
+            if spans is not None:
+                spans.start(unseen)  # a redelivered event, already applied, gets no span
             # A handler with ``handle_batch`` takes the batch at once (one query per table).
             handle_batch = getattr(self.handler, "handle_batch", None)
             if handle_batch is not None and unseen:

@@ -6,6 +6,8 @@ import logging
 
 import structlog
 
+from shared.tracing import add_trace_ids
+
 # Libraries whose debug or info lines carry statement parameters, result rows or full URLs, and so
 # signing secrets, tokens in a CRM's URL and personal data. They log warnings and errors only,
 # whatever the level. (``db.echo`` still shows statements: SQLAlchemy's echo sets its own level.)
@@ -27,6 +29,7 @@ def configure_logging(level: str = "INFO", *, json: bool = False) -> None:
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.stdlib.add_log_level,
             structlog.stdlib.add_logger_name,
+            add_trace_ids,  # with tracing on: trace_id and span_id of the span recording
         ],
     )
     handler = logging.StreamHandler()

@@ -23,14 +23,15 @@ import logging
 import zlib
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.producer.message_accumulator import BatchBuilder
+from opentelemetry.context import Context
 from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from shared import pruning
+from shared import pruning, tracing
 from shared.config import Settings
 from shared.db import driver_connection, insert_rows, rowcount, translated
 from shared.events import CloudEvent, topic_for
@@ -41,6 +42,7 @@ from shared.outages import describe
 from shared.partitioning import partition_of
 
 log = logging.getLogger(__name__)
+E = TypeVar("E", bound=CloudEvent)
 BROKER_WATCH_INTERVAL_S = 2.0
 BACKLOG_LOOK_INTERVAL_S = 5.0
 """How often a relay looks up the oldest event waiting (``leadflow_outbox_oldest_age_seconds``)."""
@@ -96,16 +98,29 @@ def shard_of(key: str) -> int:
 
 
 def outbox_row(event: CloudEvent, settings: Settings, *, aggregate_type: str = "lead") -> dict:
+    """The event's outbox row. With tracing on, an event without a trace context gets one here
+    (``shared.tracing.stamped``): it is in the payload, so it crosses the relay and Kafka as is."""
+    topic = topic_for(event, settings.topics)
+    if tracing.active and event.traceparent is None:
+        event = tracing.stamped(event, topic)
     return {
         "id": event.id,
         "aggregate_type": aggregate_type,
         "aggregate_id": event.key,
         "shard": shard_of(event.key),
-        "topic": topic_for(event, settings.topics),
+        "topic": topic,
         "type": event.type,
         "payload": event.encode().decode(),
         "created_at": event.time,
     }
+
+
+def traced(event: E, settings: Settings, parent: Context | None) -> E:
+    """``event`` created under ``parent`` (a context its stager kept: an HTTP request's, an SLA
+    clock's), when tracing is on and there is one; else as it is (``outbox_row`` decides)."""
+    if not tracing.active or parent is None:
+        return event
+    return tracing.stamped(event, topic_for(event, settings.topics), parent)
 
 
 async def stage(session: AsyncSession, settings: Settings, *events: CloudEvent) -> None:

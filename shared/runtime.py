@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
@@ -123,8 +124,12 @@ class Runtime:
 
     def spawn(self, work: Coroutine[Any, Any, None], *, name: str) -> asyncio.Task[None]:
         """Run ``work`` for as long as the process runs: it waits out outages itself, so its end
-        (an error it could not handle, or a return) means this process no longer does its job."""
-        task = asyncio.create_task(work, name=name)
+        (an error it could not handle, or a return) means this process no longer does its job.
+
+        It runs in a context of its own, not a copy of the caller's: work spawned while a request
+        or a batch is handled (intake's writers) must not go on taking that request's or batch's
+        trace (``shared.tracing``) for the current one."""
+        task = asyncio.create_task(work, name=name, context=contextvars.Context())
         task.add_done_callback(self._ended)
         self.tasks.append(task)
         return task

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import gc
 import signal
@@ -10,6 +11,7 @@ from collections.abc import Generator
 import uvicorn
 from fastapi import FastAPI
 
+from shared import tracing
 from shared.runtime import Runtime
 
 
@@ -71,4 +73,6 @@ async def serve(runtime: Runtime, app: FastAPI, *, port: int, host: str | None =
         await server.serve()
     finally:
         await runtime.close()
+        # The spans still queued are exported (in a thread: the exporter's HTTP is blocking).
+        await asyncio.to_thread(tracing.shutdown)
     return 1 if runtime.stopped else 0

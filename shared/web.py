@@ -1,27 +1,33 @@
 """How every Leadflow HTTP app is made (the public app, each service's health app): FastAPI's
 CDN docs pages off, ours on (``shared/docs.py``), the security headers' defaults on every
-answer (``shared/pages.py``), and every request timed (``shared/http_metrics.py``)."""
+answer (``shared/pages.py``), every request timed (``shared/http_metrics.py``) and, with tracing
+on, every request that may change something traced (``shared/http_tracing.py``)."""
 
 from __future__ import annotations
 
 from fastapi import FastAPI
 from starlette.types import Receive, Scope, Send
 
+from shared import tracing
 from shared.docs import install_docs
 from shared.http_metrics import RequestMetrics
+from shared.http_tracing import ServerSpans
 from shared.pages import SecurityHeaders
 
 
 class LeadflowApp(FastAPI):
-    """FastAPI, with ``RequestMetrics`` around its whole middleware stack, as it is built at the
-    first request: outside the error middleware (an unexpected error's 500 is seen), every
-    middleware added later (intake's ``LeadPosts`` answers lead posts ahead of the router) and
-    what wraps the stack itself (``shared.problems``' 503 of a database outage).
-    ``add_middleware`` could only put it inside whatever is added after it."""
+    """FastAPI, with ``RequestMetrics`` (and ``ServerSpans`` around it, with tracing on) around
+    its whole middleware stack, as it is built at the first request: outside the error
+    middleware (an unexpected error's 500 is seen), every middleware added later (intake's
+    ``LeadPosts`` answers lead posts ahead of the router) and what wraps the stack itself
+    (``shared.problems``' 503 of a database outage). ``add_middleware`` could only put it
+    inside whatever is added after it."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if self.middleware_stack is None:
-            self.middleware_stack = RequestMetrics(self.build_middleware_stack())
+            stack = RequestMetrics(self.build_middleware_stack())
+            # Only while tracing is on (off, not even a check per request).
+            self.middleware_stack = ServerSpans(stack) if tracing.active else stack
         await super().__call__(scope, receive, send)
 
 

@@ -22,6 +22,7 @@ from functools import cache
 from typing import Any
 from uuid import UUID
 
+from opentelemetry.context import Context
 from sqlalchemy import bindparam, func, insert, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -34,7 +35,7 @@ from shared.db import insert_many, unnest_arrays
 from shared.events import LeadReceived, LeadReceivedData
 from shared.ids import new_id
 from shared.models import Inquiry, Lead, LeadHistory, table_of
-from shared.outbox import outbox, outbox_row
+from shared.outbox import outbox, outbox_row, traced
 from shared.problems import Problem
 
 leads = table_of(Lead)
@@ -73,6 +74,8 @@ class Arrival:
     idempotency: Idempotency | None = None
     quarantine: str | None = None
     """Why it is held back from routing (``honeypot``), if it is."""
+    trace: Context | None = None
+    """The request's trace context, tracing on (the writer stores it in a task of its own)."""
 
 
 async def store_inquiries(
@@ -108,7 +111,7 @@ async def store_inquiries(
             held = detail | {"reason": arrival.quarantine}
             history_rows.append(entry | {"kind": QUARANTINED, "event_id": None, "detail": held})
         else:
-            event = _received(arrival, lead_id, new)
+            event = traced(_received(arrival, lead_id, new), settings, arrival.trace)
             history_rows.append(
                 entry | {"kind": event.type, "event_id": event.id, "detail": detail}
             )

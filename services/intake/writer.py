@@ -27,12 +27,14 @@ import asyncio
 import logging
 from collections import deque
 from collections.abc import Callable
+from dataclasses import replace
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.intake.schemas import LeadAccepted
 from services.intake.settings import IntakeConfig
 from services.intake.store import Arrival, store_inquiries
+from shared import tracing
 from shared.outages import unavailable
 
 log = logging.getLogger(__name__)
@@ -69,6 +71,8 @@ class GroupCommitWriter:
             self._started = True
             for index in range(self.settings.intake.writers):
                 self.spawn(self._write_batches(), name=f"intake-writer-{index}")
+        if tracing.active:  # the writer's task is not the request's: its span goes along
+            arrival = replace(arrival, trace=tracing.current())
         loop = asyncio.get_running_loop()
         future: asyncio.Future[LeadAccepted] = loop.create_future()
         self._arrivals.append(loop.time())

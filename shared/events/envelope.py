@@ -27,7 +27,9 @@ class Payload(BaseModel):
 
 
 class CloudEvent(BaseModel):
-    """CloudEvents 1.0 attributes; ``ruleset`` is the extension naming the ruleset that decided."""
+    """CloudEvents 1.0 attributes; ``ruleset`` is the extension naming the ruleset that decided;
+    ``traceparent`` and ``tracestate`` are the distributed tracing extension's (set by
+    ``shared.tracing`` when tracing is on, absent otherwise)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
     stream: ClassVar[Stream]
@@ -40,6 +42,12 @@ class CloudEvent(BaseModel):
     time: datetime
     datacontenttype: Literal["application/json"] = "application/json"
     ruleset: str | None = Field(None, pattern=r"^[A-Za-z0-9._:\-]{1,64}$")
+    # Not validated: a malformed trace context must not make the event undecodable (it would be
+    # dead-lettered); one that does not parse is ignored where it is read (shared/tracing.py).
+    traceparent: str | None = Field(
+        None, description="W3C traceparent of the span that created the event (tracing on)"
+    )
+    tracestate: str | None = Field(None, description="W3C tracestate that goes with it, if any")
     data: Payload
 
     @property
