@@ -16,6 +16,7 @@ from services.sla_monitor import store
 from services.sla_monitor.metrics import CLOCKS_STARTED
 from services.sla_monitor.settings import sla_config
 from services.sla_monitor.tracking import TRACKED, Tracker
+from shared import tracing
 from shared.config import Settings
 from shared.events import CloudEvent
 from shared.outbox import stage
@@ -44,6 +45,9 @@ class SlaHandler:
         tracker = Tracker(leads, live, now, late_after=self.late_after)
         for event in tracked:
             tracker.apply(event)
+        if tracing.active:  # the trace its tiers join when the sweep fires them, later
+            for clock in tracker.opened:
+                clock.traceparent = tracing.traceparent_for(str(clock.lead_id))
         session.add_all([*tracker.opened, *tracker.touched])
         for used in tracker.used:
             await session.delete(used)

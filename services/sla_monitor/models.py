@@ -53,6 +53,9 @@ class SlaClock(Base):
     working_time_s: Mapped[float | None] = mapped_column(Float)
     created_at: Mapped[datetime] = mapped_column(Timestamp)
     updated_at: Mapped[datetime] = mapped_column(Timestamp)
+    traceparent: Mapped[str | None] = mapped_column(String(64))
+    """The trace its tiers join when the sweep fires them (the span of the event that started
+    it), tracing on."""
 
     __table_args__ = (
         Index(

@@ -21,9 +21,10 @@ from services.sla_monitor.clocks import fire
 from services.sla_monitor.metrics import DUE_SOON, OPEN_CLOCKS, SWEEP_LAG
 from services.sla_monitor.models import TOUCH_DAYS, SlaClock
 from services.sla_monitor.settings import SlaConfig
+from shared import tracing
 from shared.events import CloudEvent
 from shared.outages import report
-from shared.outbox import stage
+from shared.outbox import stage, traced
 
 log = logging.getLogger(__name__)
 Clock = Callable[[], datetime]
@@ -79,12 +80,16 @@ class Sweeper:
         """The clock's due tiers; a clock that cannot fire (a bug, bad data) is logged and put
         off for ``RETRY_BROKEN`` rather than holding back every clock due after it."""
         try:
-            return fire(row, now=now, late_after=late_after)
+            events = fire(row, now=now, late_after=late_after)
         except Exception:
             log.exception("SLA clock %s (lead %s) cannot fire; retried later", row.id, row.lead_id)
             await session.refresh(row)
             row.next_due_at = now + RETRY_BROKEN
             return []
+        if tracing.active and row.traceparent:  # in the trace of the event that started it
+            origin = tracing.extracted(row.traceparent)
+            events = [traced(event, self.settings, origin) for event in events]
+        return events
 
     async def catch_up(self) -> int:
         """Sweep until nothing is due now (a restart's backlog); returns the clocks taken."""

@@ -84,6 +84,8 @@ class WebhookMessage(Base):
     last_error: Mapped[str | None] = mapped_column(String(500))
     created_at: Mapped[datetime] = mapped_column(Timestamp)
     delivered_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    traceparent: Mapped[str | None] = mapped_column(String(64))
+    """The trace its attempts join (the webhooks consumer's span of the event), tracing on."""
 
     __table_args__ = (
         Index("uq_webhook_messages_subscription_event", "subscription_id", "event_id", unique=True),

@@ -42,6 +42,8 @@ class Claimed:
     url: str
     secrets: list[str]
     half_open: bool
+    traceparent: str | None = None
+    """The trace the attempt joins (``WebhookMessage.traceparent``)."""
 
 
 async def claim(
@@ -163,6 +165,7 @@ def _within_limits(
                     row.secret, row.previous_secret, row.previous_secret_until, now
                 ),
                 half_open=half_open,
+                traceparent=row.traceparent,
             )
         )
     return chosen

@@ -19,6 +19,7 @@ from services.webhooks.models import CLOUDEVENTS, PENDING, SLACK, WEBHOOK
 from services.webhooks.queue import PENDING_LITERAL, Claimed, messages, subscriptions
 from services.webhooks.settings import WebhooksConfig
 from services.webhooks.signing import signing_secrets
+from shared import tracing
 from shared.db import insert_ignoring_conflicts
 from shared.events import CloudEvent
 from shared.ids import new_id
@@ -167,6 +168,7 @@ def _messages(
     rows = []
     for event in events:
         document: dict[str, Any] | None = None
+        trace = tracing.traceparent_of(event) if tracing.active else None
         bodies: dict[tuple[str, tuple[str, ...]], str] = {}  # each rendered once per event
         for subscription in wanted:
             if not receives(subscription.event_types, event.type):
@@ -183,7 +185,7 @@ def _messages(
             if shape not in bodies:
                 shown = outbound(document, config.consent_fields, grants)
                 bodies[shape] = _body(shown, shape[0])
-            rows.append(_message(subscription.id, event, bodies[shape], now))
+            rows.append(_message(subscription.id, event, bodies[shape], now, trace))
     return rows
 
 
@@ -197,7 +199,9 @@ def _body(shown: dict[str, Any], format_: str) -> str:
     return orjson.dumps(chat.message(shown) if format_ == SLACK else shown).decode()
 
 
-def _message(subscription_id: UUID, event: CloudEvent, body: str, now: datetime) -> dict:
+def _message(
+    subscription_id: UUID, event: CloudEvent, body: str, now: datetime, trace: str | None
+) -> dict:
     return {
         "id": new_id(),
         "subscription_id": subscription_id,
@@ -210,6 +214,7 @@ def _message(subscription_id: UUID, event: CloudEvent, body: str, now: datetime)
         "due_at": now,
         "locked_until": None,
         "created_at": now,
+        "traceparent": trace,
     }
 
 
@@ -278,4 +283,5 @@ def _claimed(
             endpoint.secret, endpoint.previous_secret, endpoint.previous_secret_until, now
         ),
         half_open=endpoint.consecutive_failures >= threshold,
+        traceparent=row["traceparent"],
     )

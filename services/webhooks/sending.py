@@ -9,13 +9,16 @@ import time
 from datetime import datetime
 
 import httpx
+from opentelemetry.trace import Span, Status, StatusCode
 
 from services.webhooks import signing
 from services.webhooks.pool import Pool
 from services.webhooks.queue import Claimed
+from services.webhooks.schedule import Verdict
 from services.webhooks.settings import WebhookSettings
 from services.webhooks.settle import Outcome
 from services.webhooks.ssrf import ForbiddenTarget, GuardedBackend, parse_networks
+from shared import tracing
 
 try:
     import sniffio  # noqa: F401
@@ -54,8 +57,62 @@ async def send(
 
     The request goes to the transport, not through an ``AsyncClient``: the client's layers are
     redirects (never followed here), cookies (a CRM's cookies must not ride along on the next
-    delivery) and auth (none), and they were a fifth of the CPU per delivery."""
+    delivery) and auth (none), and they were a fifth of the CPU per delivery.
+
+    With tracing on, the attempt is a CLIENT span in the trace of the event it delivers, and the
+    request carries its ``traceparent`` (W3C Trace Context) so that the receiver can join it."""
     headers = signing.headers(claimed.secrets, claimed.event_id, now, claimed.payload)
+    if not tracing.active:
+        return await _attempt(transport, claimed, config, now, headers)
+    span = tracing.client_span("POST", claimed.traceparent, _span_attributes(claimed))
+    tracing.inject(span, headers)
+    try:
+        outcome = await _attempt(transport, claimed, config, now, headers)
+    except BaseException as error:
+        span.record_exception(error)
+        span.set_status(Status(StatusCode.ERROR, error.__class__.__name__))
+        span.end()
+        raise
+    _note_outcome(span, outcome)
+    span.end()
+    return outcome
+
+
+def _span_attributes(claimed: Claimed) -> dict[str, str | int]:
+    """What the attempt's span says: never the URL's path or query, which may be the secret (a
+    Slack incoming webhook's path is)."""
+    url = httpx.URL(claimed.url)
+    return {
+        "http.request.method": "POST",
+        "server.address": url.host,
+        "server.port": url.port or (443 if url.scheme == "https" else 80),
+        "url.scheme": url.scheme,
+        "cloudevents.event_id": claimed.event_id,
+        "cloudevents.event_type": claimed.event_type,
+        "leadflow.webhook.message_id": str(claimed.id),
+        "leadflow.webhook.subscription_id": str(claimed.subscription_id),
+        "leadflow.webhook.attempt": claimed.attempts + 1,
+    }
+
+
+def _note_outcome(span: Span, outcome: Outcome) -> None:
+    """The answer's status; a span of an attempt that did not deliver is an error."""
+    span.set_attribute("leadflow.webhook.verdict", outcome.verdict.value)
+    if outcome.status is not None:
+        span.set_attribute("http.response.status_code", outcome.status)
+    if outcome.verdict is not Verdict.DELIVERED:
+        kind = str(outcome.status) if outcome.status is not None else "no_answer"
+        span.set_attribute("error.type", "refused" if outcome.refused else kind)
+        span.set_status(Status(StatusCode.ERROR, (outcome.error or "")[:200] or None))
+
+
+async def _attempt(
+    transport: httpx.AsyncBaseTransport,
+    claimed: Claimed,
+    config: WebhookSettings,
+    now: datetime,
+    headers: dict[str, str],
+) -> Outcome:
     request = httpx.Request(
         "POST",
         claimed.url,
