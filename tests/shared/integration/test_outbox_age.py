@@ -54,7 +54,9 @@ async def test_the_age_is_the_oldest_waiting_event_s_and_zero_once_published(
         assert _age(name) == 0.0  # nothing waits
         now = datetime.now(UTC)
         oldest = now - timedelta(seconds=120)
-        for at in (now - timedelta(seconds=30), oldest, now):  # three leads' events
+        # Three leads' events, staged in time order as events are (the relay takes each
+        # shard's first by seq as its oldest).
+        for at in (oldest, now - timedelta(seconds=30), now):
             await _stage(db, settings, uuid4(), at)
         await relay.look_at_backlog()
         # Worked out as Prometheus reads it: the oldest event's age at that moment.
