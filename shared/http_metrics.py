@@ -37,6 +37,22 @@ def route_template(route: object) -> str:
     return template if isinstance(template, str) else UNMATCHED
 
 
+class AnsweredStatus:
+    """``send``, noting the status of the answer it starts: 500 until one is sent, as the server
+    answers a request its app left unanswered."""
+
+    __slots__ = ("send", "status")
+
+    def __init__(self, send: Send) -> None:
+        self.send = send
+        self.status = 500
+
+    async def __call__(self, message: Message) -> None:
+        if message["type"] == "http.response.start":
+            self.status = message["status"]
+        await self.send(message)
+
+
 class RequestMetrics:
     """Observes each HTTP request's duration once its answer is sent (or its app has failed:
     then it is a ``5xx``, as the server answers 500 to a request left unanswered)."""
@@ -52,18 +68,11 @@ class RequestMetrics:
             await self.app(scope, receive, send)
             return
         started = perf_counter()
-        status = 500
-
-        async def send_and_note(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
+        answered = AnsweredStatus(send)
         try:
-            await self.app(scope, receive, send_and_note)
+            await self.app(scope, receive, answered)
         finally:
-            self._observe(scope, status, perf_counter() - started)
+            self._observe(scope, answered.status, perf_counter() - started)
 
     def _observe(self, scope: Scope, status: int, seconds: float) -> None:
         method = scope["method"]

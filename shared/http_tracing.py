@@ -12,10 +12,10 @@ from __future__ import annotations
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import Status, StatusCode
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from shared import tracing
-from shared.http_metrics import UNMATCHED, route_template
+from shared.http_metrics import UNMATCHED, AnsweredStatus, route_template
 
 READS = frozenset({"GET", "HEAD", "OPTIONS"})
 CONTEXT_HEADERS = {b"traceparent": "traceparent", b"tracestate": "tracestate"}
@@ -44,17 +44,10 @@ class ServerSpans:
                 "network.protocol.version": scope.get("http_version", "1.1"),
             },
         )
-        status = 500
-
-        async def send_and_note(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
+        answered = AnsweredStatus(send)
         token = otel_context.attach(trace.set_span_in_context(span))
         try:
-            await self.app(scope, receive, send_and_note)
+            await self.app(scope, receive, answered)
         except BaseException as error:
             span.record_exception(error)
             raise
@@ -64,6 +57,7 @@ class ServerSpans:
             if route != UNMATCHED:
                 span.update_name(f"{method} {route}")
                 span.set_attribute("http.route", route)
+            status = answered.status
             span.set_attribute("http.response.status_code", status)
             if status >= 500:
                 span.set_attribute("error.type", str(status))
