@@ -7,9 +7,10 @@ import asyncio
 import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from uuid import uuid4
+from uuid import UUID, uuid4
 
 import asyncpg
 from sqlalchemy import text
@@ -20,6 +21,7 @@ from services.settings import load_settings
 from services.tables import metadata
 from shared.broker import EmbeddedBroker
 from shared.config import Settings
+from shared.events import LeadReceived, LeadReceivedData
 
 KEPT_TABLES = {"alembic_version", "outbox_shards"}
 
@@ -112,3 +114,12 @@ def self_signed_certificate(folder: Path) -> tuple[Path, Path]:
         timeout=60,
     )
     return cert, key
+
+
+def lead_received(
+    lead_id: UUID | None = None, *, at: datetime | None = None, source: str = "web"
+) -> LeadReceived:
+    """A ``lead.received`` event for a new lead (a new id unless given), as intake stages it."""
+    lead_id = lead_id or uuid4()
+    data = LeadReceivedData(lead_id=lead_id, inquiry_id=uuid4(), source=source, new_lead=True)
+    return LeadReceived.about_lead(lead_id, data, source="/test", time=at or datetime.now(UTC))

@@ -22,24 +22,18 @@ from services.settings import load_settings
 from shared.broker import EmbeddedBroker
 from shared.consumer import EventConsumer
 from shared.db import driver_connection, make_engine
-from shared.events import Event, LeadReceived, LeadReceivedData
+from shared.events import Event
 from shared.kafka import ensure_topics, make_producer
 from shared.metrics import DEAD_LETTERED
 from shared.models import Lead, ProcessedEvent
 from shared.outages import sqlstate, unavailable
 from shared.runtime import Runtime
-from tests.support.common import Database, eventually, make_settings
+from tests.support.common import Database, eventually, lead_received, make_settings
 from tests.support.postgres_server import PostgresServer
 from tests.support.receiver import Receiver
 from tests.support.webhooks import dispatching, emit, scored, subscribe, webhook_settings
 
 AUTH = {"Authorization": "Bearer sk_test"}
-
-
-def _received() -> LeadReceived:
-    lead = uuid4()
-    data = LeadReceivedData(lead_id=lead, inquiry_id=uuid4(), source="web", new_lead=True)
-    return LeadReceived.about_lead(lead, data, source="/test", time=datetime.now(UTC))
 
 
 async def _failure(work: object) -> BaseException:
@@ -251,7 +245,7 @@ async def test_a_consumer_waits_out_the_outage_and_dead_letters_nothing(
     dead_before = dead_letters()
     retries = _Counting(f"{name}: ")
     task = asyncio.create_task(consumer.run())
-    events = [_received() for _ in range(5)]
+    events = [lead_received() for _ in range(5)]
     try:
         await eventually(consumer.assigned.is_set)
         async with pg_server.refusing():

@@ -5,16 +5,13 @@ started later skip the new log's records up to them (the chaos run, issue 20).""
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from uuid import uuid4
 
 from shared.broker import EmbeddedBroker
 from shared.consumer import EventConsumer
-from shared.events import LeadReceived, LeadReceivedData
 from shared.kafka import ensure_topics, make_producer
-from tests.support.common import Database, eventually, make_settings
+from tests.support.common import Database, eventually, lead_received, make_settings
 
 
 class Gated:
@@ -31,18 +28,12 @@ class Gated:
         self.applied.append(str(event.id))
 
 
-def _received() -> LeadReceived:
-    lead_id = uuid4()
-    data = LeadReceivedData(lead_id=lead_id, inquiry_id=uuid4(), source="web", new_lead=True)
-    return LeadReceived.about_lead(lead_id, data, source="/test", time=datetime.now(UTC))
-
-
 async def _publish(settings: Any, n: int) -> list[str]:
     await ensure_topics(settings.kafka, [settings.topics.intake])
     producer = make_producer(settings.kafka)
     await producer.start()
     try:
-        events = [_received() for _ in range(n)]
+        events = [lead_received() for _ in range(n)]
         for event in events:
             await producer.send(settings.topics.intake, event.encode(), key=event.subject.encode())
         await producer.flush()

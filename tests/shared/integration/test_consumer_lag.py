@@ -4,7 +4,6 @@ it saw the partition's end at its last poll."""
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime
 from typing import Any
 from uuid import uuid4
 
@@ -12,9 +11,8 @@ from prometheus_client import REGISTRY
 
 from shared.broker import EmbeddedBroker
 from shared.consumer import EventConsumer
-from shared.events import LeadReceived, LeadReceivedData
 from shared.kafka import ensure_topics, make_producer
-from tests.support.common import Database, eventually, make_settings
+from tests.support.common import Database, eventually, lead_received, make_settings
 
 
 class Gated:
@@ -26,12 +24,6 @@ class Gated:
     async def __call__(self, event: Any, **_: Any) -> None:
         await self.open.wait()
         self.applied += 1
-
-
-def _received() -> bytes:
-    lead_id = uuid4()
-    data = LeadReceivedData(lead_id=lead_id, inquiry_id=uuid4(), source="web", new_lead=True)
-    return LeadReceived.about_lead(lead_id, data, source="/test", time=datetime.now(UTC)).encode()
 
 
 async def test_the_lag_rises_while_a_batch_waits_and_falls_to_zero_once_committed(
@@ -63,13 +55,15 @@ async def test_the_lag_rises_while_a_batch_waits_and_falls_to_zero_once_committe
     task = asyncio.create_task(consumer.run())
     try:
         for _ in range(5):
-            await producer.send_and_wait(topic, _received())
+            await producer.send_and_wait(topic, lead_received().encode())
         await eventually(lambda: handler.applied == 5 and lag() == 0)
 
         handler.open.clear()
         batch = producer.create_batch()  # one batch: the consumer polls all seven at once
         for _ in range(7):
-            assert batch.append(key=None, value=_received(), timestamp=None) is not None
+            assert (
+                batch.append(key=None, value=lead_received().encode(), timestamp=None) is not None
+            )
         batch.close()
         await (await producer.send_batch(batch, topic, partition=0))
         await eventually(lambda: lag() == 7)  # polled, held by the handler, not committed

@@ -5,17 +5,16 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
-from uuid import UUID, uuid4
+from uuid import uuid4
 
 from sqlalchemy import text
 
 from shared.broker import EmbeddedBroker
 from shared.consumer import EventConsumer
-from shared.events import LeadReceived, LeadReceivedData
 from shared.kafka import ensure_topics, make_producer
-from tests.support.common import Database, eventually, make_settings
+from tests.support.common import Database, eventually, lead_received, make_settings
 
 LEADS, PER_LEAD = 40, 6
 
@@ -44,11 +43,6 @@ class Recording:
         await self.handle_batch([event], **kwargs)
 
 
-def _received(lead_id: UUID, n: int) -> LeadReceived:
-    data = LeadReceivedData(lead_id=lead_id, inquiry_id=uuid4(), source=f"s{n}", new_lead=n == 0)
-    return LeadReceived.about_lead(lead_id, data, source="/test", time=datetime.now(UTC))
-
-
 async def test_a_backlog_runs_in_lanes_and_keeps_each_leads_order(
     db: Database, broker: EmbeddedBroker
 ) -> None:
@@ -65,7 +59,9 @@ async def test_a_backlog_runs_in_lanes_and_keeps_each_leads_order(
     try:
         for n in range(PER_LEAD):  # interleaved: every lead's #0, then every lead's #1, …
             for lead in leads:
-                await producer.send(topic, _received(lead, n).encode(), key=str(lead).encode())
+                await producer.send(
+                    topic, lead_received(lead, source=f"s{n}").encode(), key=str(lead).encode()
+                )
         await producer.flush()
         handler = Recording(db.kind)
         consumer = EventConsumer(

@@ -14,21 +14,15 @@ from sqlalchemy import func, select, text
 import shared.outbox as outbox_module
 from shared.broker import EmbeddedBroker
 from shared.config import Settings
-from shared.events import LeadReceived, LeadReceivedData
 from shared.kafka import ensure_topics, make_producer
 from shared.models import OutboxMessage
 from shared.outbox import Relay, shard_of, stage
-from tests.support.common import Database, eventually, make_settings
-
-
-def _received(lead_id: UUID, at: datetime) -> LeadReceived:
-    data = LeadReceivedData(lead_id=lead_id, inquiry_id=uuid4(), source="web", new_lead=True)
-    return LeadReceived.about_lead(lead_id, data, source="/test", time=at)
+from tests.support.common import Database, eventually, lead_received, make_settings
 
 
 async def _stage(db: Database, settings: Settings, lead_id: UUID, at: datetime) -> None:
     async with db.sessions.begin() as session:
-        await stage(session, settings, _received(lead_id, at))
+        await stage(session, settings, lead_received(lead_id, at=at))
 
 
 def _age(relay: str) -> float | None:
