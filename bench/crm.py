@@ -34,6 +34,7 @@ from rich.table import Table
 from sqlalchemy import insert, select, text
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from bench.servers import services_ready
 from bench.suite import DEFAULT_PG_URL, machine_pace, quantile
 from bench.webhooks import (
     QUALIFIED,
@@ -51,7 +52,6 @@ from bench.webhooks import (
     stages_of,
     stages_table,
     wait_for,
-    wait_ready,
 )
 from services.routing.main import SAMPLE_OWNERS
 from services.webhooks.models import WebhookMessage
@@ -251,7 +251,7 @@ async def _run(args: argparse.Namespace, pipeline: Pipeline) -> Run:
             description="bench.crm",
         )
         subscription = await prepare(pipeline, body, routing=True)
-        await wait_ready(pipeline.ports)
+        await services_ready(pipeline.ports)
         tag = uuid4().hex[:8]
         posted = await post_leads(args, pipeline, lambda index: rich_lead(index, tag))
         emails = {lead: rich_lead(i, tag)["email"].lower() for lead, i in posted.index.items()}

@@ -30,12 +30,11 @@ from datetime import UTC, datetime
 from functools import partial
 
 import asyncpg
-import httpx
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 
 from bench.loadgen import CpuProbe, LoadSpec, RequestTemplate, Stats, run_load
-from bench.servers import Served, asgi_server, bare_app, raw_server
+from bench.servers import Served, asgi_server, bare_app, raw_server, services_ready
 from bench.suite import Check, Log, Options, Report, Row
 from services.api import create_app
 from services.intake.keys.store import create_key
@@ -184,23 +183,11 @@ def leadflow_intake(url: URL, bootstrap: str) -> Iterator[tuple[int, int]]:
     leadflow = os.path.join(os.path.dirname(sys.executable), "leadflow")
     process = subprocess.Popen([leadflow, "intake"], env=env, stdin=subprocess.DEVNULL)
     try:
-        asyncio.run(_ready(port))
+        asyncio.run(services_ready({"intake": port}))
         yield process.pid, port
     finally:
         process.terminate()
         process.wait(timeout=30)
-
-
-async def _ready(port: int, within_s: float = 90.0) -> None:
-    deadline = time.monotonic() + within_s
-    async with httpx.AsyncClient(timeout=5) as client:
-        while True:
-            with contextlib.suppress(httpx.HTTPError):
-                if (await client.get(f"http://127.0.0.1:{port}/readyz")).status_code == 200:
-                    return
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"leadflow intake on port {port} not ready")
-            await asyncio.sleep(0.2)  # polling a process's readiness: no event to await
 
 
 async def _all_published(url: URL, within_s: float = 30.0) -> bool:

@@ -24,6 +24,7 @@ from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from typing import cast
 
+import httpx
 import uvicorn
 import uvloop
 from fastapi import FastAPI
@@ -168,6 +169,23 @@ def wait_ready(server: RunningServer, *, path: str = "/healthz", deadline: float
         if time.monotonic() > deadline:
             raise BenchError(f"server {server.name!r} not ready on {path}")
         time.sleep(0.1)
+
+
+async def services_ready(ports: dict[str, int]) -> None:
+    """Poll each port's ``GET /readyz`` until it answers 200 (Leadflow processes, up to 90 s)."""
+    deadline = time.monotonic() + 90
+    async with httpx.AsyncClient(timeout=5) as client:
+        for port in ports.values():
+            while True:
+                try:
+                    response = await client.get(f"http://127.0.0.1:{port}/readyz")
+                    if response.status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"service on port {port} not ready")
+                await asyncio.sleep(0.2)
 
 
 # --------------------------------------------------------------------------- child side

@@ -34,7 +34,6 @@ from typing import Any
 from uuid import UUID, uuid4
 
 import asyncpg
-import httpx
 import orjson
 import uvloop
 from rich.console import Console
@@ -44,6 +43,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from bench.intake import bench_database
 from bench.loadgen import CpuProbe, _cpu_ticks
+from bench.servers import services_ready
 from bench.suite import DEFAULT_PG_URL, machine_pace, quantile
 from services.routing.main import add_sample_team
 from services.scoring.main import activate_sample_rules
@@ -154,22 +154,6 @@ async def prepare(pipeline: Pipeline, subscription: SubscriptionIn, *, routing: 
         return created.id
     finally:
         await runtime.close()
-
-
-async def wait_ready(ports: dict[str, int]) -> None:
-    deadline = time.monotonic() + 90
-    async with httpx.AsyncClient(timeout=5) as client:
-        for port in ports.values():
-            while True:
-                try:
-                    response = await client.get(f"http://127.0.0.1:{port}/readyz")
-                    if response.status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"service on port {port} not ready")
-                await asyncio.sleep(0.2)
 
 
 class CpuWindow:
@@ -604,7 +588,7 @@ async def _latency_run(args: argparse.Namespace, pipeline: Pipeline) -> Run:
     try:
         body = SubscriptionIn(url=receiver.url(), event_types=[args.event])
         subscription = await prepare(pipeline, body, routing=args.event == QUALIFIED)
-        await wait_ready(pipeline.ports)
+        await services_ready(pipeline.ports)
         tag, payload = uuid4().hex[:8], PAYLOADS[args.payload]
         posted = await post_leads(args, pipeline, lambda index: payload(index, tag))
         await wait_for(lambda: posted.accepted.keys() <= arrived.keys(), 60)
