@@ -76,7 +76,7 @@ def exact(truth: Truth, load: Load, crm: Deliveries, topics: set[str]) -> list[C
              sum(max(truth.scored[lead] - n, 0) for lead, n in truth.inputs.items())),
         zero("leads routed more than once", once_per_lead(truth, "lead.routed")),
         zero("leads made MQL more than once", once_per_lead(truth, "lead.mql")),
-        zero("MQL leads neither routed nor queued, nor closed", unrouted_mqls(truth)),
+        zero("MQL leads neither routed nor queued, nor closed", len(unrouted(truth))),
         zero("reps over capacity (open leads > max_open)",
              sum(r["owning"] > r["max_open"] for r in truth.reps)),
         zero("reps whose open-lead count is not their open leads",
@@ -144,10 +144,6 @@ PAST_ROUTING = {"opportunity", "booked", "won", "lost"}
 (services/routing/assign.QUALIFIED), and one the CRM reports as an opportunity, booked, won or
 lost before routing reached it is already worked there (the outcome is the record: those
 stages have no event of their own)."""
-
-
-def unrouted_mqls(truth: Truth) -> int:
-    return len(unrouted(truth))
 
 
 def unrouted(truth: Truth) -> set[str]:
