@@ -16,16 +16,18 @@ from shared.pages import SecurityHeaders
 
 
 class LeadflowApp(FastAPI):
-    """FastAPI, with ``RequestMetrics`` (and ``ServerSpans`` around it, with tracing on) around
-    its whole middleware stack, as it is built at the first request: outside the error
-    middleware (an unexpected error's 500 is seen), every middleware added later (intake's
-    ``LeadPosts`` answers lead posts ahead of the router) and what wraps the stack itself
-    (``shared.problems``' 503 of a database outage). ``add_middleware`` could only put it
-    inside whatever is added after it."""
+    """FastAPI, with ``SecurityHeaders`` and ``RequestMetrics`` (and ``ServerSpans`` around
+    them, with tracing on) around its whole middleware stack, as it is built at the first
+    request: outside the error middleware (an unexpected error's 500 is seen), every middleware
+    added later (intake's ``LeadPosts`` answers lead posts ahead of the router) and what wraps
+    the stack itself (``shared.problems``' 503 of a database outage). ``add_middleware`` could
+    only put them inside whatever is added after them."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if self.middleware_stack is None:
-            stack = RequestMetrics(self.build_middleware_stack())
+            # Security headers on every answer, those of middleware and of intake's lead posts
+            # answered ahead of the router included.
+            stack = RequestMetrics(SecurityHeaders(self.build_middleware_stack()))
             # Only while tracing is on (off, not even a check per request).
             self.middleware_stack = ServerSpans(stack) if tracing.active else stack
         await super().__call__(scope, receive, send)
@@ -40,8 +42,5 @@ def new_app(title: str, *, description: str = "") -> FastAPI:
         redoc_url=None,
         swagger_ui_oauth2_redirect_url=None,  # no OAuth2 here: API keys and bearer keys
     )
-    # Added first, so innermost: it sees the answers of every route and exception handler
-    # (not those of middleware added later, such as the body limit's, which are JSON).
-    app.add_middleware(SecurityHeaders)
     install_docs(app)
     return app

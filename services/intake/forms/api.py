@@ -30,7 +30,6 @@ from services.intake.schemas import LeadAccepted, LeadErasure, LeadPosted, LeadV
 from services.intake.settings import intake_config
 from services.intake.store import Arrival, Idempotency, Replayed
 from services.intake.writer import GroupCommitWriter
-from shared.pages import add_defaults
 from shared.problems import Problem, problem_response
 from shared.runtime import Runtime
 
@@ -154,7 +153,6 @@ class LeadPosts:
                 headers=error.headers,
                 **error.extra,
             )
-        add_defaults(response.headers)  # answered ahead of the app's ``SecurityHeaders``
         await response(scope, receive, send)
 
 
