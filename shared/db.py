@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from functools import cache
 from pathlib import Path
 from typing import Any, cast
@@ -101,6 +101,23 @@ def _json_dumps(value: Any) -> str:
 
 def make_sessions(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return async_sessionmaker(engine, expire_on_commit=False)
+
+
+@asynccontextmanager
+async def snapshot(sessions: async_sessionmaker[AsyncSession]) -> AsyncIterator[AsyncSession]:
+    """A session whose reads all see the database at one moment, for a view built from several
+    queries. PostgreSQL's default (read committed) gives each statement its own moment, so a lead
+    read before a scoring batch committed could be shown with that batch's history. SQLite's
+    transactions already are one moment (``BEGIN IMMEDIATE``)."""
+    async with sessions() as session:
+        if session.get_bind().dialect.name == "postgresql":
+            await session.connection(
+                execution_options={
+                    "isolation_level": "REPEATABLE READ",
+                    "postgresql_readonly": True,
+                }
+            )
+        yield session
 
 
 def insert_ignoring_conflicts(session: AsyncSession, table: Table) -> Insert:

@@ -14,6 +14,7 @@ from shared import problems
 from shared.auth import Caller, authenticate
 from shared.cosign import store as cosigned
 from shared.cosign.api import router_for
+from shared.db import snapshot
 from shared.deps import RuntimeDep
 from shared.params import Version
 
@@ -54,7 +55,7 @@ async def run_backtest(
 async def explain_lead(
     lead_id: UUID, caller: CallerDep, runtime: RuntimeDep, request: Request
 ) -> dict[str, Any]:
-    async with runtime.sessions() as session:
+    async with snapshot(runtime.sessions) as session:
         return await explain(
             session,
             lead_id,

@@ -30,6 +30,7 @@ from services.intake.forms.store import find_lead
 from services.intake.schemas import LeadView
 from shared import problems
 from shared.auth import Caller, authenticate
+from shared.db import snapshot
 from shared.deps import RuntimeDep
 from shared.runtime import Runtime
 
@@ -160,7 +161,7 @@ async def outcome_by_crm_id(
 
 
 async def _view(runtime: Runtime, ref: LeadRef) -> LeadView:
-    async with runtime.sessions() as session:
+    async with snapshot(runtime.sessions) as session:
         lead = await find_by_ref(session, ref, lock=False)
         view = await find_lead(session, lead.id)
     assert view is not None

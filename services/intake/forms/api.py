@@ -30,6 +30,7 @@ from services.intake.schemas import LeadAccepted, LeadErasure, LeadPosted, LeadV
 from services.intake.settings import intake_config
 from services.intake.store import Arrival, Idempotency, Replayed
 from services.intake.writer import GroupCommitWriter
+from shared.db import snapshot
 from shared.problems import Problem, problem_response
 from shared.runtime import Runtime
 
@@ -187,7 +188,7 @@ async def preflight(
 )
 async def get_lead(lead_id: UUID, request: Request) -> LeadView:
     await _guard(request).require_secret(request)
-    async with _runtime(request).sessions() as session:
+    async with snapshot(_runtime(request).sessions) as session:
         lead = await find_lead(session, lead_id)
     if lead is None:
         raise Problem(404, "Not Found", f"no lead {lead_id}", field="lead_id")
