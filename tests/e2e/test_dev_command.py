@@ -44,6 +44,22 @@ async def _partitions(bootstrap_servers: str) -> dict[str, int]:
         await consumer.stop()
 
 
+STOP_WITHIN_S = 30
+
+
+def _output_within(process: subprocess.Popen[bytes], seconds: float) -> str:
+    """What the process wrote by the time it ended; if it has not ended within ``seconds``, the
+    test fails with what it wrote so far (its logs name the step that held it)."""
+    try:
+        return process.communicate(timeout=seconds)[0].decode()
+    except subprocess.TimeoutExpired:
+        for broker in _brokers_of(process.pid):  # in a session of its own: killed by name
+            os.kill(broker, signal.SIGKILL)
+        process.kill()
+        output = process.communicate()[0].decode()
+        pytest.fail(f"not stopped {seconds} s after Ctrl-C; it wrote:\n{output}")
+
+
 @pytest.mark.parametrize("database", ["sqlite", "postgresql"])
 def test_dev_runs_the_slice_and_stops_cleanly_on_ctrl_c(
     tmp_path: Path, database: str, request: pytest.FixtureRequest
@@ -89,7 +105,7 @@ def test_dev_runs_the_slice_and_stops_cleanly_on_ctrl_c(
         assert set(partitions.values()) == {EMBEDDED_PARTITIONS}
     finally:
         process.send_signal(signal.SIGINT)
-        output = process.communicate(timeout=30)[0].decode()
+        output = _output_within(process, STOP_WITHIN_S)
     assert process.returncode == 0, output
     assert f"curl -s -X POST {base}/v1/leads" in output
     assert f"X-API-Key: {public}" in output
