@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from decimal import Decimal
 from typing import get_args
 from uuid import UUID
 
@@ -11,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, JsonValue
 from pydantic.json_schema import JsonDict
 
 from shared.events.engagement import OutcomeKind
-from shared.params import Instant
+from shared.params import Amount, Instant
 
 Scalar = str | int | float | bool | None
 CODE = r"^[a-z0-9][a-z0-9_.\-]{0,63}$"
@@ -110,14 +109,7 @@ class OutcomeIn(BaseModel):
     )
     occurred_at: Instant | None = Field(None, description="When (default: on receipt)")
     reason: str | None = Field(None, pattern=CODE, description="Reason code: rejected, lost")
-    amount: Decimal | None = Field(
-        None,
-        ge=0,
-        lt=Decimal(10**16),  # what max_digits and decimal_places allow, stated in the document
-        max_digits=18,
-        decimal_places=2,
-        description="opportunity, booked, won, lost",
-    )
+    amount: Amount | None = Field(None, description="opportunity, booked, won, lost")
     currency: str | None = Field(None, pattern=r"^[A-Z]{3}$", description="ISO 4217 code")
     crm: str | None = Field(None, pattern=CODE, description="Which CRM reports it")
     crm_id: str | None = Field(
