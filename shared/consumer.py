@@ -406,7 +406,8 @@ class EventConsumer:
             log.info("%s: partitions reassigned since the poll; offsets not committed", self.name)
             return
         try:
-            await asyncio.wait_for(consumer.commit(offsets), self.settings.kafka.commit_timeout_s)
+            async with asyncio.timeout(self.settings.kafka.commit_timeout_s):
+                await consumer.commit(offsets)
             self._committed.update(offsets)
         except (TimeoutError, KafkaError) as error:
             # Effects are already committed; a redelivery of this batch is deduplicated.

@@ -40,6 +40,7 @@ from shared.metrics import OUTBOX_OLDEST_AGE, OUTBOX_PUBLISHED, OUTBOX_REPUBLISH
 from shared.models import OUTBOX_SHARDS, OutboxMessage, OutboxShard, table_of
 from shared.outages import describe
 from shared.partitioning import partition_of
+from shared.waits import woken
 
 log = logging.getLogger(__name__)
 E = TypeVar("E", bound=CloudEvent)
@@ -191,10 +192,7 @@ class Relay:
                 await self._idle()
 
     async def _idle(self) -> None:
-        try:
-            await asyncio.wait_for(self.wakeup.wait(), self.settings.outbox.poll_interval_ms / 1000)
-        except TimeoutError:
-            pass
+        await woken(self.wakeup, self.settings.outbox.poll_interval_ms / 1000)
         self.wakeup.clear()
 
     async def look_at_backlog(self) -> None:

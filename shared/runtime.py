@@ -161,7 +161,8 @@ class Runtime:
             )
         for name, check in checks.items():
             try:
-                await asyncio.wait_for(check(), timeout=2.0)
+                async with asyncio.timeout(2.0):
+                    await check()
                 results[name] = "ok"
             except Exception as error:
                 results[name] = f"unavailable: {error.__class__.__name__}"

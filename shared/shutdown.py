@@ -13,6 +13,7 @@ log = logging.getLogger(__name__)
 async def bounded(work: Awaitable[Any], what: str, *, seconds: float = 10.0) -> None:
     """Await shutdown work for at most ``seconds``; log and go on past that."""
     try:
-        await asyncio.wait_for(work, seconds)
+        async with asyncio.timeout(seconds):
+            await work
     except TimeoutError:
         log.warning("%s took longer than %.0fs; going on without it", what, seconds)

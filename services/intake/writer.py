@@ -109,7 +109,8 @@ class GroupCommitWriter:
             if gap >= left or now - self._fruitless < FRUITLESS_PAUSE_S:
                 break  # the next arrival is not due before the batch must go
             try:
-                batch.append(await asyncio.wait_for(self.queue.get(), min(3 * gap, left)))
+                async with asyncio.timeout(min(3 * gap, left)):
+                    batch.append(await self.queue.get())
             except TimeoutError:
                 self._waited_for_nothing(alone=len(batch) == 1)
                 break

@@ -15,7 +15,6 @@ still follows ``lead.mql`` for a lead: it is staged in a later transaction.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
@@ -32,6 +31,7 @@ from shared.consumer import is_transient
 from shared.db import driver_connection, translated
 from shared.models import Lead, table_of
 from shared.outages import report
+from shared.waits import woken
 
 PENDING = "pending"
 FAILED = "failed"
@@ -209,5 +209,4 @@ class PendingRouter:
             if decisions:
                 self.on_routed()
             if not full:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self.wakeup.wait(), POLL_INTERVAL_S)
+                await woken(self.wakeup, POLL_INTERVAL_S)

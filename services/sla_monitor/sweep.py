@@ -25,6 +25,7 @@ from shared import tracing
 from shared.events import CloudEvent
 from shared.outages import report
 from shared.outbox import stage, traced
+from shared.waits import woken
 
 log = logging.getLogger(__name__)
 Clock = Callable[[], datetime]
@@ -130,7 +131,4 @@ class Sweeper:
         await self.housekeeping()
         wait = limit if due is None else (due - self.clock()).total_seconds()
         if wait > 0:
-            try:
-                await asyncio.wait_for(self.woken.wait(), timeout=min(wait, limit))
-            except TimeoutError:
-                pass
+            await woken(self.woken, min(wait, limit))

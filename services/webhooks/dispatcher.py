@@ -39,6 +39,7 @@ from services.webhooks.settle import (
 )
 from shared.consumer import is_transient
 from shared.outages import describe
+from shared.waits import woken
 
 log = logging.getLogger(__name__)
 
@@ -181,10 +182,7 @@ class Dispatcher:
         return self.config.concurrency - sum(self.in_flight.values())
 
     async def _idle(self) -> None:
-        try:
-            await asyncio.wait_for(self.wakeup.wait(), self.config.poll_interval_ms / 1000)
-        except TimeoutError:
-            pass
+        await woken(self.wakeup, self.config.poll_interval_ms / 1000)
 
     async def _dispatch_due(self, transport: httpx.AsyncHTTPTransport) -> int:
         free = self._free()

@@ -39,6 +39,7 @@ from services.intake.platforms.store import PlatformArrival, mark_invalid, store
 from services.intake.settings import IntakeConfig, PlatformSettings
 from shared.models import table_of
 from shared.outages import unavailable
+from shared.waits import woken
 
 log = logging.getLogger(__name__)
 fetches = table_of(PlatformFetch)
@@ -142,10 +143,7 @@ class FetchSweeper:
                 log.warning("pending-fetch sweep failed (%s)", error.__class__.__name__)
                 done = 0
             if done < self.settings.platforms.sweep_batch:
-                try:
-                    await asyncio.wait_for(self.wakeup.wait(), interval)
-                except TimeoutError:
-                    pass
+                await woken(self.wakeup, interval)
                 self.wakeup.clear()
 
     async def sweep(self, now: datetime) -> int:

@@ -52,6 +52,7 @@ from services.webhooks.settle import (
 from services.webhooks.ssrf import ForbiddenTarget
 from shared.consumer import is_transient
 from shared.outages import describe
+from shared.waits import woken
 
 log = logging.getLogger(__name__)
 
@@ -158,10 +159,7 @@ class CrmSync:
         wait = min([self._polled + self.poll, *due]) - now
         if wait <= 0:
             return
-        try:
-            await asyncio.wait_for(self.wakeup.wait(), wait)
-        except TimeoutError:
-            pass
+        await woken(self.wakeup, wait)
 
     async def _round(self, client: httpx.AsyncClient) -> None:
         now = time.monotonic()
