@@ -293,6 +293,20 @@ class ConsumerSettings(Group):
         0.2, ge=0, description="Wait before retrying a failed message (times the attempt)"
     )
     max_batch: int = Field(500, ge=1, le=10_000, description="Messages applied per transaction")
+    dedupe_retention_days: float = Field(
+        14.0,
+        ge=0,
+        description="How long a consumer remembers an event it applied (`processed_events`, "
+        "which makes a redelivery a no-op): keep it longer than the topics' retention, or an "
+        "event redelivered from further back is applied twice. 0: kept forever",
+    )
+    retention_sweep_interval_s: float = Field(
+        3600.0,
+        gt=0,
+        le=86_400,
+        description="How often a process with consumers deletes their expired records "
+        "(`dedupe_retention_days`)",
+    )
 
 
 class HttpSettings(Group):

@@ -30,7 +30,7 @@ from aiokafka import (
 from aiokafka.errors import KafkaError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from shared import tracing
+from shared import pruning, tracing
 from shared.config import Settings
 from shared.db import driver_connection, insert_ignoring_conflicts, translated
 from shared.events import Event, UndecodableEvent, UnknownEventType, decode
@@ -38,6 +38,7 @@ from shared.kafka import ensure_topics, make_consumer
 from shared.metrics import BATCH_SECONDS, CONSUMER_LAG, DEAD_LETTERED, EVENTS_PROCESSED
 from shared.models import ProcessedEvent, table_of
 from shared.outages import describe, unavailable
+from shared.pruning import Sweeper
 from shared.shutdown import bounded
 
 log = logging.getLogger(__name__)
@@ -45,6 +46,9 @@ processed = table_of(ProcessedEvent)
 LANES = 4
 """Transactions applied at once for a backlog (records fetched at once: this many
 ``consumer.max_batch``); see ``_consume_in_lanes``."""
+DEDUPE_PRUNE_BATCH = 5000
+"""Records deleted per transaction by the dedupe retention (a lead leaves about 25: one per
+consumer per event)."""
 CLAIM = (
     "INSERT INTO processed_events (consumer, event_id, processed_at)"
     " SELECT $1, unnest($2::text[]), $3 ON CONFLICT DO NOTHING RETURNING event_id"
@@ -412,3 +416,25 @@ class EventConsumer:
         except (TimeoutError, KafkaError) as error:
             # Effects are already committed; a redelivery of this batch is deduplicated.
             log.warning("%s: offset commit for %s failed: %r", self.name, list(offsets), error)
+
+
+def dedupe_retention(settings: Settings) -> pruning.Retention:
+    """The consumers' records of applied events older than ``consumer.dedupe_retention_days``.
+    A batch names its rows by event id: a record of the same event by another consumer, as
+    old, goes with it."""
+    return pruning.Retention(
+        name="processed_events",
+        table=processed,
+        key="event_id",
+        age="processed_at",
+        keep=pruning.keep_for(settings.consumer.dedupe_retention_days),
+    )
+
+
+def dedupe_sweeper(sessions: async_sessionmaker[AsyncSession], settings: Settings) -> Sweeper:
+    return Sweeper(
+        sessions,
+        [dedupe_retention(settings)],
+        interval_s=settings.consumer.retention_sweep_interval_s,
+        batch=DEDUPE_PRUNE_BATCH,
+    )

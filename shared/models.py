@@ -207,6 +207,7 @@ class ProcessedEvent(Base):
     """What each consumer has applied, written in the same transaction as the effects."""
 
     __tablename__ = "processed_events"
+    __table_args__ = (Index("ix_processed_events_processed_at", "processed_at"),)  # retention
 
     consumer: Mapped[str] = mapped_column(String(100), primary_key=True)
     event_id: Mapped[str] = mapped_column(String(100), primary_key=True)

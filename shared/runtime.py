@@ -15,7 +15,7 @@ from aiokafka.errors import KafkaError, UnknownError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from shared.config import Settings
-from shared.consumer import EventConsumer, Handler
+from shared.consumer import EventConsumer, Handler, dedupe_sweeper
 from shared.db import make_engine, make_sessions, ping
 from shared.kafka import make_producer
 from shared.outbox import Relay
@@ -99,6 +99,8 @@ class Runtime:
         """Consume ``topics`` in the background as consumer ``group``; readiness waits for its
         partitions, and what it stages wakes the relay (or ``on_commit``)."""
         task_name = name or group
+        if not self.consumers:  # the process's first consumer: its records are pruned too
+            self.spawn(dedupe_sweeper(self.sessions, self.settings).run(), name="dedupe-retention")
         assigned = self.consumers[task_name] = asyncio.Event()
 
         async def consume() -> None:
