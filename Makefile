@@ -95,13 +95,16 @@ bench-crm: $(STAMP) ## CRM handoff (issue 18): lead.qualified latency at 500 lea
 	-$(BIN)/python -m bench.webhooks --event lead.qualified --burst 2000
 	$(BIN)/python -m bench.crm
 
+bench-capacity: $(STAMP) ## The figures of docs/capacity.md: CPU per lead of each of the five processes, rows and bytes per lead, the plan
+	$(BIN)/python -m bench.capacity
+
 fuzz: $(STAMP) ## Schemathesis against the whole API of a running `leadflow dev`: 300 examples, a new seed
 	$(BIN)/python -m tests.support.fuzz --examples 300
 
 chaos: $(STAMP) ## Chaos in the production topology: five processes killed, broker and PostgreSQL restarted, the CRM flapping; the invariant report
 	$(BIN)/python -m bench.chaos
 
-.PHONY: help install dev test lint lock audit schemas bench bench-sla bench-webhooks bench-crm bench-funnel chaos fuzz
+.PHONY: help install dev test lint lock audit schemas bench bench-sla bench-webhooks bench-crm bench-funnel bench-capacity chaos fuzz
 
 docs: $(STAMP) ## Regenerate the settings table in docs/configuration.md and the event schemas
 	$(BIN)/python -c "import pathlib; from services.settings import settings_reference as r; p = pathlib.Path('docs/configuration.md'); t = p.read_text(); i = t.index('| variable |'); p.write_text(t[:i] + r())"
