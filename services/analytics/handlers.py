@@ -13,7 +13,7 @@ from uuid import UUID
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.analytics import store
-from services.analytics.facts import fact_of
+from services.analytics.facts import APPLIED, fact_of
 from services.analytics.settings import AnalyticsConfig
 from shared.events import CloudEvent, LeadReceived
 
@@ -27,6 +27,8 @@ class Origins(Protocol):
 
 
 class AnalyticsHandler:
+    handles = APPLIED
+
     def __init__(self, settings: AnalyticsConfig, origins: Origins) -> None:
         self.definitions = settings.analytics.definitions
         self.origins = origins

@@ -42,6 +42,8 @@ LEAVES = (LeadRecycled, LeadDisqualified)
 
 
 class HandoffHandler:
+    handles = CHANGES + LEAVES
+
     def __init__(self, settings: HandoffConfig, parts: Parts) -> None:
         self.settings = settings
         self.parts = parts

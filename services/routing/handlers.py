@@ -79,6 +79,8 @@ class RoutingHandler:
     """Consumes the SLA topic: an ``sla.escalated`` event asking for it reassigns the lead.
     A batch's escalations are reassigned together: one step of routing locks (txn.py)."""
 
+    handles = (SlaEscalated,)
+
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
 

@@ -59,6 +59,8 @@ class AfterScoring(Protocol):
 
 
 class ScoringHandler:
+    handles = HANDLED
+
     def __init__(
         self,
         settings: Settings,

@@ -23,6 +23,8 @@ from shared.outbox import stage
 
 
 class SlaHandler:
+    handles = TRACKED
+
     def __init__(self, settings: Settings, *, on_opened: Callable[[], None] | None = None) -> None:
         self.settings = settings
         self.late_after = timedelta(seconds=sla_config(settings).sla.late_after_s)

@@ -40,6 +40,8 @@ QUALIFYING = ("lead.mql", "lead.sql")
 class Notifier:
     """Emails the people an SLA event names; never commits (the consumer owns the transaction)."""
 
+    handles = NOTICES
+
     def __init__(self, mailer: Mailer, *, sender: str, public_url: str) -> None:
         self.mailer = mailer
         self.sender = sender
