@@ -14,7 +14,14 @@ from datetime import datetime
 import asyncpg
 import orjson
 
+from services.analytics.handlers import AnalyticsHandler
+from services.handoff.handlers import HandoffHandler
+from services.routing.handlers import RoutingHandler
+from services.scoring.handlers import ScoringHandler
+from services.sla_monitor.handlers import SlaHandler
+from services.sla_monitor.notifier import Notifier
 from services.webhooks.matching import receives
+from shared.events import event_types
 from tests.support.topology import EVENT_TYPES
 
 FACT_TYPES = frozenset(
@@ -26,6 +33,22 @@ INPUTS = ("lead.received", "lead.activity", "lead.outcome")
 """The events scoring scores a lead on, each once."""
 TIERS = ("sla.started", "sla.warning", "sla.breached", "sla.escalated")
 CLOSINGS = ("sla.met", "sla.cancelled")
+
+HANDLERS = {
+    "scoring": ScoringHandler,
+    "routing": RoutingHandler,
+    "handoff": HandoffHandler,
+    "sla-monitor": SlaHandler,
+    "sla-notifier": Notifier,
+    "analytics": AnalyticsHandler,
+}
+"""Each consumer's handler, whose ``handles`` types are the events it records as processed
+(``shared.consumer.handled``); the webhooks consumer records every event of its topics."""
+HANDLED = {
+    consumer: frozenset(t for t, kind in event_types().items() if issubclass(kind, handler.handles))
+    for consumer, handler in HANDLERS.items()
+}
+
 
 OUTBOX_SQL = """
     SELECT id::text AS id, topic, type, aggregate_id AS lead, published_at IS NOT NULL AS published,
@@ -114,14 +137,19 @@ class Truth:
         return {consumer: len(rows) for consumer, rows in self.unconsumed_rows().items()}
 
     def unconsumed_rows(self) -> dict[str, list[OutboxRow]]:
-        """Consumer → outbox events of its topics it has not processed (its topics: those of the
-        events it processed)."""
+        """Consumer → outbox events of its topics, of the types it acts on (``HANDLED``), that
+        it has not processed (its topics: those of the events it processed)."""
         topics_of = {row.id: row.topic for row in self.outbox}
         missing = {}
         for consumer, done in self.processed.items():
             topics = {topics_of[e] for e in done if e in topics_of}
+            acts_on = HANDLED.get(consumer)
             missing[consumer] = [
-                row for row in self.outbox if row.topic in topics and row.id not in done
+                row
+                for row in self.outbox
+                if row.topic in topics
+                and row.id not in done
+                and (acts_on is None or row.type in acts_on)
             ]
         return missing
 
