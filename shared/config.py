@@ -128,8 +128,8 @@ class KafkaSettings(Group):
         4,
         ge=1,
         le=1024,
-        description="Partitions of the topics Leadflow creates (`leadflow dev`'s embedded broker: "
-        "1 unless set)",
+        description="Partitions of the topics Leadflow creates (the embedded broker's are 4, as "
+        "tansu makes them)",
     )
     replication_factor: int = Field(
         1,
