@@ -144,7 +144,7 @@ def _plan(per_lead: dict[str, float], tables: list[TableUse], leads: int) -> Non
     per_lead = [t for t in tables if t.rows >= leads / 2]  # not the configuration tables
     for use in sorted(per_lead, key=lambda t: -t.bytes):
         growth.add_row(use.name, f"{use.bytes / leads * 1e6 / 1e9:.3f}")
-    growth.add_row("all of the above", f"{sum(t.bytes for t in per_lead) / leads * 1e3:.3f}")
+    growth.add_row("all of the above", f"{sum(t.bytes for t in per_lead) / leads * 1e6 / 1e9:.3f}")
     console.print(growth)
 
 
