@@ -47,8 +47,8 @@ LANES = 4
 """Transactions applied at once for a backlog (records fetched at once: this many
 ``consumer.max_batch``); see ``_consume_in_lanes``."""
 DEDUPE_PRUNE_BATCH = 5000
-"""Records deleted per transaction by the dedupe retention (a lead leaves about 25: one per
-consumer per event)."""
+"""Records deleted per transaction by the dedupe retention (a lead leaves about 15: one per
+consumer per event its handler acts on)."""
 CLAIM = (
     "INSERT INTO processed_events (consumer, event_id, processed_at)"
     " SELECT $1, unnest($2::text[]), $3 ON CONFLICT DO NOTHING RETURNING event_id"
