@@ -21,6 +21,7 @@ from services.settings import load_settings
 from services.tables import metadata
 from shared.broker import EmbeddedBroker
 from shared.config import Settings
+from shared.consumer import EventConsumer, Handler
 from shared.events import LeadReceived, LeadReceivedData
 
 KEPT_TABLES = {"alembic_version", "outbox_shards"}
@@ -123,3 +124,18 @@ def lead_received(
     lead_id = lead_id or uuid4()
     data = LeadReceivedData(lead_id=lead_id, inquiry_id=uuid4(), source=source, new_lead=True)
     return LeadReceived.about_lead(lead_id, data, source="/test", time=at or datetime.now(UTC))
+
+
+def offline_consumer(
+    name: str, handler: Handler, sessions: async_sessionmaker[AsyncSession], settings: Settings
+) -> EventConsumer:
+    """A consumer without a broker, for tests that hand batches to ``process`` or ``_apply``
+    (nothing it does there publishes)."""
+    return EventConsumer(
+        name=name,
+        topics=[],
+        handler=handler,
+        sessions=sessions,
+        producer=None,  # type: ignore[arg-type]
+        settings=settings,
+    )

@@ -10,10 +10,9 @@ from uuid import uuid4
 import pytest
 from sqlalchemy import func, select
 
-from shared.consumer import EventConsumer
 from shared.events import LeadReceived, LeadReceivedData
 from shared.models import ProcessedEvent
-from tests.support.common import Database, make_settings
+from tests.support.common import Database, make_settings, offline_consumer
 
 
 class Failing:
@@ -36,14 +35,7 @@ def _event() -> LeadReceived:
 
 async def test_a_failed_batch_leaves_its_events_unclaimed(db: Database) -> None:
     handler = Failing()
-    consumer = EventConsumer(
-        name="claims",
-        topics=[],
-        handler=handler,
-        sessions=db.sessions,
-        producer=None,  # type: ignore[arg-type]
-        settings=make_settings(db),
-    )
+    consumer = offline_consumer("claims", handler, db.sessions, make_settings(db))
     events = [_event(), _event()]
     for _ in range(2):
         with pytest.raises(LookupError):

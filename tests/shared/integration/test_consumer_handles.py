@@ -14,7 +14,7 @@ from sqlalchemy import select
 from shared.consumer import EventConsumer
 from shared.events import CloudEvent, LeadActivity, LeadActivityData, LeadReceived
 from shared.models import ProcessedEvent
-from tests.support.common import Database, lead_received, make_settings
+from tests.support.common import Database, lead_received, make_settings, offline_consumer
 
 
 class Recording:
@@ -46,14 +46,7 @@ def _record(event: CloudEvent, offset: int) -> ConsumerRecord[bytes, bytes]:
 
 
 def _consumer(db: Database, handler: Recording) -> EventConsumer:
-    return EventConsumer(
-        name="handles",
-        topics=[],
-        handler=handler,
-        sessions=db.sessions,
-        producer=None,  # type: ignore[arg-type]
-        settings=make_settings(db),
-    )
+    return offline_consumer("handles", handler, db.sessions, make_settings(db))
 
 
 async def _claimed(db: Database) -> set[str]:

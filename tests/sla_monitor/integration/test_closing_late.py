@@ -17,7 +17,6 @@ from services.sla_monitor.api import view
 from services.sla_monitor.handlers import SlaHandler
 from services.sla_monitor.schemas import ClockView
 from services.sla_monitor.settings import sla_config
-from shared.consumer import EventConsumer
 from shared.events import (
     LeadDisqualified,
     SlaBreached,
@@ -29,7 +28,7 @@ from shared.events import (
 from shared.ids import new_id
 from shared.models import Lead
 from tests.sla_monitor.integration.test_clocks import Monitor
-from tests.support.common import Database, make_settings
+from tests.support.common import Database, make_settings, offline_consumer
 from tests.support.routing import NOW, add_lead
 from tests.support.sla import activate, activity, minutes, outcome, routed, types
 
@@ -235,13 +234,8 @@ async def test_a_won_outcome_cancels_by_its_own_time_and_fires_what_fell_due(
 
 async def test_a_redelivered_response_changes_nothing(db: Database) -> None:
     monitor, lead_id = await _monitor(db, SECONDS), await _lead(db)
-    consumer = EventConsumer(
-        name="sla-monitor",
-        topics=[],
-        handler=SlaHandler(monitor.settings),
-        sessions=db.sessions,
-        producer=None,  # type: ignore[arg-type]
-        settings=monitor.settings,
+    consumer = offline_consumer(
+        "sla-monitor", SlaHandler(monitor.settings), db.sessions, monitor.settings
     )
     await consumer._apply([routed(lead_id, ANA, NOW)])  # noqa: SLF001
     response = outcome(lead_id, "responded", NOW + seconds(15))
