@@ -38,7 +38,6 @@ from shared.kafka import ensure_topics, make_consumer
 from shared.metrics import BATCH_SECONDS, CONSUMER_LAG, DEAD_LETTERED, EVENTS_PROCESSED
 from shared.models import ProcessedEvent, table_of
 from shared.outages import describe, unavailable
-from shared.pruning import Sweeper
 from shared.shutdown import bounded
 
 log = logging.getLogger(__name__)
@@ -446,8 +445,10 @@ def dedupe_retention(settings: Settings) -> pruning.Retention:
     )
 
 
-def dedupe_sweeper(sessions: async_sessionmaker[AsyncSession], settings: Settings) -> Sweeper:
-    return Sweeper(
+def dedupe_sweeper(
+    sessions: async_sessionmaker[AsyncSession], settings: Settings
+) -> pruning.Sweeper:
+    return pruning.Sweeper(
         sessions,
         [dedupe_retention(settings)],
         interval_s=settings.consumer.retention_sweep_interval_s,
