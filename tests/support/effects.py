@@ -14,12 +14,17 @@ from datetime import datetime
 import asyncpg
 import orjson
 
+from services.analytics import main as analytics
 from services.analytics.handlers import AnalyticsHandler
+from services.handoff import main as handoff
 from services.handoff.handlers import HandoffHandler
+from services.routing import main as routing
 from services.routing.handlers import RoutingHandler
+from services.scoring import main as scoring
 from services.scoring.handlers import ScoringHandler
+from services.sla_monitor import main as sla_monitor
+from services.sla_monitor import notifier
 from services.sla_monitor.handlers import SlaHandler
-from services.sla_monitor.notifier import Notifier
 from services.webhooks.matching import receives
 from shared.events import event_types
 from tests.support.topology import EVENT_TYPES
@@ -35,12 +40,12 @@ TIERS = ("sla.started", "sla.warning", "sla.breached", "sla.escalated")
 CLOSINGS = ("sla.met", "sla.cancelled")
 
 HANDLERS = {
-    "scoring": ScoringHandler,
-    "routing": RoutingHandler,
-    "handoff": HandoffHandler,
-    "sla-monitor": SlaHandler,
-    "sla-notifier": Notifier,
-    "analytics": AnalyticsHandler,
+    scoring.CONSUMER: ScoringHandler,
+    routing.CONSUMER: RoutingHandler,
+    handoff.CONSUMER: HandoffHandler,
+    sla_monitor.CONSUMER: SlaHandler,
+    notifier.CONSUMER: notifier.Notifier,
+    analytics.CONSUMER: AnalyticsHandler,
 }
 """Each consumer's handler, whose ``handles`` types are the events it records as processed
 (``shared.consumer.handled``); the webhooks consumer records every event of its topics."""
