@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from functools import cache
 from pathlib import Path
@@ -10,7 +10,7 @@ from typing import Any, cast
 
 import asyncpg
 import orjson
-from sqlalchemy import JSON, event, insert, text
+from sqlalchemy import JSON, ColumnElement, any_, bindparam, event, insert, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import CursorResult, Result
 from sqlalchemy.exc import DBAPIError, DisconnectionError, IntegrityError, OperationalError
@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import QueryableAttribute, Session
 from sqlalchemy.sql.dml import Insert
 from sqlalchemy.sql.schema import Table
 
@@ -128,6 +128,21 @@ def insert_ignoring_conflicts(session: AsyncSession, table: Table) -> Insert:
     if dialect == "sqlite":
         return sqlite.insert(table).on_conflict_do_nothing()
     return insert(table)
+
+
+def among(
+    session: AsyncSession | Session,
+    column: ColumnElement[Any] | QueryableAttribute[Any],
+    values: Iterable[Any],
+) -> ColumnElement[bool]:
+    """``column IN values`` with one statement text whatever the number of values: on
+    PostgreSQL ``column = ANY($1)``, one array parameter. An expanding ``IN`` renders a new text
+    for each count, which asyncpg prepares anew (a round trip, and the server parses and plans
+    it) and which pushes the statements used every batch out of its cache."""
+    values = list(values)
+    if session.get_bind().dialect.name == "postgresql":
+        return column == any_(bindparam(None, values, type_=postgresql.ARRAY(column.type)))
+    return column.in_(values)
 
 
 def rowcount(result: Result[Any]) -> int:

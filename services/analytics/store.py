@@ -12,10 +12,7 @@ from uuid import UUID
 
 from sqlalchemy import (
     ColumnElement,
-    Uuid,
     and_,
-    any_,
-    bindparam,
     case,
     delete,
     func,
@@ -24,7 +21,6 @@ from sqlalchemy import (
     text,
     tuple_,
 )
-from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.analytics.feedback import KINDS, Qualified, Said
@@ -34,7 +30,7 @@ from services.analytics.models import AnalyticsFact, AnalyticsLead
 from services.analytics.projection import Definitions, Fact, LeadLine, fold, merge
 from services.analytics.versions import GOALS
 from shared.cosign import store as cosigned
-from shared.db import insert_ignoring_conflicts, insert_many
+from shared.db import among, insert_ignoring_conflicts, insert_many
 from shared.models import table_of
 
 facts_t, lines_t = table_of(AnalyticsFact), table_of(AnalyticsLead)
@@ -65,15 +61,6 @@ async def add_facts(session: AsyncSession, facts: Sequence[Fact]) -> None:
         await session.execute(insert_ignoring_conflicts(session, facts_t), [_row(f) for f in facts])
 
 
-def _among(session: AsyncSession, column: Any, ids: Collection[UUID]) -> ColumnElement[bool]:
-    """``column IN ids``: on PostgreSQL as ``= ANY`` of one array parameter, one statement
-    whatever the batch's size (an IN list is rendered again for each size: a tenth of the
-    consumer's time)."""
-    if session.get_bind().dialect.name == "postgresql":
-        return column == any_(bindparam(None, sorted(ids), type_=postgresql.ARRAY(Uuid())))
-    return column.in_(sorted(ids))
-
-
 def _row(value: Fact | LeadLine) -> dict[str, Any]:
     """A fact or a line as a table row (``dataclasses.asdict`` copies each value deeply: it was
     most of the handler's time)."""
@@ -81,7 +68,7 @@ def _row(value: Fact | LeadLine) -> dict[str, Any]:
 
 
 async def facts_of(session: AsyncSession, lead_ids: Collection[UUID]) -> dict[UUID, list[Fact]]:
-    query = select(facts_t).where(_among(session, facts_t.c.lead_id, lead_ids))
+    query = select(facts_t).where(among(session, facts_t.c.lead_id, lead_ids))
     found: dict[UUID, list[Fact]] = defaultdict(list)
     for row in await session.execute(query):
         found[row.lead_id].append(
@@ -100,7 +87,7 @@ async def apply(
     for fact in facts:
         new[fact.lead_id].append(fact)
     await _lock(session, new)
-    query = select(lines_t).where(_among(session, lines_t.c.lead_id, new))
+    query = select(lines_t).where(among(session, lines_t.c.lead_id, new))
     had = {row.lead_id: LeadLine(**row._mapping) for row in await session.execute(query)}
     merged = {
         lead_id: line
@@ -133,7 +120,7 @@ async def _replace(
     folded = (fold(facts.get(i, []), definitions) for i in unfolded)
     kept = [*merged.values(), *(line for line in folded if line)]
     lines = sorted(kept, key=lambda line: line.lead_id)
-    await session.execute(delete(lines_t).where(_among(session, lines_t.c.lead_id, lead_ids)))
+    await session.execute(delete(lines_t).where(among(session, lines_t.c.lead_id, lead_ids)))
     await insert_many(session, (lines_t, [_row(line) for line in lines]))
     return lines
 
@@ -446,7 +433,7 @@ async def feedback(
         return [], []
     column = GROUPS.get(by, L.ruleset)
     lines = select(L.lead_id, column.label("grp")).where(
-        _among(session, L.lead_id, ids), L.is_test.is_(False)
+        among(session, L.lead_id, ids), L.is_test.is_(False)
     )
     dims = {row.lead_id: row.grp for row in await session.execute(lines)}
     facts = await facts_of(session, [i for i in ids if i in dims])

@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.handoff.decide import HandoffKey, LeadState
 from services.handoff.models import LeadHandoff
+from shared.db import among
 from shared.models import Lead
 
 
@@ -25,7 +26,7 @@ async def lead_states(session: AsyncSession, lead_ids: Sequence[UUID]) -> dict[U
     query = select(
         Lead.id, Lead.stage, Lead.routing_status, Lead.owner_id, Lead.owner_team_id,
         Lead.is_test, Lead.quarantined, Lead.erased_at,
-    ).where(Lead.id.in_(sorted(set(lead_ids))))  # fmt: skip
+    ).where(among(session, Lead.id, sorted(set(lead_ids))))  # fmt: skip
     return {
         row.id: LeadState(
             stage=row.stage,
@@ -44,7 +45,7 @@ async def last_handoffs(session: AsyncSession, lead_ids: Sequence[UUID]) -> dict
     """Each lead's last handoff, its row locked for this transaction."""
     query = (
         select(LeadHandoff)
-        .where(LeadHandoff.lead_id.in_(sorted(set(lead_ids))))
+        .where(among(session, LeadHandoff.lead_id, sorted(set(lead_ids))))
         .order_by(LeadHandoff.lead_id)
         .with_for_update()
     )

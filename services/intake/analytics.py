@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.intake.handoff import SIZE_FIELDS
 from services.intake.models import PlatformLead
 from shared.conditions import merged_answers
+from shared.db import among
 from shared.models import Inquiry
 
 
@@ -28,12 +29,16 @@ async def inquiry_origins(
 ) -> dict[UUID, dict[str, Any]]:
     """Each stored inquiry's origin (an id not stored is left out)."""
     ids = sorted(set(inquiry_ids))
-    query = select(Inquiry.id, Inquiry.source, Inquiry.submission).where(Inquiry.id.in_(ids))
+    query = select(Inquiry.id, Inquiry.source, Inquiry.submission).where(
+        among(session, Inquiry.id, ids)
+    )
     inquiries = (await session.execute(query)).all()
     platforms = select(PlatformLead.inquiry_id, PlatformLead.platform, PlatformLead.detail)
     ads = {
         row.inquiry_id: row
-        for row in await session.execute(platforms.where(PlatformLead.inquiry_id.in_(ids)))
+        for row in await session.execute(
+            platforms.where(among(session, PlatformLead.inquiry_id, ids))
+        )
     }
     return {row.id: origin(row.source, row.submission or {}, ads.get(row.id)) for row in inquiries}
 

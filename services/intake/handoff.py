@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.intake.models import PlatformLead
 from shared.conditions import merged_answers
+from shared.db import among
 from shared.events import (
     HandoffAd,
     HandoffAttribution,
@@ -57,11 +58,14 @@ async def lead_intake(
     """Each lead's contact, company, attribution, consent and custom fields; a lead without an
     inquiry (none is) is left out."""
     ids = sorted(set(lead_ids))
-    leads = {lead.id: lead for lead in await session.scalars(select(Lead).where(Lead.id.in_(ids)))}
+    leads = {
+        lead.id: lead
+        for lead in await session.scalars(select(Lead).where(among(session, Lead.id, ids)))
+    }
     inquiries: dict[UUID, list[InquiryRow]] = {}
     query = (
         select(Inquiry.id, Inquiry.lead_id, Inquiry.source, Inquiry.received_at, Inquiry.submission)
-        .where(Inquiry.lead_id.in_(ids))
+        .where(among(session, Inquiry.lead_id, ids))
         .order_by(Inquiry.lead_id, Inquiry.received_at, Inquiry.id)
     )
     for row in await session.execute(query):
@@ -72,7 +76,7 @@ async def lead_intake(
     ads = {
         ad.inquiry_id: ad
         for ad in await session.scalars(
-            select(PlatformLead).where(PlatformLead.inquiry_id.in_(latest))
+            select(PlatformLead).where(among(session, PlatformLead.inquiry_id, latest))
         )
     }
     return {

@@ -23,6 +23,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.intake.models import IdempotencyRecord
+from shared.db import among
 from shared.models import table_of
 from shared.problems import Problem
 
@@ -74,7 +75,7 @@ async def first_answer(
         return None
     stored = await session.execute(
         select(records.c.key, records.c.fingerprint, records.c.status, records.c.body)
-        .where(records.c.key.in_(sorted(taken)))
+        .where(among(session, records.c.key, sorted(taken)))
         .order_by(records.c.key)
     )
     answer = None

@@ -31,7 +31,7 @@ from services.intake.idempotency import claim_statement
 from services.intake.models import IdempotencyRecord
 from services.intake.schemas import LeadAccepted, LeadSubmission
 from services.intake.settings import IntakeConfig
-from shared.db import insert_many, unnest_arrays
+from shared.db import among, insert_many, unnest_arrays
 from shared.events import LeadReceived, LeadReceivedData
 from shared.ids import new_id
 from shared.models import Inquiry, Lead, LeadHistory, table_of
@@ -188,7 +188,7 @@ async def _claim_keys(
     if taken:
         stored = await session.execute(
             select(records.c.key, records.c.fingerprint, records.c.status, records.c.body).where(
-                records.c.key.in_(taken)
+                among(session, records.c.key, taken)
             )
         )
         for key, fingerprint, status, body in stored:
@@ -310,7 +310,7 @@ async def _by_phone(
     rows = await session.execute(
         select(leads.c.id, leads.c.phone, leads.c.phone_key)
         .where(
-            leads.c.phone.in_(sorted(groups)),
+            among(session, leads.c.phone, sorted(groups)),
             leads.c.quarantined.is_(False),
             leads.c.erased_at.is_(None),
         )

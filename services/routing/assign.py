@@ -27,6 +27,7 @@ from services.routing.record import record, write
 from services.routing.router import Decision, Needs, Situation, match_account, needs, route, target
 from services.routing.txn import RoutingTxn
 from shared.config import Settings
+from shared.db import among
 from shared.models import Inquiry, Lead, LeadHistory, table_of
 
 leads_t, inquiries_t, history_t = table_of(Lead), table_of(Inquiry), table_of(LeadHistory)
@@ -87,7 +88,9 @@ async def route_leads(
     """
     if not routing_on and await store.routing_off(session):  # no lock, nor the submissions
         query = select(leads_t.c.id, leads_t.c.owner_id, leads_t.c.is_expansion)
-        rows = await session.execute(query.where(leads_t.c.id.in_(sorted(set(lead_ids)))))
+        rows = await session.execute(
+            query.where(among(session, leads_t.c.id, sorted(set(lead_ids))))
+        )
         owners = {row.id: row for row in rows}
         return [unchanged(found(owners, lead_id)) for lead_id in lead_ids]
     # Lead rows first, then the routing locks: the order scoring takes them in (see txn.py).
@@ -184,7 +187,7 @@ async def locked_leads(
     query = (
         select(leads_t, inquiries_t.c.submission)
         .outerjoin(inquiries_t, inquiries_t.c.lead_id == leads_t.c.id)
-        .where(leads_t.c.id.in_(sorted(set(lead_ids))))
+        .where(among(session, leads_t.c.id, sorted(set(lead_ids))))
         .order_by(leads_t.c.id, inquiries_t.c.received_at)
         .with_for_update(of=leads_t)
     )

@@ -14,6 +14,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.routing.models import Assignment, Rep, Team
+from shared.db import among
 from shared.events import HandoffOwner, HandoffQueue, HandoffRouting
 from shared.models import Lead
 
@@ -37,15 +38,15 @@ async def lead_routing(
             select(
                 Lead.id, Lead.owner_id, Lead.owner_team_id, Lead.routing_status,
                 Lead.is_expansion, Lead.account_id,
-            ).where(Lead.id.in_(ids))
+            ).where(among(session, Lead.id, ids))
         )
     ).all()  # fmt: skip
     latest = await _latest_decisions(session, ids)
     owners = sorted({lead.owner_id for lead in leads if lead.owner_id is not None})
-    reps = select(Rep.id, Rep.email, Rep.name).where(Rep.id.in_(owners))
+    reps = select(Rep.id, Rep.email, Rep.name).where(among(session, Rep.id, owners))
     rep_rows = {rep.id: rep for rep in await session.execute(reps)} if owners else {}
     team_ids = sorted({lead.owner_team_id for lead in leads if lead.owner_team_id is not None})
-    names = select(Team.id, Team.name).where(Team.id.in_(team_ids))
+    names = select(Team.id, Team.name).where(among(session, Team.id, team_ids))
     teams = {row.id: row.name for row in await session.execute(names)} if team_ids else {}
     return {
         lead.id: routing_of(lead, latest.get(lead.id), rep_rows.get(lead.owner_id), teams)
@@ -96,6 +97,10 @@ async def _latest_decisions(session: AsyncSession, ids: list[UUID]) -> dict[UUID
     """Each lead's latest routing decision, in one query."""
     order = (Assignment.decided_at.desc(), Assignment.id.desc())
     rank = func.row_number().over(partition_by=Assignment.lead_id, order_by=order)
-    ranked = select(*DECISION, rank.label("rank")).where(Assignment.lead_id.in_(ids)).subquery()
+    ranked = (
+        select(*DECISION, rank.label("rank"))
+        .where(among(session, Assignment.lead_id, ids))
+        .subquery()
+    )
     query = select(ranked).where(ranked.c.rank == 1)
     return {row.lead_id: row for row in await session.execute(query)}

@@ -28,7 +28,7 @@ from services.routing import store
 from services.routing.assign import RoutingDecision, route_leads
 from shared.config import Settings
 from shared.consumer import is_transient
-from shared.db import driver_connection, translated
+from shared.db import among, driver_connection, translated
 from shared.models import Lead, table_of
 from shared.outages import report
 from shared.waits import woken
@@ -69,7 +69,7 @@ async def mark_pending(session: AsyncSession, lead_ids: Sequence[UUID]) -> None:
     await session.execute(
         update(leads_t)
         .where(
-            leads_t.c.id.in_(sorted(set(lead_ids))),
+            among(session, leads_t.c.id, sorted(set(lead_ids))),
             or_(status.is_(None), status == "closed"),
             leads_t.c.is_test.is_(False),
         )
@@ -139,7 +139,9 @@ async def _round(
         ready = [] if off else [row.id for row in rows if row.stage in QUALIFIED]
         if stale := sorted({row.id for row in rows} - set(ready)):
             await session.execute(
-                update(leads_t).where(leads_t.c.id.in_(stale)).values(routing_status=None)
+                update(leads_t)
+                .where(among(session, leads_t.c.id, stale))
+                .values(routing_status=None)
             )
         decisions = (
             await route_leads(session, ready, now=now, settings=settings, routing_on=True)

@@ -41,6 +41,7 @@ from services.routing.record import record, write
 from services.routing.router import Decision, Needs
 from services.routing.txn import RoutingTxn
 from shared.config import Settings
+from shared.db import among
 from shared.models import Lead, table_of
 
 leads_t, assignments_t, reps_t = table_of(Lead), table_of(Assignment), table_of(Rep)
@@ -225,7 +226,7 @@ async def release_leads(session: AsyncSession, lead_ids: Sequence[UUID]) -> None
         .values(open_leads=reps_t.c.open_leads - bindparam("b_count")),
         [{"b_id": rep, "b_count": count} for rep, count in sorted(released.items())],
     )
-    closed = update(leads_t).where(leads_t.c.id.in_([lead_id for lead_id, _ in owned]))
+    closed = update(leads_t).where(among(session, leads_t.c.id, [lead_id for lead_id, _ in owned]))
     await session.execute(closed.values(routing_status="closed"))
 
 
@@ -234,7 +235,7 @@ async def _owned(session: AsyncSession, lead_ids: Sequence[UUID]) -> list[tuple[
     if not lead_ids:
         return []
     query = select(leads_t.c.id, leads_t.c.owner_id).where(
-        leads_t.c.id.in_(sorted(set(lead_ids))),
+        among(session, leads_t.c.id, sorted(set(lead_ids))),
         leads_t.c.routing_status == "routed",
         leads_t.c.owner_id.is_not(None),
     )

@@ -52,7 +52,7 @@ from services.routing import ledger as fair
 from services.routing.directory import RepLoad
 from services.routing.models import LedgerEntry, PoolState, Rep, RoutingState
 from services.routing.router import Needs
-from shared.db import insert_ignoring_conflicts, insert_many, upsert
+from shared.db import among, insert_ignoring_conflicts, insert_many, upsert
 from shared.ids import new_id
 from shared.models import table_of
 
@@ -153,7 +153,7 @@ async def take(session: AsyncSession, txn: RoutingTxn, needs: Iterable[Needs]) -
     if reps:
         query = (
             select(reps_t.c.id, reps_t.c.open_leads, reps_t.c.assigned_day, reps_t.c.assigned_today)
-            .where(reps_t.c.id.in_(reps))
+            .where(among(session, reps_t.c.id, reps))
             .order_by(reps_t.c.id)
             .with_for_update(key_share=True)
         )
@@ -177,7 +177,7 @@ async def _lock_pools(session: AsyncSession, team_ids: list[UUID]) -> dict[UUID,
     ``put_team`` makes it, migration 0017 made the older ones) gets one."""
     query = (
         select(pools_t)
-        .where(pools_t.c.team_id.in_(team_ids))
+        .where(among(session, pools_t.c.team_id, team_ids))
         .order_by(pools_t.c.team_id)
         .with_for_update(key_share=True)
     )
@@ -187,7 +187,7 @@ async def _lock_pools(session: AsyncSession, team_ids: list[UUID]) -> dict[UUID,
             insert_ignoring_conflicts(session, pools_t),
             [empty_pool(team, datetime.now(UTC)) for team in missing],
         )
-        again = query.where(pools_t.c.team_id.in_(missing))
+        again = query.where(among(session, pools_t.c.team_id, missing))
         pools |= {row.team_id: row for row in await session.execute(again)}
     return pools
 
@@ -197,7 +197,7 @@ async def _ledgers(
 ) -> dict[UUID, fair.PoolLedger]:
     """The pools' ledgers: their rows (``pools``) and the reps' standings in them."""
     standings: dict[UUID, dict[UUID, fair.Standing]] = {team: {} for team in team_ids}
-    query = select(ledger_t).where(ledger_t.c.team_id.in_(team_ids))
+    query = select(ledger_t).where(among(session, ledger_t.c.team_id, team_ids))
     for row in await session.execute(query):
         standings[row.team_id][row.rep_id] = fair.Standing(
             row.credited, row.assigned, row.window_count

@@ -15,6 +15,7 @@ from services.scoring.facts import facts_of
 from services.scoring.models import LeadTransition
 from services.scoring.rules import Decision, qualify
 from shared.consumer import NotReady
+from shared.db import among
 from shared.models import Lead
 from shared.problems import Problem
 
@@ -106,7 +107,7 @@ async def transitions_of(
     """Each lead's stage changes, oldest first."""
     query = (
         select(LeadTransition)
-        .where(LeadTransition.lead_id.in_(list(lead_ids)))
+        .where(among(session, LeadTransition.lead_id, list(lead_ids)))
         .order_by(LeadTransition.lead_id, LeadTransition.occurred_at, LeadTransition.id)
     )
     found: dict[UUID, list[LeadTransition]] = {}

@@ -23,6 +23,7 @@ from services.scoring.explain import (
     transitions_of,
 )
 from services.scoring.models import LeadTransition
+from shared.db import among
 from shared.events import HandoffQualification
 from shared.models import Lead
 
@@ -37,7 +38,9 @@ class Qualifications:
         self, session: AsyncSession, lead_ids: Sequence[UUID], /, *, now: datetime
     ) -> dict[UUID, HandoffQualification]:
         """Each scored lead's qualification; a lead never scored (or gone) is left out."""
-        query = select(Lead).where(Lead.id.in_(sorted(set(lead_ids))), Lead.ruleset.is_not(None))
+        query = select(Lead).where(
+            among(session, Lead.id, sorted(set(lead_ids))), Lead.ruleset.is_not(None)
+        )
         leads = list(await session.scalars(query))
         if not leads:
             return {}

@@ -23,7 +23,7 @@ from services.scoring.models import LeadTransition, ScoringActivity
 from services.scoring.ruleset import CompiledRuleset, compile_ruleset
 from shared.consumer import NotReady
 from shared.cosign.models import CosignedVersion
-from shared.db import driver_connection, insert_ignoring_conflicts, insert_rows, translated
+from shared.db import among, driver_connection, insert_ignoring_conflicts, insert_rows, translated
 from shared.models import Inquiry, Lead, LeadHistory, table_of
 
 DEFAULT_RULESET = Path(__file__).resolve().parents[2] / "rules" / "default.yaml"
@@ -169,7 +169,7 @@ async def lock_leads(session: AsyncSession, lead_ids: Sequence[UUID]) -> dict[UU
         with translated(LOCK):
             rows = await driver.fetch(LOCK, list(lead_ids))
         return {lead["id"]: lead for lead in map(_lead, rows)}
-    query = select(leads).where(leads.c.id.in_(sorted(lead_ids))).order_by(leads.c.id)
+    query = select(leads).where(among(session, leads.c.id, sorted(lead_ids))).order_by(leads.c.id)
     rows = await session.execute(query.with_for_update())
     return {row.id: dict(row._mapping) for row in rows}
 
@@ -195,7 +195,7 @@ async def activities_of(session: AsyncSession, lead_ids: Iterable[UUID]) -> dict
                 found[lead_id].append(Activity(kind, at))
         return found
     query = select(activities.c.lead_id, activities.c.kind, activities.c.occurred_at).where(
-        activities.c.lead_id.in_(list(lead_ids))
+        among(session, activities.c.lead_id, list(lead_ids))
     )
     for row in await session.execute(query):
         found[row.lead_id].append(Activity(row.kind, row.occurred_at))
@@ -212,7 +212,7 @@ async def submissions_of(session: AsyncSession, lead_ids: Iterable[UUID]) -> dic
         return found
     query = (
         select(inquiries.c.lead_id, inquiries.c.submission)
-        .where(inquiries.c.lead_id.in_(list(lead_ids)))
+        .where(among(session, inquiries.c.lead_id, list(lead_ids)))
         .order_by(inquiries.c.received_at)
     )
     for row in await session.execute(query):

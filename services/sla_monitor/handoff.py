@@ -17,6 +17,7 @@ from services.sla_monitor.clocks import Opening
 from services.sla_monitor.policy import CompiledPolicies
 from services.sla_monitor.store import LEAD_COLUMNS, PolicyCache
 from services.sla_monitor.tracking import planned_deadline
+from shared.db import among
 from shared.events import HandoffOwner, HandoffQueue, HandoffRouting, HandoffSla
 from shared.models import Inquiry, Lead
 
@@ -45,10 +46,12 @@ class Deadlines:
         if live is None or not routed:
             return {}
         ids = sorted(routed)
-        leads = await session.execute(select(*LEAD_COLUMNS).where(Lead.id.in_(ids)))
+        leads = await session.execute(select(*LEAD_COLUMNS).where(among(session, Lead.id, ids)))
         forms: dict[UUID, list[dict[str, Any]]] = {}
         if live[1].reads_forms:
-            query = select(Inquiry.lead_id, Inquiry.submission).where(Inquiry.lead_id.in_(ids))
+            query = select(Inquiry.lead_id, Inquiry.submission).where(
+                among(session, Inquiry.lead_id, ids)
+            )
             for row in await session.execute(query.order_by(Inquiry.received_at)):
                 forms.setdefault(row.lead_id, []).append(dict(row.submission or {}))
         return {

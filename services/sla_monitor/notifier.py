@@ -28,6 +28,7 @@ from services.sla_monitor.mailer import Mailer
 from services.sla_monitor.messages import NOTICES, LeadCard, compose, recipients
 from services.sla_monitor.settings import sla_config
 from shared.config import Settings
+from shared.db import among
 from shared.events import CloudEvent
 from shared.models import Inquiry, Lead, LeadHistory
 from shared.runtime import Runtime
@@ -84,7 +85,9 @@ async def lead_cards(session: AsyncSession, lead_ids: Collection[UUID]) -> dict[
     """The leads as reps need them, but those gone, erased or test leads."""
     leads = await session.scalars(
         select(Lead).where(
-            Lead.id.in_(list(lead_ids)), Lead.erased_at.is_(None), Lead.is_test.is_(False)
+            among(session, Lead.id, list(lead_ids)),
+            Lead.erased_at.is_(None),
+            Lead.is_test.is_(False),
         )
     )
     titles, rules = await _titles(session, lead_ids), await _rules(session, lead_ids)
@@ -111,7 +114,7 @@ async def _titles(session: AsyncSession, lead_ids: Collection[UUID]) -> dict[UUI
     """The job title each lead gave in its latest inquiry that gave one."""
     rows = await session.execute(
         select(Inquiry.lead_id, Inquiry.submission)
-        .where(Inquiry.lead_id.in_(list(lead_ids)))
+        .where(among(session, Inquiry.lead_id, list(lead_ids)))
         .order_by(Inquiry.received_at, Inquiry.id)
     )
     found: dict[UUID, str] = {}
@@ -126,7 +129,9 @@ async def _rules(session: AsyncSession, lead_ids: Collection[UUID]) -> dict[UUID
     """The rules of each lead's latest move to MQL or SQL, as scoring wrote its history."""
     rows = await session.execute(
         select(LeadHistory.lead_id, LeadHistory.detail)
-        .where(LeadHistory.lead_id.in_(list(lead_ids)), LeadHistory.kind.in_(QUALIFYING))
+        .where(
+            among(session, LeadHistory.lead_id, list(lead_ids)), LeadHistory.kind.in_(QUALIFYING)
+        )
         .order_by(LeadHistory.occurred_at, LeadHistory.id)
     )
     found: dict[UUID, tuple[str, ...]] = {}

@@ -19,7 +19,7 @@ from services.sla_monitor.models import OPEN, SlaClock, SlaTouch
 from services.sla_monitor.policy import CompiledPolicies, compile_policies
 from services.sla_monitor.tracking import LeadState
 from shared.cosign.models import CosignedVersion
-from shared.db import rowcount
+from shared.db import among, rowcount
 from shared.models import Inquiry, Lead
 
 KIND = "sla"
@@ -62,11 +62,11 @@ async def tracking_state(
     """The leads (gone ones left out), each with its open clocks locked for this transaction,
     when its inquiries arrived and (``with_submissions``) what they said, and the responses no
     clock counted yet: four queries."""
-    rows = await session.execute(select(*LEAD_COLUMNS).where(Lead.id.in_(lead_ids)))
+    rows = await session.execute(select(*LEAD_COLUMNS).where(among(session, Lead.id, lead_ids)))
     found = {row.id: LeadState(row) for row in rows}
     clocks = await session.scalars(
         select(SlaClock)
-        .where(SlaClock.lead_id.in_(list(found)), SlaClock.state == OPEN)
+        .where(among(session, SlaClock.lead_id, list(found)), SlaClock.state == OPEN)
         .order_by(SlaClock.lead_id, SlaClock.started_at, SlaClock.id)
         .with_for_update()
     )
@@ -75,13 +75,13 @@ async def tracking_state(
     columns = [Inquiry.lead_id, Inquiry.received_at]
     if with_submissions:
         columns.append(Inquiry.submission)
-    inquiries = select(*columns).where(Inquiry.lead_id.in_(list(found)))
+    inquiries = select(*columns).where(among(session, Inquiry.lead_id, list(found)))
     for row in await session.execute(inquiries.order_by(Inquiry.received_at)):
         state = found[row.lead_id]
         state.received.append(row.received_at)
         if with_submissions:
             state.submissions.append(dict(row.submission or {}))
-    touches = select(SlaTouch).where(SlaTouch.lead_id.in_(list(found)))
+    touches = select(SlaTouch).where(among(session, SlaTouch.lead_id, list(found)))
     for touch in await session.scalars(touches.order_by(SlaTouch.occurred_at)):
         found[touch.lead_id].touches.append(touch)
     return found

@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.webhooks.models import CRM_KINDS, WEBHOOK, Subscription, WebhookMessage
 from services.webhooks.signing import signing_secrets
+from shared.db import among
 from shared.models import table_of
 
 messages = table_of(WebhookMessage)
@@ -114,7 +115,7 @@ async def claim(
     if full:
         query = query.where(messages.c.subscription_id.not_in(full))
     if endpoints is not None:
-        query = query.where(messages.c.subscription_id.in_(list(endpoints)))
+        query = query.where(among(session, messages.c.subscription_id, list(endpoints)))
     if session.get_bind().dialect.name == "postgresql":
         # Walk the due index in order even when the statistics are stale (a fresh or bulk-loaded
         # table looks empty to the planner, which then sorts every due row before the limit).
@@ -129,7 +130,7 @@ async def claim(
     if chosen:
         await session.execute(
             update(messages)
-            .where(messages.c.seq.in_([c.seq for c in chosen]))
+            .where(among(session, messages.c.seq, [c.seq for c in chosen]))
             .values(locked_until=now + lease)
         )
     return chosen

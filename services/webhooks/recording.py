@@ -20,7 +20,7 @@ from services.webhooks.queue import PENDING_LITERAL, Claimed, messages, subscrip
 from services.webhooks.settings import WebhooksConfig
 from services.webhooks.signing import signing_secrets
 from shared import tracing
-from shared.db import insert_ignoring_conflicts
+from shared.db import among, insert_ignoring_conflicts
 from shared.events import CloudEvent
 from shared.ids import new_id
 
@@ -225,7 +225,7 @@ async def _queued(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> set[
         # One array parameter: the statement's text does not depend on the batch's size.
         of_leads = messages.c.lead_id == any_(bindparam("leads", leads, type_=ARRAY(String)))
     else:
-        of_leads = messages.c.lead_id.in_(leads)
+        of_leads = among(session, messages.c.lead_id, leads)
     query = select(messages.c.subscription_id, messages.c.lead_id).where(
         of_leads, messages.c.status == PENDING_LITERAL
     )

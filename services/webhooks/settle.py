@@ -20,7 +20,7 @@ from services.webhooks.queue import PENDING_LITERAL, Claimed, messages
 from services.webhooks.schedule import Verdict, classify, next_due, retry_after_s
 from services.webhooks.settings import WebhooksConfig
 from shared.consumer import is_transient
-from shared.db import insert_rows
+from shared.db import among, insert_rows
 from shared.events import SubscriptionDisabled, SubscriptionDisabledData
 from shared.ids import new_id
 from shared.models import table_of
@@ -136,7 +136,7 @@ async def settle_delivered(
     for status, seqs in by_status.items():
         await session.execute(
             update(messages)
-            .where(messages.c.seq.in_(seqs))
+            .where(among(session, messages.c.seq, seqs))
             .values(
                 attempts=messages.c.attempts + 1,
                 locked_until=None,

@@ -39,7 +39,7 @@ from services.webhooks.schemas import (
     SubscriptionView,
 )
 from services.webhooks.settings import WebhookSettings
-from shared.db import rowcount
+from shared.db import among, rowcount
 from shared.ids import new_id
 from shared.models import table_of
 from shared.privacy import scrub_payloads
@@ -307,7 +307,7 @@ async def requeue(session: AsyncSession, seqs: Sequence[int], *, now: datetime) 
         return 0
     result = await session.execute(
         update(messages)
-        .where(messages.c.seq.in_(list(seqs)))
+        .where(among(session, messages.c.seq, list(seqs)))
         .values(status=PENDING, attempts=0, due_at=now, locked_until=None, delivered_at=None)
     )
     return rowcount(result)

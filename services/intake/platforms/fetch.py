@@ -37,6 +37,7 @@ from services.intake.platforms.mapping import (
 )
 from services.intake.platforms.store import PlatformArrival, mark_invalid, store_platform_lead
 from services.intake.settings import IntakeConfig, PlatformSettings
+from shared.db import among
 from shared.models import table_of
 from shared.outages import unavailable
 from shared.waits import woken
@@ -183,7 +184,7 @@ class FetchSweeper:
             if rows:
                 await session.execute(
                     update(fetches)
-                    .where(fetches.c.id.in_([row.id for row in rows]))
+                    .where(among(session, fetches.c.id, [row.id for row in rows]))
                     .values(locked_until=lease, claim=token)
                 )
         return [Claimed(row, token) for row in rows]

@@ -11,7 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.webhooks.models import CrmLink
-from shared.db import upsert
+from shared.db import among, upsert
 from shared.models import table_of
 
 crm_links = table_of(CrmLink)
@@ -50,6 +50,7 @@ async def leads_of(
     if not record_ids:
         return {}
     query = select(CrmLink.record_id, CrmLink.lead_id).where(
-        CrmLink.subscription_id == subscription_id, CrmLink.record_id.in_(sorted(set(record_ids)))
+        CrmLink.subscription_id == subscription_id,
+        among(session, CrmLink.record_id, sorted(set(record_ids))),
     )
     return {str(record): str(lead) for record, lead in (await session.execute(query)).all()}
