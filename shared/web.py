@@ -6,6 +6,7 @@ on, every request that may change something traced (``shared/http_tracing.py``).
 from __future__ import annotations
 
 from fastapi import FastAPI
+from fastapi.telemetry import TelemetryConfig
 from starlette.types import Receive, Scope, Send
 
 from shared import tracing
@@ -13,6 +14,8 @@ from shared.docs import install_docs
 from shared.http_metrics import RequestMetrics
 from shared.http_tracing import ServerSpans
 from shared.pages import SecurityHeaders
+
+NO_FASTAPI_TELEMETRY: TelemetryConfig = {"tracing": False, "metrics": False, "logs": False}
 
 
 class LeadflowApp(FastAPI):
@@ -41,6 +44,10 @@ def new_app(title: str, *, description: str = "") -> FastAPI:
         docs_url=None,
         redoc_url=None,
         swagger_ui_oauth2_redirect_url=None,  # no OAuth2 here: API keys and bearer keys
+        # FastAPI's own OpenTelemetry spans, metrics and logs start whenever a global provider
+        # is set (by an auto-instrumentation wrapper, say): a second SERVER span per request
+        # beside ours, and a check of three globals per request while none is.
+        telemetry=NO_FASTAPI_TELEMETRY,
     )
     install_docs(app)
     return app
