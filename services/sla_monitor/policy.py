@@ -32,6 +32,7 @@ import hashlib
 import re
 from dataclasses import dataclass
 from datetime import timedelta
+from functools import lru_cache
 from typing import Any
 
 import cel
@@ -63,6 +64,7 @@ class PolicyInvalid(ValueError):
         self.problems = problems
 
 
+@lru_cache(maxsize=1024)
 def parse_duration(text: str) -> timedelta:
     """``15m``, ``4h``, ``1h30m``, ``90s``: working time (days are refused: say hours)."""
     match = _DURATION.match(text.strip())
@@ -72,6 +74,7 @@ def parse_duration(text: str) -> timedelta:
     return timedelta(hours=hours, minutes=minutes, seconds=seconds)
 
 
+@lru_cache(maxsize=1024)
 def tier_offset(at: str, target: timedelta) -> timedelta:
     """When a tier falls due, in working time from the clock's start: ``80%`` of the target,
     ``100% + 30m`` (``breach + 30m``) after it."""

@@ -364,3 +364,24 @@ def test_between_adds_up_over_consecutive_stretches(
 def test_open_exactly_when_working_time_elapses(cal: BusinessCalendar, at: datetime) -> None:
     tick = timedelta(microseconds=1)
     assert cal.is_open(at) == (cal.between(at, at + tick) == tick)
+
+
+AROUND_THE_CLOCK_ZONES = [*ZONES, "America/Sao_Paulo", "Asia/Kathmandu", "Pacific/Chatham"]
+FAR_AWAY = date(1999, 1, 1)
+
+
+@FAST
+@given(st.sampled_from(AROUND_THE_CLOCK_ZONES), STARTS, WORK, WORK)
+def test_a_calendar_open_around_the_clock_counts_elapsed_time_as_the_walk_does(
+    time_zone: str, start: datetime, work: timedelta, more: timedelta
+) -> None:
+    """Open every minute (no hours, holidays or exceptions), working time is elapsed time,
+    worked out without walking the days; the walk (forced by an exception on a day far outside
+    the range, which changes nothing) gives the same instants, across DST changes included."""
+    hours = WorkingHours.of(time_zone, {})
+    plain = BusinessCalendar(hours)
+    walked = BusinessCalendar(hours, exceptions={FAR_AWAY: ((0, 24 * 60),)})
+    assert plain.add(start, work) == walked.add(start, work) == start + work
+    end = start + work + more
+    assert plain.between(start, end) == walked.between(start, end) == work + more
+    assert plain.between(end, start) == walked.between(end, start) == timedelta(0)
