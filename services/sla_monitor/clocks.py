@@ -68,6 +68,50 @@ class Opening:
     system_time_s: float | None = None
 
 
+@dataclass(slots=True, eq=False)
+class NewClock:
+    """A clock started in this batch, as a plain row (``sla_clocks``' columns, by name): the
+    batch inserts its final state with the others in one statement. As an ORM object it cost
+    more to build and flush than planning the clock did."""
+
+    id: UUID
+    lead_id: UUID
+    kind: str
+    state: str
+    policy: str
+    policy_version: int | None
+    owner_id: UUID | None
+    owner_email: str | None
+    team: str | None
+    source: str | None
+    calendar: str
+    started_at: datetime
+    target_s: float
+    deadline: datetime
+    tiers: list[dict[str, Any]]
+    responses: list[str]
+    next_tier: int
+    next_due_at: datetime | None
+    system_time_s: float | None
+    created_at: datetime
+    updated_at: datetime
+    breached_at: datetime | None = None
+    acknowledged_at: datetime | None = None
+    acknowledged_by: str | None = None
+    closed_at: datetime | None = None
+    closed_reason: str | None = None
+    response: str | None = None
+    working_time_s: float | None = None
+    traceparent: str | None = None
+
+    def row(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self.__slots__}
+
+
+Clock = SlaClock | NewClock
+"""A clock read from the table (an ORM row) or started in this batch."""
+
+
 @dataclass(frozen=True, slots=True)
 class Planned:
     """The deadline a clock would have, without its tiers: what a handoff shows of it."""
@@ -97,7 +141,7 @@ def start_clock(
     version: int,
     policy: PolicySpec,
     now: datetime,
-) -> tuple[SlaClock, CloudEvent] | None:
+) -> tuple[NewClock, CloudEvent] | None:
     """A new clock and its ``sla.started``, if the policy sets a target of its kind (tier 0
     tells the owner)."""
     target = policy.target(opening.kind)
@@ -112,7 +156,7 @@ def start_clock(
     deadline, tiers = plan_ladder(
         target, started=opening.started_at, calendar=calendar, recipients=recipients
     )
-    row = SlaClock(
+    row = NewClock(
         id=new_id(),
         lead_id=opening.lead_id,
         kind=opening.kind,
@@ -150,7 +194,7 @@ def start_clock(
     return row, _event(SlaStarted, row, data, now)
 
 
-def fire(row: SlaClock, *, now: datetime, late_after: timedelta) -> list[CloudEvent]:
+def fire(row: Clock, *, now: datetime, late_after: timedelta) -> list[CloudEvent]:
     """Fire the clock's tiers that are due at ``now``, each once: their events."""
     tiers = [Tier.from_json(t) for t in row.tiers]
     acknowledged = row.acknowledged_at is not None
@@ -161,7 +205,7 @@ def fire(row: SlaClock, *, now: datetime, late_after: timedelta) -> list[CloudEv
 
 
 def _settle(
-    row: SlaClock, *, closed_at: datetime, closing: str, now: datetime, late_after: timedelta
+    row: Clock, *, closed_at: datetime, closing: str, now: datetime, late_after: timedelta
 ) -> list[CloudEvent]:
     """The tiers that fell due before ``closed_at`` and never fired, as the clock closes."""
     tiers = [Tier.from_json(t) for t in row.tiers]
@@ -177,9 +221,7 @@ def _settle(
     return _record(row, tiers, progress, now)
 
 
-def _record(
-    row: SlaClock, tiers: list[Tier], progress: Progress, now: datetime
-) -> list[CloudEvent]:
+def _record(row: Clock, tiers: list[Tier], progress: Progress, now: datetime) -> list[CloudEvent]:
     """Move the clock past the tiers fired or passed over (the reason kept with each tier passed
     over, for the clock's view); the events of those fired."""
     if progress.next_index == row.next_tier:
@@ -202,7 +244,7 @@ def _record(
     return events
 
 
-def _announce(row: SlaClock, firing: Firing, now: datetime) -> CloudEvent:
+def _announce(row: Clock, firing: Firing, now: datetime) -> CloudEvent:
     tier = firing.tier
     common: dict[str, Any] = {
         **_about(row),
@@ -230,7 +272,7 @@ def _announce(row: SlaClock, firing: Firing, now: datetime) -> CloudEvent:
 
 
 def meet(
-    row: SlaClock,
+    row: Clock,
     *,
     response: str,
     at: datetime,
@@ -257,7 +299,7 @@ def meet(
 
 
 def cancel(
-    row: SlaClock, *, reason: str, at: datetime, now: datetime, late_after: timedelta
+    row: Clock, *, reason: str, at: datetime, now: datetime, late_after: timedelta
 ) -> list[CloudEvent]:
     """The clock stops uncounted at ``at`` (the lead moved on: reassigned, disqualified, erased,
     won…), the tiers due before it settled first: the events, ``sla.cancelled`` last."""
@@ -267,7 +309,7 @@ def cancel(
     return [*events, _event(SlaCancelled, row, data, now)]
 
 
-def acknowledge(row: SlaClock, *, by: str, note: str, now: datetime) -> CloudEvent | None:
+def acknowledge(row: Clock, *, by: str, note: str, now: datetime) -> CloudEvent | None:
     """Stop the ladder's notify tiers still to come (the clock keeps counting): the
     ``sla.acknowledged`` event, or None when the clock was acknowledged already."""
     if row.acknowledged_at is not None:
@@ -277,14 +319,14 @@ def acknowledge(row: SlaClock, *, by: str, note: str, now: datetime) -> CloudEve
     return _event(SlaAcknowledged, row, data, now)
 
 
-def _close(row: SlaClock, state: str, *, reason: str, at: datetime, now: datetime) -> None:
+def _close(row: Clock, state: str, *, reason: str, at: datetime, now: datetime) -> None:
     row.state, row.closed_reason, row.closed_at = state, reason, at
     row.next_due_at, row.updated_at = None, now
     if at <= row.deadline:  # closed in time after all: a breach the sweep fired first is undone
         row.breached_at = None
 
 
-def _about(row: SlaClock) -> dict[str, Any]:
+def _about(row: Clock) -> dict[str, Any]:
     return {
         "lead_id": row.lead_id,
         "clock_id": row.id,
@@ -298,5 +340,5 @@ def _about(row: SlaClock) -> dict[str, Any]:
     }
 
 
-def _event(kind: type[CloudEvent], row: SlaClock, data: Any, now: datetime) -> CloudEvent:
+def _event(kind: type[CloudEvent], row: Clock, data: Any, now: datetime) -> CloudEvent:
     return kind.about_lead(row.lead_id, data, source=SOURCE, time=now)

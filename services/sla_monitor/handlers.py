@@ -1,7 +1,7 @@
 """The SLA monitor's consumer of lifecycle and engagement events (what each does to a lead's
 clocks: tracking.py). A batch is applied at once: its leads, their open clocks (locked) and the
-live policies read in a few queries, the new clocks inserted and the events staged in one go, in
-the consumer's transaction (deduplicated by event id there). Never commits.
+live policies read in a few queries, the new clocks inserted (one statement) and the events
+staged in one go, in the consumer's transaction (deduplicated by event id there). Never commits.
 """
 
 from __future__ import annotations
@@ -14,12 +14,17 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.sla_monitor import store
 from services.sla_monitor.metrics import CLOCKS_STARTED
+from services.sla_monitor.models import SlaClock
 from services.sla_monitor.settings import sla_config
 from services.sla_monitor.tracking import TRACKED, Tracker
 from shared import tracing
 from shared.config import Settings
+from shared.db import insert_rows
 from shared.events import CloudEvent
+from shared.models import table_of
 from shared.outbox import stage
+
+CLOCKS = table_of(SlaClock)
 
 
 class SlaHandler:
@@ -50,9 +55,13 @@ class SlaHandler:
         if tracing.active:  # the trace its tiers join when the sweep fires them, later
             for clock in tracker.opened:
                 clock.traceparent = tracing.traceparent_for(str(clock.lead_id))
-        session.add_all([*tracker.opened, *tracker.touched])
+        session.add_all(tracker.touched)
         for used in tracker.used:
             await session.delete(used)
+        # The clocks this batch closed are written first: a lead's clock of the same kind that
+        # opened after one closed must not meet it open (one open clock per lead and kind).
+        await session.flush()
+        await insert_rows(session, CLOCKS, [clock.row() for clock in tracker.opened])
         await stage(session, self.settings, *tracker.events)
         for clock in tracker.opened:
             CLOCKS_STARTED.labels(clock.kind).inc()

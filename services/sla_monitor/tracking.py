@@ -26,9 +26,18 @@ from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
-from services.sla_monitor.clocks import Opening, Planned, cancel, meet, plan_deadline, start_clock
+from services.sla_monitor.clocks import (
+    Clock,
+    NewClock,
+    Opening,
+    Planned,
+    cancel,
+    meet,
+    plan_deadline,
+    start_clock,
+)
 from services.sla_monitor.facts import sla_facts
-from services.sla_monitor.models import SlaClock, SlaTouch
+from services.sla_monitor.models import SlaTouch
 from services.sla_monitor.policy import ALWAYS, CompiledPolicies, PolicySpec
 from shared.calendars import BusinessCalendar
 from shared.events import (
@@ -59,7 +68,7 @@ def plan_clock(
     live: tuple[int, CompiledPolicies] | None,
     *,
     now: datetime,
-) -> tuple[SlaClock, CloudEvent] | None:
+) -> tuple[NewClock, CloudEvent] | None:
     """The clock ``opening`` asks for, as the live policies set it for ``lead`` (its row and its
     forms), and its ``sla.started``: None when no policy is live or applies, the policy sets no
     target of the kind, or the lead is a test or erased one. Nothing is added to a session."""
@@ -98,7 +107,7 @@ def _policy(
 class LeadState:
     lead: Any
     """The lead's row (the columns ``sla_facts`` reads, ``is_test``, ``erased_at``)."""
-    clocks: list[SlaClock] = field(default_factory=list)
+    clocks: list[Clock] = field(default_factory=list)
     """Its open clocks, oldest first."""
     received: list[datetime] = field(default_factory=list)
     """When its inquiries arrived, oldest first."""
@@ -115,7 +124,7 @@ class Tracker:
     late_after: timedelta = timedelta(0)
     """A tier fired more than this after its due time is marked late."""
     events: list[CloudEvent] = field(default_factory=list)
-    opened: list[SlaClock] = field(default_factory=list)
+    opened: list[NewClock] = field(default_factory=list)
     touched: list[SlaTouch] = field(default_factory=list)
     """Responses to keep: no open clock counted them (yet)."""
     used: list[SlaTouch] = field(default_factory=list)
@@ -225,9 +234,7 @@ class Tracker:
                     self.used.append(touch)
                 self._count(state, counted, touch.response, touch.occurred_at)
 
-    def _count(
-        self, state: LeadState, counted: list[SlaClock], response: str, at: datetime
-    ) -> None:
+    def _count(self, state: LeadState, counted: list[Clock], response: str, at: datetime) -> None:
         first_met = None
         for row in counted:
             self._meet(state, row, response, at)
@@ -237,7 +244,7 @@ class Tracker:
             self._open(state, "follow_up", started, first_met.team, first_met.owner_id,
                        first_met.owner_email)  # fmt: skip
 
-    def _meet(self, state: LeadState, row: SlaClock, response: str, at: datetime) -> None:
+    def _meet(self, state: LeadState, row: Clock, response: str, at: datetime) -> None:
         calendar = self._calendar(row)
         self.events += meet(row, response=response, at=at, calendar=calendar, now=self.now,
                             late_after=self.late_after)  # fmt: skip
@@ -250,7 +257,7 @@ class Tracker:
                                   late_after=self.late_after)  # fmt: skip
         state.clocks.clear()
 
-    def _calendar(self, row: SlaClock) -> BusinessCalendar:
+    def _calendar(self, row: Clock) -> BusinessCalendar:
         """The clock's calendar as the live policies name it (24/7 if they no longer do)."""
         calendars = self.live[1].calendars if self.live else {}
         found = calendars.get(row.calendar) or calendars.get(ALWAYS)

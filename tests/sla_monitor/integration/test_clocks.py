@@ -160,6 +160,36 @@ async def test_reassignment_stops_the_old_owners_clock_and_starts_the_new(db: Da
     ]  # fmt: skip
 
 
+async def test_one_batch_closes_clocks_and_opens_their_successors(db: Database) -> None:
+    """In one transaction: the clock read from the table is cancelled, a new one opens and
+    closes, and a third opens, each for the same lead and kind (one may be open at a time).
+    The new clocks go in as plain rows, after the closed one is written: every column kept."""
+    monitor, lead_id = await _monitor(db), await _lead(db, stage="sql")
+    await monitor.feed(routed(lead_id, ANA, NOW))
+    batch = [
+        reassigned(lead_id, ANA, BO, NOW + minutes(5), "bo@example.com"),
+        reassigned(lead_id, BO, ANA, NOW + minutes(6), "ana@example.com"),
+    ]
+    async with db.sessions.begin() as session:
+        await monitor.handler.handle_batch(batch, session=session, now=NOW + minutes(6))
+    first, second, third = await monitor.clocks(lead_id)
+    assert [(c.owner_id, c.state, c.closed_reason) for c in (first, second, third)] == [
+        (ANA, "cancelled", "reassigned"),
+        (BO, "cancelled", "reassigned"),
+        (ANA, "open", None),
+    ]
+    assert (second.started_at, second.closed_at) == (NOW + minutes(5), NOW + minutes(6))
+    assert (third.kind, third.policy, third.policy_version) == ("first_response", "hot", 1)
+    assert (third.owner_email, third.calendar, third.target_s) == (
+        "ana@example.com",
+        "always",
+        3600,
+    )
+    assert third.deadline == NOW + minutes(66) and third.next_due_at == NOW + minutes(36)
+    assert [t["step"] for t in third.tiers] == ["warning", "breach", "escalate", "escalate"]
+    assert third.responses and third.next_tier == 1 and third.created_at == NOW + minutes(6)
+
+
 async def test_a_monitor_stopped_across_a_deadline_fires_on_start_marked_late(db: Database) -> None:
     monitor, lead_id = await _monitor(db), await _lead(db, stage="sql")
     await monitor.feed(routed(lead_id, ANA, NOW))
