@@ -84,6 +84,9 @@ bench: $(STAMP) ## Run the benchmarks and print their tables (not part of the te
 bench-sla: $(STAMP) ## SLA sweep cost at 10k/100k/1M open clocks, catch-up, tier latency at 500 leads/s
 	$(BIN)/python -m bench.sla
 
+bench-sla-planning: $(STAMP) ## CPU of planning a routed lead's SLA clocks (pure code, no database)
+	$(BIN)/python -m bench.sla_planning
+
 bench-webhooks: $(STAMP) ## Webhook latency at 500 leads/s end to end, and the embedded broker's CPU
 	$(BIN)/python -m bench.webhooks
 	$(BIN)/python -m bench.broker
@@ -104,7 +107,7 @@ fuzz: $(STAMP) ## Schemathesis against the whole API of a running `leadflow dev`
 chaos: $(STAMP) ## Chaos in the production topology: five processes killed, broker and PostgreSQL restarted, the CRM flapping; the invariant report
 	$(BIN)/python -m bench.chaos
 
-.PHONY: help install dev test lint lock audit schemas bench bench-sla bench-webhooks bench-crm bench-funnel bench-capacity chaos fuzz
+.PHONY: help install dev test lint lock audit schemas bench bench-sla bench-sla-planning bench-webhooks bench-crm bench-funnel bench-capacity chaos fuzz
 
 docs: $(STAMP) ## Regenerate the settings table in docs/configuration.md and the event schemas
 	$(BIN)/python -c "import pathlib; from services.settings import settings_reference as r; p = pathlib.Path('docs/configuration.md'); t = p.read_text(); i = t.index('| variable |'); p.write_text(t[:i] + r())"
