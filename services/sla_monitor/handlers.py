@@ -58,10 +58,12 @@ class SlaHandler:
         session.add_all(tracker.touched)
         for used in tracker.used:
             await session.delete(used)
-        # The clocks this batch closed are written first: a lead's clock of the same kind that
-        # opened after one closed must not meet it open (one open clock per lead and kind).
-        await session.flush()
-        await insert_rows(session, CLOCKS, [clock.row() for clock in tracker.opened])
+        if tracker.opened:
+            # The clocks this batch closed are written first: a lead's clock of the same kind
+            # that opened after one closed must not meet it open (one open clock per lead and
+            # kind).
+            await session.flush()
+            await insert_rows(session, CLOCKS, [clock.row() for clock in tracker.opened])
         await stage(session, self.settings, *tracker.events)
         for clock in tracker.opened:
             CLOCKS_STARTED.labels(clock.kind).inc()
