@@ -370,12 +370,16 @@ async def post_leads(
     posters = [asyncio.create_task(poster()) for _ in range(args.connections)]
     start = window_start = time.perf_counter()
     cpu = pipeline.cpu
+    analyzing: asyncio.Task[None] | None = None
     for index in range(total):
         delay = start + index / args.rate - time.perf_counter()
         if delay > 0:
             await asyncio.sleep(delay)
+        if index == warm * 3 // 5 and warm:  # beside the posting, done before the window
+            analyzing = asyncio.create_task(cpu.analyze())
         if index == warm:
-            await cpu.analyze()
+            if analyzing is not None:
+                await analyzing
             await cpu.count_transactions()
             cpu.sample()
             window_start = time.perf_counter()
