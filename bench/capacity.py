@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import statistics
 from dataclasses import dataclass
 
@@ -20,7 +19,7 @@ import asyncpg
 import uvloop
 from rich.table import Table
 
-from bench.suite import DEFAULT_PG_URL, machine_pace
+from bench.suite import machine_pace
 from bench.webhooks import (
     BENCH,
     MACHINE,
@@ -28,6 +27,7 @@ from bench.webhooks import (
     _latency_run,
     bare_request_ms,
     console,
+    pipeline_arguments,
     pipeline_ms_per_lead,
     print_pace,
     running_pipeline,
@@ -67,12 +67,7 @@ async def table_use(dsn: str) -> list[TableUse]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.capacity", description=__doc__)
-    parser.add_argument("--rate", type=float, default=200.0, help="leads/s posted (default 200)")
-    parser.add_argument("--seconds", type=float, default=30.0, help="measured seconds")
-    parser.add_argument("--warmup", type=float, default=5.0, help="unmeasured seconds first")
-    parser.add_argument("--connections", type=int, default=32, help="posting connections")
-    parser.add_argument("--pg-url", default=os.environ.get("BENCH_PG_URL", DEFAULT_PG_URL))
-    args = parser.parse_args(argv)
+    args = pipeline_arguments(parser, rate=200.0, seconds=30.0).parse_args(argv)
     args.event, args.payload, args.burst = QUALIFIED, "rich", 0
     pace, bare = [machine_pace()], [bare_request_ms()]
     with running_pipeline(args.pg_url, PROCESSES) as pipeline:

@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import math
-import os
 import statistics
 import time
 from dataclasses import dataclass, field
@@ -35,7 +34,7 @@ from sqlalchemy import insert, select, text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from bench.servers import services_ready
-from bench.suite import DEFAULT_PG_URL, machine_pace, quantile
+from bench.suite import machine_pace, quantile
 from bench.webhooks import (
     QUALIFIED,
     Pipeline,
@@ -43,6 +42,7 @@ from bench.webhooks import (
     Timings,
     console,
     cpu_table,
+    pipeline_arguments,
     post_leads,
     prepare,
     print_pace,
@@ -371,10 +371,7 @@ def steady_window(run: Run, latencies: list[float]) -> Window:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.crm", description=__doc__)
-    parser.add_argument("--rate", type=float, default=500.0, help="leads/s posted (default 500)")
-    parser.add_argument("--seconds", type=float, default=20.0, help="measured seconds (20)")
-    parser.add_argument("--warmup", type=float, default=5.0, help="unmeasured seconds first (5)")
-    parser.add_argument("--connections", type=int, default=32, help="posting connections (32)")
+    pipeline_arguments(parser, rate=500.0, seconds=20.0)
     parser.add_argument(
         "--rate-limit-every",
         type=int,
@@ -388,7 +385,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--burst", type=int, default=5000, help="contacts queued at once afterwards (5000; 0: none)"
     )
-    parser.add_argument("--pg-url", default=os.environ.get("BENCH_PG_URL", DEFAULT_PG_URL))
     args = parser.parse_args(argv)
     pace = [machine_pace()]
     with running_pipeline(args.pg_url) as pipeline:

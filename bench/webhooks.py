@@ -689,12 +689,26 @@ async def _burst(
     return receiver.count - before, elapsed
 
 
+def pipeline_arguments(
+    parser: argparse.ArgumentParser, *, rate: float, seconds: float
+) -> argparse.ArgumentParser:
+    """The arguments ``post_leads`` and ``running_pipeline`` read (``--rate``, ``--seconds``,
+    ``--warmup``, ``--connections``, ``--pg-url``), with this benchmark's defaults."""
+    parser.add_argument(
+        "--rate", type=float, default=rate, help=f"leads/s posted (default {rate:g})"
+    )
+    parser.add_argument(
+        "--seconds", type=float, default=seconds, help=f"measured seconds ({seconds:g})"
+    )
+    parser.add_argument("--warmup", type=float, default=5.0, help="unmeasured seconds first (5)")
+    parser.add_argument("--connections", type=int, default=32, help="posting connections (32)")
+    parser.add_argument("--pg-url", default=os.environ.get("BENCH_PG_URL", DEFAULT_PG_URL))
+    return parser
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.webhooks", description=__doc__)
-    parser.add_argument("--rate", type=float, default=500.0, help="leads/s posted (default 500)")
-    parser.add_argument("--seconds", type=float, default=20.0, help="measured seconds")
-    parser.add_argument("--warmup", type=float, default=5.0, help="unmeasured seconds first")
-    parser.add_argument("--connections", type=int, default=32, help="posting connections")
+    pipeline_arguments(parser, rate=500.0, seconds=20.0)
     parser.add_argument(
         "--burst", type=int, default=20_000, help="messages for throughput (0: none)"
     )
@@ -710,7 +724,6 @@ def main(argv: list[str] | None = None) -> int:
         help="the leads posted: lean (email, company) or rich (UTM, consent, page, title…); "
         f"default lean for {MQL}, rich for {QUALIFIED}",
     )
-    parser.add_argument("--pg-url", default=os.environ.get("BENCH_PG_URL", DEFAULT_PG_URL))
     args = parser.parse_args(argv)
     args.payload = args.payload or ("lean" if args.event == MQL else "rich")
     pace = [machine_pace()]
