@@ -107,7 +107,7 @@ async def transitions_of(
     """Each lead's stage changes, oldest first."""
     query = (
         select(LeadTransition)
-        .where(among(session, LeadTransition.lead_id, list(lead_ids)))
+        .where(among(session, LeadTransition.lead_id, lead_ids))
         .order_by(LeadTransition.lead_id, LeadTransition.occurred_at, LeadTransition.id)
     )
     found: dict[UUID, list[LeadTransition]] = {}

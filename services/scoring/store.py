@@ -195,7 +195,7 @@ async def activities_of(session: AsyncSession, lead_ids: Iterable[UUID]) -> dict
                 found[lead_id].append(Activity(kind, at))
         return found
     query = select(activities.c.lead_id, activities.c.kind, activities.c.occurred_at).where(
-        among(session, activities.c.lead_id, list(lead_ids))
+        among(session, activities.c.lead_id, lead_ids)
     )
     for row in await session.execute(query):
         found[row.lead_id].append(Activity(row.kind, row.occurred_at))
@@ -212,7 +212,7 @@ async def submissions_of(session: AsyncSession, lead_ids: Iterable[UUID]) -> dic
         return found
     query = (
         select(inquiries.c.lead_id, inquiries.c.submission)
-        .where(among(session, inquiries.c.lead_id, list(lead_ids)))
+        .where(among(session, inquiries.c.lead_id, lead_ids))
         .order_by(inquiries.c.received_at)
     )
     for row in await session.execute(query):

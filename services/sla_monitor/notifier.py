@@ -85,7 +85,7 @@ async def lead_cards(session: AsyncSession, lead_ids: Collection[UUID]) -> dict[
     """The leads as reps need them, but those gone, erased or test leads."""
     leads = await session.scalars(
         select(Lead).where(
-            among(session, Lead.id, list(lead_ids)),
+            among(session, Lead.id, lead_ids),
             Lead.erased_at.is_(None),
             Lead.is_test.is_(False),
         )
@@ -114,7 +114,7 @@ async def _titles(session: AsyncSession, lead_ids: Collection[UUID]) -> dict[UUI
     """The job title each lead gave in its latest inquiry that gave one."""
     rows = await session.execute(
         select(Inquiry.lead_id, Inquiry.submission)
-        .where(among(session, Inquiry.lead_id, list(lead_ids)))
+        .where(among(session, Inquiry.lead_id, lead_ids))
         .order_by(Inquiry.received_at, Inquiry.id)
     )
     found: dict[UUID, str] = {}
@@ -129,9 +129,7 @@ async def _rules(session: AsyncSession, lead_ids: Collection[UUID]) -> dict[UUID
     """The rules of each lead's latest move to MQL or SQL, as scoring wrote its history."""
     rows = await session.execute(
         select(LeadHistory.lead_id, LeadHistory.detail)
-        .where(
-            among(session, LeadHistory.lead_id, list(lead_ids)), LeadHistory.kind.in_(QUALIFYING)
-        )
+        .where(among(session, LeadHistory.lead_id, lead_ids), LeadHistory.kind.in_(QUALIFYING))
         .order_by(LeadHistory.occurred_at, LeadHistory.id)
     )
     found: dict[UUID, tuple[str, ...]] = {}

@@ -66,7 +66,7 @@ async def tracking_state(
     found = {row.id: LeadState(row) for row in rows}
     clocks = await session.scalars(
         select(SlaClock)
-        .where(among(session, SlaClock.lead_id, list(found)), SlaClock.state == OPEN)
+        .where(among(session, SlaClock.lead_id, found.keys()), SlaClock.state == OPEN)
         .order_by(SlaClock.lead_id, SlaClock.started_at, SlaClock.id)
         .with_for_update()
     )
@@ -75,13 +75,13 @@ async def tracking_state(
     columns = [Inquiry.lead_id, Inquiry.received_at]
     if with_submissions:
         columns.append(Inquiry.submission)
-    inquiries = select(*columns).where(among(session, Inquiry.lead_id, list(found)))
+    inquiries = select(*columns).where(among(session, Inquiry.lead_id, found.keys()))
     for row in await session.execute(inquiries.order_by(Inquiry.received_at)):
         state = found[row.lead_id]
         state.received.append(row.received_at)
         if with_submissions:
             state.submissions.append(dict(row.submission or {}))
-    touches = select(SlaTouch).where(among(session, SlaTouch.lead_id, list(found)))
+    touches = select(SlaTouch).where(among(session, SlaTouch.lead_id, found.keys()))
     for touch in await session.scalars(touches.order_by(SlaTouch.occurred_at)):
         found[touch.lead_id].touches.append(touch)
     return found

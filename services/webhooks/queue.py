@@ -115,7 +115,7 @@ async def claim(
     if full:
         query = query.where(messages.c.subscription_id.not_in(full))
     if endpoints is not None:
-        query = query.where(among(session, messages.c.subscription_id, list(endpoints)))
+        query = query.where(among(session, messages.c.subscription_id, endpoints))
     if session.get_bind().dialect.name == "postgresql":
         # Walk the due index in order even when the statistics are stale (a fresh or bulk-loaded
         # table looks empty to the planner, which then sorts every due row before the limit).

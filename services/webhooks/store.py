@@ -307,7 +307,7 @@ async def requeue(session: AsyncSession, seqs: Sequence[int], *, now: datetime) 
         return 0
     result = await session.execute(
         update(messages)
-        .where(among(session, messages.c.seq, list(seqs)))
+        .where(among(session, messages.c.seq, seqs))
         .values(status=PENDING, attempts=0, due_at=now, locked_until=None, delivered_at=None)
     )
     return rowcount(result)
