@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.analytics.main import start_analytics
 from services.api import create_app as intake_app
+from services.handoff.handlers import HandoffHandler
 from services.handoff.main import start_handoff
 from services.handoff.parts import Parts
 from services.intake.analytics import inquiry_origins
@@ -44,9 +45,9 @@ async def run_scoring(settings: Settings) -> int:
     tracing.configure(settings.tracing, "leadflow-scoring")
     runtime = Runtime.create(settings)
     start_relay(runtime, "scoring-relay")
-    start_scoring_with_routing(runtime)
+    handoff = start_handoff(runtime, handoff_parts())
+    start_scoring_with_routing(runtime, handoff=handoff)
     start_routing(runtime)
-    start_handoff(runtime, handoff_parts())
     app = health_app("Leadflow scoring", runtime)
     return await serve(runtime, app, port=settings.http.scoring_port)
 
@@ -96,20 +97,24 @@ def start_every_service(runtime: Runtime) -> None:
     """Every service's consumers and loops in one runtime, with one relay (``leadflow dev``)."""
     runtime.start_relay("relay")
     start_intake(runtime)
-    start_scoring_with_routing(runtime)
+    handoff = start_handoff(runtime, handoff_parts())
+    start_scoring_with_routing(runtime, handoff=handoff)
     start_routing(runtime)
-    start_handoff(runtime, handoff_parts())
     start_sla_monitor(runtime)
     start_webhooks(runtime)
     start_analytics(runtime, inquiry_origins, sla=attainment_by_source)
 
 
-def start_scoring_with_routing(runtime: Runtime, *, name: str = "scoring") -> None:
+def start_scoring_with_routing(
+    runtime: Runtime, *, name: str = "scoring", handoff: HandoffHandler | None = None
+) -> None:
     """Scoring, with routing plugged into it: in each batch's transaction (mark the qualified
     leads pending, reassign rejected ones, release closed ones), then the routing of the pending
-    leads after each commit, which holds scoring back when it falls behind. (Routing's consumer
-    of escalations and its queue sweep: ``start_routing``.)"""
-    router = start_pending_router(runtime, name=name)
+    leads after each commit, which holds scoring back when it falls behind; with ``handoff``,
+    each routing round hands the leads it placed over in its transaction. (Routing's consumer of
+    escalations and its queue sweep: ``start_routing``.)"""
+    after = handoff.after_routing if handoff is not None else None
+    router = start_pending_router(runtime, name=name, after=after)
     start_scoring(
         runtime,
         name=name,

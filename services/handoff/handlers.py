@@ -4,6 +4,12 @@ their parts are gathered from the services that own them (parts.py), and each ha
 ``lead.qualified`` is staged in the outbox, in the consumer's transaction (which also records
 the events as processed). Never commits.
 
+The leads the scoring process's pending router has just given an owner or a queue are handed
+over in the router's own transaction (``after_routing``), right after it staged ``lead.routed`` or
+``lead.queued``, instead of after those events' trip through the outbox, the broker and back to
+this consumer: one hop less on the way of a newly qualified lead. The consumer still receives those
+events; it finds the handoff made (the lead's last handoff has the same key) and stages nothing.
+
 ``lead.recycled`` and ``lead.disqualified`` take the lead out of sales' hands: its last handoff
 is forgotten, so a lead that qualifies again later is handed over anew (``qualified``), even to
 the same owner. Any other event (``lead.erased``, ``lead.scored``…) hands nothing over.
@@ -65,6 +71,16 @@ class HandoffHandler:
         for lead_id in left & rows.keys():
             if lead_id not in handed:
                 await session.delete(rows[lead_id])
+
+    async def after_routing(
+        self, session: AsyncSession, lead_ids: list[UUID], now: datetime
+    ) -> None:
+        """In the pending router's transaction (``services.routing.pending.AfterRouting``): the
+        handoff of the leads it has just placed, as their ``lead.routed``/``lead.queued`` would
+        make it here."""
+        rows = await store.last_handoffs(session, lead_ids)
+        last = {i: store.key_of_row(r) for i, r in rows.items()}
+        await self._hand_over(session, sorted(set(lead_ids)), last, rows, now=now)
 
     async def _hand_over(
         self,

@@ -14,7 +14,7 @@ from services.routing import store
 from services.routing.assign import route_leads
 from services.routing.handlers import RoutingHandler
 from services.routing.models import Team
-from services.routing.pending import QUALIFIED, PendingRouter
+from services.routing.pending import QUALIFIED, AfterRouting, PendingRouter
 from services.routing.schemas import RepIn, TeamIn
 from shared.models import Lead
 from shared.outages import report
@@ -26,10 +26,15 @@ SWEEP_INTERVAL_S = 30.0
 SWEEP_BATCH = 200
 
 
-def start_pending_router(runtime: Runtime, *, name: str) -> PendingRouter:
+def start_pending_router(
+    runtime: Runtime, *, name: str, after: AfterRouting | None = None
+) -> PendingRouter:
     """Route the leads scoring qualified, each round right after a scoring commit (``notify``)
-    or a crashed replica's leftovers on its poll; ``caught_up`` holds scoring back meanwhile."""
-    router = PendingRouter(runtime.sessions, runtime.settings, on_routed=runtime.notify_relay)
+    or a crashed replica's leftovers on its poll; ``caught_up`` holds scoring back meanwhile.
+    ``after``: work in each round's transaction on the leads it placed."""
+    router = PendingRouter(
+        runtime.sessions, runtime.settings, on_routed=runtime.notify_relay, after=after
+    )
     runtime.spawn(router.run(), name=f"{name}-routing")
     return router
 

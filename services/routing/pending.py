@@ -10,13 +10,18 @@ while routing.
 Nothing is lost on a crash: a pending lead is picked up by the next round of any scoring process
 (``FOR UPDATE SKIP LOCKED`` on PostgreSQL, so replicas take different leads). ``lead.routed``
 still follows ``lead.mql`` for a lead: it is staged in a later transaction.
+
+What follows routing in the same transaction (``AfterRouting``: the handoff's ``lead.qualified``,
+wired by the composition root) runs in the round, for the leads it gave an owner or a queue; if it
+fails, the round's leads are routed one by one without it, and the consumers of ``lead.routed``
+and ``lead.queued`` do that work instead.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
@@ -42,6 +47,9 @@ BATCH = 1000
 POLL_INTERVAL_S = 1.0
 """Between rounds with nothing to wake it: picks up what a crashed process left pending."""
 leads_t = table_of(Lead)
+AfterRouting = Callable[[AsyncSession, list[UUID], datetime], Awaitable[object]]
+"""Work in a round's transaction on the leads it placed (an owner or a queue): ``(session, lead
+ids, now)``."""
 log = logging.getLogger(__name__)
 MARK_PENDING = (  # the batch's ids as one array: one statement text whatever their number
     "UPDATE leads SET routing_status = 'pending' WHERE id = ANY($1::uuid[])"
@@ -83,16 +91,19 @@ async def route_pending(
     *,
     now: datetime,
     limit: int = BATCH,
+    after: AfterRouting | None = None,
 ) -> tuple[int, list[RoutingDecision]]:
-    """One transaction: up to ``limit`` pending leads, oldest qualification first, routed.
-    Returns how many pending leads it took and the decisions. A lead no longer qualified (closed
-    meanwhile), or every lead while routing is off, is simply no longer pending.
+    """One transaction: up to ``limit`` pending leads, oldest qualification first, routed, and
+    ``after`` run on the leads placed. Returns how many pending leads it took and the decisions.
+    A lead no longer qualified (closed meanwhile), or every lead while routing is off, is simply
+    no longer pending.
 
     If the round fails for a reason other than the database being away, its leads are routed
-    one by one, and a lead that cannot be routed is marked ``failed`` (logged with the error;
-    ``leadflow owners route-pending`` retries it), so that it does not hold up the others."""
+    one by one, without ``after``, and a lead that cannot be routed is marked ``failed`` (logged
+    with the error; ``leadflow owners route-pending`` retries it), so that it does not hold up
+    the others."""
     try:
-        return await _round(sessions, settings, now=now, limit=limit)
+        return await _round(sessions, settings, now=now, limit=limit, after=after)
     except Exception as error:
         if is_transient(error):
             raise
@@ -130,6 +141,7 @@ async def _round(
     now: datetime,
     limit: int,
     only: UUID | None = None,
+    after: AfterRouting | None = None,
 ) -> tuple[int, list[RoutingDecision]]:
     async with sessions.begin() as session:
         rows = (await session.execute(_pending(limit, only=only))).all()
@@ -148,6 +160,9 @@ async def _round(
             if ready
             else []
         )
+        placed = [d.lead_id for d in decisions if d.event_type is not None]
+        if after is not None and placed:
+            await after(session, placed, now)
     return len(rows), decisions
 
 
@@ -160,9 +175,11 @@ class PendingRouter:
         settings: Settings,
         *,
         on_routed: Callable[[], None] = lambda: None,
+        after: AfterRouting | None = None,
     ) -> None:
         self.sessions = sessions
         self.settings = settings
+        self.after = after
         self.on_routed = on_routed
         """Called after a round that staged routing events (the relay's cue)."""
         self.wakeup = asyncio.Event()
@@ -192,7 +209,7 @@ class PendingRouter:
             self.wakeup.clear()
             try:
                 taken, decisions = await route_pending(
-                    self.sessions, self.settings, now=datetime.now(UTC)
+                    self.sessions, self.settings, now=datetime.now(UTC), after=self.after
                 )
                 backoff = 0.0
             except asyncio.CancelledError:

@@ -30,7 +30,7 @@ from services.processes import handoff_parts
 from services.routing import handlers as routing_hooks
 from services.routing.main import add_sample_team, sweep_queue
 from services.routing.models import Assignment, Rep, Team
-from services.routing.pending import route_pending
+from services.routing.pending import AfterRouting, route_pending
 from services.scoring import versions
 from services.scoring.handlers import ScoringHandler
 from services.scoring.store import DEFAULT_RULESET
@@ -121,8 +121,8 @@ class Flow:
             await self.scoring.handle_batch(events, session=session, now=self.tick())
         return await self.fresh()
 
-    async def route(self) -> list[CloudEvent]:
-        await route_pending(self.db.sessions, self.settings, now=self.tick())
+    async def route(self, after: AfterRouting | None = None) -> list[CloudEvent]:
+        await route_pending(self.db.sessions, self.settings, now=self.tick(), after=after)
         return await self.fresh()
 
     async def hand_over(self, events: Sequence[CloudEvent]) -> list[LeadQualified]:
@@ -289,6 +289,48 @@ async def test_routed_before_the_mql_is_applied_it_is_still_one_handoff(flow: Fl
     assert event.data.handoff == "qualified" and event.data.owner is not None
     for one in events:
         assert await flow.hand_over([one]) == []
+
+
+async def test_the_pending_router_hands_over_in_its_routing_transaction(flow: Flow) -> None:
+    """As the scoring process wires it: the round that routes the lead stages its handoff right
+    after ``lead.routed``; the consumer, given the same events later, finds nothing new."""
+    lead_id, _ = await flow.post(FORM)
+    [received] = await flow.fresh()
+    scored = await flow.score(received)
+    routed, qualified = await flow.route(after=flow.handoff.after_routing)
+    assert (routed.type, qualified.type) == ("lead.routed", "lead.qualified")
+    assert isinstance(qualified, LeadQualified) and qualified.subject == str(lead_id)
+    owner = qualified.data.owner
+    assert owner is not None and owner.id == routed.data.owner_id  # type: ignore[attr-defined]
+    assert qualified.data.routing is not None and qualified.data.routing.trigger == "qualified"
+    assert qualified.data.sla is not None and qualified.data.qualification.stage == "mql"
+    async with flow.db.sessions() as session:
+        remembered = await session.get(LeadHandoff, lead_id)
+    assert remembered is not None and remembered.event_id == qualified.id
+    assert await flow.hand_over([*scored, routed]) == []
+
+
+async def test_a_failing_handoff_does_not_stop_routing_and_the_consumer_hands_over(
+    flow: Flow,
+) -> None:
+    calls: list[list[UUID]] = []
+
+    async def broken(session: Any, lead_ids: list[UUID], now: datetime) -> None:
+        calls.append(lead_ids)
+        await flow.handoff.after_routing(session, lead_ids, now)  # staged, then rolled back
+        raise RuntimeError("a bug in the handoff")
+
+    lead_id, _ = await flow.post(FORM)
+    [received] = await flow.fresh()
+    scored = await flow.score(received)
+    [routed] = await flow.route(after=broken)  # routed one by one, without the handoff
+    assert routed.type == "lead.routed" and calls == [[lead_id]]
+    async with flow.db.sessions() as session:
+        assert await session.get(LeadHandoff, lead_id) is None
+        lead = await session.get(Lead, lead_id)
+    assert lead is not None and lead.routing_status == "routed"
+    [event] = await flow.hand_over([*scored, routed])
+    assert event.data.owner is not None and event.data.owner.id == lead.owner_id
 
 
 async def test_sql_promotion_and_reassignment_each_hand_over_again(flow: Flow) -> None:
