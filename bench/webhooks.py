@@ -487,8 +487,13 @@ def stages_of(
         middle = (
             ("  (beside the path: → scoring relay published lead.mql)", "scored", "mql_published"),
             ("→ routing staged lead.routed/queued", "scored", "routed_created"),
-            ("→ scoring relay published it", "routed_created", "routed_published"),
-            (f"→ handoff staged {event}", "routed_published", "event_created"),
+            (
+                "  (beside the path: → scoring relay published it)",
+                "routed_created",
+                "routed_published",
+            ),
+            # 0 when the pending router hands over in its transaction (the same ``now``)
+            (f"→ handoff staged {event}", "routed_created", "event_created"),
             (f"→ scoring relay published {event}", "event_created", "event_published"),
         )
     tail: tuple[Stage, ...] = (
