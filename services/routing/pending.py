@@ -14,7 +14,9 @@ still follows ``lead.mql`` for a lead: it is staged in a later transaction.
 What follows routing in the same transaction (``AfterRouting``: the handoff's ``lead.qualified``,
 wired by the composition root) runs in the round, for the leads it gave an owner or a queue; if it
 fails, the round's leads are routed one by one without it, and the consumers of ``lead.routed``
-and ``lead.queued`` do that work instead.
+and ``lead.queued`` do that work instead. The round's routing locks are then held while it runs
+too (a few reads and one insert per table for the batch): routers of other pools never wait for
+them, and a router of the same pool waits that much longer.
 """
 
 from __future__ import annotations
