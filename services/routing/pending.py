@@ -13,8 +13,8 @@ still follows ``lead.mql`` for a lead: it is staged in a later transaction.
 
 What follows routing in the same transaction (``AfterRouting``: the handoff's ``lead.qualified``,
 wired by the composition root) runs in the round, for the leads it gave an owner or a queue; if it
-fails, the round's leads are routed one by one without it, and the consumers of ``lead.routed``
-and ``lead.queued`` do that work instead. The round's routing locks are then held while it runs
+fails, the round is done again without it, and the consumers of ``lead.routed`` and
+``lead.queued`` do that work instead. The round's routing locks are then held while it runs
 too (a few reads and one insert per table for the batch): routers of other pools never wait for
 them, and a router of the same pool waits that much longer.
 """
@@ -53,6 +53,12 @@ AfterRouting = Callable[[AsyncSession, list[UUID], datetime], Awaitable[object]]
 """Work in a round's transaction on the leads it placed (an owner or a queue): ``(session, lead
 ids, now)``."""
 log = logging.getLogger(__name__)
+
+
+class AfterRoutingFailed(Exception):
+    """``after`` raised (its error is the cause): the round's routing itself was sound."""
+
+
 MARK_PENDING = (  # the batch's ids as one array: one statement text whatever their number
     "UPDATE leads SET routing_status = 'pending' WHERE id = ANY($1::uuid[])"
     " AND (routing_status IS NULL OR routing_status = 'closed') AND is_test IS false"
@@ -100,12 +106,25 @@ async def route_pending(
     A lead no longer qualified (closed meanwhile), or every lead while routing is off, is simply
     no longer pending.
 
-    If the round fails for a reason other than the database being away, its leads are routed
-    one by one, without ``after``, and a lead that cannot be routed is marked ``failed`` (logged
+    If ``after`` fails (the database being away aside), the round is done again without it
+    (logged with the error). If the round fails for another reason, its leads are routed one
+    by one, without ``after``, and a lead that cannot be routed is marked ``failed`` (logged
     with the error; ``leadflow owners route-pending`` retries it), so that it does not hold up
     the others."""
     try:
         return await _round(sessions, settings, now=now, limit=limit, after=after)
+    except AfterRoutingFailed:
+        log.error(
+            "the work after routing failed; this round is routed without it (the consumers of "
+            "its lead.routed and lead.queued do that work)",
+            exc_info=True,
+        )
+        try:
+            return await _round(sessions, settings, now=now, limit=limit)
+        except Exception as error:
+            if is_transient(error):
+                raise
+            log.warning("routing round failed; routing its leads one by one", exc_info=True)
     except Exception as error:
         if is_transient(error):
             raise
@@ -164,7 +183,12 @@ async def _round(
         )
         placed = [d.lead_id for d in decisions if d.event_type is not None]
         if after is not None and placed:
-            await after(session, placed, now)
+            try:
+                await after(session, placed, now)
+            except Exception as error:
+                if is_transient(error):
+                    raise
+                raise AfterRoutingFailed from error
     return len(rows), decisions
 
 

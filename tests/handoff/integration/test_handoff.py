@@ -311,7 +311,7 @@ async def test_the_pending_router_hands_over_in_its_routing_transaction(flow: Fl
 
 
 async def test_a_failing_handoff_does_not_stop_routing_and_the_consumer_hands_over(
-    flow: Flow,
+    flow: Flow, caplog: pytest.LogCaptureFixture
 ) -> None:
     calls: list[list[UUID]] = []
 
@@ -323,14 +323,35 @@ async def test_a_failing_handoff_does_not_stop_routing_and_the_consumer_hands_ov
     lead_id, _ = await flow.post(FORM)
     [received] = await flow.fresh()
     scored = await flow.score(received)
-    [routed] = await flow.route(after=broken)  # routed one by one, without the handoff
+    [routed] = await flow.route(after=broken)  # the round again, without the handoff
     assert routed.type == "lead.routed" and calls == [[lead_id]]
+    logged = [r.getMessage() for r in caplog.records if r.name == "services.routing.pending"]
+    assert logged == [
+        "the work after routing failed; this round is routed without it (the consumers of its "
+        "lead.routed and lead.queued do that work)"
+    ]
     async with flow.db.sessions() as session:
         assert await session.get(LeadHandoff, lead_id) is None
         lead = await session.get(Lead, lead_id)
     assert lead is not None and lead.routing_status == "routed"
     [event] = await flow.hand_over([*scored, routed])
     assert event.data.owner is not None and event.data.owner.id == lead.owner_id
+
+
+async def test_the_database_lost_during_the_handoff_leaves_the_lead_pending(flow: Flow) -> None:
+    async def lost(session: Any, lead_ids: list[UUID], now: datetime) -> None:
+        raise ConnectionResetError("the server closed the connection")
+
+    lead_id, _ = await flow.post(FORM)
+    [received] = await flow.fresh()
+    await flow.score(received)
+    with pytest.raises(ConnectionResetError):  # an outage: the router retries the round later
+        await flow.route(after=lost)
+    async with flow.db.sessions() as session:
+        lead = await session.get(Lead, lead_id)
+    assert lead is not None and (lead.routing_status, lead.owner_id) == ("pending", None)
+    routed, qualified = await flow.route(after=flow.handoff.after_routing)
+    assert (routed.type, qualified.type) == ("lead.routed", "lead.qualified")
 
 
 async def test_sql_promotion_and_reassignment_each_hand_over_again(flow: Flow) -> None:
