@@ -44,7 +44,7 @@ async def test_one_posted_lead_is_one_trace_from_the_post_to_the_webhook_deliver
         start_sla_monitor(others)
         start_webhooks(others)
         try:
-            async with Receiver() as crm, running_stack(settings) as stack:
+            async with Receiver() as crm, running_stack(settings, handoff=True) as stack:
                 await add_sample_team(stack.intake)
                 await activate_sample_policies(stack.intake)
                 await _subscribe(stack, crm.url(), ["lead.mql", "lead.routed"])
@@ -71,7 +71,8 @@ async def test_one_posted_lead_is_one_trace_from_the_post_to_the_webhook_deliver
     assert scoring.attributes["messaging.system"] == "kafka"
     assert scoring.attributes["messaging.destination.name"] == topics.intake
     assert scoring.attributes["cloudevents.event_subject"] == lead_id
-    for staged in ("lead.scored", "lead.mql", "lead.routed"):  # routing after scoring's commit
+    # routing and the handoff after scoring's commit
+    for staged in ("lead.scored", "lead.mql", "lead.routed", "lead.qualified"):
         assert _created(spans, staged).parent_id == scoring.span_id, staged
     routed = _created(spans, "lead.routed")
     clock = _processed(spans, "lead.routed", f"{topics.prefix}.sla-monitor")
@@ -221,7 +222,7 @@ def _complete(otlp: OtlpReceiver, trace_id: str, topics: Any) -> list[Span] | No
     done = all(_has(spans, t, g) for t, g in wanted)
     posts = sum(1 for s in spans if s.kind == "CLIENT")
     created = {s.attributes.get("cloudevents.event_type") for s in spans if s.kind == "PRODUCER"}
-    return spans if done and posts == 2 and "sla.started" in created else None
+    return spans if done and posts == 2 and {"sla.started", "lead.qualified"} <= created else None
 
 
 def _has(spans: Iterable[Span], event_type: str, group: str) -> list[Span] | None:

@@ -15,8 +15,9 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from sqlalchemy import func, select
 
 from services.api import create_app
+from services.handoff.main import start_handoff
 from services.intake.keys.store import create_key
-from services.processes import start_scoring_with_routing
+from services.processes import handoff_parts, start_scoring_with_routing
 from services.scoring.main import activate_sample_rules
 from shared.config import Settings
 from shared.events import SlaEscalated, SlaEscalatedData
@@ -88,9 +89,11 @@ async def running_stack(
     scoring_processes: int = 1,
     intake_relays: int = 1,
     activate_rules: bool = True,
+    handoff: bool = False,
 ) -> AsyncIterator[Stack]:
     """Intake (with its relay) and N scoring processes (each with a relay), like production,
-    with the sample rules co-signed and live unless ``activate_rules`` is false.
+    with the sample rules co-signed and live unless ``activate_rules`` is false; with
+    ``handoff``, each scoring process hands routed leads over as ``leadflow scoring`` does.
 
     The client posts as a web form does, with a public key (``Stack.public_key``). It is one
     client address posting thousands of leads, so the rate limits are lifted here: the pipeline
@@ -104,7 +107,8 @@ async def running_stack(
     for index in range(scoring_processes):
         worker = Runtime.create(settings)
         worker.start_relay(f"scoring-relay-{index}")
-        start_scoring_with_routing(worker, name=f"scoring-{index}")
+        handler = start_handoff(worker, handoff_parts()) if handoff else None
+        start_scoring_with_routing(worker, name=f"scoring-{index}", handoff=handler)
         workers.append(worker)
     transport = httpx.ASGITransport(app=create_app(intake))
     try:
