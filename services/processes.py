@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from functools import partial
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -111,17 +110,15 @@ def start_scoring_with_routing(
 ) -> None:
     """Scoring, with routing plugged into it: in each batch's transaction (mark the qualified
     leads pending, reassign rejected ones, release closed ones), then the routing of the pending
-    leads after each commit, which holds scoring back when it falls behind. With ``handoff``
-    (the handoff consumer of this process), each routing round hands the leads it placed over in
-    its transaction, and the consumer is told which events it need not read the lead for: those
-    routing events, and the stage events of leads that had no owner or queue. (Routing's
-    consumer of escalations and its queue sweep: ``start_routing``.)"""
+    leads after each commit, which holds scoring back when it falls behind; with ``handoff``,
+    each routing round hands the leads it placed over in its transaction. (Routing's consumer of
+    escalations and its queue sweep: ``start_routing``.)"""
     after = handoff.after_routing if handoff is not None else None
     router = start_pending_router(runtime, name=name, after=after)
     start_scoring(
         runtime,
         name=name,
-        after_scoring=[partial(routing_after_scoring, handoff=handoff)],
+        after_scoring=[routing_after_scoring],
         on_commit=[router.notify],
         before_poll=router.caught_up.wait,
     )
@@ -134,17 +131,13 @@ async def routing_after_scoring(
     *,
     settings: Settings,
     now: datetime,
-    handoff: HandoffHandler | None = None,
 ) -> object:
     """Routing's part of a scoring batch. With tracing on, the batch's leads' trace contexts
     are handed over first: the pending router routes them after the commit, in a task of its
     own, and creates ``lead.routed`` under the scoring span of the lead's event."""
     if tracing.active:
         tracing.hand_over()
-    unplaced = None if handoff is None else partial(handoff.stage_events_unplaced, moves)
-    return await routing.after_scoring(
-        session, events, moves, settings=settings, now=now, unplaced=unplaced
-    )
+    return await routing.after_scoring(session, events, moves, settings=settings, now=now)
 
 
 def handoff_parts() -> Parts:

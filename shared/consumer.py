@@ -56,9 +56,8 @@ CLAIM = (
 
 class Handler(Protocol):
     """Applies one event; it may also define ``handle_batch(events, *, session, now)``, which
-    then receives each batch's not-yet-processed events at once, in order; ``handles``, the
-    event types it acts on; and ``wants(event) -> bool``, which passes over events of those
-    types it knows it has nothing to do for (``handled``)."""
+    then receives each batch's not-yet-processed events at once, in order, and ``handles``, the
+    event types it acts on (``handled``)."""
 
     async def __call__(self, event: Event, *, session: AsyncSession, now: datetime) -> None: ...
 
@@ -424,16 +423,13 @@ class EventConsumer:
 def handled(
     handler: Handler, decoded: list[tuple[ConsumerRecord, Event]]
 ) -> list[tuple[ConsumerRecord, Event]]:
-    """The events of a handler's ``handles`` types (every one if it has none) that its
-    ``wants``, if it has one, accepts. The others are neither recorded as processed nor handed
-    to it: with no effect, a redelivery of one changes nothing, and a batch of them alone takes
-    no transaction. (The SLA topic's routing consumer acts on escalations only; before, it
-    recorded every SLA event, as the other consumers did theirs: about 25 rows a lead.)"""
+    """The events of a handler's ``handles`` types, or every one if it has none. The others are
+    neither recorded as processed nor handed to it: with no effect, a redelivery of one changes
+    nothing, and a batch of them alone takes no transaction. (The SLA topic's routing consumer
+    acts on escalations only; before, it recorded every SLA event, as the other consumers did
+    theirs: about 25 rows a lead.)"""
     types = getattr(handler, "handles", None)
-    wants = getattr(handler, "wants", None)
-    if types is not None:
-        decoded = [(r, e) for r, e in decoded if isinstance(e, types)]
-    return decoded if wants is None else [(r, e) for r, e in decoded if wants(e)]
+    return decoded if types is None else [(r, e) for r, e in decoded if isinstance(e, types)]
 
 
 def dedupe_retention(settings: Settings) -> pruning.Retention:

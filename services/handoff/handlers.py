@@ -7,15 +7,8 @@ the events as processed). Never commits.
 The leads the scoring process's pending router has just given an owner or a queue are handed
 over in the router's own transaction (``after_routing``), right after it staged ``lead.routed`` or
 ``lead.queued``, instead of after those events' trip through the outbox, the broker and back to
-this consumer: one hop less on the way of a newly qualified lead.
-
-Events whose handoff is settled already are passed over (``wants``), unrecorded, so that a batch
-of them takes no transaction: those routing events, and a stage event (``lead.mql``,
-``lead.sql``) staged while its lead had neither an owner nor a queue (``stage_events_unplaced``,
-told by scoring's routing hook): such a lead can be handed over only once routing places it, and
-routing says so in an event of its own, handed over in its round or by this consumer. Both are
-known in this process only, and only from transactions that committed them (an event id exists
-only if its transaction did); another replica's consumer reads the lead and finds the same.
+this consumer: one hop less on the way of a newly qualified lead. The consumer still receives those
+events; it finds the handoff made (the lead's last handoff has the same key) and stages nothing.
 
 ``lead.recycled`` and ``lead.disqualified`` take the lead out of sales' hands: its last handoff
 is forgotten, so a lead that qualifies again later is handed over anew (``qualified``), even to
@@ -24,10 +17,8 @@ the same owner. Any other event (``lead.erased``, ``lead.scored``…) hands noth
 
 from __future__ import annotations
 
-from collections import OrderedDict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
 from uuid import UUID
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -56,10 +47,6 @@ CHANGES = (LeadMql, LeadSql, LeadRouted, LeadQueued, LeadReassigned)
 LEAVES = (LeadRecycled, LeadDisqualified)
 
 
-SETTLED = 50_000
-"""Event ids kept as settled (the oldest go first): many seconds of leads at 1,000 a second."""
-
-
 class HandoffHandler:
     handles = CHANGES + LEAVES
 
@@ -67,22 +54,6 @@ class HandoffHandler:
         self.settings = settings
         self.parts = parts
         self.public_url = settings.http.public_url
-        self._settled: OrderedDict[UUID, None] = OrderedDict()
-
-    def wants(self, event: CloudEvent) -> bool:
-        return event.id not in self._settled
-
-    def settled(self, event_ids: Iterable[UUID]) -> None:
-        """Events staged in a transaction of this process that need no handoff from here."""
-        for event_id in event_ids:
-            self._settled[event_id] = None
-        while len(self._settled) > SETTLED:
-            self._settled.popitem(last=False)
-
-    def stage_events_unplaced(self, moves: Iterable[Mapping[str, Any]], leads: set[UUID]) -> None:
-        """Scoring's stage moves (with their events' ids) of ``leads``, which had neither an
-        owner nor a queue when they moved."""
-        self.settled(m["event_id"] for m in moves if m["lead_id"] in leads and m["event_id"])
 
     async def __call__(self, event: CloudEvent, *, session: AsyncSession, now: datetime) -> None:
         await self.handle_batch([event], session=session, now=now)
@@ -102,16 +73,14 @@ class HandoffHandler:
                 await session.delete(rows[lead_id])
 
     async def after_routing(
-        self, session: AsyncSession, placed: Mapping[UUID, UUID], now: datetime
+        self, session: AsyncSession, lead_ids: list[UUID], now: datetime
     ) -> None:
         """In the pending router's transaction (``services.routing.pending.AfterRouting``): the
-        handoff of the leads it has just placed (lead id → its ``lead.routed``/``lead.queued``),
-        as those events would make it here, which then pass them over."""
-        lead_ids = sorted(placed)
+        handoff of the leads it has just placed, as their ``lead.routed``/``lead.queued`` would
+        make it here."""
         rows = await store.last_handoffs(session, lead_ids)
         last = {i: store.key_of_row(r) for i, r in rows.items()}
-        await self._hand_over(session, lead_ids, last, rows, now=now)
-        self.settled(placed.values())
+        await self._hand_over(session, sorted(set(lead_ids)), last, rows, now=now)
 
     async def _hand_over(
         self,

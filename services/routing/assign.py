@@ -28,7 +28,6 @@ from services.routing.router import Decision, Needs, Situation, match_account, n
 from services.routing.txn import RoutingTxn
 from shared.config import Settings
 from shared.db import among
-from shared.events import CloudEvent
 from shared.models import Inquiry, Lead, LeadHistory, table_of
 
 leads_t, inquiries_t, history_t = table_of(Lead), table_of(Inquiry), table_of(LeadHistory)
@@ -57,8 +56,6 @@ class RoutingDecision:
     is_expansion: bool
     candidates: tuple[dict[str, Any], ...] = ()
     event_type: str | None = None
-    event_id: UUID | None = None
-    """The id of the event that says it (``event_type``), if one was staged."""
 
 
 async def route_lead(
@@ -129,7 +126,7 @@ async def route_leads(
         event, values, candidates = record(txn, directory, lead, decision, now=now, trigger=trigger)
         events.append(event)
         updates.append(values)
-        results.append(result(lead_id, decision, event, candidates))
+        results.append(result(lead_id, decision, event.type, candidates))
     await write(session, settings, updates, events)
     await routing_txn.write_rows(session, txn)
     return results
@@ -218,7 +215,7 @@ def unchanged(lead: Any) -> RoutingDecision:
 
 
 def result(
-    lead_id: UUID, decision: Decision, event: CloudEvent, candidates: list[dict[str, Any]]
+    lead_id: UUID, decision: Decision, event_type: str, candidates: list[dict[str, Any]]
 ) -> RoutingDecision:
     return RoutingDecision(
         lead_id,
@@ -229,6 +226,5 @@ def result(
         decision.reason,
         decision.is_expansion,
         tuple(candidates),
-        event.type,
-        event.id,
+        event_type,
     )

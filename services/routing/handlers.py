@@ -11,7 +11,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -34,14 +34,10 @@ async def after_scoring(
     *,
     settings: Settings,
     now: datetime,
-    unplaced: Callable[[set[UUID]], object] | None = None,
 ) -> list[RoutingDecision]:
-    """The reassignments' decisions (routing the qualified leads comes after the commit).
-    ``unplaced`` is told which of the qualified leads had neither an owner nor a queue."""
+    """The reassignments' decisions (routing the qualified leads comes after the commit)."""
     moves = list(moves)
-    qualified = [m["lead_id"] for m in moves if m["to_stage"] in QUALIFIED]
-    if (nowhere := await mark_pending(session, qualified)) and unplaced is not None:
-        unplaced(nowhere)
+    await mark_pending(session, [m["lead_id"] for m in moves if m["to_stage"] in QUALIFIED])
     rejected = [
         Reassignment(event.data.lead_id, "rejected", f"rejected by owner: {event.data.reason}")
         for event in events

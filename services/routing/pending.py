@@ -49,9 +49,9 @@ BATCH = 1000
 POLL_INTERVAL_S = 1.0
 """Between rounds with nothing to wake it: picks up what a crashed process left pending."""
 leads_t = table_of(Lead)
-AfterRouting = Callable[[AsyncSession, dict[UUID, UUID], datetime], Awaitable[object]]
-"""Work in a round's transaction on the leads it placed (an owner or a queue): ``(session,
-{lead id: the id of its lead.routed or lead.queued}, now)``."""
+AfterRouting = Callable[[AsyncSession, list[UUID], datetime], Awaitable[object]]
+"""Work in a round's transaction on the leads it placed (an owner or a queue): ``(session, lead
+ids, now)``."""
 log = logging.getLogger(__name__)
 
 
@@ -59,53 +59,38 @@ class AfterRoutingFailed(Exception):
     """``after`` raised (its error is the cause): the round's routing itself was sound."""
 
 
-PLACED = ("routed", "queued")
-"""The routing statuses of a lead with an owner or a queue; any other has neither."""
 MARK_PENDING = (  # the batch's ids as one array: one statement text whatever their number
-    "WITH marked AS ("
-    " UPDATE leads SET routing_status = 'pending' WHERE id = ANY($1::uuid[])"
+    "UPDATE leads SET routing_status = 'pending' WHERE id = ANY($1::uuid[])"
     " AND (routing_status IS NULL OR routing_status = 'closed') AND is_test IS false"
     # routing is on (``store.routing_off``), in the same round trip
     " AND EXISTS (SELECT FROM routing_state WHERE id = 1 AND directory_token IS NOT NULL)"
-    " AND EXISTS (SELECT FROM routing_teams))"
-    # the leads as they stood before (the statement's snapshot): those with no owner or queue
-    " SELECT id FROM leads WHERE id = ANY($1::uuid[])"
-    " AND (routing_status IS NULL OR routing_status <> ALL($2::text[]))"
+    " AND EXISTS (SELECT FROM routing_teams)"
 )
 
 
-async def mark_pending(session: AsyncSession, lead_ids: Sequence[UUID]) -> set[UUID]:
+async def mark_pending(session: AsyncSession, lead_ids: Sequence[UUID]) -> None:
     """In the caller's (scoring's) transaction: these leads qualified and wait for an owner.
     Leads routed already, test leads, and every lead while routing is off (no team) are left
-    as they are. Returns the leads that had neither an owner nor a queue: none can be handed to
-    sales until routing places it, which it says in an event of its own (``lead.routed``…)."""
+    as they are."""
     if not lead_ids:
-        return set()
-    ids = sorted(set(lead_ids))
+        return
     if session.get_bind().dialect.name == "postgresql":
         driver = await driver_connection(session)
         with translated(MARK_PENDING):
-            return {row[0] for row in await driver.fetch(MARK_PENDING, ids, list(PLACED))}
-    status = leads_t.c.routing_status
-    unplaced = set(
-        await session.scalars(
-            select(leads_t.c.id).where(
-                among(session, leads_t.c.id, ids), or_(status.is_(None), status.not_in(PLACED))
-            )
-        )
-    )
+            await driver.execute(MARK_PENDING, sorted(set(lead_ids)))
+        return
     if await store.routing_off(session):
-        return unplaced
+        return
+    status = leads_t.c.routing_status
     await session.execute(
         update(leads_t)
         .where(
-            among(session, leads_t.c.id, ids),
+            among(session, leads_t.c.id, sorted(set(lead_ids))),
             or_(status.is_(None), status == "closed"),
             leads_t.c.is_test.is_(False),
         )
         .values(routing_status=PENDING)
     )
-    return unplaced
 
 
 async def route_pending(
@@ -196,7 +181,7 @@ async def _round(
             if ready
             else []
         )
-        placed = {d.lead_id: d.event_id for d in decisions if d.event_id is not None}
+        placed = [d.lead_id for d in decisions if d.event_type is not None]
         if after is not None and placed:
             try:
                 await after(session, placed, now)

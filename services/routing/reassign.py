@@ -180,7 +180,7 @@ async def _move(
         why=request.why,
     )  # fmt: skip
     await write(session, settings, [values], [event])
-    return result(lead.id, decision, event, candidates)
+    return result(lead.id, decision, event.type, candidates)
 
 
 def directed(directory: Directory, lead: Any, to: UUID) -> Decision:

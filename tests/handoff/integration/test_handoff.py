@@ -13,9 +13,8 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime, timedelta
-from functools import partial
 from typing import Any
 from uuid import UUID
 
@@ -27,14 +26,14 @@ from services.handoff.models import LeadHandoff
 from services.handoff.settings import handoff_config
 from services.handoff.snapshot import SOURCE
 from services.intake.handoff import lead_intake
-from services.processes import handoff_parts, routing_after_scoring
+from services.processes import handoff_parts
+from services.routing import handlers as routing_hooks
 from services.routing.main import add_sample_team, sweep_queue
 from services.routing.models import Assignment, Rep, Team
 from services.routing.pending import AfterRouting, route_pending
 from services.scoring import versions
 from services.scoring.handlers import ScoringHandler
 from services.scoring.store import DEFAULT_RULESET
-from shared.consumer import handled
 from shared.events import (
     CloudEvent,
     HandoffAttribution,
@@ -90,10 +89,8 @@ class Flow:
 
     def __init__(self, db: Database, runtime: Runtime) -> None:
         self.db, self.runtime, self.settings = db, runtime, runtime.settings
+        self.scoring = ScoringHandler(self.settings, after_scoring=[routing_hooks.after_scoring])
         self.handoff = HandoffHandler(handoff_config(self.settings), handoff_parts())
-        # As services/processes.py wires them: routing tells the handoff about unplaced leads.
-        hook = partial(routing_after_scoring, handoff=self.handoff)
-        self.scoring = ScoringHandler(self.settings, after_scoring=[hook])
         self.now = datetime.now(UTC) + timedelta(seconds=1)
         self.seen = 0
         """The outbox rows read so far (``fresh``)."""
@@ -318,9 +315,9 @@ async def test_a_failing_handoff_does_not_stop_routing_and_the_consumer_hands_ov
 ) -> None:
     calls: list[list[UUID]] = []
 
-    async def broken(session: Any, placed: Mapping[UUID, UUID], now: datetime) -> None:
-        calls.append(list(placed))
-        await flow.handoff.after_routing(session, placed, now)  # staged, then rolled back
+    async def broken(session: Any, lead_ids: list[UUID], now: datetime) -> None:
+        calls.append(lead_ids)
+        await flow.handoff.after_routing(session, lead_ids, now)  # staged, then rolled back
         raise RuntimeError("a bug in the handoff")
 
     lead_id, _ = await flow.post(FORM)
@@ -339,48 +336,6 @@ async def test_a_failing_handoff_does_not_stop_routing_and_the_consumer_hands_ov
     assert lead is not None and lead.routing_status == "routed"
     [event] = await flow.hand_over([*scored, routed])
     assert event.data.owner is not None and event.data.owner.id == lead.owner_id
-    assert handled(flow.handoff, [(None, routed)]) == [(None, routed)]  # not settled: read
-
-
-async def test_the_consumer_passes_over_what_routing_and_scoring_settled(flow: Flow) -> None:
-    """The handoff consumer of the process that staged them reads no lead for an MQL that had
-    no owner or queue (routing follows), nor for the routing events of leads handed over in the
-    routing round; a later stage event of an owned lead, or a reassignment, is read."""
-    lead_id, _ = await flow.post(FORM)
-    [received] = await flow.fresh()
-    scored, mql = await flow.score(received)
-    routed, qualified = await flow.route(after=flow.handoff.after_routing)
-    assert (mql.type, routed.type, qualified.type) == ("lead.mql", "lead.routed", "lead.qualified")
-    batch = [(None, e) for e in (scored, mql, routed, qualified)]
-    assert handled(flow.handoff, batch) == []  # a batch of these takes no transaction
-
-    accepted = await flow.score(outcome(lead_id, "accepted", flow.tick()))
-    [sql] = of_type(accepted, "lead.sql")
-    assert handled(flow.handoff, [(None, sql)]) == [(None, sql)]  # owned: it is read
-    [promoted] = await flow.hand_over(accepted)
-    assert promoted.data.handoff == "promoted"
-    moved = await flow.score(outcome(lead_id, "rejected", flow.tick(), reason="wrong_territory"))
-    [reassigned] = of_type(moved, "lead.reassigned")
-    assert handled(flow.handoff, [(None, reassigned)]) == [(None, reassigned)]
-
-
-async def test_without_routing_a_qualified_lead_is_passed_over(db: Database) -> None:
-    """No team (routing off, as in bench.webhooks' lean run): no lead can have an owner, so the
-    consumer passes over every ``lead.mql``, and hands nothing over when it does read one."""
-    runtime = Runtime.create(make_settings(db))
-    try:
-        async with runtime.sessions.begin() as session:
-            text = DEFAULT_RULESET.read_text()
-            await versions.bootstrap(session, runtime.settings, text, now=datetime.now(UTC))
-        flow = Flow(db, runtime)
-        await flow.fresh()
-        await flow.post(FORM)
-        [received] = await flow.fresh()
-        scored, mql = await flow.score(received)
-        assert mql.type == "lead.mql" and handled(flow.handoff, [(None, mql)]) == []
-        assert await flow.route() == [] and await flow.hand_over([scored, mql]) == []
-    finally:
-        await runtime.close()
 
 
 async def test_the_database_lost_during_the_handoff_leaves_the_lead_pending(flow: Flow) -> None:
