@@ -112,19 +112,15 @@ async def route_pending(
     with the error; ``leadflow owners route-pending`` retries it), so that it does not hold up
     the others."""
     try:
-        return await _round(sessions, settings, now=now, limit=limit, after=after)
-    except AfterRoutingFailed:
-        log.error(
-            "the work after routing failed; this round is routed without it (the consumers of "
-            "its lead.routed and lead.queued do that work)",
-            exc_info=True,
-        )
         try:
+            return await _round(sessions, settings, now=now, limit=limit, after=after)
+        except AfterRoutingFailed:
+            log.error(
+                "the work after routing failed; this round is routed without it (the consumers "
+                "of its lead.routed and lead.queued do that work)",
+                exc_info=True,
+            )
             return await _round(sessions, settings, now=now, limit=limit)
-        except Exception as error:
-            if is_transient(error):
-                raise
-            log.warning("routing round failed; routing its leads one by one", exc_info=True)
     except Exception as error:
         if is_transient(error):
             raise
