@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import json
 from collections import defaultdict
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 from uuid import uuid4
 
 import pytest
@@ -339,3 +341,52 @@ async def test_the_relays_read_cannot_walk_the_published_rows(pg: Database) -> N
         await connection.exec_driver_sql("DEALLOCATE pending_read")
         await connection.rollback()
     assert "ix_outbox_published_at" not in plan, plan
+
+
+BACKLOG_THEN_PUBLISHED = """
+INSERT INTO outbox (id, aggregate_type, aggregate_id, shard, topic, type, payload, created_at)
+SELECT gen_random_uuid(), 'lead', n::text, n % 16, 't', 'lead.received', repeat('x', 500), now()
+FROM generate_series(1, 30000) AS n
+"""
+
+
+async def test_the_relays_reads_go_through_the_pending_index_after_an_analyze_in_a_backlog(
+    pg: Database,
+) -> None:
+    """ANALYZE while most rows waited (autovacuum's, during a backlog), the rounds read once the
+    backlog is gone: locking the shards and reading a round go through ``ix_outbox_pending``,
+    never through every row published since (a scan of the table, or the primary key walked
+    from its oldest row, as both did with the statistics migration 0020 stops gathering). In one
+    transaction, rolled back, statistics included."""
+    async with pg.engine.connect() as connection:
+        await connection.exec_driver_sql(BACKLOG_THEN_PUBLISHED)
+        await connection.exec_driver_sql("ANALYZE outbox")
+        await connection.exec_driver_sql(
+            "UPDATE outbox SET published_at = now() WHERE seq <= (SELECT max(seq) - 40 FROM outbox)"
+        )
+        lock = outbox_module.LOCK_PENDING_SHARDS.compile(connection)
+        driver = (await connection.get_raw_connection()).driver_connection
+        assert driver is not None
+        plans = {}
+        for name, sql, parameters, expected in [
+            ("lock", str(lock), tuple(lock.params.values()), 16),
+            ("read", outbox_module.PENDING_IN_PG, (list(range(16)), 500), 40),
+        ]:
+            explained = await driver.fetchval(f"EXPLAIN (FORMAT JSON) {sql}", *parameters)
+            plans[name] = (json.loads(explained) if isinstance(explained, str) else explained)[0]
+
+            assert len(await driver.fetch(sql, *parameters)) == expected, name
+        await connection.rollback()
+    for name, plan in plans.items():
+        nodes = list(_nodes(plan["Plan"]))
+        scanned = [n["Node Type"] for n in nodes if n.get("Relation Name") == "outbox"]
+        assert "Seq Scan" not in scanned, (name, plan)
+        used = {n["Index Name"] for n in nodes if n.get("Index Name", "").endswith("outbox")}
+        used |= {n["Index Name"] for n in nodes if n.get("Index Name", "").startswith("ix_outbox")}
+        assert used == {"ix_outbox_pending"}, (name, plan)
+
+
+def _nodes(node: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    yield node
+    for child in node.get("Plans", []):
+        yield from _nodes(child)
