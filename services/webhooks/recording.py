@@ -6,11 +6,12 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import cache
 from typing import Any, Protocol
 from uuid import UUID
 
 import orjson
-from sqlalchemy import ARRAY, Select, String, any_, bindparam, select
+from sqlalchemy import ARRAY, Select, String, TextClause, any_, bindparam, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.webhooks import chat, filters
@@ -20,7 +21,7 @@ from services.webhooks.queue import PENDING_LITERAL, Claimed, messages, subscrip
 from services.webhooks.settings import WebhooksConfig
 from services.webhooks.signing import signing_secrets
 from shared import tracing
-from shared.db import among, insert_ignoring_conflicts
+from shared.db import among, insert_ignoring_conflicts, unnest_arrays
 from shared.events import CloudEvent
 from shared.ids import new_id
 
@@ -88,21 +89,15 @@ async def record_many(
     rows = _messages(events, wanted, settings, now)
     endpoints = {s.id: s for s in wanted}
     batched = _batched(rows, endpoints)
-    statement = insert_ignoring_conflicts(session, messages)
     if slots is None or not rows:
         if rows:
-            await session.execute(statement, rows)
+            await _insert(session, rows)
         return Recorded(len(rows), waiting=_queues(rows), batched=batched)
     chosen = _take(_heads(rows, await _queued(session, rows)), endpoints, slots, settings, now)
     for row in chosen:
         row["locked_until"] = now + slots.lease
     try:
-        if chosen:
-            returned = statement.returning(messages.c.id, messages.c.seq)
-            inserted = dict((await session.execute(returned, rows)).all())
-        else:
-            await session.execute(statement, rows)
-            inserted = {row["id"]: 0 for row in rows}
+        inserted = await _insert(session, rows)
         # Older messages wait for a backlogged endpoint: claim them (FIFO), not the new ones.
         claimed = await slots.claim_backlog(session, endpoints.keys() & _endpoints(rows), now)
     except BaseException:
@@ -118,14 +113,51 @@ async def record_many(
         else:
             slots.unreserve(row["subscription_id"])
     lent = {row["id"] for row in chosen}
+    # A redelivered event's messages (not inserted again) may wait too: a claim may look.
     waiting = _queues(
         r
         for r in rows
-        if r["id"] in inserted
-        and r["id"] not in lent
-        and r["subscription_id"] not in batched  # a CRM's: the sync's to send
+        if r["id"] not in lent and r["subscription_id"] not in batched  # a CRM's: the sync's
     )
     return Recorded(len(rows), leased + claimed, waiting, batched)
+
+
+async def _insert(session: AsyncSession, rows: list[dict[str, Any]]) -> dict[UUID, int]:
+    """Insert the messages (a redelivered event's are there already: skipped), in ``rows``'
+    order; the ``seq`` of each inserted, by id. On PostgreSQL one statement over one array per
+    column: an INSERT executed for many rows is sent and executed once per row."""
+    if session.get_bind().dialect.name == "postgresql":
+        parameters = {name: [row[name] for row in rows] for name in MESSAGE_COLUMNS}
+        return dict((await session.execute(_insert_unnested(), parameters)).all())
+    statement = insert_ignoring_conflicts(session, messages)
+    returned = statement.returning(messages.c.id, messages.c.seq)
+    return dict((await session.execute(returned, rows)).all())
+
+
+MESSAGE_COLUMNS = (
+    "id",
+    "subscription_id",
+    "event_id",
+    "event_type",
+    "lead_id",
+    "payload",
+    "status",
+    "attempts",
+    "due_at",
+    "locked_until",
+    "created_at",
+    "traceparent",
+)
+"""The columns ``_message`` fills."""
+
+
+@cache
+def _insert_unnested() -> TextClause:
+    return text(
+        f"INSERT INTO webhook_messages ({', '.join(MESSAGE_COLUMNS)})"
+        f" SELECT * FROM unnest({unnest_arrays(messages, MESSAGE_COLUMNS)})"
+        " ON CONFLICT DO NOTHING RETURNING id, seq"
+    ).columns(messages.c.id, messages.c.seq)
 
 
 def _batched(rows: Iterable[dict[str, Any]], endpoints: Mapping[UUID, Any]) -> dict[UUID, int]:
@@ -201,8 +233,8 @@ def _body(shown: dict[str, Any], format_: str) -> str:
 
 def _message(
     subscription_id: UUID, event: CloudEvent, body: str, now: datetime, trace: str | None
-) -> dict:
-    return {
+) -> dict[str, Any]:
+    return {  # the keys of MESSAGE_COLUMNS
         "id": new_id(),
         "subscription_id": subscription_id,
         "event_id": str(event.id),
