@@ -33,6 +33,13 @@ log = logging.getLogger(__name__)
 attempts = table_of(DeliveryAttempt)
 
 
+ENDPOINT_LOCK = {"key_share": True}
+"""How a settlement locks its endpoint's row before reading the health it moves (``FOR NO KEY
+UPDATE`` on PostgreSQL): against other settlements of that endpoint, not against the consumers
+recording messages for it, whose foreign keys take key-share locks on the row (with ``FOR
+UPDATE`` each waited for the other's transaction to end)."""
+
+
 @dataclass(frozen=True)
 class Outcome:
     """What one attempt produced; ``status`` None means no HTTP answer."""
@@ -104,9 +111,9 @@ async def settle(
 ) -> Settlement:
     """Log the attempt, move the message on and update the endpoint's health."""
     verdict = outcome.verdict
-    # Lock the endpoint first: the attempt's foreign key takes a share lock on it, and two
-    # settlements upgrading share locks to update locks would deadlock.
-    subscription = await session.get(Subscription, claimed.subscription_id, with_for_update=True)
+    subscription = await session.get(
+        Subscription, claimed.subscription_id, with_for_update=ENDPOINT_LOCK
+    )
     if subscription is None:
         return Settlement()
     await session.execute(insert(attempts).values(_attempt_row(claimed, outcome, verdict)))
@@ -125,7 +132,7 @@ async def settle_delivered(
     insert of the attempts (COPY on PostgreSQL), one update per distinct status code (the common
     case of a healthy endpoint costs a handful of statements per batch, not three per delivery)."""
     endpoint = batch[0][0].subscription_id
-    subscription = await session.get(Subscription, endpoint, with_for_update=True)
+    subscription = await session.get(Subscription, endpoint, with_for_update=ENDPOINT_LOCK)
     if subscription is None:
         return
     rows = [_attempt_row(claimed, outcome, Verdict.DELIVERED) for claimed, outcome in batch]
@@ -173,7 +180,7 @@ async def settle_batch(
     record is not retried), and the endpoint's health moved once, by the request: a CRM that
     answered is healthy even when it refused some records."""
     endpoint = settled[0].claimed.subscription_id
-    subscription = await session.get(Subscription, endpoint, with_for_update=True)
+    subscription = await session.get(Subscription, endpoint, with_for_update=ENDPOINT_LOCK)
     if subscription is None:
         return Settlement()
     rows = []
