@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from uuid import UUID
 
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.handoff import store
@@ -65,6 +66,18 @@ class HandoffHandler:
         left = {e.data.lead_id for e in events if isinstance(e, LEAVES)}
         if not changed and not left:
             return
+        try:
+            async with session.begin_nested():
+                await self._apply(session, changed, left, now)
+        except IntegrityError:
+            # A lead's first handoff collided with one committed since its last handoff was
+            # read: the pending router's, made in its routing transaction. Once more, seeing it
+            # (a failed batch would be applied again one event at a time, a transaction each).
+            await self._apply(session, changed, left, now)
+
+    async def _apply(
+        self, session: AsyncSession, changed: set[UUID], left: set[UUID], now: datetime
+    ) -> None:
         rows = await store.last_handoffs(session, sorted(changed | left))
         last = {i: None if i in left else store.key_of_row(r) for i, r in rows.items()}
         handed = await self._hand_over(session, sorted(changed), last, rows, now=now)

@@ -3,8 +3,11 @@
 A lead's last handoff is read with its row locked (PostgreSQL) for the transaction: a lead's
 events come in order on one partition, so this only matters while a rebalance hands the partition
 over, and then the second transaction waits and sees the first one's handoff. The first handoff
-of a lead has no row to lock: two at once collide on the primary key, the loser is retried and
-finds the winner's.
+of a lead has no row to lock: two at once collide on the primary key. That is common, not rare:
+the pending router hands a lead over in its routing transaction while the consumer handles the
+same lead's ``lead.mql``. The consumer's handler then does its batch's handoffs again, from a
+savepoint, and finds the router's (``HandoffHandler.handle_batch``); a router that loses is
+redone without the handoff (``services.routing.pending``).
 """
 
 from __future__ import annotations

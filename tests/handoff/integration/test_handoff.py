@@ -21,6 +21,7 @@ from uuid import UUID
 import pytest
 from sqlalchemy import select
 
+from services.handoff import store as handoff_store
 from services.handoff.handlers import HandoffHandler
 from services.handoff.models import LeadHandoff
 from services.handoff.settings import handoff_config
@@ -135,6 +136,17 @@ class Flow:
 
 @pytest.fixture
 async def flow(db: Database) -> AsyncIterator[Flow]:
+    async for made in _flow(db):
+        yield made
+
+
+@pytest.fixture
+async def pg_flow(pg: Database) -> AsyncIterator[Flow]:
+    async for made in _flow(pg):
+        yield made
+
+
+async def _flow(db: Database) -> AsyncIterator[Flow]:
     runtime = Runtime.create(make_settings(db, http={"public_url": PUBLIC_URL}))
     try:
         async with runtime.sessions.begin() as session:
@@ -308,6 +320,35 @@ async def test_the_pending_router_hands_over_in_its_routing_transaction(flow: Fl
         remembered = await session.get(LeadHandoff, lead_id)
     assert remembered is not None and remembered.event_id == qualified.id
     assert await flow.hand_over([*scored, routed]) == []
+
+
+async def test_a_consumer_that_read_no_handoff_before_the_router_made_one_does_not_fail(
+    pg_flow: Flow, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The consumer reads a lead's last handoff (none), then the router routes the lead and
+    hands it over in its own transaction, then the consumer reads the lead (routed) and would
+    hand it over too: its first handoff of the lead collides with the router's. The batch must
+    not fail (a failed batch is applied again one event at a time): the handoff is done again,
+    finds the router's, and stages nothing."""
+    flow = pg_flow
+    lead_id, _ = await flow.post(FORM)
+    [received] = await flow.fresh()
+    [_, mql] = await flow.score(received)
+    read_lead_states = handoff_store.lead_states
+    routed_meanwhile: list[CloudEvent] = []
+
+    async def router_commits_meanwhile(session: Any, lead_ids: Sequence[UUID]) -> Any:
+        monkeypatch.setattr(handoff_store, "lead_states", read_lead_states)
+        routed_meanwhile.extend(await flow.route(after=flow.handoff.after_routing))
+        return await read_lead_states(session, lead_ids)
+
+    monkeypatch.setattr(handoff_store, "lead_states", router_commits_meanwhile)
+    assert await flow.hand_over([mql]) == []
+    routed, qualified = routed_meanwhile
+    assert (routed.type, qualified.type) == ("lead.routed", "lead.qualified")
+    async with flow.db.sessions() as session:
+        remembered = await session.get(LeadHandoff, lead_id)
+    assert remembered is not None and remembered.event_id == qualified.id
 
 
 async def test_a_failing_handoff_does_not_stop_routing_and_the_consumer_hands_over(
