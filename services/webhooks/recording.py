@@ -11,7 +11,7 @@ from typing import Any, Protocol
 from uuid import UUID
 
 import orjson
-from sqlalchemy import ARRAY, Select, String, TextClause, any_, bindparam, select, text
+from sqlalchemy import ARRAY, Select, String, TextualSelect, any_, bindparam, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.webhooks import chat, filters
@@ -152,7 +152,7 @@ MESSAGE_COLUMNS = (
 
 
 @cache
-def _insert_unnested() -> TextClause:
+def _insert_unnested() -> TextualSelect:
     return text(
         f"INSERT INTO webhook_messages ({', '.join(MESSAGE_COLUMNS)})"
         f" SELECT * FROM unnest({unnest_arrays(messages, MESSAGE_COLUMNS)})"
