@@ -58,8 +58,9 @@ class Recorded:
     """Leased in this transaction (new ones, and a backlog's oldest): the dispatcher that
     reserved their slots sends them once it commits (``accept``)."""
     waiting: frozenset[tuple[UUID, str]] = frozenset()
-    """The (endpoint, lead) queues of the messages inserted without a lease: claims are to find
-    them (some once the message ahead of them in their queue is settled)."""
+    """The (endpoint, lead) queues of the batch's messages not leased here (a redelivered event's
+    included, though not inserted again): claims are to find them (some once the message ahead
+    of them in their queue is settled)."""
     batched: dict[UUID, int] = field(default_factory=dict)
     """Messages per CRM subscription (the CRM sync's, never leased here): a full batch's worth
     wakes the sync once the transaction commits."""
