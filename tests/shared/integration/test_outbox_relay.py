@@ -5,9 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections import defaultdict
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from typing import Any
 from uuid import uuid4
 
 import pytest
@@ -24,6 +22,7 @@ from shared.models import OutboxMessage
 from shared.outbox import Relay, shard_of, stage
 from tests.support.common import Database, eventually, make_settings
 from tests.support.harness import distinct_events, read_topic
+from tests.support.plans import nodes, plan_of
 
 
 def received(lead_id: object, n: int) -> LeadReceived:
@@ -373,20 +372,13 @@ async def test_the_relays_reads_go_through_the_pending_index_after_an_analyze_in
             ("read", outbox_module.PENDING_IN_PG, (list(range(16)), 500), 40),
         ]:
             explained = await driver.fetchval(f"EXPLAIN (FORMAT JSON) {sql}", *parameters)
-            plans[name] = (json.loads(explained) if isinstance(explained, str) else explained)[0]
-
+            plans[name] = plan_of(explained)
             assert len(await driver.fetch(sql, *parameters)) == expected, name
         await connection.rollback()
     for name, plan in plans.items():
-        nodes = list(_nodes(plan["Plan"]))
-        scanned = [n["Node Type"] for n in nodes if n.get("Relation Name") == "outbox"]
+        found = list(nodes(plan))
+        scanned = [n["Node Type"] for n in found if n.get("Relation Name") == "outbox"]
         assert "Seq Scan" not in scanned, (name, plan)
-        used = {n["Index Name"] for n in nodes if n.get("Index Name", "").endswith("outbox")}
-        used |= {n["Index Name"] for n in nodes if n.get("Index Name", "").startswith("ix_outbox")}
+        used = {n["Index Name"] for n in found if n.get("Index Name", "").endswith("outbox")}
+        used |= {n["Index Name"] for n in found if n.get("Index Name", "").startswith("ix_outbox")}
         assert used == {"ix_outbox_pending"}, (name, plan)
-
-
-def _nodes(node: dict[str, Any]) -> Iterator[dict[str, Any]]:
-    yield node
-    for child in node.get("Plans", []):
-        yield from _nodes(child)

@@ -4,8 +4,6 @@ index, not a walk of every pending message (the due index) for each candidate.""
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -14,6 +12,7 @@ from sqlalchemy import event
 from services.webhooks.queue import claim
 from services.webhooks.recording import record_many
 from tests.support.common import Database
+from tests.support.plans import nodes, plan_of
 from tests.support.webhooks import scored, subscribe, webhook_settings
 
 CLAIM = "FROM webhook_messages JOIN webhook_subscriptions"
@@ -57,14 +56,8 @@ async def test_the_claim_probes_each_queue_with_statistics_from_a_quieter_time(
     finally:
         event.remove(pg.engine.sync_engine, "before_cursor_execute", capture)
     assert len(claimed) == 10
-    tree = (json.loads(plan) if isinstance(plan, str) else plan)[0]["Plan"]
-    subplans = [n for n in _nodes(tree) if n.get("Parent Relationship") == "SubPlan"]
+    tree = plan_of(plan)
+    subplans = [n for n in nodes(tree) if n.get("Parent Relationship") == "SubPlan"]
     assert subplans, tree
-    used = {n.get("Index Name") for s in subplans for n in _nodes(s) if "Index Name" in n}
+    used = {n.get("Index Name") for s in subplans for n in nodes(s) if "Index Name" in n}
     assert used == {"ix_webhook_messages_lead_queue"}, tree
-
-
-def _nodes(node: dict[str, Any]) -> Iterator[dict[str, Any]]:
-    yield node
-    for child in node.get("Plans", []):
-        yield from _nodes(child)
