@@ -74,7 +74,7 @@ async def run_relay(settings: Settings) -> int:
     """Only the outbox relay: it publishes every service's events (the outbox is one table), for
     services run with ``outbox.relay_in_process`` off. Replicas share the outbox's shards."""
     runtime = Runtime.create(settings)
-    runtime.start_relay("relay")
+    runtime.start_relay("relay", woken_by_commits=False)
     app = health_app("Leadflow outbox relay", runtime)
     return await serve(runtime, app, port=settings.outbox.relay_port)
 

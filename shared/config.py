@@ -274,6 +274,14 @@ class OutboxSettings(Group):
         le=60_000,
         description="Relay poll when idle (commits in-process wake it at once)",
     )
+    idle_poll_max_ms: int = Field(
+        1000,
+        ge=1,
+        le=60_000,
+        description="A service's relay (woken at once by its own process's commits) doubles its "
+        "poll interval after each poll that finds nothing, up to this; `leadflow relay` always "
+        "polls every `poll_interval_ms`",
+    )
     max_backoff_s: float = Field(
         5.0, gt=0, description="Longest wait between tries while the broker is away"
     )

@@ -73,12 +73,18 @@ class Runtime:
                     backoff = min(backoff * 2, self.settings.outbox.max_backoff_s)
             return self.producer
 
-    def start_relay(self, name: str = "relay") -> None:
-        """Publish the outbox in the background; intake keeps accepting while the broker is away."""
+    def start_relay(self, name: str = "relay", *, woken_by_commits: bool = True) -> None:
+        """Publish the outbox in the background; intake keeps accepting while the broker is away.
+        ``woken_by_commits``: false for a process whose commits stage no events (``leadflow
+        relay``), so that its relay keeps polling at ``outbox.poll_interval_ms``."""
 
         async def relay() -> None:
             self.relay = Relay(
-                self.sessions, await self.connected_producer(), self.settings, name=name
+                self.sessions,
+                await self.connected_producer(),
+                self.settings,
+                name=name,
+                woken_by_commits=woken_by_commits,
             )
             await self.relay.run()
 

@@ -20,3 +20,21 @@ async def woken(event: asyncio.Event, seconds: float) -> bool:
     except TimeoutError:
         return False
     return True
+
+
+class GrowingPoll:
+    """A poll's interval: twice as long after each poll that found nothing, up to ``longest``;
+    back to ``shortest`` after one that found work or a wake-up. With ``longest`` equal to
+    ``shortest``, a fixed interval."""
+
+    def __init__(self, shortest: float, longest: float) -> None:
+        self.shortest = shortest
+        self.longest = max(shortest, longest)
+        self.seconds = shortest
+        """The wait before the next poll."""
+
+    def found(self) -> None:
+        self.seconds = self.shortest
+
+    def empty(self) -> None:
+        self.seconds = min(self.seconds * 2, self.longest)

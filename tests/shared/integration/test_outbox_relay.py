@@ -382,3 +382,66 @@ async def test_the_relays_reads_go_through_the_pending_index_after_an_analyze_in
         used = {n["Index Name"] for n in found if n.get("Index Name", "").endswith("outbox")}
         used |= {n["Index Name"] for n in found if n.get("Index Name", "").startswith("ix_outbox")}
         assert used == {"ix_outbox_pending"}, (name, plan)
+
+
+class Polls:
+    """Each round of ``relay``: when it began (the loop's clock) and the relay's idle poll
+    interval then."""
+
+    def __init__(self, relay: Relay) -> None:
+        self.rounds: list[tuple[float, float]] = []
+        self._more = asyncio.Event()
+        publish = relay.publish_pending
+        loop = asyncio.get_running_loop()
+
+        async def counted() -> int:
+            self.rounds.append((loop.time(), relay.poll.seconds))
+            self._more.set()
+            return await publish()
+
+        relay.publish_pending = counted  # type: ignore[method-assign]
+
+    async def until(self, count: int) -> None:
+        async with asyncio.timeout(30):
+            while len(self.rounds) < count:
+                self._more.clear()
+                await self._more.wait()
+
+
+async def test_an_idle_relay_polls_ever_less_often_until_a_commit_wakes_it(
+    db: Database, broker: EmbeddedBroker
+) -> None:
+    """A service's relay is woken by its own process's commits; its polls find only what other
+    processes left, so each that finds nothing doubles the wait, up to ``idle_poll_max_ms``.
+    ``leadflow relay`` (``woken_by_commits=False``), which nothing wakes, keeps its interval.
+    Rows another process stages without a wake-up are still published."""
+    settings = make_settings(db, broker, outbox={"poll_interval_ms": 10, "idle_poll_max_ms": 80})
+    producer = make_producer(settings.kafka)
+    await producer.start()
+    woken_relay = Relay(db.sessions, producer, settings, name="woken")
+    polling_relay = Relay(db.sessions, producer, settings, name="polling", woken_by_commits=False)
+    woken_polls, polling_polls = Polls(woken_relay), Polls(polling_relay)
+    tasks = [asyncio.create_task(r.run()) for r in (woken_relay, polling_relay)]
+    try:
+        await woken_polls.until(7)
+        intervals = [seconds for _, seconds in woken_polls.rounds[:7]]
+        assert intervals == [0.01, 0.02, 0.04, 0.08, 0.08, 0.08, 0.08]
+        began = [at for at, _ in woken_polls.rounds[:7]]
+        gaps = [b - a for a, b in zip(began, began[1:], strict=False)]
+        assert min(gaps[3:]) >= 0.07, gaps  # ~0.01 each when every poll waited the shortest
+        await polling_polls.until(7)
+        assert {seconds for _, seconds in polling_polls.rounds} == {0.01}
+
+        async with db.sessions.begin() as session:  # as another process would: no wake-up
+            await stage(session, settings, received(uuid4(), 0))
+        await eventually(lambda: _none_left(db))
+
+        woken_relay.notify()
+        count = len(woken_polls.rounds)
+        await woken_polls.until(count + 1)
+        assert woken_polls.rounds[count][1] == 0.01
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await producer.stop()
