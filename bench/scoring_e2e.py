@@ -39,8 +39,8 @@ from bench.intake import _dsn, bench_database
 from bench.loadgen import CpuProbe, _cpu_ticks
 from bench.routing import routing_directory
 from bench.suite import Check, Log
+from services.processes import RoutingAfterScoring
 from services.routing import pending
-from services.routing.handlers import after_scoring
 from services.scoring import versions
 from services.scoring.handlers import ScoringHandler
 from services.scoring.main import CONSUMER
@@ -194,17 +194,16 @@ async def _produce(settings: Settings, events: list[LeadReceived]) -> None:
 
 async def _score(runtime: Runtime, settings: Settings, url: URL, count: int, log: Log) -> Result:
     # Routing plugged in as services/processes.py does (start_scoring_with_routing).
-    handler = _Counting(ScoringHandler(settings, after_scoring=[after_scoring]))
+    router = pending.PendingRouter(runtime.sessions, settings, on_routed=runtime.notify_relay)
+    routed = RoutingAfterScoring(router)
+    handler = _Counting(ScoringHandler(settings, after_scoring=[routed]))
     commits: list[tuple[float, int]] = []  # (when, leads scored so far), after each commit
     first, done = asyncio.Event(), asyncio.Event()
 
-    router = pending.PendingRouter(runtime.sessions, settings, on_routed=runtime.notify_relay)
-
-    def committed() -> None:  # as start_scoring_with_routing's
+    def committed() -> None:  # as start_scoring's
         commits.append((time.perf_counter(), handler.seen))
         first.set()
         runtime.notify_relay()
-        router.notify()
         if handler.seen >= count:
             done.set()
 

@@ -19,6 +19,7 @@ from services.intake.main import start_intake
 from services.routing import handlers as routing
 from services.routing.handoff import lead_routing
 from services.routing.main import start_pending_router, start_routing
+from services.routing.pending import PendingRouter
 from services.scoring.handoff import Qualifications
 from services.scoring.main import start_scoring
 from services.sla_monitor.analytics import attainment_by_source
@@ -110,34 +111,42 @@ def start_scoring_with_routing(
 ) -> None:
     """Scoring, with routing plugged into it: in each batch's transaction (mark the qualified
     leads pending, reassign rejected ones, release closed ones), then the routing of the pending
-    leads after each commit, which holds scoring back when it falls behind; with ``handoff``,
-    each routing round hands the leads it placed over in its transaction. (Routing's consumer of
-    escalations and its queue sweep: ``start_routing``.)"""
+    leads after each commit that marked some, which holds scoring back when it falls behind;
+    with ``handoff``, each routing round hands the leads it placed over in its transaction.
+    (Routing's consumer of escalations and its queue sweep: ``start_routing``.)"""
     after = handoff.after_routing if handoff is not None else None
     router = start_pending_router(runtime, name=name, after=after)
     start_scoring(
         runtime,
         name=name,
-        after_scoring=[routing_after_scoring],
-        on_commit=[router.notify],
+        after_scoring=[RoutingAfterScoring(router)],
         before_poll=router.caught_up.wait,
     )
 
 
-async def routing_after_scoring(
-    session: AsyncSession,
-    events: Sequence[CloudEvent],
-    moves: Sequence[dict[str, Any]],
-    *,
-    settings: Settings,
-    now: datetime,
-) -> object:
-    """Routing's part of a scoring batch. With tracing on, the batch's leads' trace contexts
-    are handed over first: the pending router routes them after the commit, in a task of its
-    own, and creates ``lead.routed`` under the scoring span of the lead's event."""
-    if tracing.active:
-        tracing.hand_over()
-    return await routing.after_scoring(session, events, moves, settings=settings, now=now)
+class RoutingAfterScoring:
+    """Routing's part of a scoring batch; ``router`` is woken after a commit that marked leads
+    pending. With tracing on, the batch's leads' trace contexts are handed over first: the
+    pending router routes them after the commit, in a task of its own, and creates
+    ``lead.routed`` under the scoring span of the lead's event."""
+
+    def __init__(self, router: PendingRouter) -> None:
+        self.router = router
+
+    async def __call__(
+        self,
+        session: AsyncSession,
+        events: Sequence[CloudEvent],
+        moves: Sequence[dict[str, Any]],
+        *,
+        settings: Settings,
+        now: datetime,
+    ) -> object:
+        if tracing.active:
+            tracing.hand_over()
+        return await routing.after_scoring(
+            session, events, moves, settings=settings, now=now, wake=self.router.notify
+        )
 
 
 def handoff_parts() -> Parts:

@@ -11,7 +11,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -34,10 +34,13 @@ async def after_scoring(
     *,
     settings: Settings,
     now: datetime,
+    wake: Callable[[], None] | None = None,
 ) -> list[RoutingDecision]:
-    """The reassignments' decisions (routing the qualified leads comes after the commit)."""
+    """The reassignments' decisions (routing the qualified leads comes after the commit: ``wake``
+    is called once it is done, if it marked any lead pending)."""
     moves = list(moves)
-    await mark_pending(session, [m["lead_id"] for m in moves if m["to_stage"] in QUALIFIED])
+    qualified = [m["lead_id"] for m in moves if m["to_stage"] in QUALIFIED]
+    await mark_pending(session, qualified, wake=wake)
     rejected = [
         Reassignment(event.data.lead_id, "rejected", f"rejected by owner: {event.data.reason}")
         for event in events

@@ -2,10 +2,10 @@
 
 Scoring's transaction marks the leads it qualifies ``routing_status = 'pending'`` (durable, in the
 same transaction as ``lead.mql``); the scoring process's ``PendingRouter``, woken by each scoring
-commit, routes them in a short transaction of its own. Routing used to run inside each scoring
-transaction and hold its locks (services/routing/txn.py) until that transaction committed, so
-scoring's concurrent lanes queued on them for hundreds of milliseconds; now they are held only
-while routing.
+commit that marked some, routes them in a short transaction of its own. Routing used to run
+inside each scoring transaction and hold its locks (services/routing/txn.py) until that
+transaction committed, so scoring's concurrent lanes queued on them for hundreds of
+milliseconds; now they are held only while routing.
 
 Nothing is lost on a crash: a pending lead is picked up by the next round of any scoring process
 (``FOR UPDATE SKIP LOCKED`` on PostgreSQL, so replicas take different leads). ``lead.routed``
@@ -28,14 +28,14 @@ from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import Select, or_, select, update
+from sqlalchemy import Select, event, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.routing import store
 from services.routing.assign import RoutingDecision, route_leads
 from shared.config import Settings
 from shared.consumer import is_transient
-from shared.db import among, driver_connection, translated
+from shared.db import among, driver_connection, rowcount, translated
 from shared.models import Lead, table_of
 from shared.outages import report
 from shared.waits import woken
@@ -68,29 +68,39 @@ MARK_PENDING = (  # the batch's ids as one array: one statement text whatever th
 )
 
 
-async def mark_pending(session: AsyncSession, lead_ids: Sequence[UUID]) -> None:
+async def mark_pending(
+    session: AsyncSession, lead_ids: Sequence[UUID], *, wake: Callable[[], None] | None = None
+) -> int:
     """In the caller's (scoring's) transaction: these leads qualified and wait for an owner.
     Leads routed already, test leads, and every lead while routing is off (no team) are left
-    as they are."""
-    if not lead_ids:
-        return
+    as they are. Returns how many were marked; when some were, ``wake`` (a ``PendingRouter``'s
+    ``notify``) is called once the transaction commits, so that a commit that marked nothing
+    costs the router no round."""
+    marked = await _mark(session, sorted(set(lead_ids))) if lead_ids else 0
+    if marked and wake is not None:
+        event.listen(session.sync_session, "after_commit", lambda _session: wake(), once=True)
+    return marked
+
+
+async def _mark(session: AsyncSession, lead_ids: list[UUID]) -> int:
     if session.get_bind().dialect.name == "postgresql":
         driver = await driver_connection(session)
         with translated(MARK_PENDING):
-            await driver.execute(MARK_PENDING, sorted(set(lead_ids)))
-        return
+            status = await driver.execute(MARK_PENDING, lead_ids)
+        return int(status.rsplit(" ", 1)[-1])  # "UPDATE <rows>"
     if await store.routing_off(session):
-        return
+        return 0
     status = leads_t.c.routing_status
-    await session.execute(
+    result = await session.execute(
         update(leads_t)
         .where(
-            among(session, leads_t.c.id, sorted(set(lead_ids))),
+            among(session, leads_t.c.id, lead_ids),
             or_(status.is_(None), status == "closed"),
             leads_t.c.is_test.is_(False),
         )
         .values(routing_status=PENDING)
     )
+    return rowcount(result)
 
 
 async def route_pending(
@@ -212,7 +222,7 @@ class PendingRouter:
         self.caught_up.set()
 
     def notify(self) -> None:
-        """Called after a scoring commit that may have marked leads pending."""
+        """Called after a scoring commit that marked leads pending (``mark_pending``'s ``wake``)."""
         self.wakeup.set()
 
     async def _read_directory(self) -> None:

@@ -10,6 +10,7 @@ from uuid import UUID
 
 from sqlalchemy import func, select, update
 
+from services.processes import RoutingAfterScoring
 from services.routing import store
 from services.routing.models import Assignment, Rep
 from services.routing.pending import BATCH, PendingRouter, mark_pending, route_pending
@@ -135,6 +136,49 @@ async def running_router(
             await task
 
 
+async def test_the_router_is_woken_after_a_commit_that_marked_leads_and_only_then(db: Database):
+    """A scoring commit that marked no lead pending costs the router no round (each had one,
+    a transaction each, on every scoring batch while routing was off)."""
+    forget_cached_directories()
+    woken: list[str] = []
+    async with db.sessions.begin() as s:
+        lead = await add_lead(s)
+        assert await mark_pending(s, [lead], wake=lambda: woken.append("off")) == 0
+    async with db.sessions.begin() as s:
+        await team(s, "default")
+        await rep(s, "ann@co.com", "default")
+    with contextlib.suppress(RuntimeError):
+        async with db.sessions.begin() as s:
+            assert await mark_pending(s, [lead], wake=lambda: woken.append("rolled back")) == 1
+            raise RuntimeError
+    async with db.sessions.begin() as s:
+        assert await mark_pending(s, [lead], wake=lambda: woken.append("committed")) == 1
+        assert woken == []  # not before the commit: the router would find nothing yet
+    assert woken == ["committed"]
+    async with db.sessions.begin() as s:  # pending already: nothing marked
+        assert await mark_pending(s, [lead], wake=lambda: woken.append("again")) == 0
+    assert woken == ["committed"]
+
+
+async def test_scorings_routing_hook_wakes_its_router_once_its_batch_commits(db: Database):
+    settings = make_settings(db)
+    forget_cached_directories()
+    async with db.sessions.begin() as s:
+        await team(s, "default")
+        await rep(s, "ann@co.com", "default")
+        lead, closed = await add_lead(s), await add_lead(s)
+    router = PendingRouter(db.sessions, settings, on_routed=lambda: None)
+    hook = RoutingAfterScoring(router)
+    async with db.sessions.begin() as s:
+        await hook(s, [], [{"lead_id": closed, "to_stage": "lost"}], settings=settings, now=NOW)
+    assert not router.wakeup.is_set()
+    async with db.sessions.begin() as s:
+        await hook(s, [], [{"lead_id": lead, "to_stage": "mql"}], settings=settings, now=NOW)
+        assert not router.wakeup.is_set()
+    assert router.wakeup.is_set()
+    assert await statuses(db, [lead]) == ["pending"]
+
+
 async def test_what_a_crashed_process_left_pending_is_routed_by_the_next_router(db: Database):
     settings = make_settings(db)
     async with db.sessions.begin() as s:
@@ -148,7 +192,7 @@ async def test_what_a_crashed_process_left_pending_is_routed_by_the_next_router(
         async with db.sessions.begin() as s:
             woken = await add_lead(s)
             await mark_pending(s, [woken])
-        router.notify()  # as each scoring commit does
+        router.notify()  # as a scoring commit that marked leads pending does
         await asyncio.wait_for(rounds.get(), 10)
         assert await statuses(db, [woken]) == ["routed"]
 
