@@ -28,8 +28,9 @@ from typing import Any, TypeVar
 from aiokafka import AIOKafkaProducer
 from aiokafka.producer.message_accumulator import BatchBuilder
 from opentelemetry.context import Context
-from sqlalchemy import bindparam, func, select, update
+from sqlalchemy import bindparam, event, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm import Session
 
 from shared import pruning, tracing
 from shared.config import Settings
@@ -144,6 +145,38 @@ def traced(event: E, settings: Settings, parent: Context | None) -> E:
 async def stage(session: AsyncSession, settings: Settings, *events: CloudEvent) -> None:
     """Add events to the outbox inside the caller's transaction; the caller commits."""
     await insert_rows(session, outbox, [outbox_row(e, settings) for e in events])
+    staged_in(session)
+
+
+def staged_in(session: AsyncSession) -> None:
+    """The session's transaction writes outbox rows: its commit is a reason for a relay round.
+    ``stage`` says so itself; a caller that writes its ``outbox_row``s in a statement of its own
+    (intake's, with the inquiries) must say so."""
+    STAGED.watch(session)
+
+
+class StagedCommits:
+    """How many transactions of this process that staged events have committed (a session that
+    staged once counts each of its commits after). A relay woken after a commit runs a round
+    only if this moved since its last round began; counted in the commit itself, before the
+    committer wakes the relay."""
+
+    KEY = "leadflow.outbox.staged"
+
+    def __init__(self) -> None:
+        self.commits = 0
+
+    def watch(self, session: AsyncSession) -> None:
+        if self.KEY not in session.info:
+            session.info[self.KEY] = True
+            event.listen(session.sync_session, "after_commit", self._committed)
+
+    def _committed(self, _session: Session) -> None:
+        self.commits += 1
+
+
+STAGED = StagedCommits()
+"""The process's count: a relay may be woken by any of its transactions' commits."""
 
 
 class Relay:
@@ -169,6 +202,9 @@ class Relay:
         base = outbox_settings.poll_interval_ms / 1000
         longest = outbox_settings.idle_poll_max_ms / 1000 if woken_by_commits else base
         self.poll = GrowingPoll(base, longest)
+        self._staged_before_round = -1
+        """``STAGED.commits`` when the last round began: what it could see."""
+        self._requeued = False
         self._checked_over: tuple[object, ...] | None = None
         """The producer's open broker connections when the sentinel was last seen there."""
         self.oldest_pending: datetime | None = None
@@ -194,6 +230,7 @@ class Relay:
                 if loop.time() >= next_watch:
                     await self.watch_broker()
                     next_watch = loop.time() + BROKER_WATCH_INTERVAL_S
+                self._staged_before_round = STAGED.commits
                 published = await self.publish_pending()
                 if loop.time() >= next_prune:
                     await self.prune(datetime.now(UTC))
@@ -215,7 +252,9 @@ class Relay:
                 continue
             if published:
                 self.poll.found()
-            if published < self.settings.outbox.batch_size:
+            if self._requeued:
+                self._requeued = False
+            elif published < self.settings.outbox.batch_size:
                 await self._idle()
 
     async def _idle(self) -> None:
@@ -224,12 +263,22 @@ class Relay:
         a crashed replica's, a shard another relay held): each poll that finds nothing doubles
         the wait for the next, up to ``outbox.idle_poll_max_ms``; a wake-up or a round that
         published brings it back to ``outbox.poll_interval_ms``. Three idle service processes
-        polled 30 times a second, a third of an idle deployment's CPU."""
-        if await woken(self.wakeup, self.poll.seconds):
-            self.poll.found()
-        else:
-            self.poll.empty()
-        self.wakeup.clear()
+        polled 30 times a second, a third of an idle deployment's CPU.
+
+        A wake-up after which no transaction of this process has committed staged events since
+        the last round began (a consumer's commit that staged nothing: the webhooks consumer's,
+        usually the handoff's) is no reason for a round: the relay waits on, for the same poll."""
+        loop = asyncio.get_running_loop()
+        due = loop.time() + self.poll.seconds
+        while True:
+            if not await woken(self.wakeup, max(due - loop.time(), 0)):
+                self.wakeup.clear()
+                self.poll.empty()
+                return
+            self.wakeup.clear()
+            if STAGED.commits != self._staged_before_round:
+                self.poll.found()
+                return
 
     async def look_at_backlog(self) -> None:
         """Look up when the oldest event waiting was staged (one query, ``OLDEST_PENDING``)."""
@@ -251,7 +300,8 @@ class Relay:
                 await _mark_published(session, [row[0] for row in rows], datetime.now(UTC))
         if lost:
             await self._requeue_retained()
-            return 0  # the next round publishes, in seq order, everything retained
+            self._requeued = True
+            return 0  # the next round, at once, publishes in seq order everything retained
         OUTBOX_PUBLISHED.inc(len(rows))
         return len(rows)
 

@@ -35,7 +35,7 @@ from shared.db import among, insert_many, unnest_arrays
 from shared.events import LeadReceived, LeadReceivedData
 from shared.ids import new_id
 from shared.models import Inquiry, Lead, LeadHistory, table_of
-from shared.outbox import outbox, outbox_row, traced
+from shared.outbox import outbox, outbox_row, staged_in, traced
 from shared.problems import Problem
 
 leads = table_of(Lead)
@@ -126,6 +126,8 @@ async def store_inquiries(
         (history, history_rows),
         (outbox, [outbox_row(event, settings) for event in events]),
     )
+    if events:
+        staged_in(session)
     await _record_answers(session, fresh, answers)
     for follower, leader in followers.items():
         answers[follower] = _replay(answers[leader])

@@ -408,13 +408,12 @@ class Polls:
                 await self._more.wait()
 
 
-async def test_an_idle_relay_polls_ever_less_often_until_a_commit_wakes_it(
-    db: Database, broker: EmbeddedBroker
-) -> None:
+async def test_an_idle_relay_polls_ever_less_often(db: Database, broker: EmbeddedBroker) -> None:
     """A service's relay is woken by its own process's commits; its polls find only what other
     processes left, so each that finds nothing doubles the wait, up to ``idle_poll_max_ms``.
     ``leadflow relay`` (``woken_by_commits=False``), which nothing wakes, keeps its interval.
-    Rows another process stages without a wake-up are still published."""
+    Rows another process stages without a wake-up are still published. (A wake-up brings the
+    interval back: ``GrowingPoll.found``, tests/shared/unit/test_waits.py.)"""
     settings = make_settings(db, broker, outbox={"poll_interval_ms": 10, "idle_poll_max_ms": 80})
     producer = make_producer(settings.kafka)
     await producer.start()
@@ -435,13 +434,39 @@ async def test_an_idle_relay_polls_ever_less_often_until_a_commit_wakes_it(
         async with db.sessions.begin() as session:  # as another process would: no wake-up
             await stage(session, settings, received(uuid4(), 0))
         await eventually(lambda: _none_left(db))
-
-        woken_relay.notify()
-        count = len(woken_polls.rounds)
-        await woken_polls.until(count + 1)
-        assert woken_polls.rounds[count][1] == 0.01
     finally:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        await producer.stop()
+
+
+async def test_a_wakeup_after_a_commit_that_staged_nothing_starts_no_round(
+    db: Database, broker: EmbeddedBroker
+) -> None:
+    """Every consumer's commit wakes its process's relay; one that staged no event (the webhooks
+    consumer's, usually the handoff's) gave the relay a round, a transaction, for nothing."""
+    settings = make_settings(db, broker, outbox={"poll_interval_ms": 60_000})
+    producer = make_producer(settings.kafka)
+    await producer.start()
+    relay = Relay(db.sessions, producer, settings)
+    polls = Polls(relay)
+    task = asyncio.create_task(relay.run())
+    try:
+        await polls.until(1)
+        async with db.sessions.begin() as session:  # a transaction that stages nothing
+            await session.execute(select(func.count()).select_from(OutboxMessage))
+        relay.notify()
+        await eventually(lambda: not relay.wakeup.is_set())  # it woke, and waits again
+        assert len(polls.rounds) == 1
+        async with db.sessions.begin() as session:
+            await stage(session, settings, received(uuid4(), 0))
+        relay.notify()
+        async with asyncio.timeout(30):  # the poll is a minute away: only the wake-up can
+            await polls.until(2)
+            await eventually(lambda: _none_left(db))
+        assert len(polls.rounds) == 2
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
         await producer.stop()
