@@ -263,7 +263,7 @@ class Relay:
         a crashed replica's, a shard another relay held): each poll that finds nothing doubles
         the wait for the next, up to ``outbox.idle_poll_max_ms``; a wake-up or a round that
         published brings it back to ``outbox.poll_interval_ms``. Three idle service processes
-        polled 30 times a second, a third of an idle deployment's CPU.
+        polled 30 times a second, over a quarter of an idle deployment's CPU.
 
         A wake-up after which no transaction of this process has committed staged events since
         the last round began (a consumer's commit that staged nothing: the webhooks consumer's,
