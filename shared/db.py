@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from functools import cache
 from pathlib import Path
@@ -143,6 +143,11 @@ def among(
     if session.get_bind().dialect.name == "postgresql":
         return column == any_(bindparam(None, values, type_=postgresql.ARRAY(column.type)))
     return column.in_(values)
+
+
+def after_commit(session: AsyncSession, call: Callable[[], object]) -> None:
+    """``call`` once the session's transaction commits; never if it ends otherwise."""
+    event.listen(session.sync_session, "after_commit", lambda _session: call(), once=True)
 
 
 def rowcount(result: Result[Any]) -> int:

@@ -28,14 +28,14 @@ from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import Select, event, or_, select, update
+from sqlalchemy import Select, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.routing import store
 from services.routing.assign import RoutingDecision, route_leads
 from shared.config import Settings
 from shared.consumer import is_transient
-from shared.db import among, driver_connection, rowcount, translated
+from shared.db import after_commit, among, driver_connection, rowcount, translated
 from shared.models import Lead, table_of
 from shared.outages import report
 from shared.waits import woken
@@ -78,7 +78,7 @@ async def mark_pending(
     costs the router no round."""
     marked = await _mark(session, sorted(set(lead_ids))) if lead_ids else 0
     if marked and wake is not None:
-        event.listen(session.sync_session, "after_commit", lambda _session: wake(), once=True)
+        after_commit(session, wake)
     return marked
 
 

@@ -16,6 +16,7 @@ from services.webhooks.matching import ERASED
 from services.webhooks.recording import Recorded, record_many
 from services.webhooks.settings import WebhooksConfig
 from services.webhooks.store import erase_copies
+from shared.db import after_commit
 from shared.events import Event
 
 
@@ -57,10 +58,7 @@ class RecordDeliveries:
             _Handover(self.dispatcher, recorded).after(session.sync_session)
         if self.crm is not None and recorded.batched:
             crm, batched = self.crm, recorded.batched
-            orm_event.listen(
-                session.sync_session, "after_commit", lambda _session: crm.recorded(batched),
-                once=True,
-            )  # fmt: skip
+            after_commit(session, lambda: crm.recorded(batched))
 
 
 class _Handover:
